@@ -1,0 +1,1 @@
+"""Benchmarks of vvuq_twin, run by ``python -m benchmarks [--quick] [NAME ...]``."""

@@ -1,0 +1,209 @@
+"""Paris-law fatigue crack growth of a centre-cracked panel, in pytensor.
+
+Paris law (Paris & Erdogan 1963)::
+
+    da/dN = C ΔK^m,    ΔK = Δσ sqrt(π a) F(a),    F(a) = sqrt(sec(π a / W))
+
+with ``a`` the crack half-length, ``W`` the panel width and ``F`` Feddersen's finite-width
+correction (Feddersen 1966; Tada, Paris & Irwin, *The Stress Analysis of Cracks Handbook*).
+Units: ``a`` and ``W`` in mm at the interface, converted to metres inside; Δσ in MPa; ΔK in
+MPa·m^½; ``C`` in (m/cycle)/(MPa·m^½)^m, passed as ``log10_C``. An optional reference
+``delta_k_ref`` reparametrises the rate as ``C (ΔK/ΔK_ref)^m`` so that ``log10_C`` becomes the
+rate at ΔK_ref (m/cycle), which decorrelates ``C`` and ``m`` in calibration.
+
+Two directions:
+
+- :func:`cycles_to_length` — ``N(a) = ∫_{a0}^{a} da' / (C ΔK(a')^m)``, the natural simulator of
+  the Virkler data (cycles measured at fixed crack lengths). The integral is evaluated with the
+  composite Simpson rule on ``n_steps`` panels, which is exactly classical RK4 applied to
+  ``dN/da = f(a)`` (an integrand independent of ``N``), order 4; vectorised, no scan.
+- :func:`crack_length` — ``a(N)`` by classical RK4 in ``pytensor.scan`` with ``n_steps`` steps
+  from 0 to each ``N``.
+
+For the infinite plate (``F = 1``) both have closed forms (m ≠ 2),
+:func:`cycles_to_length_infinite` and :func:`crack_length_infinite`, the known answers of the
+code verification.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+
+from vvuq_twin import PytensorSimulator
+from vvuq_twin.exceptions import TwinSpecificationError
+
+__all__ = [
+    "feddersen_correction",
+    "delta_k",
+    "paris_rate",
+    "cycles_to_length",
+    "crack_length",
+    "cycles_to_length_infinite",
+    "crack_length_infinite",
+    "paris_cycles_simulator",
+]
+
+_MM = 1.0e-3
+_LN10 = np.float64(np.log(10.0))  # a float64 constant (pytensor would make 10.0 a float32)
+
+
+def feddersen_correction(a_mm: Any, width_mm: Any) -> pt.TensorVariable:
+    """Feddersen finite-width correction ``sqrt(sec(π a / W))`` (a: half-length, W: width)."""
+    return pt.sqrt(1.0 / pt.cos(np.pi * pt.as_tensor_variable(a_mm) / width_mm))
+
+
+def delta_k(a_mm: Any, stress_range: Any, width_mm: Any | None = None) -> pt.TensorVariable:
+    """Stress-intensity range ΔK (MPa·m^½) of a centre crack of half-length ``a_mm``.
+
+    ``width_mm=None`` gives the infinite plate (no correction).
+    """
+    a_mm = pt.as_tensor_variable(a_mm)
+    dk = stress_range * pt.sqrt(np.pi * a_mm * _MM)
+    if width_mm is not None:
+        dk = dk * feddersen_correction(a_mm, width_mm)
+    return dk
+
+
+def paris_rate(dk: Any, log10_C: Any, m: Any, delta_k_ref: float = 1.0) -> pt.TensorVariable:
+    """Crack growth rate ``da/dN = 10^log10_C (ΔK/ΔK_ref)^m`` in m/cycle."""
+    return pt.exp(_LN10 * log10_C) * pt.power(pt.as_tensor_variable(dk) / delta_k_ref, m)
+
+
+def cycles_to_length(
+    a_mm: Any,
+    a0_mm: Any,
+    log10_C: Any,
+    m: Any,
+    stress_range: Any,
+    width_mm: Any | None = None,
+    *,
+    n_steps: int = 32,
+    delta_k_ref: float = 1.0,
+) -> pt.TensorVariable:
+    """Cycles for a crack to grow from ``a0_mm`` to ``a_mm``: composite Simpson (= RK4), order 4.
+
+    Parameters broadcast elementwise (per-specimen parameters of shape ``(n,)`` are fine).
+    """
+    if int(n_steps) < 1:
+        raise TwinSpecificationError(f"n_steps must be >= 1, got {n_steps}.")
+    a = pt.as_tensor_variable(a_mm)
+    s = np.linspace(0.0, 1.0, 2 * int(n_steps) + 1)  # panel ends and midpoints
+    w = np.ones_like(s)
+    w[1:-1:2] = 4.0
+    w[2:-1:2] = 2.0
+    w = w / (6.0 * n_steps)  # RK4 weights 1/6, 4/6, 1/6 per panel of width 1/n_steps
+    span = a - a0_mm
+    nodes = pt.shape_padright(a0_mm + 0.0 * a) + pt.shape_padright(span) * s  # (..., 2n+1)
+    ex = lambda v: pt.shape_padright(pt.as_tensor_variable(v))  # noqa: E731
+    rate = paris_rate(delta_k(nodes, ex(stress_range), width_mm), ex(log10_C), ex(m), delta_k_ref)
+    dn_da = _MM / rate  # cycles per mm
+    return span * pt.sum(dn_da * w, axis=-1)
+
+
+def crack_length(
+    cycles: Any,
+    a0_mm: Any,
+    log10_C: Any,
+    m: Any,
+    stress_range: Any,
+    width_mm: Any | None = None,
+    *,
+    n_steps: int = 64,
+    delta_k_ref: float = 1.0,
+) -> pt.TensorVariable:
+    """Crack half-length (mm) after ``cycles`` load cycles: classical RK4 in ``pytensor.scan``.
+
+    Each entry of ``cycles`` is integrated from 0 with ``n_steps`` equal steps.
+    """
+    if int(n_steps) < 1:
+        raise TwinSpecificationError(f"n_steps must be >= 1, got {n_steps}.")
+    n_end = pt.as_tensor_variable(cycles)
+    h = n_end / n_steps
+    a_init = pt.cast(a0_mm + 0.0 * n_end, "float64")
+
+    def f(a):
+        return paris_rate(delta_k(a, stress_range, width_mm), log10_C, m, delta_k_ref) / _MM
+
+    def step(a, h):
+        k1 = f(a)
+        k2 = f(a + h / 2 * k1)
+        k3 = f(a + h / 2 * k2)
+        k4 = f(a + h * k3)
+        return a + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+    out = pytensor.scan(step, outputs_info=[a_init], non_sequences=[h], n_steps=int(n_steps),
+                        strict=False, return_updates=False)
+    return out[-1]
+
+
+def _check_m(m: Any) -> None:
+    if np.ndim(m) == 0 and not hasattr(m, "owner") and abs(float(m) - 2.0) < 1e-12:
+        raise TwinSpecificationError(
+            "The closed-form Paris-law solution divides by (1 - m/2); m = 2 needs the logarithmic "
+            "form. Use cycles_to_length / crack_length (numerical) instead."
+        )
+
+
+def cycles_to_length_infinite(
+    a_mm: Any, a0_mm: Any, log10_C: Any, m: Any, stress_range: Any, *, delta_k_ref: float = 1.0
+) -> pt.TensorVariable:
+    """Closed-form ``N(a)`` for the infinite plate (F = 1), m ≠ 2::
+
+        N = (a^{1-m/2} - a0^{1-m/2}) / ((1 - m/2) C (Δσ sqrt(π)/ΔK_ref)^m)   (a in metres)
+    """
+    _check_m(m)
+    a = pt.as_tensor_variable(a_mm) * _MM
+    a0 = a0_mm * _MM
+    e = 1.0 - m / 2.0
+    c = pt.exp(_LN10 * log10_C) * pt.power(stress_range * np.sqrt(np.pi) / delta_k_ref, m)
+    return (pt.power(a, e) - pt.power(a0, e)) / (e * c)
+
+
+def crack_length_infinite(
+    cycles: Any, a0_mm: Any, log10_C: Any, m: Any, stress_range: Any, *, delta_k_ref: float = 1.0
+) -> pt.TensorVariable:
+    """Closed-form ``a(N)`` (mm) for the infinite plate (F = 1), m ≠ 2::
+
+        a = (a0^{1-m/2} + (1 - m/2) C (Δσ sqrt(π)/ΔK_ref)^m N)^{1/(1-m/2)}   (a in metres)
+
+    For m > 2 the crack grows without bound at the finite life
+    ``N_c = a0^{1-m/2} / ((m/2 - 1) c)``; beyond it the result is NaN.
+    """
+    _check_m(m)
+    n = pt.as_tensor_variable(cycles)
+    a0 = a0_mm * _MM
+    e = 1.0 - m / 2.0
+    c = pt.exp(_LN10 * log10_C) * pt.power(stress_range * np.sqrt(np.pi) / delta_k_ref, m)
+    return pt.power(pt.power(a0, e) + e * c * n, 1.0 / e) / _MM
+
+
+def paris_cycles_simulator(
+    *,
+    a0_mm: float = 9.0,
+    stress_range: float = 48.3,
+    width_mm: float | None = 152.4,
+    n_steps: int = 32,
+    delta_k_ref: float = 1.0,
+    cycles_scale: float = 1.0,
+) -> PytensorSimulator:
+    """A vvuq_twin simulator of cycles-to-reach-length ``N(a)`` for the Virkler panels.
+
+    Input column 0 is the crack half-length (mm); the calibration parameters are ``log10_C``
+    and ``m`` (scalars or per specimen). The output is ``N(a) / cycles_scale`` (e.g.
+    ``cycles_scale=1e5`` to calibrate in units of 10⁵ cycles). Defaults: the Virkler test
+    conditions (a0 = 9 mm, Δσ = 48.3 MPa, W = 152.4 mm).
+    """
+    if width_mm is not None and not 2 * a0_mm < width_mm:
+        raise TwinSpecificationError(f"a0_mm={a0_mm} must be below half the width {width_mm}/2.")
+
+    def fn(x, p):
+        return cycles_to_length(
+            x[:, 0], a0_mm, p["log10_C"], p["m"], stress_range, width_mm,
+            n_steps=n_steps, delta_k_ref=delta_k_ref,
+        ) / cycles_scale
+
+    return PytensorSimulator(fn, name="paris_cycles_to_length")

@@ -1,0 +1,223 @@
+"""Mouse tumor-volume series (Benzekry et al. 2014; Vaghi et al. 2020).
+
+Two tab-separated files with columns ``ID`` (mouse), ``Time`` (days after injection of the
+tumor cells) and ``Observation`` (tumor volume in mm³, caliper measurements):
+
+- ``tumor_lung_llc_volumes.tsv``: Lewis lung carcinoma, 20 mice (Benzekry et al. 2014);
+- ``tumor_breast_volumes.tsv``: orthotopic breast tumors, 66 mice (Vaghi et al. 2020).
+
+Unit checks (heuristics, documented so that a user can judge them):
+
+- volumes must be >= 0; a *largest* volume below 20 means the file is almost certainly in cm³
+  (mL) rather than mm³ (the largest tumors in these experiments reach 1000-2500 mm³, and
+  caliper measurements start around 10-50 mm³), so it is rejected with a message to multiply
+  by 1000; a largest volume above 1e5 mm³ (100 mL, more than a mouse) suggests µL/µm³-type
+  mistakes and is rejected too;
+- time must lie in [0, 365] days: a larger value suggests hours.
+
+Volumes equal to 0 (tumor not palpable; two rows of the breast data) are kept and flagged by
+the boolean coordinate ``below_detection``; a log-normal observation model must leave them out
+or treat them as censored.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import numpy as np
+import xarray as xr
+
+from vvuq_twin import TwinData
+
+from .._data import (
+    CaseDataError,
+    Provenance,
+    check_duplicates,
+    check_monotone,
+    file_line,
+    holdout_latest,
+    read_table,
+    resolve_data_dir,
+    verify_checksum,
+)
+
+__all__ = ["TUMOR_DATASETS", "load_tumor", "tumor_twin_data"]
+
+_CITATION_BENZEKRY = (
+    "Benzekry S, Lamont C, Beheshti A, Tracz A, Ebos JML, Hlatky L, Hahnfeldt P (2014). "
+    "Classical mathematical models for description and prediction of experimental tumor "
+    "growth. PLOS Comput Biol 10(8):e1003800. doi:10.1371/journal.pcbi.1003800"
+)
+_CITATION_VAGHI = (
+    "Vaghi C, Rodallec A, Fanciullino R, Ciccolini J, Mochel JP, Mastri M, Poignard C, Ebos JML, "
+    "Benzekry S (2020). Population modeling of tumor growth curves and the reduced Gompertz "
+    "model improve prediction of the age of experimental tumors. PLOS Comput Biol "
+    "16(2):e1007178. doi:10.1371/journal.pcbi.1007178"
+)
+
+#: Available tumor datasets: name -> (file, description, citation).
+TUMOR_DATASETS: dict[str, tuple[str, str, str]] = {
+    "lung": (
+        "tumor_lung_llc_volumes.tsv",
+        "Lewis lung carcinoma (LLC) tumor volumes in mice after subcutaneous injection of the "
+        "cells, caliper measurements (experimental details: Benzekry et al. 2014)",
+        _CITATION_BENZEKRY + "; reused in " + _CITATION_VAGHI,
+    ),
+    "breast": (
+        "tumor_breast_volumes.tsv",
+        "Orthotopic breast tumor volumes in mice, caliper measurements (experimental details: "
+        "Vaghi et al. 2020)",
+        _CITATION_VAGHI,
+    ),
+}
+
+_SOURCE = (
+    "public repository cristinavaghi/plumky (data/{name}_vol_data.txt), copied to the shared "
+    "data directory"
+)
+_LICENCE = "GPL-3.0 (licence of the plumky repository that distributes the data)"
+
+MAX_DAYS = 365.0
+MIN_MAX_VOLUME_MM3 = 20.0
+MAX_VOLUME_MM3 = 1.0e5
+
+
+def load_tumor(
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    dataset: Literal["lung", "breast"] = "lung",
+    holdout_fraction: float = 0.25,
+    verify: bool = True,
+) -> tuple[xr.Dataset, Provenance]:
+    """Load a mouse tumor-volume dataset.
+
+    Parameters
+    ----------
+    data_dir : path, optional
+        Directory holding the files and ``SHA256SUMS``; default ``$VVUQ_TWIN_DATA``.
+    dataset : {"lung", "breast"}
+        Which experiment.
+    holdout_fraction : float
+        Fraction of each mouse's series, the *latest* measurements, held out for validation
+        (at least one per mouse with more than two measurements; two are always kept).
+    verify : bool
+        Check the file's SHA-256 against ``SHA256SUMS``.
+
+    Returns
+    -------
+    data : xarray.Dataset
+        Variable ``volume`` (mm³) on dim ``obs`` with coords ``subject`` (str), ``time``
+        (days), ``holdout`` (bool) and ``below_detection`` (bool, volume == 0).
+    provenance : Provenance
+    """
+    if dataset not in TUMOR_DATASETS:
+        raise ValueError(
+            f"Unknown tumor dataset {dataset!r}. Known datasets: {sorted(TUMOR_DATASETS)}."
+        )
+    filename, description, citation = TUMOR_DATASETS[dataset]
+    ddir = resolve_data_dir(data_dir)
+    path, digest, verified = verify_checksum(ddir, filename, verify=verify)
+    df = read_table(path, sep="\t", required=["ID", "Time", "Observation"], numeric=["Time", "Observation"])
+    df["ID"] = df["ID"].astype(str).str.strip()
+    empty = np.flatnonzero((df["ID"] == "").to_numpy())
+    if empty.size:
+        raise CaseDataError(f"{filename}, line {file_line(empty[0])}, column 'ID': empty mouse ID.")
+    _check_units(df, filename)
+    check_duplicates(df, ["ID", "Time"], filename)
+    check_monotone(df, "ID", "Time", filename, what="time (days)")
+    hold = holdout_latest(df, "ID", "Time", fraction=holdout_fraction)
+    vol = df["Observation"].to_numpy(dtype=float)
+    zero = vol == 0.0
+    notes = []
+    if zero.any():
+        notes.append(
+            f"{int(zero.sum())} volume(s) equal to 0 mm³ (not palpable) at lines "
+            f"{[file_line(i) for i in np.flatnonzero(zero)]}: flagged `below_detection`; leave "
+            "them out of a log-normal likelihood or treat them as censored."
+        )
+    ds = xr.Dataset(
+        {"volume": ("obs", vol, {"units": "mm^3", "long_name": "tumor volume"})},
+        coords={
+            "obs": np.arange(len(df)),
+            "subject": ("obs", df["ID"].to_numpy(dtype=str)),
+            "time": ("obs", df["Time"].to_numpy(dtype=float), {"units": "days after injection"}),
+            "holdout": ("obs", hold),
+            "below_detection": ("obs", zero),
+        },
+    )
+    prov = Provenance(
+        case="tumor",
+        dataset=dataset,
+        file=filename,
+        sha256=digest,
+        checksum_verified=verified,
+        source=_SOURCE.format(name="lung" if dataset == "lung" else "breast"),
+        citation=citation,
+        licence=_LICENCE,
+        description=description,
+        units={"volume": "mm^3", "time": "days after injection", "subject": "mouse ID"},
+        holdout={
+            "rule": f"latest {holdout_fraction:g} of each mouse's measurements (>= 1, keeping >= 2)",
+            "fraction": float(holdout_fraction),
+            "n_train": int((~hold).sum()),
+            "n_holdout": int(hold.sum()),
+            "n_subjects": int(df["ID"].nunique()),
+        },
+        notes=tuple(notes),
+    )
+    ds.attrs.update(prov.to_attrs())
+    return ds, prov
+
+
+def _check_units(df, filename: str) -> None:
+    t = df["Time"].to_numpy(dtype=float)
+    v = df["Observation"].to_numpy(dtype=float)
+    neg = np.flatnonzero(t < 0)
+    if neg.size:
+        raise CaseDataError(
+            f"{filename}, line {file_line(neg[0])}, column 'Time': negative time {t[neg[0]]:g}; "
+            "times are days after tumor-cell injection (>= 0)."
+        )
+    late = np.flatnonzero(t > MAX_DAYS)
+    if late.size:
+        raise CaseDataError(
+            f"{filename}, line {file_line(late[0])}, column 'Time': {t[late[0]]:g} is more than "
+            f"{MAX_DAYS:g} days after injection; the time unit looks wrong (hours?). Convert "
+            "'Time' to days."
+        )
+    negv = np.flatnonzero(v < 0)
+    if negv.size:
+        raise CaseDataError(
+            f"{filename}, line {file_line(negv[0])}, column 'Observation': negative tumor volume "
+            f"{v[negv[0]]:g}."
+        )
+    vmax = float(v.max())
+    imax = int(np.argmax(v))
+    if vmax < MIN_MAX_VOLUME_MM3:
+        raise CaseDataError(
+            f"{filename}, column 'Observation': the largest volume is {vmax:g} (line "
+            f"{file_line(imax)}), far below the 10^2-10^3 mm³ these experiments reach: the "
+            "volumes look like cm³ (mL), not mm³. Multiply 'Observation' by 1000."
+        )
+    if vmax > MAX_VOLUME_MM3:
+        raise CaseDataError(
+            f"{filename}, line {file_line(imax)}, column 'Observation': volume {vmax:g} mm³ "
+            f"exceeds {MAX_VOLUME_MM3:g} mm³ (more than a mouse); the volumes are not in mm³."
+        )
+
+
+def tumor_twin_data(ds: xr.Dataset, part: Literal["train", "holdout", "all"] = "train") -> TwinData:
+    """TwinData of a loaded tumor dataset: ``x`` = time (days), ``y`` = log volume, unit = mouse.
+
+    Volumes of 0 mm³ (``below_detection``) are left out, since the log-normal error model
+    (Gaussian on log V) cannot hold them.
+    """
+    if part not in ("train", "holdout", "all"):
+        raise ValueError(f"part must be 'train', 'holdout' or 'all', got {part!r}.")
+    keep = ~ds["below_detection"].values
+    if part != "all":
+        keep &= ds["holdout"].values == (part == "holdout")
+    sub = ds.isel(obs=np.flatnonzero(keep))
+    return TwinData(x=sub["time"].values, y=np.log(sub["volume"].values),
+                    unit=sub["subject"].values, input_names=["time"], obs=sub["obs"].values)

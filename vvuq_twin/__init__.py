@@ -1,0 +1,45 @@
+"""vvuq_twin: verification, validation and uncertainty quantification for Bayesian digital twins.
+
+Declare a twin once (:class:`Twin`: simulator, parameters, hierarchy, discrepancy, observation
+model), calibrate it (:func:`calibrate`), predict (:func:`predict`), and hand the same
+declaration and results to the verification, validation, sensitivity, risk, design,
+assimilation and operations modules.
+
+Top-level names are imported lazily (PEP 562), so ``import vvuq_twin`` - and the pytest plugin
+that ships with it - stays cheap until a name is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "vvuq_twin.inference": (
+        "Diagnostics", "Ledger", "Thresholds", "TwinResult", "calibrate", "load_result", "predict",
+    ),
+    "vvuq_twin.twin": (
+        "Beta", "BiasDiscrepancy", "BlackBoxSimulator", "Exponential", "Gamma", "Gaussian",
+        "GPDiscrepancy", "HalfCauchy", "HalfNormal", "Hierarchy", "HSGPDiscrepancy",
+        "InverseGamma", "LogNormal", "LogNormalObs", "NoDiscrepancy", "Normal", "ODESimulator",
+        "Parameter", "PytensorSimulator", "StudentT", "StudentTPrior", "SurrogateSimulator",
+        "Twin", "TwinData", "Uniform",
+    ),
+}
+_WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
+
+__all__ = ["__version__", *sorted(_WHERE)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'vvuq_twin' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

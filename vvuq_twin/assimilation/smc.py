@@ -1,0 +1,443 @@
+"""Sequential Monte Carlo update of a static-parameter posterior given a new batch of data.
+
+The posterior after the batches seen so far is held as weighted particles
+(:class:`ParticlePosterior`) together with each particle's cumulative log-likelihood of all data
+assimilated so far. :func:`smc_update` adds one batch:
+
+1. **reweight** by the batch likelihood, tempered when the batch is very informative: the
+   exponent ``phi`` on the new batch rises from 0 to 1 in stages, each chosen by bisection so that
+   the effective sample size (ESS) stays at ``ess_target`` times its value before the stage
+   (``ess_target * N`` after a resample; Jasra et al. 2011);
+2. **resample** (systematic) when the ESS falls below ``resample_threshold * N`` and at every
+   intermediate stage;
+3. **move** each resampled particle by random-walk Metropolis steps whose proposal covariance is
+   the particle covariance scaled by ``2.38^2 / d``, targeting
+   ``prior x likelihood(all past data) x likelihood(new batch)^phi`` - so the past data are kept
+   (concatenated) and their log-likelihood is recomputed at the proposals;
+4. **fall back** to a full refit callback when the particle approximation collapses (ESS of the
+   one-step reweight below ``collapse_ess * N``, more than ``max_stages`` tempering stages, or an
+   MCMC acceptance rate below ``min_acceptance``), recording why.
+
+The log-likelihood must be vectorised over particles and additive over observations:
+``log_likelihood(theta, data) -> (n_particles,)`` where ``theta`` maps parameter names to arrays
+with leading dim ``particle`` and ``data`` maps variable names (and ``time``) to arrays along the
+observations, so that evaluating it on concatenated batches equals the sum over the batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+import numpy as np
+import xarray as xr
+
+from .._rng import RNGLike, as_generator
+from ..exceptions import VVUQError
+from .weights import effective_sample_size, normalize_log_weights, systematic_resample
+
+__all__ = [
+    "ParticlePosterior",
+    "UpdateReport",
+    "ParticleCollapseError",
+    "LogDensity",
+    "RefitFn",
+    "smc_update",
+    "concat_data",
+]
+
+Theta = Mapping[str, np.ndarray]
+Data = Mapping[str, np.ndarray]
+
+
+class LogDensity(Protocol):
+    """``log_likelihood(theta, data) -> (n,)``; ``log_prior(theta) -> (n,)`` (no ``data``)."""
+
+    def __call__(self, theta: Theta, *args: Any) -> np.ndarray: ...
+
+
+#: ``refit(all_data, rng) -> ParticlePosterior | dict of arrays`` (equally weighted draws)
+RefitFn = Callable[[Data, np.random.Generator], "ParticlePosterior | Mapping[str, np.ndarray]"]
+
+
+class ParticleCollapseError(VVUQError, RuntimeError):
+    """The particle approximation collapsed and no refit callback was given to recover."""
+
+
+# --------------------------------------------------------------------------------------------
+# Particles
+# --------------------------------------------------------------------------------------------
+@dataclass
+class ParticlePosterior:
+    """Weighted particles of a static-parameter posterior.
+
+    Parameters
+    ----------
+    values : dict of str -> array (n, ...)
+        Parameter values, leading dim ``particle``.
+    log_weights : array (n,), optional
+        Normalised log weights (default equal weights).
+    log_likelihood : array (n,), optional
+        Cumulative log-likelihood of all data assimilated so far at each particle (default 0:
+        the particles are draws from the prior).
+    """
+
+    values: dict[str, np.ndarray]
+    log_weights: np.ndarray | None = None
+    log_likelihood: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.values, Mapping) or not self.values:
+            raise ValueError("`values` must be a non-empty dict of parameter name -> array (n, ...).")
+        vals = {str(k): np.asarray(v, dtype=float) for k, v in self.values.items()}
+        sizes = {k: (v.shape[0] if v.ndim else None) for k, v in vals.items()}
+        n = next(iter(sizes.values()))
+        if n is None or any(s != n for s in sizes.values()):
+            raise ValueError(
+                f"All parameter arrays need the same leading (particle) length; got {sizes}."
+            )
+        for k, v in vals.items():
+            if not np.all(np.isfinite(v)):
+                raise ValueError(f"Particles of {k!r} contain non-finite values.")
+        self.values = vals
+        self.log_weights = (np.full(n, -np.log(n)) if self.log_weights is None
+                            else normalize_log_weights(np.asarray(self.log_weights, float).reshape(n)))
+        self.log_likelihood = (np.zeros(n) if self.log_likelihood is None
+                               else np.asarray(self.log_likelihood, float).reshape(n))
+
+    @property
+    def n_particles(self) -> int:
+        return int(self.log_weights.size)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.values)
+
+    @property
+    def ess(self) -> float:
+        """Effective sample size of the weights."""
+        return effective_sample_size(self.log_weights)
+
+    # flatten to a matrix for the random-walk moves -----------------------------------------
+    def _matrix(self) -> np.ndarray:
+        return np.hstack([v.reshape(self.n_particles, -1) for v in self.values.values()])
+
+    def _from_matrix(self, mat: np.ndarray) -> dict[str, np.ndarray]:
+        out, j = {}, 0
+        for k, v in self.values.items():
+            size = int(np.prod(v.shape[1:], dtype=int))
+            out[k] = mat[:, j:j + size].reshape((mat.shape[0],) + v.shape[1:])
+            j += size
+        return out
+
+    def take(self, idx: np.ndarray) -> "ParticlePosterior":
+        """Particles at ``idx`` with equal weights (after resampling)."""
+        return ParticlePosterior({k: v[idx] for k, v in self.values.items()}, None,
+                                 self.log_likelihood[idx])
+
+    def mean(self) -> dict[str, np.ndarray]:
+        """Weighted posterior mean of each parameter."""
+        w = np.exp(self.log_weights)
+        return {k: np.tensordot(w, v, axes=1) for k, v in self.values.items()}
+
+    def sd(self) -> dict[str, np.ndarray]:
+        """Weighted posterior standard deviation of each parameter."""
+        w = np.exp(self.log_weights)
+        m = self.mean()
+        return {k: np.sqrt(np.tensordot(w, (v - m[k]) ** 2, axes=1)) for k, v in self.values.items()}
+
+    def resample(self, n: int | None = None, *, rng: RNGLike = None) -> dict[str, np.ndarray]:
+        """Equally weighted draws (systematic resampling) as a dict of arrays."""
+        idx = systematic_resample(self.log_weights, as_generator(rng), n)
+        return {k: v[idx] for k, v in self.values.items()}
+
+    # xarray -----------------------------------------------------------------------------------
+    def to_dataset(self) -> xr.Dataset:
+        """Dataset with dim ``particle``: one variable per parameter plus ``log_weight`` and
+        ``cum_log_likelihood``."""
+        data = {}
+        for k, v in self.values.items():
+            dims = ("particle",) + tuple(f"{k}_dim_{i}" for i in range(v.ndim - 1))
+            data[k] = (dims, v)
+        data["log_weight"] = ("particle", self.log_weights)
+        data["cum_log_likelihood"] = ("particle", self.log_likelihood)
+        return xr.Dataset(data, coords={"particle": np.arange(self.n_particles)},
+                          attrs={"parameters": " ".join(self.values)})
+
+    @classmethod
+    def from_dataset(cls, ds: xr.Dataset, *, names: list[str] | None = None) -> "ParticlePosterior":
+        """Inverse of :meth:`to_dataset`; also accepts an ArviZ-style posterior with dims
+        ``chain``/``draw`` (stacked into ``particle``, equal weights)."""
+        if "chain" in ds.dims and "draw" in ds.dims:
+            ds = ds.stack(particle=("chain", "draw")).reset_index("particle", drop=True)
+            ds = ds.assign_coords(particle=np.arange(ds.sizes["particle"]))
+        if "particle" not in ds.dims:
+            raise ValueError(
+                f"Expected a Dataset with dim 'particle' (or 'chain' and 'draw'), got dims {dict(ds.sizes)}."
+            )
+        if names is None:
+            names = (ds.attrs["parameters"].split() if "parameters" in ds.attrs
+                     else [v for v in ds.data_vars if v not in ("log_weight", "cum_log_likelihood")])
+        missing = [n for n in names if n not in ds.data_vars]
+        if missing:
+            raise ValueError(f"Parameters {missing} are not in the Dataset (has {list(ds.data_vars)}).")
+        values = {n: ds[n].transpose("particle", ...).values for n in names}
+        lw = ds["log_weight"].values if "log_weight" in ds else None
+        ll = ds["cum_log_likelihood"].values if "cum_log_likelihood" in ds else None
+        return cls(values, lw, ll)
+
+
+@dataclass
+class UpdateReport:
+    """What one assimilation step did and why (JSON-serialisable via :meth:`to_dict`)."""
+
+    batch_index: int
+    status: str  # "reweighted", "resample-move", "refit", "rejected"
+    n_obs: int = 0
+    ess_one_step: float = float("nan")
+    ess_final: float = float("nan")
+    phis: list[float] = field(default_factory=list)
+    acceptance: list[float] = field(default_factory=list)
+    n_likelihood_evals: int = 0
+    reason: str = ""
+    time_range: list[Any] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("ess_one_step", "ess_final"):
+            d[k] = None if not np.isfinite(d[k]) else float(d[k])
+        d["time_range"] = [
+            v.item() if isinstance(v, (np.integer, np.floating)) else (v if isinstance(v, (int, float)) else str(v))
+            for v in d["time_range"]
+        ]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "UpdateReport":
+        d = dict(d)
+        for k in ("ess_one_step", "ess_final"):
+            d[k] = float("nan") if d.get(k) is None else float(d[k])
+        return cls(**d)
+
+
+def concat_data(parts: list[Data]) -> dict[str, np.ndarray]:
+    """Concatenate batch dicts along the observation axis (keys must agree)."""
+    parts = [p for p in parts if p]
+    if not parts:
+        return {}
+    keys = list(parts[0])
+    return {k: np.concatenate([np.asarray(p[k]) for p in parts], axis=0) for k in keys}
+
+
+# --------------------------------------------------------------------------------------------
+# The update
+# --------------------------------------------------------------------------------------------
+def _eval(fn, theta, *args) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        out = np.asarray(fn(theta, *args), dtype=float)
+    n = next(iter(theta.values())).shape[0]
+    if out.shape != (n,):
+        raise ValueError(
+            f"{getattr(fn, '__name__', 'log density')} returned shape {out.shape}; expected "
+            f"({n},), one value per particle. Vectorise it over the leading particle axis."
+        )
+    return np.where(np.isnan(out), -np.inf, out)
+
+
+def _next_phi(log_w: np.ndarray, ll: np.ndarray, phi: float, target: float) -> float:
+    """Largest phi' in (phi, 1] with ESS(log_w + (phi' - phi) ll) >= target (bisection)."""
+    def ess(p: float) -> float:
+        return effective_sample_size(log_w + (p - phi) * np.where(np.isfinite(ll), ll, -1e300))
+
+    if ess(1.0) >= target:
+        return 1.0
+    lo, hi = phi, 1.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if ess(mid) >= target:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-10:
+            break
+    return max(lo, phi + 1e-12)
+
+
+def _move(parts, ll_past, ll_new, phi, log_prior, log_likelihood, past, batch, n_steps, rng, scale):
+    """Random-walk Metropolis moves targeting prior x L(past) x L(new)^phi. Returns the moved
+    particles, their log-likelihoods, mean acceptance rate and number of likelihood calls."""
+    X = parts._matrix()
+    n, d = X.shape
+    cov = np.atleast_2d(np.cov(X, rowvar=False)) + 1e-12 * np.eye(d)
+    L = np.linalg.cholesky(cov * scale * 2.38**2 / d)
+    lp = _eval(log_prior, parts.values)
+    cur = lp + ll_past + phi * ll_new
+    acc_total, evals = 0.0, 0
+    for _ in range(n_steps):
+        prop = X + rng.standard_normal((n, d)) @ L.T
+        th = parts._from_matrix(prop)
+        lp_p = _eval(log_prior, th)
+        ok = np.isfinite(lp_p)
+        llp_past = np.zeros(n)
+        for chunk in past:
+            llp_past = llp_past + _eval(log_likelihood, th, chunk)
+        llp_new = _eval(log_likelihood, th, batch)
+        evals += 1 + len(past)
+        new = np.where(ok, lp_p + llp_past + phi * llp_new, -np.inf)
+        log_u = np.log(rng.random(n))
+        accept = ok & (log_u < new - cur)
+        X = np.where(accept[:, None], prop, X)
+        cur = np.where(accept, new, cur)
+        ll_past = np.where(accept, llp_past, ll_past)
+        ll_new = np.where(accept, llp_new, ll_new)
+        acc_total += accept.mean()
+    moved = ParticlePosterior(parts._from_matrix(X), None, ll_past)
+    return moved, ll_past, ll_new, acc_total / max(n_steps, 1), evals
+
+
+def smc_update(
+    posterior: ParticlePosterior,
+    batch: Data,
+    log_likelihood: LogDensity,
+    log_prior: LogDensity,
+    *,
+    past_data: Data | Sequence[Data] | None = None,
+    ess_target: float = 0.5,
+    resample_threshold: float = 0.5,
+    n_mcmc_steps: int = 10,
+    max_stages: int = 30,
+    collapse_ess: float = 0.0,
+    min_acceptance: float = 0.02,
+    refit: RefitFn | None = None,
+    batch_index: int = 0,
+    rng: RNGLike = None,
+) -> tuple[ParticlePosterior, UpdateReport]:
+    """Assimilate one batch into a particle posterior (reweight, temper, resample, move).
+
+    Parameters
+    ----------
+    posterior : ParticlePosterior
+        The posterior given ``past_data`` (not modified); its ``log_likelihood`` must hold each
+        particle's log-likelihood of ``past_data`` (the moves compare proposals against it).
+    batch : dict of arrays
+        The new data (variables and ``time`` along the observation axis).
+    log_likelihood : callable ``(theta, data) -> (n,)``
+        Vectorised over particles, additive over observations.
+    log_prior : callable ``(theta) -> (n,)``
+        Log prior density (``-inf`` outside the support).
+    past_data : dict of arrays or list of them, optional
+        All data assimilated so far (needed by the MCMC moves): one dict of concatenated
+        arrays, or a list of chunks whose log-likelihoods are summed (useful when the
+        likelihood is compiled per data set, as for twins).
+    ess_target : float in (0, 1)
+        Tempering keeps the ESS after each stage at ``ess_target`` times the ESS the stage
+        starts from (``ess_target * N`` after a resample).
+    resample_threshold : float in (0, 1]
+        Resample-move when the final ESS falls below this fraction of N.
+    n_mcmc_steps : int
+        Metropolis steps per move.
+    max_stages : int
+        More tempering stages than this counts as a collapse.
+    collapse_ess : float in [0, 1)
+        A one-step-reweight ESS below ``collapse_ess * N`` counts as a collapse (0: never).
+    min_acceptance : float
+        A Metropolis acceptance rate below this counts as a collapse (the moves do not mix).
+    refit : callable ``(all_data, rng) -> ParticlePosterior | dict``, optional
+        Full refit used on collapse. Without it, a collapse raises
+        :class:`ParticleCollapseError` (the input posterior is untouched).
+    batch_index : int
+        Recorded in the report.
+    rng : Generator, int or None
+
+    Returns
+    -------
+    (ParticlePosterior, UpdateReport)
+    """
+    if not isinstance(posterior, ParticlePosterior):
+        raise TypeError(f"`posterior` must be a ParticlePosterior, got {type(posterior).__name__}.")
+    if not 0 < ess_target < 1:
+        raise ValueError(f"`ess_target` must lie in (0, 1), got {ess_target}.")
+    if not 0 < resample_threshold <= 1:
+        raise ValueError(f"`resample_threshold` must lie in (0, 1], got {resample_threshold}.")
+    if not 0 <= collapse_ess < 1:
+        raise ValueError(f"`collapse_ess` must lie in [0, 1), got {collapse_ess}.")
+    if n_mcmc_steps < 1:
+        raise ValueError(f"`n_mcmc_steps` must be >= 1, got {n_mcmc_steps}.")
+    g = as_generator(rng)
+    N = posterior.n_particles
+    if past_data is None:
+        past: list[dict] = []
+    elif isinstance(past_data, Mapping):
+        past = [dict(past_data)] if past_data else []
+    else:
+        past = [dict(c) for c in past_data if c]
+    n_obs = int(np.asarray(next(iter(batch.values()))).shape[0]) if batch else 0
+    report = UpdateReport(batch_index=batch_index, status="reweighted", n_obs=n_obs)
+
+    ll_new = _eval(log_likelihood, posterior.values, batch)
+    report.n_likelihood_evals = 1
+    if not np.isfinite(ll_new).any():
+        raise ParticleCollapseError(
+            f"Batch {batch_index}: the new data have zero likelihood under every particle; the "
+            "posterior is left unchanged. Check the data (units, outliers) or refit."
+        )
+    report.ess_one_step = effective_sample_size(posterior.log_weights + ll_new)
+
+    def collapse(reason: str) -> tuple[ParticlePosterior, UpdateReport]:
+        if refit is None:
+            raise ParticleCollapseError(
+                f"Batch {batch_index}: {reason}. The posterior is left unchanged; pass a `refit` "
+                "callback to fall back to a full refit, or lower the batch size."
+            )
+        all_data = concat_data(past + [dict(batch)])
+        new = refit(all_data, g)
+        if not isinstance(new, ParticlePosterior):
+            new = ParticlePosterior(dict(new))
+        ll_all = _eval(log_likelihood, new.values, all_data)
+        new = ParticlePosterior(new.values, new.log_weights, ll_all)
+        report.status, report.reason = "refit", f"{reason}; fell back to a full refit"
+        report.ess_final = new.ess
+        report.n_likelihood_evals += 1
+        return new, report
+
+    if report.ess_one_step < collapse_ess * N:
+        return collapse(
+            f"ESS of the one-step reweight is {report.ess_one_step:.3g} "
+            f"({100 * report.ess_one_step / N:.3g}% of {N} particles), below the collapse "
+            f"threshold collapse_ess={collapse_ess}"
+        )
+
+    parts = posterior
+    log_w = posterior.log_weights.copy()
+    ll_past = posterior.log_likelihood.copy()
+    phi, scale = 0.0, 1.0
+    while phi < 1.0:
+        if len(report.phis) >= max_stages:
+            return collapse(f"tempering needed more than max_stages={max_stages} stages "
+                            f"(reached phi={phi:.3g})")
+        # each stage keeps ESS >= ess_target x the ESS it starts from (N after a resample)
+        target = ess_target * effective_sample_size(log_w)
+        phi_next = _next_phi(log_w, ll_new, phi, target)
+        log_w = normalize_log_weights(log_w + (phi_next - phi) * np.where(np.isfinite(ll_new), ll_new, -np.inf))
+        phi = phi_next
+        report.phis.append(float(phi))
+        if phi < 1.0 or effective_sample_size(log_w) < resample_threshold * N:
+            idx = systematic_resample(log_w, g)
+            resampled = ParticlePosterior({k: v[idx] for k, v in parts.values.items()}, None, ll_past[idx])
+            parts, ll_past, ll_new_m, acc, evals = _move(
+                resampled, ll_past[idx], ll_new[idx], phi, log_prior, log_likelihood, past, batch,
+                n_mcmc_steps, g, scale)
+            ll_new = ll_new_m
+            log_w = np.full(N, -np.log(N))
+            report.acceptance.append(float(acc))
+            report.n_likelihood_evals += evals
+            report.status = "resample-move"
+            if acc < min_acceptance:
+                return collapse(f"MCMC acceptance rate {acc:.3g} below min_acceptance={min_acceptance}")
+            scale = float(np.clip(scale * np.exp(acc - 0.3), 0.05, 2.0))
+    out = ParticlePosterior(parts.values, log_w, ll_past + ll_new)
+    report.ess_final = out.ess
+    if not report.reason:
+        report.reason = (f"tempered in {len(report.phis)} stages" if len(report.phis) > 1
+                         else ("reweighted" if report.status == "reweighted" else "reweighted, resampled and moved"))
+    return out, report

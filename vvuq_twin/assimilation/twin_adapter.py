@@ -1,0 +1,361 @@
+"""Assimilate new data into a calibrated twin: the twin's own PyMC model as an SMC likelihood.
+
+:func:`twin_log_density` turns a :class:`~vvuq_twin.Twin` into the two vectorised functions the
+SMC update needs. For a data set it builds ``twin.build_model(data)``, takes the log-density terms
+of the free random variables and of the observed ``y`` conditioned on values of the free
+variables (``pymc.logprob.conditional_logp``, natural - untransformed - scale), vectorises the
+graph over a leading ``particle`` axis (``pytensor.graph.replace.vectorize_graph``) and compiles
+it; compiled functions are cached per data set.
+
+:func:`assimilate` takes a :class:`~vvuq_twin.TwinResult` (or the output of a previous
+:func:`assimilate`), turns its posterior draws (``chain`` x ``draw`` stacked into ``particle``)
+into particles and runs :func:`~vvuq_twin.assimilation.smc_update` with the new
+:class:`~vvuq_twin.TwinData`; on collapse it falls back to :func:`~vvuq_twin.calibrate` on all data
+and records why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import xarray as xr
+
+from .._rng import RNGLike, as_generator, seed_int
+from ..exceptions import DataValidationError, TwinSpecificationError
+from .smc import ParticlePosterior, UpdateReport, concat_data, smc_update
+
+__all__ = ["TwinLogDensity", "twin_log_density", "TwinAssimilation", "assimilate"]
+
+
+def _data_dict(data: Any) -> dict[str, np.ndarray]:
+    """TwinData -> arrays along the observation axis (``x``, ``y``, optional ``unit``, ``y_sd``)."""
+    out = {"x": np.asarray(data.x, float), "y": np.asarray(data.y, float)}
+    if data.unit is not None:
+        out["unit"] = np.asarray(data.unit).astype(str)
+    if data.y_sd is not None:
+        out["y_sd"] = np.asarray(data.y_sd, float)
+    return out
+
+
+class TwinLogDensity:
+    """Vectorised log prior and log-likelihood of a twin's parameters (see module docstring).
+
+    Parameters
+    ----------
+    twin : Twin
+    units : sequence of str, optional
+        Units of a hierarchical twin, in the order of the calibration (fixes the ``unit`` coord
+        so that batches naming a subset of units index the same per-unit parameters).
+    input_names : sequence of str, optional
+        Names of the input columns.
+    cache_size : int
+        Number of compiled likelihood functions kept (one per distinct data set).
+    """
+
+    def __init__(self, twin: Any, *, units: tuple[str, ...] | None = None,
+                 input_names: list[str] | None = None, cache_size: int = 256) -> None:
+        from ..twin import Hierarchy
+
+        if twin.hierarchy is not None and units is not None:
+            twin = dataclasses.replace(twin, hierarchy=Hierarchy(dim=twin.hierarchy.dim, units=tuple(units)))
+        self.twin = twin
+        self.input_names = input_names
+        self._cache: OrderedDict[str, Callable] = OrderedDict()
+        self._cache_size = int(cache_size)
+        self._prior_fn: Callable | None = None
+        self.free_names: list[str] | None = None
+        self.free_shapes: dict[str, tuple[int, ...]] = {}
+
+    def twin_data(self, d: Mapping[str, np.ndarray]):
+        from ..twin import TwinData
+
+        return TwinData(x=d["x"], y=d["y"], unit=d.get("unit"), y_sd=d.get("y_sd"),
+                        input_names=self.input_names)
+
+    def _compile(self, d: Mapping[str, np.ndarray], prior: bool) -> Callable:
+        import pytensor
+        import pytensor.tensor as pt
+        from pymc.logprob.basic import conditional_logp
+        from pytensor.graph.replace import vectorize_graph
+
+        model = self.twin.build_model(self.twin_data(d), check=False)
+        free = list(model.free_RVs)
+        dims = {rv.name: model.named_vars_to_dims.get(rv.name) or () for rv in free}
+        per_obs = [n for n, ds in dims.items() if any(str(x).startswith("obs") for x in ds)]
+        if per_obs:
+            raise TwinSpecificationError(
+                f"Twin {self.twin.name!r} has latent variables {per_obs} with one value per "
+                "observation (e.g. a GP discrepancy); new data bring new latent values that the "
+                "particles do not carry. Use HSGPDiscrepancy/BiasDiscrepancy or recalibrate."
+            )
+        names = [rv.name for rv in free]
+        if self.free_names is None:
+            self.free_names = names
+            self.free_shapes = {rv.name: tuple(int(s) for s in rv.shape.eval()) for rv in free}
+        values = {rv: rv.type(name=rv.name) for rv in free}
+        y_rv = model["y"]
+        rv_values = dict(values)
+        rv_values[y_rv] = model.rvs_to_values[y_rv]
+        logps = conditional_logp(rv_values)
+        if prior:
+            out = pt.add(*[logps[values[rv]].sum() for rv in free])
+        else:
+            out = logps[rv_values[y_rv]].sum()
+        batched = {v: pt.tensor(name=f"{v.name}_particles", shape=(None,) + v.type.shape, dtype=v.dtype)
+                   for v in values.values()}
+        out_b = vectorize_graph(out, replace=batched)
+        fn = pytensor.function([batched[values[rv]] for rv in free], out_b)
+        return lambda theta: fn(*[np.asarray(theta[n], dtype=float) for n in names])
+
+    @staticmethod
+    def _key(d: Mapping[str, np.ndarray]) -> str:
+        h = hashlib.sha256()
+        for k in sorted(d):
+            a = np.asarray(d[k])
+            h.update(k.encode())
+            h.update(str(a.shape).encode())
+            h.update(a.astype(str).tobytes() if a.dtype.kind in "UO" else np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+
+    def log_likelihood(self, theta: Mapping[str, np.ndarray], data: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Log-likelihood (n_particles,) of ``data`` (dict from TwinData) at each particle."""
+        key = self._key(data)
+        fn = self._cache.get(key)
+        if fn is None:
+            fn = self._compile(data, prior=False)
+            self._cache[key] = fn
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return np.asarray(fn(theta), dtype=float)
+
+    def log_prior(self, theta: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Log prior density (n_particles,) on the natural scale of each free variable."""
+        if self._prior_fn is None:
+            raise RuntimeError("Call log_likelihood (or prepare) once before log_prior.")
+        return np.asarray(self._prior_fn(theta), dtype=float)
+
+    def prepare(self, data: Mapping[str, np.ndarray]) -> None:
+        """Compile the prior (and learn the free variables) from a data set."""
+        if self._prior_fn is None:
+            self._prior_fn = self._compile(data, prior=True)
+
+
+def twin_log_density(twin: Any, *, units: tuple[str, ...] | None = None,
+                     input_names: list[str] | None = None) -> TwinLogDensity:
+    """The vectorised log prior and log-likelihood of ``twin`` (see :class:`TwinLogDensity`)."""
+    return TwinLogDensity(twin, units=units, input_names=input_names)
+
+
+@dataclass
+class TwinAssimilation:
+    """A twin's posterior after streaming updates.
+
+    Attributes
+    ----------
+    twin : Twin
+    particles : ParticlePosterior
+        Weighted particles of the free variables.
+    data : TwinData
+        All data assimilated so far (calibration data first).
+    reports : list of UpdateReport
+        One per :func:`assimilate` call, in order.
+    chunks : list of dict
+        The data as assimilated, one dict of arrays per batch (calibration data first); the
+        likelihood of each is compiled once and reused by later updates.
+    density : TwinLogDensity
+        The compiled log densities (reused by later updates).
+    """
+
+    twin: Any
+    particles: ParticlePosterior
+    data: Any
+    reports: list[UpdateReport]
+    density: TwinLogDensity
+    chunks: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        """Particles as a Dataset (dim ``particle``, plus ``log_weight``)."""
+        return self.particles.to_dataset()
+
+    def draws(self, n: int | None = None, *, rng: RNGLike = None) -> xr.Dataset:
+        """Equally weighted draws in ArviZ layout (dims ``chain`` = 1, ``draw``)."""
+        vals = self.particles.resample(n, rng=rng)
+        return xr.Dataset({k: (("chain", "draw") + tuple(f"{k}_dim_{i}" for i in range(v.ndim - 1)), v[None])
+                           for k, v in vals.items()})
+
+
+def _concat_twin_data(a: Any, b: Any):
+    from ..twin import TwinData
+
+    return TwinData(
+        x=np.vstack([a.x, b.x]), y=np.concatenate([a.y, b.y]),
+        unit=None if a.unit is None else np.concatenate([a.unit, b.unit]),
+        y_sd=None if a.y_sd is None else np.concatenate([a.y_sd, b.y_sd]),
+        input_names=a.input_names,
+    )
+
+
+def assimilate(
+    result: Any,
+    new_data: Any,
+    *,
+    time_input: str | None = None,
+    refit: Callable | str | None = "calibrate",
+    n_particles: int | None = None,
+    max_chunks: int = 8,
+    rng: RNGLike = None,
+    **smc_options: Any,
+) -> TwinAssimilation:
+    """Update a calibrated twin with a new batch of data by SMC, without refitting if possible.
+
+    Parameters
+    ----------
+    result : TwinResult or TwinAssimilation
+        A calibration (its ``twin`` and ``data`` must be attached) or a previous assimilation.
+    new_data : TwinData
+        The new batch. Its input columns must match the calibration data, its units must be
+        known to the twin, and with ``time_input`` its times must increase and follow the data
+        already assimilated.
+    time_input : str, optional
+        Name of the input column holding time (checked for order).
+    refit : "calibrate", callable or None
+        Fallback on collapse: ``"calibrate"`` reruns :func:`vvuq_twin.calibrate` on all data;
+        a callable ``(all_data_dict, rng) -> dict of arrays`` is used as is; ``None`` raises.
+    n_particles : int, optional
+        Thin the calibration draws to this many particles (default all draws).
+    max_chunks : int
+        The past data are kept as one chunk per batch (each likelihood compiled once); beyond
+        this many chunks they are merged into one, so a move evaluates at most
+        ``max_chunks + 1`` compiled functions.
+    rng : Generator, int or None
+    **smc_options
+        Passed to :func:`~vvuq_twin.assimilation.smc_update`.
+
+    Returns
+    -------
+    TwinAssimilation
+        The input ``result`` is not modified.
+    """
+    from ..twin import TwinData
+
+    g = as_generator(rng)
+    if isinstance(result, TwinAssimilation):
+        twin, old_data, density = result.twin, result.data, result.density
+        particles, reports = result.particles, list(result.reports)
+        chunks = list(result.chunks)
+    else:
+        twin, old_data = getattr(result, "twin", None), getattr(result, "data", None)
+        if twin is None or old_data is None:
+            raise DataValidationError(
+                "assimilate needs the twin and its calibration data attached to the result; load "
+                "it with load_result(path, twin=twin, data=data)."
+            )
+        posterior = result.idata.posterior
+        units = None
+        if twin.hierarchy is not None:
+            if twin.hierarchy.units is not None:
+                units = twin.hierarchy.units
+            elif twin.hierarchy.dim in posterior.coords:
+                units = tuple(str(u) for u in posterior[twin.hierarchy.dim].values)
+            else:
+                raise DataValidationError(
+                    f"Twin {twin.name!r} is hierarchical but the posterior has no "
+                    f"{twin.hierarchy.dim!r} coordinate naming the calibrated units; pass "
+                    "Hierarchy(units=...) in the declaration."
+                )
+        density = TwinLogDensity(twin, units=units, input_names=list(old_data.input_names))
+        reports = []
+        particles = None
+        chunks = [_data_dict(old_data)]
+    if not isinstance(new_data, TwinData):
+        raise DataValidationError(
+            f"`new_data` must be TwinData, got {type(new_data).__name__}. Build it with TwinData(x=..., y=...)."
+        )
+    if list(new_data.input_names) != list(old_data.input_names):
+        raise DataValidationError(
+            f"`new_data` has inputs {list(new_data.input_names)} but the twin was calibrated on "
+            f"{list(old_data.input_names)}. Rename or reorder the columns."
+        )
+    if not np.all(np.isfinite(new_data.y)):
+        raise DataValidationError(
+            f"`new_data.y` has NaN at rows {np.flatnonzero(~np.isfinite(new_data.y))[:10].tolist()}; "
+            "drop or impute them before assimilating."
+        )
+    if (old_data.unit is None) != (new_data.unit is None):
+        raise DataValidationError("`new_data` must carry unit labels exactly when the calibration data do.")
+    if time_input is not None:
+        if time_input not in old_data.input_names:
+            raise DataValidationError(f"`time_input` {time_input!r} is not an input (inputs: {old_data.input_names}).")
+        j = list(old_data.input_names).index(time_input)
+        t_new, t_old = new_data.x[:, j], old_data.x[:, j]
+        bad = np.flatnonzero(np.diff(t_new) <= 0)
+        if bad.size:
+            raise DataValidationError(
+                f"`new_data` timestamps are out of order: {time_input}[{bad[0] + 1}]={t_new[bad[0] + 1]} "
+                f"does not follow {t_new[bad[0]]}. Sort the batch by time."
+            )
+        if t_new[0] <= t_old.max():
+            raise DataValidationError(
+                f"`new_data` starts at {time_input}={t_new[0]}, not after the last assimilated "
+                f"time {t_old.max()}; only newer data can be assimilated."
+            )
+    new_d = _data_dict(new_data)
+    if twin.hierarchy is not None:
+        twin_units = density.twin.hierarchy.units
+        unknown = sorted(set(new_d["unit"].tolist()) - set(twin_units or ()))
+        if twin_units is not None and unknown:
+            raise DataValidationError(
+                f"`new_data` names unit(s) {unknown[:10]} the twin does not know (known: "
+                f"{list(twin_units)[:10]}). A new unit needs a recalibration (or a fuse)."
+            )
+    density.prepare(chunks[0])
+    if particles is None:
+        post = result.idata.posterior
+        missing = [n for n in density.free_names if n not in post]
+        if missing:
+            raise DataValidationError(
+                f"The posterior lacks the free variables {missing} of the twin's model; was it "
+                "calibrated with this twin?"
+            )
+        values = {n: post[n].stack(particle=("chain", "draw")).transpose("particle", ...).values
+                  for n in density.free_names}
+        total = next(iter(values.values())).shape[0]
+        if n_particles is not None and n_particles < total:
+            idx = np.sort(g.choice(total, size=int(n_particles), replace=False))
+            values = {k: v[idx] for k, v in values.items()}
+        particles = ParticlePosterior(values)
+        particles = ParticlePosterior(particles.values, None, density.log_likelihood(particles.values, chunks[0]))
+
+    refit_fn = None
+    if refit == "calibrate":
+        def refit_fn(all_d, gen):
+            from ..inference import calibrate
+
+            n = particles.n_particles
+            res = calibrate(twin, density.twin_data(all_d), draws=max(n // 2, 100), chains=2,
+                            rng=seed_int(gen), posterior_predictive=False, warn=False)
+            p = res.idata.posterior
+            return {k: p[k].stack(particle=("chain", "draw")).transpose("particle", ...).values
+                    for k in density.free_names}
+    elif callable(refit):
+        refit_fn = refit
+    elif refit is not None:
+        raise ValueError(f"`refit` must be 'calibrate', a callable or None, got {refit!r}.")
+
+    if len(chunks) > max_chunks:
+        # one merged chunk: compiled lazily, only if a move needs the past likelihood
+        chunks = [concat_data(chunks)]
+    new_particles, report = smc_update(
+        particles, new_d, density.log_likelihood, density.log_prior, past_data=chunks,
+        refit=refit_fn, batch_index=len(reports), rng=g, **smc_options,
+    )
+    return TwinAssimilation(twin=twin, particles=new_particles, data=_concat_twin_data(old_data, new_data),
+                            reports=reports + [report], density=density, chunks=chunks + [new_d])

@@ -1,0 +1,146 @@
+"""Command line: ``vvuq-twin run [CASE]``, ``vvuq-twin validate [PATH]`` (also ``python -m vvuq_twin``).
+
+The face of the package: it only calls public functions and reads results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["main", "default_twin"]
+
+
+def default_twin():
+    """The embedded default: Brynjarsdottir & O'Hagan (2014) with a constrained GP discrepancy.
+
+    Reality zeta(x) = 0.65 x / (1 + x/20), simulator eta(x, theta) = theta x, 11 points on
+    [0.4, 4], noise sd 0.01 (synthetic data from the paper's known-truth setup, seeded).
+    """
+    import numpy as np
+
+    import vvuq_twin as vt
+
+    x = np.linspace(0.4, 4.0, 11)
+    rng = np.random.default_rng(20140101)
+    y = 0.65 * x / (1 + x / 20.0) + rng.normal(0.0, 0.01, x.size)
+    twin = vt.Twin(
+        "bo2014",
+        vt.PytensorSimulator(lambda X, p: p["theta"] * X[:, 0], name="eta=theta*x"),
+        [vt.Parameter("theta", vt.Normal(0.5, 0.5))],
+        discrepancy=vt.GPDiscrepancy(ls=vt.LogNormal(0.0, 1.0), eta=vt.HalfNormal(1.0),
+                                     constraint="value_and_slope"),
+        observation=vt.Gaussian(sigma=0.01),
+    )
+    return twin, vt.TwinData(x=x, y=y, input_names=["x"])
+
+
+def _run_default(args) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    import vvuq_twin as vt
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = tqdm(total=4, desc="default twin", disable=args.no_progress, file=sys.stderr)
+    twin, data = default_twin()
+    steps.set_postfix_str("calibrate (NUTS via nutpie)")
+    res = vt.calibrate(twin, data, rng=args.seed, draws=1000, tune=1000, chains=2,
+                       progressbar=not args.no_progress)
+    steps.update()
+    steps.set_postfix_str("predict")
+    x_new = np.linspace(0.0, 6.0, 13)
+    pred = vt.predict(res, x_new, rng=args.seed + 1)
+    steps.update()
+    theta = res.posterior["theta"].values.ravel()
+    lo, hi = np.percentile(theta, [2.5, 97.5])
+    truth = 0.65 * x_new / (1 + x_new / 20)
+    zq = pred["zeta"].quantile([0.025, 0.975], dim=("chain", "draw")).values
+    covered = float(np.mean((zq[0] <= truth) & (truth <= zq[1])))
+    steps.set_postfix_str("write results")
+    path = res.to_netcdf(out / "default_result.nc")
+    pred.to_netcdf(out / "default_prediction.nc", engine="h5netcdf")
+    summary = {
+        "twin": twin.name,
+        "declaration_hash": res.declaration_hash,
+        "data_hash": res.data_hash,
+        "seed": args.seed,
+        "theta_mean": float(theta.mean()),
+        "theta_95": [float(lo), float(hi)],
+        "theta_true": 0.65,
+        "theta_covered": bool(lo <= 0.65 <= hi),
+        "prediction_coverage_of_reality_95": covered,
+        "diagnostics": res.diagnostics.to_dict(),
+        "info": res.info,
+    }
+    (out / "default_summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    steps.update(2)
+    steps.close()
+    print(f"Twin {twin.name} (declaration {res.declaration_hash[:12]}, data {res.data_hash[:12]})")
+    print(res.summary().to_string())
+    print(res.diagnostics)
+    print(f"theta 95% interval [{lo:.4f}, {hi:.4f}] (truth 0.65: {'covered' if lo <= 0.65 <= hi else 'NOT covered'})")
+    print(f"95% bands of the true process cover reality at {covered:.0%} of 13 points on [0, 6]")
+    print(res.ledger.summary(twin, data.hash))
+    print(f"Results written to {path}, {out / 'default_prediction.nc'}, {out / 'default_summary.json'}")
+    return 0
+
+
+def _run_case(args) -> int:
+    import importlib
+
+    try:
+        from case_studies import CASES
+    except ImportError as exc:  # pragma: no cover - case_studies ships with the package
+        print(f"case studies unavailable: {exc}", file=sys.stderr)
+        return 2
+    if args.case not in CASES:
+        print(f"Unknown case {args.case!r}; known cases: default, {', '.join(sorted(CASES))}",
+              file=sys.stderr)
+        return 2
+    try:
+        mod = importlib.import_module(f"case_studies.{args.case}.run")
+    except ModuleNotFoundError:
+        print(f"Case {args.case!r} has no runner yet (case_studies/{args.case}/run.py).", file=sys.stderr)
+        return 2
+    out = Path(args.out) / args.case
+    summary = mod.run(data_dir=args.data, out=str(out), seed=args.seed, quick=args.quick)
+    print(json.dumps(summary, indent=2, default=str)[:4000])
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vvuq-twin`` command."""
+    parser = argparse.ArgumentParser(prog="vvuq-twin", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="calibrate a twin end to end (default, or a case study)")
+    p_run.add_argument("case", nargs="?", default="default",
+                       help="'default' (embedded twin) or a case study: tumor, airframe, climate")
+    p_run.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p_run.add_argument("--out", default="results", help="output directory (default ./results)")
+    p_run.add_argument("--quick", action="store_true", help="case studies: quick mode")
+    p_run.add_argument("--data", default=None, help="data directory (or set VVUQ_TWIN_DATA)")
+    p_run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p_val = sub.add_parser("validate", help="run a validation suite (exit 1 when a case fails)")
+    p_val.add_argument("rest", nargs=argparse.REMAINDER)
+    if argv is None:
+        argv = sys.argv[1:]
+    argv = list(argv)
+    if argv[:1] == ["validate"]:
+        from .suite import main as suite_main
+
+        return int(suite_main(argv[1:]))
+    args = parser.parse_args(argv)
+    if args.seed < 0:
+        parser.error("--seed must be >= 0")
+    if args.case == "default":
+        return _run_default(args)
+    return _run_case(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Bayesian optimal experimental design: which measurement to take next, and why.
+
+Declare a :class:`DesignProblem` (prior, torch observation model ``p(y | theta, design)``, design
+bounds, and the target of learning: :class:`AllParameters`, :class:`ParameterSubset`,
+:class:`QoI` or :class:`DecisionLoss`); estimate the expected information gain with
+:func:`eig` (closed form, nested MC with inner-sample reuse, Laplace, PCE lower bound,
+variational posterior / marginal bounds -- each with a standard error and a bias note) or the
+expected value of sample information with :func:`evsi`; choose designs with
+:func:`select_exhaustive`, :func:`select_greedy` (candidate sets) or :func:`optimize_design`
+(botorch, continuous); and steer measurements sequentially with :func:`steer`.
+
+Known-answer problems live in :mod:`vvuq_twin.testing.problems_design`.
+"""
+
+from __future__ import annotations
+
+from .estimators import (
+    EIG_METHODS,
+    UtilityEstimate,
+    eig,
+    eig_candidates,
+    eig_closed_form,
+    eig_laplace,
+    eig_marginal_bound,
+    eig_nmc,
+    eig_pce,
+    eig_posterior_bound,
+)
+from .goal import evsi, utility
+from .optimize import candidate_utilities, optimize_design, select_exhaustive, select_greedy
+from .problem import (
+    AllParameters,
+    BudgetError,
+    DecisionLoss,
+    DesignError,
+    DesignProblem,
+    EstimatorNotApplicableError,
+    ObservationModelError,
+    ParameterSubset,
+    QoI,
+    Target,
+    torch_seed,
+)
+from .sequential import (
+    GaussianPosterior,
+    ParticlePosterior,
+    Posterior,
+    WeightedParticles,
+    steer,
+    synthetic_measurement,
+)
+
+__all__ = [
+    "DesignProblem",
+    "AllParameters",
+    "ParameterSubset",
+    "QoI",
+    "DecisionLoss",
+    "Target",
+    "DesignError",
+    "ObservationModelError",
+    "EstimatorNotApplicableError",
+    "BudgetError",
+    "torch_seed",
+    "UtilityEstimate",
+    "EIG_METHODS",
+    "eig",
+    "eig_closed_form",
+    "eig_nmc",
+    "eig_pce",
+    "eig_laplace",
+    "eig_posterior_bound",
+    "eig_marginal_bound",
+    "eig_candidates",
+    "evsi",
+    "utility",
+    "candidate_utilities",
+    "select_exhaustive",
+    "select_greedy",
+    "optimize_design",
+    "Posterior",
+    "ParticlePosterior",
+    "GaussianPosterior",
+    "WeightedParticles",
+    "synthetic_measurement",
+    "steer",
+]

@@ -1,0 +1,347 @@
+"""Sequential steering: design -> measure -> assimilate -> redesign (an Emukit-like outer loop).
+
+The loop (:func:`steer`) keeps a posterior -- :class:`ParticlePosterior` (importance sampling
+over prior particles with resample-move SMC steps, in torch) for any problem, or
+:class:`GaussianPosterior` (exact) for a linear-Gaussian one -- and at every step
+
+1. designs the next measurement(s) under the current posterior (the problem's prior is replaced
+   by the posterior): the best of a candidate set, a botorch-optimised continuous design, a
+   uniformly random design (a baseline), or any callable;
+2. measures: ``measure(design) -> y`` is the real system, a held-back dataset, or a synthetic
+   truth (:func:`synthetic_measurement`);
+3. assimilates ``y`` into the posterior;
+
+and records the chosen designs, observations, utilities and posterior summaries per step in an
+xarray Dataset.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Literal, Protocol, Union
+
+import numpy as np
+import torch
+import xarray as xr
+from torch.distributions import Distribution, MultivariateNormal, constraints
+
+from .._rng import RNGLike, as_generator, seed_int
+from .estimators import _gaussian_prior_moments
+from .optimize import optimize_design, select_greedy
+from .problem import DesignError, DesignProblem, EstimatorNotApplicableError, ObservationModelError, torch_seed
+
+__all__ = [
+    "Posterior",
+    "ParticlePosterior",
+    "GaussianPosterior",
+    "WeightedParticles",
+    "synthetic_measurement",
+    "steer",
+]
+
+
+class Posterior(Protocol):
+    """What the steering loop needs of a posterior."""
+
+    def update(self, design: torch.Tensor, y: torch.Tensor) -> None: ...
+
+    def as_distribution(self) -> Distribution: ...
+
+    def summary(self) -> dict[str, np.ndarray | float]: ...
+
+
+class WeightedParticles(Distribution):
+    """A weighted empirical distribution (sampling resamples particles by weight).
+
+    Used as the "prior" of the design problem in later steps of a sequential design. It has no
+    density, so estimators that need ``log_prob`` (Laplace, the posterior bound) refuse it.
+    """
+
+    arg_constraints: dict = {}
+    support = constraints.real_vector
+    has_rsample = False
+
+    def __init__(self, particles: torch.Tensor, log_weights: torch.Tensor) -> None:
+        self.particles = particles
+        self.weights = torch.softmax(log_weights, 0)
+        super().__init__(batch_shape=torch.Size(), event_shape=particles.shape[-1:], validate_args=False)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        n = int(np.prod(sample_shape)) if len(sample_shape) else 1
+        idx = torch.multinomial(self.weights, n, replacement=True)
+        return self.particles[idx].reshape(*sample_shape, -1)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError("A weighted-particle posterior has no density; use a sample-based estimator.")
+
+
+def _weighted_summary(th: torch.Tensor, w: torch.Tensor) -> dict[str, Any]:
+    mean = (w[:, None] * th).sum(0)
+    c = th - mean
+    cov = (w[:, None, None] * c[:, :, None] * c[:, None, :]).sum(0)
+    p = th.shape[1]
+    ld = torch.linalg.slogdet(cov + 1e-12 * torch.eye(p, dtype=th.dtype, device=th.device))[1]
+    return {"mean": mean.cpu().numpy(), "sd": torch.sqrt(torch.diagonal(cov)).cpu().numpy(),
+            "entropy": float(0.5 * (ld + p * math.log(2 * math.pi * math.e))),
+            "ess": float(1.0 / (w**2).sum())}
+
+
+class ParticlePosterior:
+    """Posterior by importance sampling over prior particles, with resample-move SMC steps.
+
+    After each update the weights are multiplied by the likelihood; when the effective sample
+    size falls below ``ess_threshold * n_particles`` the particles are resampled and moved by
+    ``n_moves`` random-walk Metropolis steps targeting the full posterior (prior x all data so
+    far), with a proposal scaled to the particles' covariance.
+
+    Parameters
+    ----------
+    problem : DesignProblem
+        Its prior must have a ``log_prob`` (for the moves).
+    n_particles : int
+    ess_threshold : float in (0, 1]
+    n_moves : int
+    rng : Generator, int or None
+    """
+
+    def __init__(self, problem: DesignProblem, n_particles: int = 4000, *, ess_threshold: float = 0.5,
+                 n_moves: int = 5, rng: RNGLike = None) -> None:
+        if n_particles < 10:
+            raise ValueError(f"ParticlePosterior needs n_particles >= 10; got {n_particles}.")
+        if not 0 < ess_threshold <= 1:
+            raise ValueError(f"ess_threshold must lie in (0, 1]; got {ess_threshold}.")
+        self.problem = problem
+        self.prior = problem.prior
+        self.n_moves = int(n_moves)
+        self.ess_threshold = float(ess_threshold)
+        self._rng = as_generator(rng)
+        with torch_seed(self._rng, problem.device):
+            self.particles = problem.sample_prior(n_particles)
+        self.log_weights = torch.zeros(n_particles, dtype=problem.dtype, device=problem.device)
+        self.designs: list[torch.Tensor] = []
+        self.ys: list[torch.Tensor] = []
+        self.acceptance: list[float] = []
+
+    def _loglik_all(self, th: torch.Tensor) -> torch.Tensor:
+        tot = torch.zeros(th.shape[0], dtype=self.problem.dtype, device=self.problem.device)
+        for x, y in zip(self.designs, self.ys):
+            tot = tot + self.problem.log_likelihood(y, th, x[None])
+        return tot
+
+    def update(self, design: torch.Tensor, y: torch.Tensor) -> None:
+        """Assimilate observations ``y`` (n_obs,) taken at ``design`` (n_obs, d)."""
+        ll = self.problem.log_likelihood(y, self.particles, design[None])
+        if torch.isnan(ll).any():
+            raise ObservationModelError("The log-likelihood of the new observation is NaN for some particles; "
+                                        "the observation model is undefined at this design.")
+        self.designs.append(design)
+        self.ys.append(y)
+        self.log_weights = self.log_weights + ll
+        w = torch.softmax(self.log_weights, 0)
+        if float(1.0 / (w**2).sum()) < self.ess_threshold * len(w):
+            self._resample_move(w)
+
+    def _resample_move(self, w: torch.Tensor) -> None:
+        n, p = self.particles.shape
+        with torch_seed(self._rng, self.problem.device):
+            idx = torch.multinomial(w, n, replacement=True)
+            th = self.particles[idx]
+            lp = self.prior.log_prob(th) + self._loglik_all(th)
+            cov = torch.cov(th.T).reshape(p, p) + 1e-9 * torch.eye(p, dtype=th.dtype, device=th.device)
+            L = torch.linalg.cholesky(cov) * (2.38 / math.sqrt(p))
+            acc = 0.0
+            for _ in range(self.n_moves):
+                prop = th + torch.randn_like(th) @ L.T
+                lp_new = self.prior.log_prob(prop) + self._loglik_all(prop)
+                a = torch.log(torch.rand(n, dtype=th.dtype, device=th.device)) < (lp_new - lp)
+                th = torch.where(a[:, None], prop, th)
+                lp = torch.where(a, lp_new, lp)
+                acc += float(a.double().mean())
+        self.particles = th
+        self.log_weights = torch.zeros(n, dtype=th.dtype, device=th.device)
+        self.acceptance.append(acc / max(1, self.n_moves))
+
+    def as_distribution(self) -> Distribution:
+        """The current posterior as a weighted-particle distribution."""
+        return WeightedParticles(self.particles, self.log_weights)
+
+    def summary(self) -> dict[str, Any]:
+        """Posterior mean, sd, Gaussian-approximation entropy (an upper bound) and ESS."""
+        return _weighted_summary(self.particles, torch.softmax(self.log_weights, 0))
+
+    def expected(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> float:
+        """Posterior expectation of ``fn(theta)``."""
+        return float((torch.softmax(self.log_weights, 0) * fn(self.particles)).sum())
+
+
+class GaussianPosterior:
+    """Exact Gaussian posterior of a linear-Gaussian problem (conjugate update)."""
+
+    def __init__(self, problem: DesignProblem) -> None:
+        if problem.linear_gaussian is None:
+            raise EstimatorNotApplicableError("GaussianPosterior needs a problem with `linear_gaussian`; use "
+                                              "ParticlePosterior.")
+        self.problem = problem
+        self.mean, self.cov = _gaussian_prior_moments(problem)
+
+    def update(self, design: torch.Tensor, y: torch.Tensor) -> None:
+        """Conjugate update with observations ``y`` at ``design``."""
+        X, sigma = self.problem.linear_gaussian(design)
+        X = X.to(self.problem.dtype)
+        S = X @ self.cov @ X.T + sigma**2 * torch.eye(X.shape[0], dtype=X.dtype, device=X.device)
+        K = self.cov @ X.T @ torch.linalg.inv(S)
+        self.mean = self.mean + K @ (y.to(X.dtype) - X @ self.mean)
+        self.cov = self.cov - K @ X @ self.cov
+        self.cov = 0.5 * (self.cov + self.cov.T)
+
+    def as_distribution(self) -> Distribution:
+        """The posterior ``N(mean, cov)``."""
+        return MultivariateNormal(self.mean, covariance_matrix=self.cov)
+
+    def summary(self) -> dict[str, Any]:
+        """Posterior mean, sd and (exact) entropy."""
+        p = self.mean.shape[0]
+        ld = torch.linalg.slogdet(self.cov)[1]
+        return {"mean": self.mean.cpu().numpy(), "sd": torch.sqrt(torch.diagonal(self.cov)).cpu().numpy(),
+                "entropy": float(0.5 * (ld + p * math.log(2 * math.pi * math.e))), "ess": float("nan")}
+
+    def expected(self, fn: Callable[[torch.Tensor], torch.Tensor], n: int = 4000) -> float:
+        """Posterior expectation of ``fn(theta)`` by Monte Carlo."""
+        th = self.as_distribution().sample((n,))
+        return float(fn(th).mean())
+
+
+def synthetic_measurement(problem: DesignProblem, truth: Any, *, rng: RNGLike = None
+                          ) -> Callable[[np.ndarray], np.ndarray]:
+    """A ``measure(design) -> y`` callable that simulates from the problem at the true parameters."""
+    g = as_generator(rng)
+    th = torch.as_tensor(np.asarray(truth, dtype=float), dtype=problem.dtype, device=problem.device)
+    if th.shape != (problem.n_params,):
+        raise ValueError(f"truth must have shape ({problem.n_params},); got {tuple(th.shape)}.")
+
+    def measure(design: np.ndarray) -> np.ndarray:
+        x = problem.check_design(design)
+        with torch_seed(g, problem.device), torch.no_grad():
+            return problem.simulate(th, x).cpu().numpy()
+
+    return measure
+
+
+Designer = Union[Literal["candidates", "random", "botorch"], Callable[[DesignProblem, int, np.random.Generator], Any]]
+
+
+def steer(problem: DesignProblem, measure: Callable[[np.ndarray], Any], *, n_steps: int,
+          designer: Designer = "candidates", candidates: Any = None, n_obs_per_step: int = 1,
+          posterior: Posterior | None = None, n_particles: int = 4000, method: str = "auto",
+          budget: dict[str, Any] | None = None, truth: Any = None,
+          error_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+          rng: RNGLike = None) -> xr.Dataset:
+    """Run the sequential design loop.
+
+    Parameters
+    ----------
+    problem : DesignProblem
+        Its prior is the starting belief; its target sets the utility (EIG or EVSI).
+    measure : callable
+        ``measure(design (n_obs, d) ndarray) -> y (n_obs,)``: the real system, a lookup in a
+        held-back dataset, or :func:`synthetic_measurement`.
+    n_steps : int
+    designer : {"candidates", "random", "botorch"} or callable
+        ``"candidates"``: greedy best ``n_obs_per_step`` from ``candidates`` (n_candidates, d);
+        ``"random"``: uniform in the bounds (baseline); ``"botorch"``: :func:`optimize_design`;
+        a callable ``(problem_with_posterior_prior, step, generator) -> design``.
+    candidates : array_like, optional
+    n_obs_per_step : int
+    posterior : Posterior, optional
+        Default: :class:`GaussianPosterior` for a linear-Gaussian problem, else
+        :class:`ParticlePosterior` with ``n_particles``.
+    method : str
+        Utility estimator; ``budget`` its budget keywords.
+    truth : array_like, optional
+        True parameters (synthetic studies); with ``error_fn(theta (n, p), truth) -> (n,)`` the
+        posterior expected error is recorded (default: squared Euclidean error).
+    rng : Generator, int or None
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``step`` (1..n_steps), ``stage`` (0..n_steps; 0 is the prior), ``obs``,
+        ``design_dim``, ``param``: ``design``, ``y``, ``utility``, ``utility_se``,
+        ``posterior_mean``, ``posterior_sd``, ``posterior_entropy``, ``ess`` and, with ``truth``,
+        ``posterior_error``.
+    """
+    t0 = time.perf_counter()
+    if not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
+        raise ValueError(f"n_steps must be an integer >= 1; got {n_steps!r}.")
+    g = as_generator(rng)
+    budget = dict(budget or {})
+    if designer == "candidates":
+        if candidates is None:
+            raise DesignError("designer='candidates' needs a `candidates` array of shape (n_candidates, design_dim).")
+        C = problem.check_design(candidates)
+    if posterior is None:
+        posterior = (GaussianPosterior(problem) if problem.linear_gaussian is not None
+                     else ParticlePosterior(problem, n_particles, rng=seed_int(g)))
+    truth_t = None
+    if truth is not None:
+        truth_t = torch.as_tensor(np.asarray(truth, dtype=float), dtype=problem.dtype, device=problem.device)
+        error_fn = error_fn or (lambda th, tr: ((th - tr) ** 2).sum(-1))
+
+    summaries = [posterior.summary()]
+    errors = [posterior.expected(lambda th: error_fn(th, truth_t))] if truth_t is not None else []
+    designs, ys, utils, ses = [], [], [], []
+    for step in range(1, n_steps + 1):
+        cur = problem.with_prior(posterior.as_distribution())
+        u, se = np.nan, np.nan
+        if designer == "random":
+            lo, hi = problem.bounds[0].cpu().numpy(), problem.bounds[1].cpu().numpy()
+            x = lo + g.random((n_obs_per_step, problem.design_dim)) * (hi - lo)
+        elif designer == "candidates":
+            sel = select_greedy(cur, C, n_obs_per_step, method=method, rng=seed_int(g), **budget)
+            x, u, se = sel["design"].values, float(sel["utility"]), float(sel["se"])
+        elif designer == "botorch":
+            res = optimize_design(cur, n_obs_per_step, method=method, rng=seed_int(g), **budget)
+            x, u, se = res["best_design"].values, float(res["best_utility"]), float("nan")
+        elif callable(designer):
+            x = np.asarray(designer(cur, step, g), dtype=float)
+        else:
+            raise ValueError("The 'designer' parameter of steer must be 'candidates', 'random', 'botorch' or a "
+                             f"callable; got {designer!r}.")
+        xt = problem.check_design(x)
+        y = np.asarray(measure(xt.cpu().numpy()), dtype=float).reshape(-1)
+        if y.shape != (xt.shape[0],) or not np.isfinite(y).all():
+            raise ObservationModelError(
+                f"measure() must return {xt.shape[0]} finite observation(s) for a design of {xt.shape[0]} "
+                f"measurement(s); got {y.tolist()} at step {step}.")
+        with torch.no_grad():
+            posterior.update(xt, torch.as_tensor(y, dtype=problem.dtype, device=problem.device))
+        summaries.append(posterior.summary())
+        if truth_t is not None:
+            errors.append(posterior.expected(lambda th: error_fn(th, truth_t)))
+        designs.append(xt.cpu().numpy())
+        ys.append(y)
+        utils.append(u)
+        ses.append(se)
+    ds = xr.Dataset(
+        {
+            "design": (("step", "obs", "design_dim"), np.stack(designs)),
+            "y": (("step", "obs"), np.stack(ys)),
+            "utility": ("step", np.array(utils, dtype=float)),
+            "utility_se": ("step", np.array(ses, dtype=float)),
+            "posterior_mean": (("stage", "param"), np.stack([s["mean"] for s in summaries])),
+            "posterior_sd": (("stage", "param"), np.stack([s["sd"] for s in summaries])),
+            "posterior_entropy": ("stage", np.array([s["entropy"] for s in summaries])),
+            "ess": ("stage", np.array([s["ess"] for s in summaries])),
+        },
+        coords={"step": np.arange(1, n_steps + 1), "stage": np.arange(n_steps + 1),
+                "obs": np.arange(n_obs_per_step if designs[0].shape[0] == n_obs_per_step else designs[0].shape[0]),
+                "design_dim": list(problem.design_names), "param": list(problem.parameter_names)},
+        attrs={"designer": designer if isinstance(designer, str) else getattr(designer, "__name__", "callable"),
+               "method": method, "target": problem.target.kind, "problem": problem.name,
+               "wall_time": time.perf_counter() - t0},
+    )
+    if truth_t is not None:
+        ds["posterior_error"] = ("stage", np.array(errors))
+        ds["truth"] = ("param", truth_t.cpu().numpy())
+    return ds

@@ -1,0 +1,12 @@
+"""Calibration, prediction, diagnostics, results and the continual-VVUQ ledger."""
+
+from .calibrate import ROLE_DETERMINISTICS, calibrate, clear_compile_cache
+from .diagnostics import Diagnostics, Thresholds, compute_diagnostics
+from .ledger import Entry, Ledger
+from .predict import predict
+from .results import TwinResult, load_result
+
+__all__ = [
+    "ROLE_DETERMINISTICS", "calibrate", "clear_compile_cache", "Diagnostics", "Thresholds",
+    "compute_diagnostics", "Entry", "Ledger", "predict", "TwinResult", "load_result",
+]

@@ -1,0 +1,259 @@
+"""Calibrate a twin: NUTS through nutpie by default, PyMC's NUTS as fallback, SMC on request.
+
+Compiled models are cached in memory (keyed by declaration and data hash), so recalibrating
+the same twin on the same data - with another seed, more draws - does not compile again.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections import OrderedDict
+from typing import Any, Literal
+
+import arviz as az
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from .._rng import RNGLike, as_generator, spawn_seeds
+from ..exceptions import CalibrationError, SamplerChoiceWarning
+from ..twin.data import TwinData
+from ..twin.declaration import Twin
+from .diagnostics import Thresholds, compute_diagnostics
+from .ledger import Ledger
+from .results import TwinResult
+
+__all__ = ["calibrate", "clear_compile_cache", "ROLE_DETERMINISTICS"]
+
+#: Deterministics moved from the posterior to the posterior predictive group
+ROLE_DETERMINISTICS = ("eta", "delta", "zeta")
+
+_CACHE: "OrderedDict[tuple[str, str], Any]" = OrderedDict()
+_CACHE_SIZE = 16
+
+
+def clear_compile_cache() -> None:
+    """Forget all cached compiled models."""
+    _CACHE.clear()
+
+
+def _nutpie_compiled(model: pm.Model, key: tuple[str, str]):
+    import nutpie
+
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key], 0.0
+    t0 = time.perf_counter()
+    compiled = nutpie.compile_pymc_model(model)
+    dt = time.perf_counter() - t0
+    _CACHE[key] = compiled
+    if len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return compiled, dt
+
+
+def _resolve_method(twin: Twin, method: str) -> str:
+    valid = ("auto", "nuts", "nutpie", "pymc", "smc")
+    if method not in valid:
+        raise ValueError(f"`method` must be one of {valid}, got {method!r}.")
+    if method == "auto":
+        if twin.has_gradient:
+            return "nutpie"
+        warnings.warn(
+            f"{twin.simulator.no_gradient_reason}; calibrating with SMC (pm.sample_smc, "
+            "gradient-free) instead. Provide a gradient to use NUTS.",
+            SamplerChoiceWarning,
+            stacklevel=3,
+        )
+        return "smc"
+    if method == "nuts":
+        method = "nutpie"
+    if method in ("nutpie", "pymc") and not twin.has_gradient:
+        raise CalibrationError(
+            f"NUTS needs gradients, but {twin.simulator.no_gradient_reason}. Use method='smc' "
+            "(or 'auto'), or give the simulator a jacobian."
+        )
+    return method
+
+
+def calibrate(
+    twin: Twin,
+    data: TwinData,
+    *,
+    method: Literal["auto", "nuts", "nutpie", "pymc", "smc"] = "auto",
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    rng: RNGLike = None,
+    target_accept: float = 0.9,
+    progressbar: bool = False,
+    posterior_predictive: bool = True,
+    cores: int | None = None,
+    thresholds: Thresholds | None = None,
+    warn: bool = True,
+    ledger: Ledger | None = None,
+) -> TwinResult:
+    """Calibrate ``twin`` to ``data``.
+
+    Parameters
+    ----------
+    twin : Twin
+    data : TwinData
+    method : {"auto", "nuts", "nutpie", "pymc", "smc"}
+        ``"auto"``: NUTS via nutpie when the simulator has gradients, else SMC (with a
+        :class:`~vvuq_twin.exceptions.SamplerChoiceWarning` saying why). ``"pymc"``: PyMC's own
+        NUTS. ``"smc"``: ``pm.sample_smc`` (for multimodal posteriors or no gradient).
+    draws, tune, chains : int
+        Posterior draws per chain, warm-up iterations (NUTS), number of chains.
+    rng : Generator, int or None
+        Seed; the same seed gives the same draws.
+    target_accept : float
+        NUTS target acceptance (PyMC NUTS only; nutpie adapts its own).
+    progressbar : bool
+        Show the sampler's progress bar.
+    posterior_predictive : bool
+        Also draw ``y`` from the posterior predictive.
+    cores : int, optional
+        Parallel chains (default: number of chains, at most the CPUs).
+    thresholds : Thresholds, optional
+        Diagnostic thresholds (defaults documented in :mod:`vvuq_twin.inference.diagnostics`).
+    warn : bool
+        Emit a DiagnosticsWarning when diagnostics fail (default True).
+    ledger : Ledger, optional
+        Ledger to append the calibration record to (a new one by default).
+
+    Returns
+    -------
+    TwinResult
+    """
+    for nm, v in (("draws", draws), ("chains", chains)):
+        if int(v) < 1:
+            raise ValueError(f"`{nm}` must be >= 1, got {v}.")
+    if int(tune) < 0:
+        raise ValueError(f"`tune` must be >= 0, got {tune}.")
+    gen = as_generator(rng)
+    seed_sample, seed_pp = spawn_seeds(gen, 2)
+    resolved = _resolve_method(twin, method)
+    twin.check(data)  # validation before any compilation
+    model = twin.build_model(data, check=False)
+    t0 = time.perf_counter()
+    compile_time = 0.0
+    import os
+
+    ncores = cores if cores is not None else max(1, min(chains, os.cpu_count() or 1))
+    try:
+        if resolved == "nutpie":
+            try:
+                compiled, compile_time = _nutpie_compiled(model, (twin.hash, data.hash))
+            except Exception as exc:  # noqa: BLE001 - fall back loudly
+                warnings.warn(
+                    f"nutpie could not compile this twin ({type(exc).__name__}: {exc}); falling "
+                    "back to PyMC's NUTS (pm.sample).",
+                    SamplerChoiceWarning,
+                    stacklevel=2,
+                )
+                resolved = "pymc"
+        if resolved == "nutpie":
+            import nutpie
+
+            ts = time.perf_counter()
+            idata = nutpie.sample(
+                compiled, draws=draws, tune=tune, chains=chains, cores=ncores,
+                seed=seed_sample, progress_bar=progressbar, save_warmup=False,
+            )
+            sample_time = time.perf_counter() - ts
+        elif resolved == "pymc":
+            ts = time.perf_counter()
+            with model:
+                idata = pm.sample(
+                    draws=draws, tune=tune, chains=chains, cores=ncores, random_seed=seed_sample,
+                    target_accept=target_accept, progressbar=progressbar,
+                    compute_convergence_checks=False,
+                )
+            sample_time = time.perf_counter() - ts
+        else:
+            ts = time.perf_counter()
+            with model:
+                idata = pm.sample_smc(
+                    draws=draws, chains=chains, cores=1, random_seed=seed_sample,
+                    progressbar=progressbar, compute_convergence_checks=False,
+                )
+            sample_time = time.perf_counter() - ts
+    except Exception as exc:
+        raise CalibrationError(
+            f"Sampling twin {twin.name!r} with {resolved} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    pp_model = twin.build_model(data, check=False, conditional_roles=True) if twin.marginal_discrepancy() else model
+    idata = _arrange_groups(idata, pp_model, data, posterior_predictive, seed_pp)
+    diags = compute_diagnostics(
+        idata, sampler=resolved, thresholds=thresholds,
+        var_names=[v for v in idata.posterior.data_vars],
+    )
+    if warn:
+        diags.warn()
+    info = {
+        "sampler": resolved,
+        "requested_method": method,
+        "draws": int(draws),
+        "tune": int(tune),
+        "chains": int(chains),
+        "seed_sample": int(seed_sample),
+        "seed_posterior_predictive": int(seed_pp),
+        "compile_time_s": float(compile_time),
+        "sample_time_s": float(sample_time),
+        "total_time_s": float(time.perf_counter() - t0),
+        "versions": _versions(),
+    }
+    led = ledger if ledger is not None else Ledger()
+    led.record(
+        "calibration", "sampler_diagnostics", twin=twin, data_hash=data.hash,
+        passed=diags.passed, result={"sampler": resolved, **{k: v["value"] for k, v in diags.checks.items()}},
+    )
+    return TwinResult(
+        idata=idata, twin=twin, data=data, declaration_hash=twin.hash, data_hash=data.hash,
+        diagnostics=diags, ledger=led, info=info,
+    )
+
+
+def _arrange_groups(idata, model, data: TwinData, posterior_predictive: bool, seed: int):
+    """Move role Deterministics to posterior_predictive, add y draws and observed data."""
+    post = idata.posterior
+    roles = [v for v in ROLE_DETERMINISTICS if v in post]
+    # internal variables: the latent GP duplicate and sampler-space (transformed) values
+    internal = [v for v in post.data_vars if v == "delta_gp" or v.endswith("__")]
+    pp = post[roles]
+    new_post = post.drop_vars(roles + internal)
+    missing_roles = [v for v in ROLE_DETERMINISTICS if v not in post]
+    want = missing_roles + (["y"] if posterior_predictive else [])
+    if want:
+        with model:
+            ppc = pm.sample_posterior_predictive(
+                az.InferenceData(posterior=post.drop_vars(internal)),
+                var_names=want, random_seed=seed, progressbar=False,
+                return_inferencedata=True,
+            )
+        drawn = ppc.posterior_predictive[want]
+        pp = xr.merge([pp, drawn], compat="override", join="left")
+        pp = pp[[v for v in (*ROLE_DETERMINISTICS, "y") if v in pp]]
+    out = az.InferenceData(
+        posterior=new_post,
+        posterior_predictive=pp,
+        sample_stats=idata.sample_stats if "sample_stats" in idata.groups() else xr.Dataset(),
+        observed_data=data.to_dataset(),
+    )
+    return out
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("vvuq-twin", "pymc", "pytensor", "arviz", "nutpie", "numpy", "xarray"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+

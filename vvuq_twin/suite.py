@@ -1,0 +1,617 @@
+"""Validation-suite engine: declarative TOML cases, a runner, a summary table and JUnit XML.
+
+A suite is a directory of ``*.toml`` case files (any depth). Each file holds one or more
+``[[case]]`` tables::
+
+    [[case]]
+    name = "crps_sample_matches_gaussian_closed_form"
+    description = "Fair sample CRPS of N(0.3, 1.2) at y = 1 against the closed form"
+    tier = "quick"                                  # "quick" (every commit) or "full" (release)
+    callable = "cases_validation:crps_closed_form"  # module:function returning the quantity
+    kwargs = { n_samples = 20000, seed = 1 }        # keyword arguments of the function
+    metric = "abs_error"                            # key when the function returns a mapping
+    threshold = 0.01                                # acceptance: value <comparison> threshold
+    comparison = "<="
+
+or, instead of ``callable``, ``predictive = "module:function"`` returning ``(predictive,
+observed)`` (a twin's predictive samples and data) with ``metric`` one of the built-in metric
+names (:data:`PREDICTIVE_METRICS`), e.g. ``"coverage"`` with ``metric_kwargs = {prob = 0.9}``.
+Instead of ``threshold`` + ``comparison`` a case may give ``target`` + ``tolerance``
+(pass when ``|value - target| <= tolerance``).
+
+Modules named in a case are looked up first next to the case file and in its parent
+directories (so ``validation_suite/cases_validation.py`` serves ``validation_suite/quick/*.toml``),
+then on the normal import path.
+
+``run_suite(path, tier="quick")`` runs the quick tier; ``tier="full"`` runs every case.
+:func:`main` is the ``vvuq-twin validate`` command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import operator
+import sys
+import time
+import traceback
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from .validation._errors import SuiteConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 needs the tomli backport
+    import tomli as tomllib
+
+__all__ = [
+    "TIERS",
+    "CASE_KEYS",
+    "COMPARISONS",
+    "PREDICTIVE_METRICS",
+    "Case",
+    "CaseResult",
+    "SuiteResult",
+    "SuiteConfigError",
+    "load_case_file",
+    "discover_cases",
+    "run_case",
+    "run_suite",
+    "main",
+]
+
+TIERS: tuple[str, ...] = ("quick", "full")
+CASE_KEYS: tuple[str, ...] = (
+    "name", "description", "tier", "callable", "predictive", "kwargs", "metric",
+    "metric_kwargs", "threshold", "comparison", "target", "tolerance",
+)
+FILE_KEYS: tuple[str, ...] = ("case",)
+COMPARISONS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+}
+
+
+def _metric_mean_crps(pred: Any, obs: Any, **kw: Any) -> float:
+    from .validation.metrics import crps
+
+    return float(crps(pred, obs, **kw).mean())
+
+
+def _metric_coverage(pred: Any, obs: Any, **kw: Any) -> float:
+    from .validation.metrics import interval_coverage
+
+    return float(interval_coverage(pred, obs, **kw)["coverage"])
+
+
+def _metric_coverage_p(pred: Any, obs: Any, **kw: Any) -> float:
+    from .validation.metrics import interval_coverage
+
+    return float(interval_coverage(pred, obs, **kw)["p_value"])
+
+
+def _metric_pit_ks_p(pred: Any, obs: Any, **kw: Any) -> float:
+    from .validation.metrics import pit, pit_uniformity
+
+    sd = {k: kw.pop(k) for k in ("sample_dims",) if k in kw}
+    return float(pit_uniformity(pit(pred, obs, **sd), method="ks", **kw).p_value)
+
+
+def _metric_area_u(pred: Any, obs: Any, **kw: Any) -> float:
+    from .validation.metrics import area_metric_u_pooling, pit
+
+    return area_metric_u_pooling(pit(pred, obs, **kw))
+
+
+def _metric_ppc_p(pred: Any, obs: Any, **kw: Any) -> float:
+    from .validation.metrics import ppc_pvalue
+
+    return float(ppc_pvalue(pred, obs, **kw)["p_value"])
+
+
+PREDICTIVE_METRICS: dict[str, Callable[..., float]] = {
+    "crps": _metric_mean_crps,
+    "coverage": _metric_coverage,
+    "coverage_pvalue": _metric_coverage_p,
+    "pit_ks_pvalue": _metric_pit_ks_p,
+    "area_u_pooling": _metric_area_u,
+    "ppc_pvalue": _metric_ppc_p,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# cases
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Case:
+    """One validated, declarative validation case (see the module docstring for the keys)."""
+
+    name: str
+    file: Path
+    tier: str
+    target_kind: str  # "callable" or "predictive"
+    target: str  # "module:function"
+    metric: str | None
+    kwargs: dict = field(default_factory=dict)
+    metric_kwargs: dict = field(default_factory=dict)
+    threshold: float | None = None
+    comparison: str | None = None
+    target_value: float | None = None
+    tolerance: float | None = None
+    description: str = ""
+
+    @property
+    def criterion(self) -> str:
+        """Acceptance criterion in words, e.g. ``"<= 0.01"`` or ``"== 1 ± 0.05"``."""
+        if self.threshold is not None:
+            return f"{self.comparison} {self.threshold:g}"
+        return f"{self.target_value:g} ± {self.tolerance:g}"
+
+    def accepts(self, value: float) -> bool:
+        """Whether ``value`` meets the acceptance criterion."""
+        if not math.isfinite(value):
+            return False
+        if self.threshold is not None:
+            return bool(COMPARISONS[self.comparison](value, self.threshold))  # type: ignore[index]
+        return abs(value - self.target_value) <= self.tolerance  # type: ignore[operator]
+
+
+def _err(file: Path, msg: str) -> SuiteConfigError:
+    return SuiteConfigError(f"{file}: {msg}")
+
+
+def _number(file: Path, where: str, key: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise _err(file, f"{where}: key {key!r} must be a finite number, got {v!r}.")
+    return float(v)
+
+
+def _parse_case(file: Path, raw: Any, index: int) -> Case:
+    where = f"case #{index + 1}"
+    if not isinstance(raw, Mapping):
+        raise _err(file, f"{where} must be a table ([[case]]), got {type(raw).__name__}.")
+    if "name" in raw and isinstance(raw["name"], str):
+        where = f"case {raw['name']!r}"
+    unknown = sorted(set(raw) - set(CASE_KEYS))
+    if unknown:
+        raise _err(
+            file,
+            f"{where}: unknown key(s) {unknown}. Valid keys are: {', '.join(CASE_KEYS)}.",
+        )
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise _err(file, f"{where}: missing required key 'name' (a non-empty string).")
+    tier = raw.get("tier", "quick")
+    if tier not in TIERS:
+        raise _err(file, f"{where}: key 'tier' must be one of {list(TIERS)}, got {tier!r}.")
+    kinds = [k for k in ("callable", "predictive") if k in raw]
+    if len(kinds) != 1:
+        raise _err(
+            file,
+            f"{where}: give exactly one of 'callable' (\"module:function\" returning the "
+            "quantity) or 'predictive' (\"module:function\" returning (predictive, observed)); "
+            f"got {kinds or 'neither'}.",
+        )
+    kind = kinds[0]
+    target = raw[kind]
+    if not isinstance(target, str) or target.count(":") != 1 or not all(target.split(":")):
+        raise _err(file, f"{where}: key {kind!r} must look like \"module:function\", got "
+                         f"{target!r}.")
+    metric = raw.get("metric")
+    if metric is not None and not isinstance(metric, str):
+        raise _err(file, f"{where}: key 'metric' must be a string, got {metric!r}.")
+    if kind == "predictive":
+        if metric not in PREDICTIVE_METRICS:
+            raise _err(
+                file,
+                f"{where}: a 'predictive' case needs key 'metric' set to one of "
+                f"{sorted(PREDICTIVE_METRICS)}, got {metric!r}.",
+            )
+    for key in ("kwargs", "metric_kwargs"):
+        if key in raw and not isinstance(raw[key], Mapping):
+            raise _err(file, f"{where}: key {key!r} must be a table, got {raw[key]!r}.")
+    has_thr = "threshold" in raw
+    has_tgt = "target" in raw
+    if has_thr and has_tgt:
+        raise _err(file, f"{where}: give either 'threshold' + 'comparison' or 'target' + "
+                         "'tolerance', not both.")
+    threshold = comparison = target_value = tolerance = None
+    if has_thr:
+        threshold = _number(file, where, "threshold", raw["threshold"])
+        comparison = raw.get("comparison")
+        if comparison not in COMPARISONS:
+            raise _err(
+                file,
+                f"{where}: key 'comparison' is missing or invalid ({comparison!r}); it must be "
+                f"one of {list(COMPARISONS)} (the case passes when value <comparison> "
+                "threshold).",
+            )
+    elif has_tgt:
+        target_value = _number(file, where, "target", raw["target"])
+        if "tolerance" not in raw:
+            raise _err(file, f"{where}: key 'target' needs key 'tolerance' (>= 0).")
+        tolerance = _number(file, where, "tolerance", raw["tolerance"])
+        if tolerance < 0:
+            raise _err(file, f"{where}: key 'tolerance' must be >= 0, got {tolerance}.")
+    else:
+        raise _err(
+            file,
+            f"{where}: missing acceptance threshold: add 'threshold' and 'comparison' (one of "
+            f"{list(COMPARISONS)}), or 'target' and 'tolerance'.",
+        )
+    for key in ("comparison", "tolerance"):
+        if key in raw and not (has_thr if key == "comparison" else has_tgt):
+            raise _err(file, f"{where}: key {key!r} given without "
+                             f"{'threshold' if key == 'comparison' else 'target'}.")
+    return Case(
+        name=name.strip(), file=file, tier=tier, target_kind=kind, target=target,
+        metric=metric, kwargs=dict(raw.get("kwargs", {})),
+        metric_kwargs=dict(raw.get("metric_kwargs", {})), threshold=threshold,
+        comparison=comparison, target_value=target_value, tolerance=tolerance,
+        description=str(raw.get("description", "")),
+    )
+
+
+def load_case_file(path: str | Path) -> list[Case]:
+    """Parse and validate one TOML case file.
+
+    Raises
+    ------
+    SuiteConfigError
+        Malformed TOML, unknown keys, missing thresholds, bad values — the message names the
+        file, the case, the key and the valid choices.
+    """
+    file = Path(path)
+    try:
+        with open(file, "rb") as fh:
+            doc = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise _err(file, f"not valid TOML: {err}") from err
+    unknown = sorted(set(doc) - set(FILE_KEYS))
+    if unknown:
+        raise _err(
+            file,
+            f"unknown top-level key(s) {unknown}. A case file holds only [[case]] tables "
+            f"(valid case keys: {', '.join(CASE_KEYS)}).",
+        )
+    raw_cases = doc.get("case")
+    if raw_cases is None:
+        raise _err(file, "no cases: add at least one [[case]] table.")
+    if isinstance(raw_cases, Mapping):
+        raw_cases = [raw_cases]
+    cases = [_parse_case(file, raw, i) for i, raw in enumerate(raw_cases)]
+    names = [c.name for c in cases]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise _err(file, f"duplicate case name(s) {dupes}; names must be unique.")
+    return cases
+
+
+def discover_cases(path: str | Path, tier: str = "quick") -> list[Case]:
+    """All cases of ``tier`` under ``path`` (a directory searched recursively, or one file).
+
+    ``tier="quick"`` selects the quick cases; ``tier="full"`` selects every case.
+    """
+    if tier not in TIERS:
+        raise SuiteConfigError(f"tier must be one of {list(TIERS)}, got {tier!r}.")
+    root = Path(path)
+    if root.is_file():
+        files = [root]
+    elif root.is_dir():
+        files = sorted(p for p in root.rglob("*.toml") if p.is_file())
+    else:
+        raise SuiteConfigError(f"validation suite path {str(root)!r} does not exist.")
+    if not files:
+        raise SuiteConfigError(f"no *.toml case files under {str(root)!r}.")
+    cases: list[Case] = []
+    seen: dict[str, Path] = {}
+    for f in files:
+        for c in load_case_file(f):
+            if c.name in seen:
+                raise SuiteConfigError(
+                    f"case name {c.name!r} appears in both {seen[c.name]} and {f}; case names "
+                    "must be unique across a suite."
+                )
+            seen[c.name] = f
+            if tier == "full" or c.tier == "quick":
+                cases.append(c)
+    return cases
+
+
+# --------------------------------------------------------------------------------------------
+# running
+# --------------------------------------------------------------------------------------------
+@dataclass
+class CaseResult:
+    """Outcome of one case: status ``"passed"``, ``"failed"`` or ``"error"``."""
+
+    case: Case
+    status: str
+    value: float | None
+    message: str
+    duration: float
+    details: str = ""
+
+    @property
+    def passed(self) -> bool:
+        """True when the case met its acceptance criterion."""
+        return self.status == "passed"
+
+    def to_record(self) -> dict:
+        """Plain dict (JSON-able) for a ledger or report."""
+        return {
+            "name": self.case.name, "file": str(self.case.file), "tier": self.case.tier,
+            "metric": self.case.metric, "value": self.value, "criterion": self.case.criterion,
+            "status": self.status, "message": self.message, "duration_s": self.duration,
+        }
+
+
+def _resolve(target: str, case_file: Path) -> Callable[..., Any]:
+    mod_name, func_name = target.split(":")
+    top = mod_name.split(".")[0]
+    search_dir = None
+    for d in [case_file.parent, *case_file.parent.parents][:6]:
+        if (d / f"{top}.py").is_file() or (d / top / "__init__.py").is_file():
+            search_dir = d
+            break
+    if search_dir is not None:
+        # a same-named module imported earlier from another suite must not shadow this one
+        loaded = sys.modules.get(top)
+        loaded_file = getattr(loaded, "__file__", None)
+        if loaded is not None and (loaded_file is None
+                                   or Path(loaded_file).resolve().parent
+                                   not in (search_dir.resolve(), (search_dir / top).resolve())):
+            for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
+                del sys.modules[name]
+        sys.path.insert(0, str(search_dir))
+    try:
+        module = importlib.import_module(mod_name)
+    except ImportError as err:
+        raise SuiteConfigError(
+            f"{case_file}: cannot import module {mod_name!r} named in {target!r}: {err}. Put "
+            f"{top}.py next to the case file (or in a parent directory) or install it."
+        ) from err
+    finally:
+        if search_dir is not None:
+            try:
+                sys.path.remove(str(search_dir))
+            except ValueError:  # pragma: no cover - removed by the imported module itself
+                pass
+    fn = getattr(module, func_name, None)
+    if not callable(fn):
+        raise SuiteConfigError(
+            f"{case_file}: module {mod_name!r} has no function {func_name!r} (named in "
+            f"{target!r})."
+        )
+    return fn
+
+
+def _scalar(x: Any, what: str) -> float:
+    try:
+        import numpy as np
+
+        arr = np.asarray(getattr(x, "values", x), dtype=float)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{what} is not a number: {x!r}") from err
+    if arr.size != 1:
+        raise TypeError(f"{what} must be a scalar, got an array of shape {arr.shape}.")
+    return float(arr.reshape(()))
+
+
+def _evaluate(case: Case) -> float:
+    fn = _resolve(case.target, case.file)
+    out = fn(**case.kwargs)
+    if case.target_kind == "predictive":
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise TypeError(
+                f"{case.target} must return a tuple (predictive, observed), got "
+                f"{type(out).__name__}."
+            )
+        return _scalar(PREDICTIVE_METRICS[case.metric](out[0], out[1],  # type: ignore[index]
+                                                       **case.metric_kwargs),
+                       f"metric {case.metric!r}")
+    if isinstance(out, Mapping):
+        if case.metric is None or case.metric not in out:
+            raise KeyError(
+                f"{case.target} returned a mapping with keys {sorted(map(str, out))}; set "
+                "'metric' in the case to one of them"
+                + (f" (got {case.metric!r})." if case.metric is not None else ".")
+            )
+        return _scalar(out[case.metric], f"{case.target}[{case.metric!r}]")
+    return _scalar(out, f"the return value of {case.target}")
+
+
+def run_case(case: Case) -> CaseResult:
+    """Run one case; exceptions become status ``"error"`` with the traceback in ``details``."""
+    t0 = time.perf_counter()
+    try:
+        value = _evaluate(case)
+    except Exception as err:  # noqa: BLE001 - reported, never swallowed silently
+        return CaseResult(case, "error", None, f"{type(err).__name__}: {err}",
+                          time.perf_counter() - t0, traceback.format_exc())
+    ok = case.accepts(value)
+    label = case.metric or "value"
+    msg = (f"{label} = {value:.6g} satisfies {case.criterion}" if ok else
+           f"{label} = {value:.6g} does not satisfy {case.criterion}")
+    return CaseResult(case, "passed" if ok else "failed", value, msg,
+                      time.perf_counter() - t0)
+
+
+@dataclass
+class SuiteResult:
+    """Results of a suite run."""
+
+    path: str
+    tier: str
+    results: list[CaseResult]
+    n_not_selected: int = 0
+
+    @property
+    def n_passed(self) -> int:
+        return sum(r.status == "passed" for r in self.results)
+
+    @property
+    def n_failed(self) -> int:
+        return sum(r.status == "failed" for r in self.results)
+
+    @property
+    def n_errors(self) -> int:
+        return sum(r.status == "error" for r in self.results)
+
+    @property
+    def ok(self) -> bool:
+        """True when every selected case passed (and at least one ran)."""
+        return bool(self.results) and self.n_passed == len(self.results)
+
+    def to_records(self) -> list[dict]:
+        """One plain dict per case (for the VVUQ ledger or a report)."""
+        return [r.to_record() for r in self.results]
+
+    def summary_table(self) -> str:
+        """Fixed-width text table: status, tier, case, metric, value, criterion, seconds."""
+        rows = [("STATUS", "TIER", "CASE", "METRIC", "VALUE", "CRITERION", "TIME[s]")]
+        for r in self.results:
+            rows.append((r.status.upper(), r.case.tier, r.case.name, r.case.metric or "-",
+                         "-" if r.value is None else f"{r.value:.6g}", r.case.criterion,
+                         f"{r.duration:.2f}"))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        for r in self.results:
+            if r.status != "passed":
+                lines.append(f"{r.status.upper()} {r.case.name} ({r.case.file}): {r.message}")
+        extra = (f"; {self.n_not_selected} full-tier case(s) not selected"
+                 if self.n_not_selected else "")
+        lines.append(f"{self.n_passed} passed, {self.n_failed} failed, {self.n_errors} errors "
+                     f"(tier {self.tier}{extra})")
+        return "\n".join(lines)
+
+    def to_junit_xml(self, path: str | Path | None = None) -> str:
+        """JUnit XML text (written to ``path`` when given), one ``testcase`` per case."""
+        total = sum(r.duration for r in self.results)
+        suites = ET.Element("testsuites", name="vvuq-twin validate",
+                            tests=str(len(self.results)), failures=str(self.n_failed),
+                            errors=str(self.n_errors), time=f"{total:.3f}")
+        suite = ET.SubElement(
+            suites, "testsuite", name=f"vvuq-twin.validation.{self.tier}",
+            tests=str(len(self.results)), failures=str(self.n_failed),
+            errors=str(self.n_errors), skipped="0", time=f"{total:.3f}",
+            timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        for r in self.results:
+            tc = ET.SubElement(suite, "testcase", classname=f"validation.{r.case.file.stem}",
+                               name=r.case.name, file=str(r.case.file),
+                               time=f"{r.duration:.3f}")
+            props = ET.SubElement(tc, "properties")
+            for k, v in (("tier", r.case.tier), ("metric", r.case.metric or ""),
+                         ("value", "" if r.value is None else repr(r.value)),
+                         ("criterion", r.case.criterion)):
+                ET.SubElement(props, "property", name=k, value=v)
+            if r.status == "failed":
+                el = ET.SubElement(tc, "failure", message=r.message, type="ValidationFailure")
+                el.text = r.message
+            elif r.status == "error":
+                el = ET.SubElement(tc, "error", message=r.message, type="ValidationError")
+                el.text = r.details
+        ET.indent(suites)
+        text = ET.tostring(suites, encoding="unicode", xml_declaration=True)
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+
+def run_suite(
+    path: str | Path = "validation_suite",
+    tier: str = "quick",
+    junit: str | Path | None = None,
+    *,
+    select: str | None = None,
+    stream: TextIO | None = None,
+) -> SuiteResult:
+    """Run the validation suite under ``path``.
+
+    Parameters
+    ----------
+    path : str or Path
+        Suite directory (searched recursively for ``*.toml``) or one case file.
+    tier : {"quick", "full"}
+        ``"quick"`` runs quick cases; ``"full"`` runs all cases.
+    junit : str or Path, optional
+        Write JUnit XML here.
+    select : str, optional
+        Run only cases whose name contains this substring.
+    stream : text stream, optional
+        Where the summary table is printed (default ``sys.stdout``; ``None`` prints there).
+
+    Returns
+    -------
+    SuiteResult
+
+    Raises
+    ------
+    SuiteConfigError
+        A case file is malformed (nothing runs in that case).
+    """
+    cases = discover_cases(path, tier)
+    n_all = len(discover_cases(path, "full"))
+    if select:
+        cases = [c for c in cases if select in c.name]
+    results = [run_case(c) for c in cases]
+    res = SuiteResult(str(path), tier, results, n_not_selected=n_all - len(cases)
+                      if not select else 0)
+    print(res.summary_table(), file=stream if stream is not None else sys.stdout)
+    if junit is not None:
+        res.to_junit_xml(junit)
+    return res
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line ``vvuq-twin validate [PATH] [--tier quick|full] [--junit FILE] [-k STR]``.
+
+    Returns
+    -------
+    int
+        0 when every selected case passed, 1 when any failed or errored (or none ran), 2 for a
+        malformed suite.
+    """
+    parser = argparse.ArgumentParser(
+        prog="vvuq-twin validate",
+        description="Run a validation suite of declarative TOML cases.",
+    )
+    parser.add_argument("path", nargs="?", default="validation_suite",
+                        help="suite directory or case file (default: validation_suite)")
+    parser.add_argument("--tier", choices=TIERS, default="quick",
+                        help="quick: quick cases; full: all cases (default: quick)")
+    parser.add_argument("--junit", default=None, metavar="FILE", help="write JUnit XML here")
+    parser.add_argument("-k", "--select", default=None, metavar="STR",
+                        help="run only cases whose name contains STR")
+    parser.add_argument("--list", action="store_true", help="list the selected cases and exit")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    try:
+        if args.list:
+            for c in discover_cases(args.path, args.tier):
+                if not args.select or args.select in c.name:
+                    print(f"{c.tier:5}  {c.name}  ({c.file})  {c.criterion}")
+            return 0
+        res = run_suite(args.path, args.tier, args.junit, select=args.select)
+    except SuiteConfigError as err:
+        print(f"vvuq-twin validate: error: {err}", file=sys.stderr)
+        return 2
+    if not res.results:
+        print("vvuq-twin validate: no cases selected.", file=sys.stderr)
+        return 1
+    return 0 if res.ok else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,454 @@
+"""The twin declaration: the hub every other module works from.
+
+A :class:`Twin` names its parts explicitly - simulator, parameters, hierarchy, discrepancy and
+observation model - so that calibration, prediction, V&V, sensitivity, risk, design,
+assimilation and twin operations can each reach the part they need. ``Twin.build_model(data)``
+builds the PyMC model with these roles:
+
+* free parameters by their declared names (per-unit ones with dim ``unit``; their population
+  location ``<name>_mu``, scale ``<name>_sigma`` and non-centred offsets ``<name>_z``);
+* Deterministics ``eta`` (simulator output), ``delta`` (discrepancy) and ``zeta`` (true process
+  eta + delta), dim ``obs``;
+* the observed variable ``y`` (dim ``obs``, or ``obs_observed`` when some values are missing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+
+from ..exceptions import DataValidationError, SimulatorError, TwinSpecificationError
+from .data import TwinData
+from .discrepancy import BuildContext, Discrepancy, GPDiscrepancy, NoDiscrepancy
+from .observation import Gaussian, LogNormalObs, ObservationModel
+from .priors import HalfNormal, Normal, Prior, PriorLike, StudentT, as_prior, prior_spec
+from .simulators import Simulator
+
+__all__ = ["Parameter", "Hierarchy", "Twin", "PredictSpec", "ROLE_VARS"]
+
+#: names of the role variables in every twin model
+ROLE_VARS = ("eta", "delta", "zeta", "y")
+
+_LINKS = {
+    "identity": (lambda v: v, lambda v: v),
+    "log": (pt.exp, np.log),
+}
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A calibration parameter theta with its prior.
+
+    Parameters
+    ----------
+    name : str
+        Variable name in the model and in results.
+    prior : Prior
+        For a global parameter: its prior. For a per-unit parameter: the prior of the
+        population location on the link scale (Normal or StudentT).
+    per_unit : bool
+        Partially pooled across units: theta_u = inv_link(mu + sigma * z_u), z_u ~ N(0, 1)
+        (non-centred) or theta_u = inv_link(N(mu, sigma)) when ``centered``.
+    link : {"identity", "log"}
+        Scale on which units are pooled ("log" for positive parameters).
+    pop_scale : Prior or float
+        Prior (or fixed value) of the between-unit standard deviation sigma on the link scale.
+    centered : bool
+        Use the centred parameterisation (better when units are very informative).
+    """
+
+    name: str
+    prior: Prior
+    per_unit: bool = False
+    link: Literal["identity", "log"] = "identity"
+    pop_scale: PriorLike = field(default_factory=lambda: HalfNormal(1.0))
+    centered: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise TwinSpecificationError(
+                f"Parameter name must be a Python identifier, got {self.name!r}."
+            )
+        if self.name in ROLE_VARS or self.name.startswith(("delta_", "sigma_obs")):
+            raise TwinSpecificationError(
+                f"Parameter name {self.name!r} is reserved (role variables: {ROLE_VARS}); rename it."
+            )
+        if not isinstance(self.prior, Prior):
+            raise TwinSpecificationError(
+                f"Parameter {self.name!r}: `prior` must be a vvuq_twin Prior such as "
+                f"Normal(0, 1), got {type(self.prior).__name__}."
+            )
+        if self.link not in _LINKS:
+            raise TwinSpecificationError(
+                f"Parameter {self.name!r}: link must be one of {sorted(_LINKS)}, got {self.link!r}."
+            )
+        if self.per_unit and not isinstance(self.prior, (Normal, StudentT)):
+            raise TwinSpecificationError(
+                f"Parameter {self.name!r} is per unit, so `prior` is the population location on "
+                f"the {self.link} scale and must be Normal or StudentT; got "
+                f"{type(self.prior).__name__}. For a positive parameter use link='log' with a "
+                "Normal prior on its logarithm."
+            )
+        object.__setattr__(
+            self, "pop_scale", as_prior(self.pop_scale, f"Parameter {self.name!r}.pop_scale", positive=True)
+        )
+
+    def reference_value(self) -> float:
+        """A representative value (prior mean on the natural scale) used for pre-checks."""
+        m = self.prior.mean()
+        return float(np.exp(m)) if (self.per_unit and self.link == "log") else float(m)
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "prior": self.prior.spec(),
+            "per_unit": self.per_unit,
+            "link": self.link,
+            "pop_scale": prior_spec(self.pop_scale) if self.per_unit else None,
+            "centered": self.centered if self.per_unit else None,
+        }
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """Units (patients, airframes, regions) over which per-unit parameters are pooled.
+
+    Parameters
+    ----------
+    dim : str
+        Name of the unit dimension in results.
+    units : sequence of str, optional
+        The known units. Data naming another unit is an error. Default: the units in the data.
+    """
+
+    dim: str = "unit"
+    units: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.units is not None:
+            object.__setattr__(self, "units", tuple(str(u) for u in self.units))
+            if len(set(self.units)) != len(self.units):
+                raise TwinSpecificationError("Hierarchy.units must be unique.")
+
+    def spec(self) -> dict[str, Any]:
+        return {"dim": self.dim, "units": None if self.units is None else list(self.units)}
+
+
+@dataclass
+class PredictSpec:
+    """New points at which the model also computes eta, delta, zeta, y (suffix ``_new``)."""
+
+    X: np.ndarray
+    unit_idx: np.ndarray | None = None
+    new_unit: bool = False
+
+
+@dataclass
+class Twin:
+    """A digital twin declared as a Bayesian (hierarchical) model.
+
+    Parameters
+    ----------
+    name : str
+        Name of the twin.
+    simulator : Simulator
+        eta(x, theta).
+    parameters : sequence of Parameter
+        Calibration parameters theta.
+    discrepancy : Discrepancy
+        delta(x); default none.
+    observation : ObservationModel
+        y | zeta; default Gaussian with a HalfNormal(1) noise sd.
+    hierarchy : Hierarchy, optional
+        Needed when any parameter or the discrepancy is per unit.
+    """
+
+    name: str
+    simulator: Simulator
+    parameters: Sequence[Parameter]
+    discrepancy: Discrepancy = field(default_factory=NoDiscrepancy)
+    observation: ObservationModel = field(default_factory=Gaussian)
+    hierarchy: Hierarchy | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.simulator, Simulator):
+            raise TwinSpecificationError(
+                "Twin.simulator must be a Simulator (PytensorSimulator, ODESimulator, "
+                f"BlackBoxSimulator or SurrogateSimulator), got {type(self.simulator).__name__}. "
+                "Wrap a plain function with PytensorSimulator(fn) or BlackBoxSimulator(fn, ...)."
+            )
+        self.parameters = tuple(self.parameters)
+        if not self.parameters:
+            raise TwinSpecificationError("Twin needs at least one Parameter.")
+        for p in self.parameters:
+            if not isinstance(p, Parameter):
+                raise TwinSpecificationError(
+                    f"Twin.parameters must hold Parameter objects, got {type(p).__name__}."
+                )
+        names = [p.name for p in self.parameters]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise TwinSpecificationError(f"Duplicate parameter names: {sorted(dup)}.")
+        if not isinstance(self.discrepancy, Discrepancy):
+            raise TwinSpecificationError(
+                f"Twin.discrepancy must be a Discrepancy, got {type(self.discrepancy).__name__}."
+            )
+        if not isinstance(self.observation, ObservationModel):
+            raise TwinSpecificationError(
+                f"Twin.observation must be an ObservationModel, got {type(self.observation).__name__}."
+            )
+        needs_units = any(p.per_unit for p in self.parameters) or self.discrepancy.per_unit
+        if needs_units and self.hierarchy is None:
+            raise TwinSpecificationError(
+                "Some parameters or the discrepancy are per unit, but the twin has no hierarchy: "
+                "pass hierarchy=Hierarchy(dim='unit')."
+            )
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def parameter_names(self) -> list[str]:
+        """Names of the calibration parameters."""
+        return [p.name for p in self.parameters]
+
+    @property
+    def per_unit_names(self) -> list[str]:
+        """Names of per-unit parameters."""
+        return [p.name for p in self.parameters if p.per_unit]
+
+    def spec(self) -> dict[str, Any]:
+        """Canonical description of structure, priors and simulator source."""
+        return {
+            "name": self.name,
+            "simulator": self.simulator.spec(),
+            "parameters": [p.spec() for p in self.parameters],
+            "discrepancy": self.discrepancy.spec(),
+            "observation": self.observation.spec(),
+            "hierarchy": None if self.hierarchy is None else self.hierarchy.spec(),
+        }
+
+    @property
+    def hash(self) -> str:
+        """Stable SHA-256 content hash of the declaration."""
+        blob = json.dumps(self.spec(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def component_hashes(self) -> dict[str, str]:
+        """Hash of each component (the V&V ledger uses them to find stale entries)."""
+        spec = self.spec()
+        return {
+            k: hashlib.sha256(json.dumps(spec[k], sort_keys=True, default=str).encode()).hexdigest()
+            for k in ("simulator", "parameters", "discrepancy", "observation", "hierarchy")
+        }
+
+    @property
+    def has_gradient(self) -> bool:
+        """Whether NUTS can be used (the simulator is differentiable)."""
+        return bool(self.simulator.has_gradient)
+
+    # ------------------------------------------------------------------ checks
+    def unit_index(self, data: TwinData) -> tuple[np.ndarray | None, tuple[str, ...]]:
+        """Integer unit index of each observation and the ordered unit labels."""
+        if self.hierarchy is None:
+            return None, ()
+        if data.unit is None:
+            raise DataValidationError(
+                f"Twin {self.name!r} is hierarchical (dim {self.hierarchy.dim!r}) but the data "
+                "have no unit labels: pass TwinData(..., unit=labels)."
+            )
+        units = self.hierarchy.units if self.hierarchy.units is not None else data.units
+        lookup = {u: i for i, u in enumerate(units)}
+        unknown = sorted(set(data.unit.tolist()) - set(lookup))
+        if unknown:
+            raise DataValidationError(
+                f"The data name unit(s) {unknown[:10]} that the hierarchy does not know "
+                f"(known: {list(units)[:10]}{'...' if len(units) > 10 else ''}). Add them to "
+                "Hierarchy(units=...) or drop those rows."
+            )
+        return np.array([lookup[u] for u in data.unit], dtype=int), tuple(units)
+
+    def check(self, data: TwinData) -> None:
+        """Validate data against the declaration and run the simulator once at the prior mean.
+
+        Raises before any model is compiled or sampled.
+        """
+        if not isinstance(data, TwinData):
+            raise DataValidationError(
+                f"Expected TwinData, got {type(data).__name__}. Build it with TwinData(x=..., y=...)."
+            )
+        self.unit_index(data)
+        self.discrepancy.validate(data.x)
+        if isinstance(self.observation, LogNormalObs):
+            self.observation.check_observed(data.y)
+        self._check_simulator(data)
+
+    def _check_simulator(self, data: TwinData) -> None:
+        n = data.n
+        unit_idx, _ = self.unit_index(data)
+        ref = {p.name: p.reference_value() for p in self.parameters}
+        params = {
+            k: (pt.as_tensor_variable(np.full(n, v)) if any(q.name == k and q.per_unit for q in self.parameters)
+                else pt.as_tensor_variable(np.float64(v)))
+            for k, v in ref.items()
+        }
+        try:
+            out = self.simulator(pt.as_tensor_variable(data.x), params)
+            f = pytensor.function([], pt.as_tensor_variable(out), mode="FAST_COMPILE")
+            val = np.asarray(f(), dtype=float)
+        except SimulatorError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported with the parameters that failed
+            raise SimulatorError(
+                f"The simulator of twin {self.name!r} failed at the prior reference values {ref}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if val.shape != (n,):
+            raise SimulatorError(
+                f"The simulator of twin {self.name!r} returned shape {val.shape} for {n} input "
+                f"rows; it must return one value per row, shape ({n},). Check that it maps x of "
+                "shape (n, d) to (n,) (e.g. use x[:, 0] for a single input)."
+            )
+        bad = np.flatnonzero(~np.isfinite(val))
+        if bad.size:
+            raise SimulatorError(
+                f"The simulator of twin {self.name!r} returned non-finite values at rows "
+                f"{bad[:10].tolist()} at the prior reference values {ref}. Fix the simulator or "
+                "the priors."
+            )
+        if self.observation.positive and np.any(val <= 0) and isinstance(self.discrepancy, NoDiscrepancy):
+            raise SimulatorError(
+                f"Twin {self.name!r} uses a log-normal observation model, which needs a positive "
+                f"true process, but the simulator returns values <= 0 at rows "
+                f"{np.flatnonzero(val <= 0)[:10].tolist()} at the prior reference values."
+            )
+
+    # ------------------------------------------------------------------ model
+    def marginal_discrepancy(self) -> bool:
+        """Whether the GP discrepancy is integrated out of the likelihood (Gaussian noise)."""
+        return isinstance(self.discrepancy, GPDiscrepancy) and self.discrepancy.use_marginal(self.observation)
+
+    def build_model(self, data: TwinData, *, predict_at: PredictSpec | None = None,
+                    check: bool = True, conditional_roles: bool = False) -> pm.Model:
+        """Build the PyMC model of this twin for ``data``.
+
+        Parameters
+        ----------
+        data : TwinData
+        predict_at : PredictSpec, optional
+            Also add ``eta_new``, ``delta_new``, ``zeta_new``, ``y_new`` (dim ``obs_new``).
+        check : bool
+            Validate the data and pre-run the simulator first (default True).
+        conditional_roles : bool
+            When the GP discrepancy is marginalised, also add ``delta`` (its Gaussian
+            conditional given theta and y) and ``zeta``; used for posterior prediction.
+        """
+        if check:
+            self.check(data)
+        unit_idx, units = self.unit_index(data)
+        udim = self.hierarchy.dim if self.hierarchy is not None else "unit"
+        mask = data.observed_mask
+        coords: dict[str, Any] = {"obs": list(data.obs), "input": list(data.input_names)}
+        if units:
+            coords[udim] = list(units)
+        has_missing = not bool(mask.all())
+        if has_missing:
+            coords["obs_observed"] = [o for o, m in zip(data.obs, mask) if m]
+        if predict_at is not None:
+            coords["obs_new"] = list(range(predict_at.X.shape[0]))
+        with pm.Model(coords=coords, name="") as model:
+            values: dict[str, Any] = {}
+            for p in self.parameters:
+                if not p.per_unit:
+                    values[p.name] = p.prior.dist(p.name)
+                    continue
+                inv, _ = _LINKS[p.link]
+                mu = p.prior.dist(f"{p.name}_mu")
+                sig = p.pop_scale.dist(f"{p.name}_sigma") if isinstance(p.pop_scale, Prior) else pt.as_tensor_variable(p.pop_scale)
+                if p.centered:
+                    lin = pm.Normal(f"{p.name}_lin", mu=mu, sigma=sig, dims=udim)
+                else:
+                    z = pm.Normal(f"{p.name}_z", 0.0, 1.0, dims=udim)
+                    lin = mu + sig * z
+                values[p.name] = pm.Deterministic(p.name, inv(lin), dims=udim)
+                values[f"__{p.name}_pop"] = (mu, sig, inv)
+            per_obs = {
+                p.name: (values[p.name][unit_idx] if p.per_unit else values[p.name])
+                for p in self.parameters
+            }
+            X = pt.as_tensor_variable(data.x)
+            eta = pm.Deterministic("eta", self.simulator(X, per_obs), dims="obs")
+            ctx = BuildContext(X=data.x, unit_idx=unit_idx, n_units=len(units), unit_dim=udim)
+            noise = None
+            if self.marginal_discrepancy():
+                K = self.discrepancy.add_marginal(ctx, "delta")
+                noise = self.observation.register_noise()
+                extra = self.simulator.predictive_variance(X, per_obs)
+                sd = self.observation.scale(noise, eta, data.y_sd, extra)
+                sd_vec = sd if getattr(sd, "ndim", 0) == 1 else pt.ones((data.n,)) * sd
+                idx = np.flatnonzero(mask)
+                Sigma = K[idx][:, idx] + pt.diag(sd_vec[idx] ** 2)
+                ctx.handles["marginal"] = {"idx": idx, "Sigma": Sigma, "resid": data.y[idx] - eta[idx]}
+                ydims = "obs_observed" if has_missing else "obs"
+                if conditional_roles or predict_at is not None:
+                    # predictive form: delta | theta, y is Gaussian; y_rep | zeta has the noise
+                    d = self.discrepancy._marginal_conditional(ctx, ctx.handles["marginal_Z"], "delta", dims="obs")
+                    zeta = pm.Deterministic("zeta", eta + d, dims="obs")
+                    self.observation.likelihood("y", zeta[idx], sd_vec[idx], observed=data.y[idx], dims=ydims)
+                else:
+                    pm.MvNormal("y", mu=eta[idx], cov=Sigma, observed=data.y[idx], dims=ydims)
+                if predict_at is not None:
+                    self._add_prediction(model, data, ctx, values, noise, predict_at)
+                model._vvuq_twin = self  # type: ignore[attr-defined]
+                return model
+            delta = pm.Deterministic("delta", self.discrepancy.add(ctx, "delta"), dims="obs")
+            zeta = pm.Deterministic("zeta", eta + delta, dims="obs")
+            noise = self.observation.register_noise()
+            extra = self.simulator.predictive_variance(X, per_obs)
+            sd = self.observation.scale(noise, zeta, data.y_sd, extra)
+            sd_vec = sd if getattr(sd, "ndim", 0) == 1 else pt.ones((data.n,)) * sd
+            if has_missing:
+                idx = np.flatnonzero(mask)
+                self.observation.likelihood(
+                    "y", zeta[idx], sd_vec[idx], observed=data.y[idx], dims="obs_observed"
+                )
+            else:
+                self.observation.likelihood("y", zeta, sd_vec, observed=data.y, dims="obs")
+            if predict_at is not None:
+                self._add_prediction(model, data, ctx, values, noise, predict_at)
+        model._vvuq_twin = self  # type: ignore[attr-defined]
+        return model
+
+    def _add_prediction(self, model, data, ctx, values, noise, spec: PredictSpec) -> None:
+        m = spec.X.shape[0]
+        if spec.unit_idx is None and not spec.new_unit and self.per_unit_names:
+            raise DataValidationError(
+                f"Twin {self.name!r} has per-unit parameters {self.per_unit_names}: say which unit "
+                "to predict for (unit=label) or ask for a new unit (unit='new')."
+            )
+        new_vals = {}
+        for p in self.parameters:
+            if not p.per_unit:
+                new_vals[p.name] = values[p.name]
+                continue
+            if spec.new_unit:
+                mu, sig, inv = values[f"__{p.name}_pop"]
+                z_new = pm.Normal(f"{p.name}_z_new", 0.0, 1.0)
+                th = pm.Deterministic(f"{p.name}_new", inv(mu + sig * z_new))
+                new_vals[p.name] = pt.ones((m,)) * th
+            else:
+                new_vals[p.name] = values[p.name][spec.unit_idx]
+        Xn = pt.as_tensor_variable(spec.X)
+        eta_n = pm.Deterministic("eta_new", self.simulator(Xn, new_vals), dims="obs_new")
+        d = self.discrepancy.at(ctx, spec.X, spec.unit_idx, spec.new_unit, "delta_new_raw")
+        delta_n = pm.Deterministic("delta_new", d, dims="obs_new")
+        zeta_n = pm.Deterministic("zeta_new", eta_n + delta_n, dims="obs_new")
+        extra = self.simulator.predictive_variance(Xn, new_vals)
+        sd = self.observation.scale(noise, zeta_n, None, extra)
+        sd_vec = sd if getattr(sd, "ndim", 0) == 1 else pt.ones((m,)) * sd
+        self.observation.likelihood("y_new", zeta_n, sd_vec, dims="obs_new")

@@ -1,0 +1,461 @@
+"""Model discrepancy delta(x) (Kennedy & O'Hagan 2001): the difference between reality and the
+simulator at the best parameter values.
+
+* :class:`NoDiscrepancy` - reality = simulator (the confidently-wrong baseline).
+* :class:`BiasDiscrepancy` - a constant offset, shared or per unit.
+* :class:`GPDiscrepancy` - an exact Gaussian process (``pm.gp.Latent``) for small n, shared or
+  per unit, optionally constrained to delta(x0) = 0 and delta'(x0) = 0 (the remedy of
+  Brynjarsdottir & O'Hagan 2014 for the theta/delta confounding when physics says the model is
+  exact at x0).
+* :class:`HSGPDiscrepancy` - the Hilbert-space approximate GP (``pm.gp.HSGP``) for large n,
+  shared or per unit (shared basis, per-unit coefficients).
+
+Each discrepancy registers itself in the model being built and can be evaluated at new inputs
+from the posterior (GP conditional, not a re-draw from the prior).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from ..exceptions import TwinSpecificationError
+from .priors import HalfNormal, LogNormal, Normal, Prior, PriorLike, as_prior, prior_spec
+
+__all__ = [
+    "Discrepancy",
+    "NoDiscrepancy",
+    "BiasDiscrepancy",
+    "GPDiscrepancy",
+    "HSGPDiscrepancy",
+    "ConstrainedExpQuad",
+    "BuildContext",
+]
+
+_KERNELS = {
+    "ExpQuad": pm.gp.cov.ExpQuad,
+    "Matern52": pm.gp.cov.Matern52,
+    "Matern32": pm.gp.cov.Matern32,
+    "Exponential": pm.gp.cov.Exponential,
+}
+
+
+@dataclass
+class BuildContext:
+    """What a discrepancy needs to know about the data while the model is built."""
+
+    X: np.ndarray  # (n, d) training inputs
+    unit_idx: np.ndarray | None  # (n,) integer unit index, or None without hierarchy
+    n_units: int
+    unit_dim: str = "unit"
+    obs_dim: str = "obs"
+    handles: dict[str, Any] = field(default_factory=dict)
+
+
+def _value(v: Prior | float, name: str):
+    return v.dist(name) if isinstance(v, Prior) else pt.as_tensor_variable(float(v))
+
+
+class Discrepancy(abc.ABC):
+    """Base class of discrepancy models."""
+
+    per_unit: bool = False
+
+    @abc.abstractmethod
+    def add(self, ctx: BuildContext, name: str = "delta") -> pt.TensorVariable:
+        """Register delta at the training inputs; return a tensor of shape (n,)."""
+
+    @abc.abstractmethod
+    def at(
+        self,
+        ctx: BuildContext,
+        X_new: np.ndarray,
+        unit_idx_new: np.ndarray | None,
+        new_unit: bool,
+        name: str,
+    ) -> pt.TensorVariable:
+        """delta at new inputs given the posterior (call after :meth:`add`, same model)."""
+
+    @abc.abstractmethod
+    def spec(self) -> dict[str, Any]:
+        """Description used in the declaration hash."""
+
+    def validate(self, X: np.ndarray) -> None:
+        """Check the discrepancy fits the data's inputs (raise TwinSpecificationError)."""
+
+
+@dataclass
+class NoDiscrepancy(Discrepancy):
+    """delta(x) = 0."""
+
+    def add(self, ctx, name="delta"):
+        return pt.zeros((ctx.X.shape[0],))
+
+    def at(self, ctx, X_new, unit_idx_new, new_unit, name):
+        return pt.zeros((X_new.shape[0],))
+
+    def spec(self):
+        return {"kind": "none"}
+
+
+@dataclass
+class BiasDiscrepancy(Discrepancy):
+    """delta(x) = b, a constant offset (per unit when ``per_unit``; then b_u ~ prior iid)."""
+
+    prior: Prior = field(default_factory=lambda: Normal(0.0, 1.0))
+    per_unit: bool = False
+
+    def add(self, ctx, name="delta"):
+        if self.per_unit:
+            if ctx.unit_idx is None:
+                raise TwinSpecificationError(
+                    "BiasDiscrepancy(per_unit=True) needs a hierarchy (units in the data)."
+                )
+            b = self.prior.dist(f"{name}_bias", dims=ctx.unit_dim)
+            ctx.handles[name] = b
+            return b[ctx.unit_idx]
+        b = self.prior.dist(f"{name}_bias")
+        ctx.handles[name] = b
+        return pt.ones((ctx.X.shape[0],)) * b
+
+    def at(self, ctx, X_new, unit_idx_new, new_unit, name):
+        b = ctx.handles["delta"]
+        m = X_new.shape[0]
+        if self.per_unit:
+            if new_unit:
+                b_new = self.prior.dist(f"{name}_bias_new")
+                return pt.ones((m,)) * b_new
+            return b[unit_idx_new]
+        return pt.ones((m,)) * b
+
+    def spec(self):
+        return {"kind": "bias", "prior": self.prior.spec(), "per_unit": self.per_unit}
+
+
+class ConstrainedExpQuad(pm.gp.cov.Covariance):
+    """Squared-exponential kernel conditioned on delta(x0) = 0 and/or delta'(x0) = 0.
+
+    For k(x, x') = eta^2 exp(-(x - x')^2 / (2 l^2)) in one input, conditioning a GP on
+    a = [delta(x0), delta'(x0)] (independent under k, with variances eta^2 and eta^2 / l^2)
+    gives k_c = k - k0 k0^T / eta^2 - k1 k1^T l^2 / eta^2 with k0(x) = k(x, x0) and
+    k1(x) = dk(x, s)/ds at s = x0 = k(x, x0) (x - x0) / l^2.
+    """
+
+    def __init__(self, eta, ls, *, x0: float = 0.0, value: bool = True, slope: bool = True,
+                 active_dims: Sequence[int] | None = None):
+        super().__init__(1, active_dims=list(active_dims) if active_dims is not None else [0])
+        self.eta = eta
+        self.ls = ls
+        self.x0 = x0
+        self.value = value
+        self.slope = slope
+
+    def _k(self, X, Xs):
+        d = X[:, 0][:, None] - Xs[:, 0][None, :]
+        l2 = self.ls**2
+        K = self.eta**2 * pt.exp(-0.5 * d**2 / l2)
+        a = pt.exp(-0.5 * (X[:, 0] - self.x0) ** 2 / l2)
+        b = pt.exp(-0.5 * (Xs[:, 0] - self.x0) ** 2 / l2)
+        if self.value:
+            K = K - self.eta**2 * a[:, None] * b[None, :]
+        if self.slope:
+            u = a * (X[:, 0] - self.x0)
+            v = b * (Xs[:, 0] - self.x0)
+            K = K - self.eta**2 * u[:, None] * v[None, :] / l2
+        return K
+
+    def full(self, X, Xs=None):
+        X, Xs = self._slice(X, Xs)
+        if Xs is None:
+            Xs = X
+        return self._k(X, Xs)
+
+    def diag(self, X):
+        X, _ = self._slice(X, None)
+        l2 = self.ls**2
+        a2 = pt.exp(-((X[:, 0] - self.x0) ** 2) / l2)
+        out = self.eta**2 * pt.ones_like(X[:, 0])
+        if self.value:
+            out = out - self.eta**2 * a2
+        if self.slope:
+            out = out - self.eta**2 * a2 * (X[:, 0] - self.x0) ** 2 / l2
+        return out
+
+
+def _default_ls(X: np.ndarray, cols: Sequence[int]) -> Prior:
+    rng = float(np.max(np.ptp(X[:, list(cols)], axis=0))) or 1.0
+    return LogNormal(float(np.log(rng / 3)), 0.7)
+
+
+@dataclass
+class GPDiscrepancy(Discrepancy):
+    """Exact GP discrepancy (``pm.gp.Latent``, non-centred), for small n (a few hundred).
+
+    Parameters
+    ----------
+    ls : Prior or float, optional
+        Length scale (prior or fixed). Default: LogNormal centred on a third of the input range.
+    eta : Prior or float
+        Marginal standard deviation of delta.
+    kernel : {"ExpQuad", "Matern52", "Matern32", "Exponential"}
+    columns : sequence of int, optional
+        Input columns delta depends on (default: all).
+    per_unit : bool
+        Independent GPs per unit with shared hyperparameters (block-diagonal covariance).
+    constraint : {None, "value", "value_and_slope"}
+        Condition delta on delta(x0) = 0 (and delta'(x0) = 0); ExpQuad, one input only.
+    x0 : float
+        Where the constraint holds.
+    jitter : float
+        Added to the covariance diagonal for numerical stability.
+    """
+
+    ls: PriorLike | None = None
+    eta: PriorLike = field(default_factory=lambda: HalfNormal(1.0))
+    kernel: Literal["ExpQuad", "Matern52", "Matern32", "Exponential"] = "ExpQuad"
+    columns: Sequence[int] | None = None
+    per_unit: bool = False
+    constraint: Literal["value", "value_and_slope"] | None = None
+    x0: float = 0.0
+    jitter: float = 1e-6
+    marginalize: bool | Literal["auto"] = "auto"
+
+    def __post_init__(self) -> None:
+        if self.marginalize not in (True, False, "auto"):
+            raise TwinSpecificationError(
+                f"GPDiscrepancy: marginalize must be True, False or 'auto', got {self.marginalize!r}."
+            )
+        if self.kernel not in _KERNELS:
+            raise TwinSpecificationError(
+                f"GPDiscrepancy: unknown kernel {self.kernel!r}; choose one of {sorted(_KERNELS)}."
+            )
+        if self.ls is not None:
+            self.ls = as_prior(self.ls, "GPDiscrepancy.ls", positive=True)
+        self.eta = as_prior(self.eta, "GPDiscrepancy.eta", positive=True)
+        if self.constraint not in (None, "value", "value_and_slope"):
+            raise TwinSpecificationError(
+                f"GPDiscrepancy: constraint must be None, 'value' or 'value_and_slope', got "
+                f"{self.constraint!r}."
+            )
+        if self.constraint is not None and self.kernel != "ExpQuad":
+            raise TwinSpecificationError(
+                "GPDiscrepancy: constraints delta(x0)=0 / delta'(x0)=0 are implemented for the "
+                "ExpQuad kernel; set kernel='ExpQuad'."
+            )
+
+    def _cols(self, X: np.ndarray) -> list[int]:
+        return list(range(X.shape[1])) if self.columns is None else [int(c) for c in self.columns]
+
+    def validate(self, X):
+        cols = self._cols(X)
+        if any(c < 0 or c >= X.shape[1] for c in cols):
+            raise TwinSpecificationError(
+                f"GPDiscrepancy.columns={cols} but the inputs have {X.shape[1]} column(s)."
+            )
+        if self.constraint is not None and len(cols) != 1:
+            raise TwinSpecificationError(
+                "GPDiscrepancy: a constrained discrepancy needs exactly one input column; set "
+                "columns=[k]."
+            )
+
+    def _cov(self, ctx: BuildContext, name: str):
+        cols = self._cols(ctx.X)
+        ls_p = self.ls if self.ls is not None else _default_ls(ctx.X, cols)
+        ls = _value(ls_p, f"{name}_ls")
+        eta = _value(self.eta, f"{name}_eta")
+        nd = len(cols)
+        if self.constraint is not None:
+            cov = ConstrainedExpQuad(eta, ls, x0=self.x0, value=True,
+                                     slope=self.constraint == "value_and_slope", active_dims=[0])
+        else:
+            cov = eta**2 * _KERNELS[self.kernel](nd, ls=ls, active_dims=list(range(nd)))
+        if self.per_unit:
+            U = ctx.n_units
+            coreg = pm.gp.cov.Coregion(nd + 1, W=np.zeros((U, 1)), kappa=np.ones(U), active_dims=[nd])
+            cov = cov * coreg
+        return cov, cols
+
+    def use_marginal(self, observation: Any) -> bool:
+        """Whether delta is integrated out analytically (Gaussian noise, no relative term)."""
+        from .observation import Gaussian
+
+        ok = type(observation) is Gaussian and observation.relative is None
+        if self.marginalize is True and not ok:
+            raise TwinSpecificationError(
+                "GPDiscrepancy(marginalize=True) needs a Gaussian observation model without a "
+                "`relative` noise term; use marginalize='auto' or False."
+            )
+        return ok if self.marginalize == "auto" else bool(self.marginalize)
+
+    def add_marginal(self, ctx: BuildContext, name: str = "delta") -> pt.TensorVariable:
+        """Register the hyperparameters only; return the prior covariance K (n, n) of delta.
+
+        With Gaussian noise, delta is integrated out: y ~ MvNormal(eta, K + S). Its posterior
+        given (theta, y) is Gaussian and is drawn in the posterior predictive.
+        """
+        if self.per_unit and ctx.unit_idx is None:
+            raise TwinSpecificationError(
+                "GPDiscrepancy(per_unit=True) needs a hierarchy (units in the data)."
+            )
+        cov, cols = self._cov(ctx, name)
+        Z = self._inputs(ctx.X, cols, ctx.unit_idx)
+        K = cov(Z) + self.jitter * np.eye(Z.shape[0])
+        ctx.handles[name] = (None, cov, cols)
+        ctx.handles["marginal_Z"] = Z
+        return K
+
+    def _marginal_conditional(self, ctx: BuildContext, Z_new: np.ndarray, name: str, dims=None):
+        _, cov, _ = ctx.handles["delta"]
+        m = ctx.handles["marginal"]
+        Z_obs = ctx.handles["marginal_Z"][m["idx"]]
+        Kx = cov(Z_obs, Z_new)
+        Lc = pt.linalg.cholesky(m["Sigma"])
+        A = pt.linalg.solve_triangular(Lc, Kx, lower=True)
+        r = pt.linalg.solve_triangular(Lc, m["resid"], lower=True)
+        mu = A.T @ r
+        C = cov(Z_new) - A.T @ A
+        C = 0.5 * (C + C.T) + self.jitter * pt.eye(Z_new.shape[0])
+        return pm.MvNormal(name, mu=mu, cov=C, dims=dims)
+
+    def _inputs(self, X: np.ndarray, cols: list[int], unit_idx: np.ndarray | None) -> np.ndarray:
+        Z = X[:, cols].astype(float)
+        if self.per_unit:
+            Z = np.column_stack([Z, unit_idx.astype(float)])
+        return Z
+
+    def add(self, ctx, name="delta"):
+        if self.per_unit and ctx.unit_idx is None:
+            raise TwinSpecificationError(
+                "GPDiscrepancy(per_unit=True) needs a hierarchy (units in the data)."
+            )
+        cov, cols = self._cov(ctx, name)
+        gp = pm.gp.Latent(cov_func=cov)
+        Z = self._inputs(ctx.X, cols, ctx.unit_idx)
+        f = gp.prior(f"{name}_gp", X=Z, dims=ctx.obs_dim, jitter=self.jitter)
+        ctx.handles[name] = (gp, cov, cols)
+        return f
+
+    def at(self, ctx, X_new, unit_idx_new, new_unit, name):
+        gp, cov, cols = ctx.handles["delta"]
+        if "marginal" in ctx.handles and not (new_unit and self.per_unit):
+            return self._marginal_conditional(ctx, self._inputs(X_new, cols, unit_idx_new), name)
+        if new_unit and self.per_unit:
+            Z = X_new[:, cols].astype(float)
+            base = cov.factor_list[0] if hasattr(cov, "factor_list") else cov
+            K = base(Z) + self.jitter * np.eye(Z.shape[0])
+            return pm.MvNormal(name, mu=np.zeros(Z.shape[0]), cov=K)
+        Z = self._inputs(X_new, cols, unit_idx_new)
+        return gp.conditional(name, Z, jitter=self.jitter)
+
+    def spec(self):
+        return {
+            "kind": "gp",
+            "ls": prior_spec(self.ls) if self.ls is not None else "default",
+            "eta": prior_spec(self.eta),
+            "kernel": self.kernel,
+            "columns": None if self.columns is None else list(self.columns),
+            "per_unit": self.per_unit,
+            "constraint": self.constraint,
+            "x0": self.x0,
+            "marginalize": self.marginalize,
+        }
+
+
+@dataclass
+class HSGPDiscrepancy(Discrepancy):
+    """Hilbert-space approximate GP discrepancy (``pm.gp.HSGP``, Riutort-Mayol et al. 2023).
+
+    Cost per gradient is O(n m) instead of O(n^3). Uses the linearised form
+    delta = Phi (sqrt(S) * beta), beta ~ N(0, 1), so per-unit discrepancies share one basis.
+
+    Parameters
+    ----------
+    m : int or sequence of int
+        Basis functions per input dimension.
+    c : float
+        Boundary factor (L = c * half-range of the centred inputs); >= 1.2.
+    ls, eta, kernel, columns, per_unit :
+        As for :class:`GPDiscrepancy` (kernels: ExpQuad, Matern52, Matern32).
+    """
+
+    m: int | Sequence[int] = 30
+    c: float = 1.5
+    ls: PriorLike | None = None
+    eta: PriorLike = field(default_factory=lambda: HalfNormal(1.0))
+    kernel: Literal["ExpQuad", "Matern52", "Matern32"] = "ExpQuad"
+    columns: Sequence[int] | None = None
+    per_unit: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kernel not in ("ExpQuad", "Matern52", "Matern32"):
+            raise TwinSpecificationError(
+                f"HSGPDiscrepancy: kernel must be ExpQuad, Matern52 or Matern32, got {self.kernel!r}."
+            )
+        if self.c < 1.2:
+            raise TwinSpecificationError(f"HSGPDiscrepancy: c must be >= 1.2, got {self.c}.")
+        if self.ls is not None:
+            self.ls = as_prior(self.ls, "HSGPDiscrepancy.ls", positive=True)
+        self.eta = as_prior(self.eta, "HSGPDiscrepancy.eta", positive=True)
+
+    def _cols(self, X):
+        return list(range(X.shape[1])) if self.columns is None else [int(c) for c in self.columns]
+
+    def validate(self, X):
+        cols = self._cols(X)
+        if any(c < 0 or c >= X.shape[1] for c in cols):
+            raise TwinSpecificationError(
+                f"HSGPDiscrepancy.columns={cols} but the inputs have {X.shape[1]} column(s)."
+            )
+
+    def add(self, ctx, name="delta"):
+        if self.per_unit and ctx.unit_idx is None:
+            raise TwinSpecificationError(
+                "HSGPDiscrepancy(per_unit=True) needs a hierarchy (units in the data)."
+            )
+        cols = self._cols(ctx.X)
+        nd = len(cols)
+        ls_p = self.ls if self.ls is not None else _default_ls(ctx.X, cols)
+        ls = _value(ls_p, f"{name}_ls")
+        eta = _value(self.eta, f"{name}_eta")
+        cov = eta**2 * _KERNELS[self.kernel](nd, ls=ls)
+        m = [int(self.m)] * nd if np.isscalar(self.m) else [int(v) for v in self.m]
+        gp = pm.gp.HSGP(m=m, c=self.c, cov_func=cov)
+        Z = ctx.X[:, cols].astype(float)
+        phi, sqrt_psd = gp.prior_linearized(Z)
+        gp._L = gp.L.eval()  # freeze the boundary so prediction reuses the training basis
+        nb = int(np.prod(m))
+        if self.per_unit:
+            beta = pm.Normal(f"{name}_hsgp_coeffs", 0.0, 1.0, shape=(ctx.n_units, nb))
+            f = pt.sum(phi * (beta[ctx.unit_idx] * sqrt_psd[None, :]), axis=1)
+        else:
+            beta = pm.Normal(f"{name}_hsgp_coeffs", 0.0, 1.0, shape=(nb,))
+            f = phi @ (beta * sqrt_psd)
+        ctx.handles[name] = (gp, beta, sqrt_psd, cols)
+        return f
+
+    def at(self, ctx, X_new, unit_idx_new, new_unit, name):
+        gp, beta, sqrt_psd, cols = ctx.handles["delta"]
+        phi_new, _ = gp.prior_linearized(X_new[:, cols].astype(float))
+        if self.per_unit:
+            if new_unit:
+                b = pm.Normal(f"{name}_hsgp_coeffs_new", 0.0, 1.0, shape=(beta.shape[1],))
+                return phi_new @ (b * sqrt_psd)
+            return pt.sum(phi_new * (beta[unit_idx_new] * sqrt_psd[None, :]), axis=1)
+        return phi_new @ (beta * sqrt_psd)
+
+    def spec(self):
+        return {
+            "kind": "hsgp",
+            "m": self.m if np.isscalar(self.m) else list(self.m),
+            "c": self.c,
+            "ls": prior_spec(self.ls) if self.ls is not None else "default",
+            "eta": prior_spec(self.eta),
+            "kernel": self.kernel,
+            "columns": None if self.columns is None else list(self.columns),
+            "per_unit": self.per_unit,
+        }
