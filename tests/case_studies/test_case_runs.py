@@ -178,3 +178,19 @@ def test_climate_bad_input_is_refused(tmp_path, data_dir):
 
     with pytest.raises(ValueError, match="holdout_years must be >= 0"):
         run(data_dir, tmp_path, holdout_years=-1)
+
+
+# ------------------------------------------------------------------ reproducibility
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["airframe", "climate"])
+def test_same_seed_same_numbers(case, request, data_dir, tmp_path):
+    import importlib
+
+    first = request.getfixturevalue(case)
+    again = importlib.import_module(f"case_studies.{case}.run").run(data_dir, tmp_path, seed=1, quick=True)
+    keys = [k for k, v in first.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    assert len(keys) >= 8
+    for k in keys:
+        assert again[k] == first[k], k
+    a, b = _json(first), _json(again)
+    assert a["sections"] == b["sections"]

