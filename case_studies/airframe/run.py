@@ -29,7 +29,6 @@ import argparse
 import os
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np

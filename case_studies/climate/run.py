@@ -9,7 +9,12 @@ The loop of issue 8, as far as the modules allow today:
    2013) driven from 1750 by the forcing, with a forcing-scale parameter, priors centred on the
    CMIP5 two-layer fits of Geoffroy et al. (2013a), an autocorrelated discrepancy over years
    (HSGP, Matern-3/2) and Gaussian interannual/measurement noise;
-3. verify the integrator (RK4 observed order against the closed-form step response);
+   The calibration solves the model exactly for the annual piecewise-constant forcing
+   (convolution with the closed-form step response; the RK4 integrator of
+   :func:`~case_studies.climate.model.two_layer_ebm` reads its parameters inside
+   ``pytensor.scan`` as closure variables, which PyMC cannot calibrate);
+3. verify the integrator (RK4 observed order against the closed-form step response) and its
+   agreement with the exact solution used in the calibration;
 4. calibrate (NUTS) and validate on the held-back decade (coverage, CRPS, PIT, extrapolation);
 6. decide under risk: the largest scaling ``s`` of the post-2022 forcing change of SSP2-4.5
    with P(warming in 2100 > 2 °C) <= 0.33, with the superquantile of 2100 warming;
@@ -30,7 +35,6 @@ import warnings
 from typing import Any
 
 import numpy as np
-import pytensor
 from scipy import stats
 from scipy.signal import fftconvolve
 import pytensor.tensor as pt
@@ -53,7 +57,7 @@ from vvuq_twin.validation import ValidationDomain, crps, interval_coverage, pit
 from vvuq_twin.verification import observed_order
 
 from .data import hadcrut5_twin_data, load_forcing, load_hadcrut5
-from .model import GEOFFROY_CMIP5_MEAN, ebm_simulator, step_response, two_layer_ebm
+from .model import GEOFFROY_CMIP5_MEAN, step_response, two_layer_ebm
 
 __all__ = ["build_twin", "run", "main", "F2X", "WORLDS", "ECS_LIKELY", "TCR_LIKELY"]
 
