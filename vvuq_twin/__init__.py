@@ -28,6 +28,11 @@ _EXPORTS = {
         "Twin", "TwinData", "Uniform",
     ),
 }
+_EXPORTS["vvuq_twin.exceptions"] = (
+    "VVUQError", "TwinSpecificationError", "DataValidationError", "SimulatorError",
+    "CalibrationError", "EnsembleError", "DiagnosticsWarning", "SamplerChoiceWarning",
+    "ExtrapolationWarning",
+)
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 
 __all__ = ["__version__", *sorted(_WHERE)]

@@ -12,8 +12,16 @@ import pytensor.tensor as pt
 
 
 def _mcse(da, method):
-    """Monte Carlo standard error of a (chain, draw) DataArray (ArviZ)."""
-    return float(az.mcse(da.to_dataset(name="v"), method=method)["v"])
+    """Monte Carlo standard error of a (chain, draw) DataArray.
+
+    The mean uses ArviZ's MCSE; for the sd, ArviZ 0.23's ``mcse(method="sd")`` fails under
+    NumPy 2.4, so the Gaussian-posterior approximation sd / sqrt(2 ESS) is used instead.
+    """
+    ds = da.to_dataset(name="v")
+    if method == "mean":
+        return float(az.mcse(ds, method="mean")["v"])
+    ess = float(az.ess(ds, method="bulk")["v"])
+    return float(da.std()) / np.sqrt(2 * ess)
 
 
 def _interval(res, q=(2.5, 97.5)):
