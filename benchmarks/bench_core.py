@@ -103,9 +103,9 @@ def gp_vs_hsgp(ns, draws: int, tune: int, exact_max_n: int) -> list[dict]:
 def main(quick: bool = False) -> dict:
     draws, tune = (300, 300) if quick else (1000, 1000)
     out = {"ess": ess_per_second(draws, tune)}
-    out["gp_vs_hsgp"] = gp_vs_hsgp([200, 1000] if quick else [200, 1000, 5000],
+    out["gp_vs_hsgp"] = gp_vs_hsgp([200, 500] if quick else [200, 1000, 5000],
                                    draws=200 if quick else 500, tune=200 if quick else 500,
-                                   exact_max_n=1000)
+                                   exact_max_n=500 if quick else 1000)
     e = out["ess"]
     print(f"ESS/s (min bulk): nutpie {e['nutpie']['ess_per_s']:.1f} vs pm.sample "
           f"{e['pymc']['ess_per_s']:.1f} -> ratio {e['ratio_ess_per_s']:.2f}x; compile nutpie "
