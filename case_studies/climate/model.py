@@ -164,16 +164,18 @@ def two_layer_ebm(
     F = pt.cast(pt.as_tensor_variable(forcing), "float64")
     h = dt / int(n_substeps)
 
-    def rhs(T, Td, f):
+    def rhs(T, Td, f, lam, gamma, C, C_d, efficacy):
         dT = (f - lam * T - efficacy * gamma * (T - Td)) / C
         dTd = gamma * (T - Td) / C_d
         return dT, dTd
 
-    def substep(f, T, Td, h):
-        k1 = rhs(T, Td, f)
-        k2 = rhs(T + h / 2 * k1[0], Td + h / 2 * k1[1], f)
-        k3 = rhs(T + h / 2 * k2[0], Td + h / 2 * k2[1], f)
-        k4 = rhs(T + h * k3[0], Td + h * k3[1], f)
+    # parameters enter the scan as non_sequences (not closure variables), so that PyMC can
+    # replace random variables by their values when it builds the log-density
+    def substep(f, T, Td, h, *theta):
+        k1 = rhs(T, Td, f, *theta)
+        k2 = rhs(T + h / 2 * k1[0], Td + h / 2 * k1[1], f, *theta)
+        k3 = rhs(T + h / 2 * k2[0], Td + h / 2 * k2[1], f, *theta)
+        k4 = rhs(T + h * k3[0], Td + h * k3[1], f, *theta)
         return (T + h / 6 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0]),
                 Td + h / 6 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1]))
 
@@ -186,7 +188,9 @@ def two_layer_ebm(
     F_sub = pt.repeat(F, n_sub)
     h_t = pt.as_tensor_variable(np.float64(h))
     T_all, Td_all = pytensor.scan(substep, sequences=[F_sub], outputs_info=[T_init, Td_init],
-                                  non_sequences=[h_t], strict=False, return_updates=False)
+                                  non_sequences=[h_t, *[pt.cast(pt.as_tensor_variable(v), "float64")
+                                                        for v in (lam, gamma, C, C_d, efficacy)]],
+                                  strict=False, return_updates=False)
     T = T_all[n_sub - 1::n_sub]
     Td = Td_all[n_sub - 1::n_sub]
     N = F - lam * T - (efficacy - 1.0) * gamma * (T - Td)
