@@ -74,6 +74,7 @@ def _run_default(args) -> int:
         "theta_true": 0.65,
         "theta_covered": bool(lo <= 0.65 <= hi),
         "prediction_coverage_of_reality_95": covered,
+        "prediction_points_out_of_domain": int(pred["out_of_domain"].sum()),
         "diagnostics": res.diagnostics.to_dict(),
         "info": res.info,
     }
@@ -84,7 +85,9 @@ def _run_default(args) -> int:
     print(res.summary().to_string())
     print(res.diagnostics)
     print(f"theta 95% interval [{lo:.4f}, {hi:.4f}] (truth 0.65: {'covered' if lo <= 0.65 <= hi else 'NOT covered'})")
-    print(f"95% bands of the true process cover reality at {covered:.0%} of 13 points on [0, 6]")
+    print(f"95% bands of the true process cover reality at {covered:.0%} of 13 points on [0, 6]; "
+          f"{int(pred['out_of_domain'].sum())} of them lie outside the calibrated domain [0.4, 4] "
+          "(flagged as extrapolation)")
     print(res.ledger.summary(twin, data.hash))
     print(f"Results written to {path}, {out / 'default_prediction.nc'}, {out / 'default_summary.json'}")
     return 0

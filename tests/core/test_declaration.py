@@ -210,3 +210,17 @@ def test_calibrate_save_load_and_diagnostics(tmp_path):
     with pytest.warns(DiagnosticsWarning, match="ess_bulk"):
         small = vt.calibrate(twin, data, rng=1, draws=15, tune=15, chains=2)
     assert not small.diagnostics.passed
+
+
+def test_predictions_carry_extrapolation_flags():
+    twin, data = line_twin(), line_data()
+    res = vt.calibrate(twin, data, rng=7, draws=500, tune=500, chains=2)
+    with pytest.warns(vt.ExtrapolationWarning):
+        pred = vt.predict(res, np.array([0.0, 1.5, 3.0]), rng=1)
+    np.testing.assert_array_equal(pred["out_of_domain"].values, [False, False, True])
+    assert float(pred["extrapolation"].isel(obs=2)) > float(pred["extrapolation"].isel(obs=1))
+    # posterior predictive of the line at x=0 matches the conjugate closed form mean a
+    A = np.column_stack([np.ones(data.n), data.x[:, 0]])
+    cov = np.linalg.inv(A.T @ A / 0.25 + np.eye(2) / 4)
+    mean = cov @ (A.T @ data.y / 0.25)
+    assert abs(float(pred["zeta"].isel(obs=0).mean()) - mean[0]) < 0.05

@@ -23,6 +23,7 @@ def predict(
     unit: str | Sequence[str] | None = None,
     rng: RNGLike = None,
     include_y: bool = True,
+    domain: Any = "calibration",
 ) -> xr.Dataset:
     """Posterior predictive of the twin at new inputs.
 
@@ -44,6 +45,11 @@ def predict(
         Seed for the predictive draws.
     include_y : bool
         Also draw new observations ``y`` (with observation noise).
+    domain : "calibration", ValidationDomain or None
+        Where the twin was validated. Default: the calibration inputs' domain (convex hull).
+        Each prediction row gets ``extrapolation`` (distance measure, <= 1 inside) and
+        ``out_of_domain`` (flag); an :class:`~vvuq_twin.exceptions.ExtrapolationWarning` is
+        emitted when any row leaves it. ``None`` skips the check.
 
     Returns
     -------
@@ -102,6 +108,12 @@ def predict(
         out = out.assign_coords({name: ("obs", X[:, j])})
     if unit_idx is not None:
         out = out.assign_coords(unit_label=("obs", np.asarray(twin.unit_index(data)[1])[unit_idx]))
+    if domain is not None:
+        # the domain object is a plain numpy/xarray component (vvuq_twin.validation.domain)
+        from ..validation.domain import ValidationDomain
+
+        dom = ValidationDomain.from_data(data) if isinstance(domain, str) and domain == "calibration" else domain
+        out = dom.annotate(out, dim="obs")
     out.attrs.update({"declaration_hash": result.declaration_hash, "data_hash": result.data_hash,
                       "unit": "new" if new_unit else ("" if unit is None else str(unit))})
     return out
