@@ -20,14 +20,19 @@ import dataclasses
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 import xarray as xr
 
 from .._rng import RNGLike, as_generator, seed_int
 from ..exceptions import DataValidationError, TwinSpecificationError
+from ..inference.ledger import Ledger
 from .smc import ParticlePosterior, UpdateReport, concat_data, smc_update
+
+if TYPE_CHECKING:
+    from ..validation.drift import CusumDetector
+    from ..validation.quality import DataQualityGate
 
 __all__ = ["TwinLogDensity", "twin_log_density", "TwinAssimilation", "assimilate"]
 
@@ -171,6 +176,15 @@ class TwinAssimilation:
         likelihood of each is compiled once and reused by later updates.
     density : TwinLogDensity
         The compiled log densities (reused by later updates).
+    ledger : Ledger
+        The continual-VVUQ ledger (a copy of the calibration's, extended by each update's
+        quality-gate, drift and coverage entries).
+    rejected : list of dict
+        Batches refused by the data-quality gate, kept with ``data`` (TwinData), ``reasons``
+        (list of str), ``verdict`` (QualityVerdict) and ``batch_index``; never assimilated.
+    pit_history : ndarray
+        PIT values of all accepted batches under their one-step-ahead predictive, in order: the
+        stream the CUSUM drift detector runs on (its state is carried across calls).
     """
 
     twin: Any
@@ -179,6 +193,9 @@ class TwinAssimilation:
     reports: list[UpdateReport]
     density: TwinLogDensity
     chunks: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
+    ledger: Ledger = dataclasses.field(default_factory=Ledger)
+    rejected: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    pit_history: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
 
     @property
     def posterior(self) -> xr.Dataset:
@@ -211,6 +228,10 @@ def assimilate(
     refit: Callable | str | None = "calibrate",
     n_particles: int | None = None,
     max_chunks: int = 8,
+    gate: DataQualityGate | None = None,
+    drift: CusumDetector | None = None,
+    n_predictive: int = 1000,
+    coverage_alpha: float = 0.05,
     rng: RNGLike = None,
     **smc_options: Any,
 ) -> TwinAssimilation:
@@ -235,6 +256,22 @@ def assimilate(
         The past data are kept as one chunk per batch (each likelihood compiled once); beyond
         this many chunks they are merged into one, so a move evaluates at most
         ``max_chunks + 1`` compiled functions.
+    gate : DataQualityGate, optional
+        Data-quality gate run on ``new_data.y`` against the current posterior predictive
+        ``(mean, sd)`` at the new inputs. A refused batch raises nothing: the posterior, data
+        and reports are returned unchanged, the batch is kept in ``rejected`` with the verdict's
+        reasons, and a ledger entry (kind ``"assimilation"``, name ``"quality_gate"``,
+        ``passed=False``) is recorded. An accepted batch records ``passed=True``.
+    drift : CusumDetector, optional
+        CUSUM run on the PIT values of accepted batches under the current posterior predictive,
+        continuing the stream of earlier calls (``pit_history``). Records ledger entry
+        ``"drift_cusum"`` (``passed`` = no alarm inside this batch). The update still runs.
+    n_predictive : int
+        Posterior-predictive draws used by the gate, the PIT and the coverage check.
+    coverage_alpha : float
+        With ``gate`` or ``drift`` given, the ledger entry ``"coverage_90"`` (central 90 %
+        predictive interval of the new batch) passes when the exact binomial test of
+        coverage = 0.9 has p-value >= ``coverage_alpha``.
     rng : Generator, int or None
     **smc_options
         Passed to :func:`~vvuq_twin.assimilation.smc_update`.
@@ -242,7 +279,8 @@ def assimilate(
     Returns
     -------
     TwinAssimilation
-        The input ``result`` is not modified.
+        The input ``result`` is not modified. Without ``gate`` and ``drift`` no predictive is
+        drawn and the update is exactly as before (same random stream).
     """
     from ..twin import TwinData
 
@@ -251,6 +289,8 @@ def assimilate(
         twin, old_data, density = result.twin, result.data, result.density
         particles, reports = result.particles, list(result.reports)
         chunks = list(result.chunks)
+        ledger, rejected = Ledger(list(result.ledger.entries)), list(result.rejected)
+        pit_history = np.asarray(result.pit_history, float)
     else:
         twin, old_data = getattr(result, "twin", None), getattr(result, "data", None)
         if twin is None or old_data is None:
@@ -275,6 +315,9 @@ def assimilate(
         reports = []
         particles = None
         chunks = [_data_dict(old_data)]
+        prev = getattr(result, "ledger", None)
+        ledger = Ledger(list(prev.entries) if prev is not None else [])
+        rejected, pit_history = [], np.zeros(0)
     if not isinstance(new_data, TwinData):
         raise DataValidationError(
             f"`new_data` must be TwinData, got {type(new_data).__name__}. Build it with TwinData(x=..., y=...)."
@@ -334,6 +377,19 @@ def assimilate(
         particles = ParticlePosterior(values)
         particles = ParticlePosterior(particles.values, None, density.log_likelihood(particles.values, chunks[0]))
 
+    vv: dict[str, Any] = {}
+    if gate is not None or drift is not None:
+        vv = _vv_checks(twin, old_data, particles, new_data, gate=gate, drift=drift,
+                        ledger=ledger, pit_history=pit_history, n_predictive=n_predictive,
+                        coverage_alpha=coverage_alpha, batch_index=len(reports) + len(rejected),
+                        rng=g)
+        if not vv["accepted"]:
+            rejected.append(vv["rejected"])
+            return TwinAssimilation(twin=twin, particles=particles, data=old_data, reports=reports,
+                                    density=density, chunks=chunks, ledger=ledger,
+                                    rejected=rejected, pit_history=pit_history)
+        pit_history = vv["pit_history"]
+
     refit_fn = None
     if refit == "calibrate":
         def refit_fn(all_d, gen):
@@ -358,4 +414,66 @@ def assimilate(
         refit=refit_fn, batch_index=len(reports), rng=g, **smc_options,
     )
     return TwinAssimilation(twin=twin, particles=new_particles, data=_concat_twin_data(old_data, new_data),
-                            reports=reports + [report], density=density, chunks=chunks + [new_d])
+                            reports=reports + [report], density=density, chunks=chunks + [new_d],
+                            ledger=ledger, rejected=rejected, pit_history=pit_history)
+
+
+def _predictive_y(twin: Any, old_data: Any, particles: ParticlePosterior, new_data: Any,
+                  n: int, rng: np.random.Generator) -> np.ndarray:
+    """Posterior-predictive draws (n, n_obs) of ``y`` at the new inputs from the particles."""
+    import arviz as az
+
+    from ..inference.predict import predict
+
+    vals = particles.resample(int(n), rng=rng)
+    idata = az.from_dict(posterior={k: v[None] for k, v in vals.items()})
+    shim = dataclasses.make_dataclass("_Current", ["idata", "twin", "data", "declaration_hash",
+                                                   "data_hash"])(idata, twin, old_data, twin.hash,
+                                                                 old_data.hash)
+    unit = None if new_data.unit is None else list(np.asarray(new_data.unit).astype(str))
+    pp = predict(shim, new_data.x, unit=unit, rng=seed_int(rng), domain=None)
+    return pp["y"].stack(sample=("chain", "draw")).transpose("sample", "obs").values
+
+
+def _vv_checks(twin: Any, old_data: Any, particles: ParticlePosterior, new_data: Any, *,
+               gate: DataQualityGate | None, drift: CusumDetector | None, ledger: Ledger, pit_history: np.ndarray, n_predictive: int,
+               coverage_alpha: float, batch_index: int, rng: np.random.Generator) -> dict[str, Any]:
+    """Quality gate, then (if accepted) PIT -> CUSUM and 90 % coverage; ledger entries."""
+    from ..validation.metrics import interval_coverage, pit
+
+    if int(n_predictive) < 20:
+        raise ValueError(f"`n_predictive` must be >= 20 for PIT and coverage, got {n_predictive}.")
+    y = np.asarray(new_data.y, float)
+    samples = _predictive_y(twin, old_data, particles, new_data, n_predictive, rng)
+    mu, sd = samples.mean(axis=0), samples.std(axis=0)
+    dhash = new_data.hash
+    if gate is not None:
+        verdict = gate.check(y, (mu, sd))
+        ledger.record("assimilation", "quality_gate", twin=twin, data_hash=dhash,
+                      passed=verdict.accepted,
+                      result={"batch_index": batch_index, "reasons": list(verdict.reasons),
+                              "n_obs": int(y.size)})
+        if not verdict.accepted:
+            return {"accepted": False,
+                    "rejected": {"batch_index": batch_index, "data": new_data,
+                                 "reasons": list(verdict.reasons), "verdict": verdict}}
+    u = np.asarray(pit(samples, y), float)
+    history = np.concatenate([pit_history, u])
+    if drift is not None:
+        ds = drift.run(history, kind="pit")
+        alarm_new = ds["alarm"].values[pit_history.size:]
+        stat = np.maximum(ds["s_upper"].values, ds["s_lower"].values)
+        ledger.record("assimilation", "drift_cusum", twin=twin, data_hash=dhash,
+                      passed=not bool(alarm_new.any()),
+                      result={"batch_index": batch_index, "alarm": bool(alarm_new.any()),
+                              "alarm_obs": np.flatnonzero(alarm_new).tolist(),
+                              "s_upper": float(ds["s_upper"].values[-1]),
+                              "s_lower": float(ds["s_lower"].values[-1]),
+                              "max_statistic": float(stat[pit_history.size:].max()),
+                              "h": drift.h, "k": drift.k, "stream_length": int(history.size)})
+    cov = interval_coverage(samples, y, 0.9)
+    ledger.record("assimilation", "coverage_90", twin=twin, data_hash=dhash,
+                  passed=float(cov["p_value"]) >= coverage_alpha,
+                  result={"batch_index": batch_index, "coverage": float(cov["coverage"]),
+                          "nominal": 0.9, "n": int(cov["n"]), "p_value": float(cov["p_value"])})
+    return {"accepted": True, "pit_history": history}
