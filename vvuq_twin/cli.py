@@ -18,24 +18,12 @@ def default_twin():
     """The embedded default: Brynjarsdottir & O'Hagan (2014) with a constrained GP discrepancy.
 
     Reality zeta(x) = 0.65 x / (1 + x/20), simulator eta(x, theta) = theta x, 11 points on
-    [0.4, 4], noise sd 0.01 (synthetic data from the paper's known-truth setup, data seed 1 as in the tests).
+    [0.4, 4], noise sd 0.01 (synthetic data from the paper's known-truth setup, data seed 1 as in
+    the tests); see :mod:`vvuq_twin.testing.problems_core`.
     """
-    import numpy as np
+    from .testing.problems_core import bo2014_data, bo2014_twin
 
-    import vvuq_twin as vt
-
-    x = np.linspace(0.4, 4.0, 11)
-    rng = np.random.default_rng(1)
-    y = 0.65 * x / (1 + x / 20.0) + rng.normal(0.0, 0.01, x.size)
-    twin = vt.Twin(
-        "bo2014",
-        vt.PytensorSimulator(lambda X, p: p["theta"] * X[:, 0], name="eta=theta*x"),
-        [vt.Parameter("theta", vt.Normal(0.5, 0.5))],
-        discrepancy=vt.GPDiscrepancy(ls=vt.LogNormal(0.0, 1.0), eta=vt.HalfNormal(1.0),
-                                     constraint="value_and_slope"),
-        observation=vt.Gaussian(sigma=0.01),
-    )
-    return twin, vt.TwinData(x=x, y=y, input_names=["x"])
+    return bo2014_twin(), bo2014_data(seed=1)
 
 
 def _run_default(args) -> int:
@@ -43,6 +31,8 @@ def _run_default(args) -> int:
     from tqdm import tqdm
 
     import vvuq_twin as vt
+
+    from .testing.problems_core import bo2014_reality
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -58,7 +48,7 @@ def _run_default(args) -> int:
     steps.update()
     theta = res.posterior["theta"].values.ravel()
     lo, hi = np.percentile(theta, [2.5, 97.5])
-    truth = 0.65 * x_new / (1 + x_new / 20)
+    truth = bo2014_reality(x_new)
     zq = pred["zeta"].quantile([0.025, 0.975], dim=("chain", "draw")).values
     covered = float(np.mean((zq[0] <= truth) & (truth <= zq[1])))
     steps.set_postfix_str("write results")

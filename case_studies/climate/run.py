@@ -10,9 +10,8 @@ The loop of issue 8, as far as the modules allow today:
    CMIP5 two-layer fits of Geoffroy et al. (2013a), an autocorrelated discrepancy over years
    (HSGP, Matern-3/2) and Gaussian interannual/measurement noise;
    The calibration solves the model exactly for the annual piecewise-constant forcing
-   (convolution with the closed-form step response; the RK4 integrator of
-   :func:`~case_studies.climate.model.two_layer_ebm` reads its parameters inside
-   ``pytensor.scan`` as closure variables, which PyMC cannot calibrate);
+   (convolution with the closed-form step response), which is cheaper than the RK4 integrator
+   of :func:`~case_studies.climate.model.two_layer_ebm` and checked against it;
 3. verify the integrator (RK4 observed order against the closed-form step response) and its
    agreement with the exact solution used in the calibration;
 4. calibrate (NUTS) and validate on the held-back decade (coverage, CRPS, PIT, extrapolation);
