@@ -209,6 +209,40 @@ class TwinAssimilation:
                            for k, v in vals.items()})
 
 
+    def to_result(self, n: int | None = None, *, rng: RNGLike = None) -> Any:
+        """The assimilated state as a :class:`~vvuq_twin.TwinResult` (for ``predict``, design, ...).
+
+        Resamples the weighted particles into ``n`` equally weighted draws (default: as many as
+        particles; ``chain`` = 1) with the twin model's dims and coords, and attaches the twin and
+        all assimilated data, so that :func:`~vvuq_twin.predict`,
+        :func:`~vvuq_twin.design.twin_design_utilities` and validation work on the updated twin.
+        """
+        import arviz as az
+
+        from ..inference.results import TwinResult
+
+        raw = self.draws(n, rng=rng)
+        model = self.twin.build_model(self.data, check=False)
+        dims_of = getattr(model, "named_vars_to_dims", {})
+        data_vars, coords = {}, {}
+        for name, da in raw.data_vars.items():
+            dims = tuple(dims_of.get(name, ()) or ())
+            if dims and len(dims) == da.ndim - 2:
+                data_vars[name] = (("chain", "draw") + dims, da.values)
+                for d in dims:
+                    if d in model.coords and model.coords[d] is not None:
+                        coords[d] = list(model.coords[d])
+            else:
+                data_vars[name] = (da.dims, da.values)
+        post = xr.Dataset(data_vars, coords={"chain": [0], "draw": np.arange(raw.sizes["draw"]), **coords})
+        idata = az.InferenceData(posterior=post, observed_data=self.data.to_dataset())
+        return TwinResult(
+            idata=idata, twin=self.twin, data=self.data, declaration_hash=self.twin.hash,
+            data_hash=self.data.hash, diagnostics=None, ledger=self.ledger,
+            info={"sampler": "smc_assimilation", "n_updates": len(self.reports)},
+        )
+
+
 def _concat_twin_data(a: Any, b: Any):
     from ..twin import TwinData
 

@@ -9,6 +9,11 @@ expected value of sample information with :func:`evsi`; choose designs with
 :func:`select_exhaustive`, :func:`select_greedy` (candidate sets) or :func:`optimize_design`
 (botorch, continuous); and steer measurements sequentially with :func:`steer`.
 
+On a calibrated :class:`~vvuq_twin.Twin`, :func:`twin_design_utilities` scores candidate
+measurements from the twin's posterior predictive (EIG about the parameters, goal-oriented
+EIG about a QoI, or EVSI of a decision); :func:`twin_design_problem` turns a linear-Gaussian
+twin into a torch :class:`DesignProblem` (closed form and every estimator).
+
 Known-answer problems live in :mod:`vvuq_twin.testing.problems_design`.
 """
 
@@ -40,6 +45,14 @@ from .problem import (
     QoI,
     Target,
     torch_seed,
+)
+from .twin import (
+    LinearGaussianTwin,
+    steer_twin,
+    twin_design_problem,
+    twin_design_utilities,
+    twin_eig_closed_form,
+    twin_linear_gaussian,
 )
 from .sequential import (
     GaussianPosterior,
@@ -84,4 +97,10 @@ __all__ = [
     "WeightedParticles",
     "synthetic_measurement",
     "steer",
+    "twin_design_utilities",
+    "twin_linear_gaussian",
+    "twin_eig_closed_form",
+    "twin_design_problem",
+    "LinearGaussianTwin",
+    "steer_twin",
 ]
