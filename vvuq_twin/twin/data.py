@@ -158,6 +158,23 @@ class TwinData:
         h.update("\x1f".join(map(str, self.obs)).encode())
         return h.hexdigest()
 
+    @property
+    def structure_hash(self) -> str:
+        """SHA-256 of everything but the observed values: inputs, units, known sds, missing mask.
+
+        Two data sets with the same structure hash differ only in ``y`` at the same observed
+        positions, so a compiled model of one serves the other (``calibrate`` reuses it).
+        """
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.x).tobytes())
+        h.update(np.ascontiguousarray(self.observed_mask).tobytes())
+        if self.unit is not None:
+            h.update("\x1f".join(self.unit.tolist()).encode())
+        if self.y_sd is not None:
+            h.update(np.ascontiguousarray(self.y_sd).tobytes())
+        h.update("\x1f".join(map(str, self.obs)).encode())
+        return h.hexdigest()
+
     def subset(self, rows: Any) -> "TwinData":
         """A new TwinData with the given rows (boolean mask or integer index)."""
         idx = np.arange(self.n)[rows]

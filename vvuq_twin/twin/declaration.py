@@ -31,10 +31,12 @@ from .observation import Gaussian, LogNormalObs, ObservationModel
 from .priors import HalfNormal, Normal, Prior, PriorLike, StudentT, as_prior, prior_spec
 from .simulators import Simulator
 
-__all__ = ["Parameter", "Hierarchy", "Twin", "PredictSpec", "ROLE_VARS"]
+__all__ = ["Parameter", "Hierarchy", "Twin", "PredictSpec", "ROLE_VARS", "OBSERVED_DATA_NAME"]
 
 #: names of the role variables in every twin model
 ROLE_VARS = ("eta", "delta", "zeta", "y")
+#: name of the data container holding the (observed part of the) observations in the model
+OBSERVED_DATA_NAME = "y_observed"
 
 _LINKS = {
     "identity": (lambda v: v, lambda v: v),
@@ -393,15 +395,16 @@ class Twin:
                 sd_vec = sd if getattr(sd, "ndim", 0) == 1 else pt.ones((data.n,)) * sd
                 idx = np.flatnonzero(mask)
                 Sigma = K[idx][:, idx] + pt.diag(sd_vec[idx] ** 2)
-                ctx.handles["marginal"] = {"idx": idx, "Sigma": Sigma, "resid": data.y[idx] - eta[idx]}
                 ydims = "obs_observed" if has_missing else "obs"
+                y_obs = pm.Data(OBSERVED_DATA_NAME, data.y[idx], dims=ydims)
+                ctx.handles["marginal"] = {"idx": idx, "Sigma": Sigma, "resid": y_obs - eta[idx]}
                 if conditional_roles or predict_at is not None:
                     # predictive form: delta | theta, y is Gaussian; y_rep | zeta has the noise
                     d = self.discrepancy._marginal_conditional(ctx, ctx.handles["marginal_Z"], "delta", dims="obs")
                     zeta = pm.Deterministic("zeta", eta + d, dims="obs")
-                    self.observation.likelihood("y", zeta[idx], sd_vec[idx], observed=data.y[idx], dims=ydims)
+                    self.observation.likelihood("y", zeta[idx], sd_vec[idx], observed=y_obs, dims=ydims)
                 else:
-                    pm.MvNormal("y", mu=eta[idx], cov=Sigma, observed=data.y[idx], dims=ydims)
+                    pm.MvNormal("y", mu=eta[idx], cov=Sigma, observed=y_obs, dims=ydims)
                 if predict_at is not None:
                     self._add_prediction(model, data, ctx, values, noise, predict_at)
                 model._vvuq_twin = self  # type: ignore[attr-defined]
@@ -412,13 +415,15 @@ class Twin:
             extra = self.simulator.predictive_variance(X, per_obs)
             sd = self.observation.scale(noise, zeta, data.y_sd, extra)
             sd_vec = sd if getattr(sd, "ndim", 0) == 1 else pt.ones((data.n,)) * sd
+            # the observations are a data container, so that a compiled model can be reused for
+            # new observations at the same inputs (SBC, repeated calibrations)
             if has_missing:
                 idx = np.flatnonzero(mask)
-                self.observation.likelihood(
-                    "y", zeta[idx], sd_vec[idx], observed=data.y[idx], dims="obs_observed"
-                )
+                y_obs = pm.Data(OBSERVED_DATA_NAME, data.y[idx], dims="obs_observed")
+                self.observation.likelihood("y", zeta[idx], sd_vec[idx], observed=y_obs, dims="obs_observed")
             else:
-                self.observation.likelihood("y", zeta, sd_vec, observed=data.y, dims="obs")
+                y_obs = pm.Data(OBSERVED_DATA_NAME, data.y, dims="obs")
+                self.observation.likelihood("y", zeta, sd_vec, observed=y_obs, dims="obs")
             if predict_at is not None:
                 self._add_prediction(model, data, ctx, values, noise, predict_at)
         model._vvuq_twin = self  # type: ignore[attr-defined]
