@@ -235,3 +235,20 @@ def test_budgets_too_small():
         eig_posterior_bound(pr, X, n_train=3)
     with pytest.raises(BudgetError, match="'n_outer'"):
         eig_laplace(pr, X, n_outer=1)
+
+
+def test_gaussian_gemm_log_likelihood_matrix_equals_the_broadcast():
+    """The GEMM shortcut for Gaussian observations reproduces the generic (N, M, n_obs) broadcast."""
+    from vvuq_twin.design import estimators as est
+    from vvuq_twin.testing.problems_design import location_finding_problem
+
+    prob = location_finding_problem()
+    torch.manual_seed(0)
+    designs = prob.check_design(torch.rand(3, 2) * 2 - 1)[None]  # (B=1, n_obs=3, d=2)
+    th_out = prob.sample_prior(2 * 50).reshape(2, 50, -1)
+    th_in = prob.sample_prior(2 * 40).reshape(2, 40, -1)
+    y = prob.simulate(th_out[:, None], designs[None, :, None])
+    fast = est._gaussian_ll_matrix(prob, y, th_in, designs)
+    assert fast is not None
+    slow = prob.log_likelihood(y[:, :, :, None, :], th_in[:, None, None], designs[None, :, None, None])
+    torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-8)
