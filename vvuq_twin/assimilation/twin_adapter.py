@@ -332,6 +332,8 @@ def assimilate(
                 "assimilate needs the twin and its calibration data attached to the result; load "
                 "it with load_result(path, twin=twin, data=data)."
             )
+        # new batches (and all data after the update) must use the calibration's HSGP basis
+        twin = twin.with_frozen_discrepancy(old_data)
         posterior = result.idata.posterior
         units = None
         if twin.hierarchy is not None:

@@ -214,6 +214,21 @@ class Twin:
             )
 
     # ------------------------------------------------------------------ identity
+    def with_frozen_discrepancy(self, data: "TwinData") -> "Twin":
+        """This twin with a data-derived discrepancy geometry fixed from ``data`` (its inputs).
+
+        An HSGP discrepancy's basis is built from the inputs of the model; models built on other
+        inputs (new batches, all data after assimilation) must reuse the calibration basis. The
+        declaration hash is unchanged. Twins without such a discrepancy are returned as they are.
+        """
+        import dataclasses as _dc
+
+        freeze = getattr(self.discrepancy, "frozen", None)
+        if freeze is None:
+            return self
+        new = freeze(np.asarray(data.x, float))
+        return self if new is self.discrepancy else _dc.replace(self, discrepancy=new)
+
     @property
     def parameter_names(self) -> list[str]:
         """Names of the calibration parameters."""

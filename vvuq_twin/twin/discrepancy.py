@@ -17,6 +17,7 @@ from the posterior (GP conditional, not a re-draw from the prior).
 from __future__ import annotations
 
 import abc
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
@@ -381,6 +382,10 @@ class HSGPDiscrepancy(Discrepancy):
         Boundary factor (L = c * half-range of the centred inputs); >= 1.2.
     ls, eta, kernel, columns, per_unit :
         As for :class:`GPDiscrepancy` (kernels: ExpQuad, Matern52, Matern32).
+    center, L : sequence of float, optional
+        Fixed basis geometry (centre of the inputs and boundary per dimension). Default: from
+        the inputs the model is built on; :meth:`frozen` fixes them from the calibration inputs
+        (data assimilation does this, so that new batches use the calibration basis).
     """
 
     m: int | Sequence[int] = 30
@@ -390,6 +395,36 @@ class HSGPDiscrepancy(Discrepancy):
     kernel: Literal["ExpQuad", "Matern52", "Matern32"] = "ExpQuad"
     columns: Sequence[int] | None = None
     per_unit: bool = False
+    center: Sequence[float] | None = None
+    L: Sequence[float] | None = None
+    frozen_from_data: tuple = field(default=(), repr=False)
+
+    def frozen(self, X: np.ndarray) -> "HSGPDiscrepancy":
+        """This discrepancy with its basis geometry fixed from the calibration inputs ``X``.
+
+        The HSGP basis (centre and boundary ``L = c * max |x - centre|``) and the default
+        length-scale prior are derived from the inputs the model is built on. A model built on
+        other inputs (a new batch in data assimilation, all data after an update) must reuse the
+        calibration geometry, or the basis coefficients change meaning. The frozen copy has the
+        same declaration hash (the geometry is a function of the calibration data, which are
+        hashed apart).
+        """
+        if self.frozen_from_data or (self.center is not None and self.L is not None and self.ls is not None):
+            return self
+        derived = tuple(n for n in ("center", "L", "ls") if getattr(self, n) is None)
+        X = np.asarray(X, float)
+        X = X[:, None] if X.ndim == 1 else X
+        cols = self._cols(X)
+        Z = X[:, cols]
+        center = (Z.max(axis=0) + Z.min(axis=0)) / 2
+        L = self.c * np.abs(Z - center).max(axis=0)
+        return dataclasses.replace(
+            self,
+            center=list(map(float, center)) if self.center is None else self.center,
+            L=list(map(float, L)) if self.L is None else self.L,
+            ls=self.ls if self.ls is not None else _default_ls(X, cols),
+            frozen_from_data=derived,
+        )
 
     def __post_init__(self) -> None:
         if self.kernel not in ("ExpQuad", "Matern52", "Matern32"):
@@ -424,7 +459,12 @@ class HSGPDiscrepancy(Discrepancy):
         eta = _value(self.eta, f"{name}_eta")
         cov = eta**2 * _KERNELS[self.kernel](nd, ls=ls)
         m = [int(self.m)] * nd if np.isscalar(self.m) else [int(v) for v in self.m]
-        gp = pm.gp.HSGP(m=m, c=self.c, cov_func=cov)
+        if self.L is not None:
+            gp = pm.gp.HSGP(m=m, L=[float(v) for v in np.atleast_1d(self.L)], cov_func=cov)
+        else:
+            gp = pm.gp.HSGP(m=m, c=self.c, cov_func=cov)
+        if self.center is not None:
+            gp._X_center = np.asarray(self.center, float)
         Z = ctx.X[:, cols].astype(float)
         phi, sqrt_psd = gp.prior_linearized(Z)
         gp._L = gp.L.eval()  # freeze the boundary so prediction reuses the training basis
@@ -453,9 +493,13 @@ class HSGPDiscrepancy(Discrepancy):
             "kind": "hsgp",
             "m": self.m if np.isscalar(self.m) else list(self.m),
             "c": self.c,
-            "ls": prior_spec(self.ls) if self.ls is not None else "default",
+            "ls": prior_spec(self.ls) if self.ls is not None and "ls" not in self.frozen_from_data else "default",
             "eta": prior_spec(self.eta),
             "kernel": self.kernel,
             "columns": None if self.columns is None else list(self.columns),
             "per_unit": self.per_unit,
+            # a geometry fixed by the user is part of the declaration; one derived from the
+            # calibration inputs (frozen) is not (the data are hashed apart)
+            **{k: list(map(float, np.atleast_1d(getattr(self, k)))) for k in ("center", "L")
+               if getattr(self, k) is not None and k not in self.frozen_from_data},
         }
