@@ -365,3 +365,28 @@ def test_sbc_twin_linear_twin_passes():
     assert res.passed, res.summary()
     assert np.all(np.isfinite(res.ranks["prior_value"].values))
     assert float(res.ranks["independent"].mean()) >= 0.9
+
+
+def test_sbc_twin_hierarchical_defaults_and_one_compilation():
+    """Per-unit vectors are not ranked by default; all replications share one compiled model."""
+    import importlib
+
+    import vvuq_twin as vt
+
+    calmod = importlib.import_module("vvuq_twin.inference.calibrate")
+    units = np.repeat(["A", "B", "C"], 4)
+    x = np.tile(np.linspace(0.0, 1.0, 4), 3)
+    twin = vt.Twin(
+        "sbc_hier", vt.PytensorSimulator(lambda X, p: p["k"] * X[:, 0], name="prop"),
+        [vt.Parameter("k", vt.Normal(1.0, 0.5), per_unit=True, pop_scale=vt.HalfNormal(0.3))],
+        observation=vt.Gaussian(sigma=vt.HalfNormal(0.3)), hierarchy=vt.Hierarchy(),
+    )
+    data = vt.TwinData(x=x, y=np.zeros(x.size), unit=units)
+    calmod.clear_compile_cache()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sbc_twin(twin, data, 8, draws=100, tune=150, chains=2, max_rank=19, rng=5)
+    assert list(res.report["quantity"].values) == ["k_mu", "k_sigma", "sigma_obs", "log_lik"]
+    assert len(calmod._CACHE) == 1  # eight calibrations, one compilation
+    assert res.ranks["rank"].shape == (8, 4)
+    assert int(res.ranks["rank"].max()) <= 19

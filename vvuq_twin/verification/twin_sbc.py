@@ -133,8 +133,10 @@ def sbc_twin(
     draws, tune, chains, method :
         Passed to :func:`vvuq_twin.calibrate` for each replication.
     var_names : sequence of str, optional
-        Posterior variables to rank. Default: the twin's parameters and every scalar free
-        parameter of the model (noise scale, population mean/scale of per-unit parameters).
+        Posterior variables to rank. Default: every *scalar* parameter of the model (the twin's
+        global parameters, noise scale, population mean/scale of per-unit parameters); per-unit
+        vectors are ranked only when named. Each quantity gets a band of level ``prob``: with k
+        quantities, pass ``prob = 1 - 0.05 / k`` for a familywise level of 95 %.
     derived : mapping, optional
         Extra test quantities ``{name: f(params, data)}``; ``params`` holds every free parameter.
         The joint log-likelihood ``"log_lik"`` is always ranked.
@@ -188,8 +190,11 @@ def sbc_twin(
         y_full[mask] = y_obs
         sims.append((params, dataclasses.replace(data_template, y=y_full)))
     if var_names is None:
-        scalar_free = [n for n in free if np.ndim(sims[0][0][n]) == 0]
-        var_names = list(dict.fromkeys(list(getattr(twin, "parameter_names", [])) + scalar_free))
+        # scalar quantities only: a per-unit vector would add one tested quantity per unit, and
+        # with a band of level `prob` for each, the chance that some correct quantity leaves its
+        # band grows with the number of units (rank per-unit parameters explicitly if wanted)
+        names = list(dict.fromkeys(list(getattr(twin, "parameter_names", [])) + free))
+        var_names = [n for n in names if np.ndim(sims[0][0][n]) == 0]
     fit = _TwinFit(twin, int(draws), int(tune), int(chains), method, calibrate_kwargs or {})
     return _sbc_engine(
         sims[0][0], fit, int(n_sims), simulate=None, simulations=sims, var_names=var_names,
