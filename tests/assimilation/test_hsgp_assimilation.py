@@ -62,3 +62,29 @@ def test_assimilating_one_point_into_an_hsgp_twin():
     err_after = abs(float(pred["zeta"].mean()) - float(new.y[0]))
     err_before = abs(float(before["zeta"].mean()) - float(new.y[0]))
     assert err_after <= err_before + 0.02
+
+
+def test_time_order_is_checked_per_unit():
+    """Unit B's new reading may be earlier than unit A's latest, but not earlier than B's own."""
+    from types import SimpleNamespace
+
+    import pytest
+    import xarray as xr
+
+    from vvuq_twin.exceptions import DataValidationError
+
+    twin = vt.Twin("per_unit_time", vt.PytensorSimulator(lambda X, p: p["k"] * X[:, 0], name="lin"),
+                   [vt.Parameter("k", vt.Normal(1, 1), per_unit=True)],
+                   observation=vt.Gaussian(sigma=0.1), hierarchy=vt.Hierarchy())
+    old = vt.TwinData(x=np.array([1.0, 2.0, 9.0, 1.0, 3.0]), y=np.ones(5),
+                      unit=np.array(["A", "A", "A", "B", "B"]), input_names=["time"])
+    fake = SimpleNamespace(twin=twin, data=old, idata=SimpleNamespace(
+        posterior=xr.Dataset(coords={"unit": ["A", "B"]})))
+    with pytest.raises(DataValidationError, match="of unit 'B' starts at time=2.0"):
+        assimilate(fake, vt.TwinData(x=np.array([2.0]), y=np.ones(1), unit=np.array(["B"]), input_names=["time"]),
+                   time_input="time")
+    # B at time 4 (> B's last 3, < A's last 9) passes the order check: the failure is further on
+    with pytest.raises(Exception) as info:
+        assimilate(fake, vt.TwinData(x=np.array([4.0]), y=np.ones(1), unit=np.array(["B"]), input_names=["time"]),
+                   time_input="time")
+    assert "starts at" not in str(info.value)

@@ -374,18 +374,24 @@ def assimilate(
         if time_input not in old_data.input_names:
             raise DataValidationError(f"`time_input` {time_input!r} is not an input (inputs: {old_data.input_names}).")
         j = list(old_data.input_names).index(time_input)
-        t_new, t_old = new_data.x[:, j], old_data.x[:, j]
-        bad = np.flatnonzero(np.diff(t_new) <= 0)
-        if bad.size:
-            raise DataValidationError(
-                f"`new_data` timestamps are out of order: {time_input}[{bad[0] + 1}]={t_new[bad[0] + 1]} "
-                f"does not follow {t_new[bad[0]]}. Sort the batch by time."
-            )
-        if t_new[0] <= t_old.max():
-            raise DataValidationError(
-                f"`new_data` starts at {time_input}={t_new[0]}, not after the last assimilated "
-                f"time {t_old.max()}; only newer data can be assimilated."
-            )
+        # per unit when the data have units (each unit's series must move forward in time)
+        u_new = np.zeros(new_data.n, dtype=int).astype(str) if new_data.unit is None else np.asarray(new_data.unit).astype(str)
+        u_old = np.zeros(old_data.n, dtype=int).astype(str) if old_data.unit is None else np.asarray(old_data.unit).astype(str)
+        for u in dict.fromkeys(u_new.tolist()):
+            t_new = new_data.x[u_new == u, j]
+            t_old = old_data.x[u_old == u, j]
+            where = "" if new_data.unit is None else f" of unit {u!r}"
+            bad = np.flatnonzero(np.diff(t_new) <= 0)
+            if bad.size:
+                raise DataValidationError(
+                    f"`new_data` timestamps{where} are out of order: {time_input}={t_new[bad[0] + 1]} "
+                    f"does not follow {t_new[bad[0]]}. Sort the batch by time."
+                )
+            if t_old.size and t_new[0] <= t_old.max():
+                raise DataValidationError(
+                    f"`new_data`{where} starts at {time_input}={t_new[0]}, not after the last "
+                    f"assimilated time {t_old.max()}; only newer data can be assimilated."
+                )
     new_d = _data_dict(new_data)
     if twin.hierarchy is not None:
         twin_units = density.twin.hierarchy.units
