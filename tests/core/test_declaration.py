@@ -224,3 +224,18 @@ def test_predictions_carry_extrapolation_flags():
     cov = np.linalg.inv(A.T @ A / 0.25 + np.eye(2) / 4)
     mean = cov @ (A.T @ data.y / 0.25)
     assert abs(float(pred["zeta"].isel(obs=0).mean()) - mean[0]) < 0.05
+
+
+def test_declaration_hash_covers_data_the_simulator_closes_over():
+    """Same simulator code driven by different arrays (e.g. forcing) -> different hashes."""
+    import numpy as np
+    import vvuq_twin as vt
+
+    def make(forcing):
+        f = np.asarray(forcing, float)
+        return vt.Twin("closure", vt.PytensorSimulator(lambda X, p: p["a"] * f[:1] * X[:, 0], name="s"),
+                       [vt.Parameter("a", vt.Normal(0, 1))], observation=vt.Gaussian(sigma=1.0))
+
+    a, b, c = make([1.0, 2.0]), make([1.0, 2.5]), make([1.0, 2.0])
+    assert a.hash != b.hash
+    assert a.hash == c.hash

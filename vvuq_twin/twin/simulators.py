@@ -45,14 +45,42 @@ __all__ = [
 ]
 
 
-def source_hash(obj: Any) -> str:
-    """Stable hash of a callable's source code (falls back to its bytecode, then its repr)."""
+def _value_digest(v: Any, depth: int) -> str:
+    """Stable digest of a value a simulator closes over (arrays by content, callables by source)."""
+    if isinstance(v, np.ndarray):
+        return f"ndarray{v.dtype.str}{v.shape}:" + hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()
+    if isinstance(v, (bool, int, float, complex, str, bytes, type(None), np.generic)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return type(v).__name__ + "(" + ",".join(_value_digest(e, depth) for e in v) + ")"
+    if isinstance(v, dict):
+        return "dict(" + ",".join(f"{k!r}:{_value_digest(e, depth)}" for k, e in sorted(v.items(), key=lambda kv: repr(kv[0]))) + ")"
+    if callable(v) and depth < 3:
+        return source_hash(v, _depth=depth + 1)
+    return f"<{type(v).__module__}.{type(v).__qualname__}>"  # stable, content not hashed
+
+
+def source_hash(obj: Any, _depth: int = 0) -> str:
+    """Stable hash of a callable: its source code (falls back to its bytecode, then its repr) and
+    the values it closes over or takes as defaults (arrays by content, callables by source), so
+    that two simulators with the same code but different data (e.g. forcing series) differ."""
+    if not callable(obj):
+        return hashlib.sha256(_value_digest(obj, _depth).encode()).hexdigest()
     try:
         src = textwrap.dedent(inspect.getsource(obj))
     except (OSError, TypeError):
         code = getattr(obj, "__code__", None)
         src = code.co_code.hex() if code is not None else repr(obj)
-    return hashlib.sha256(src.encode()).hexdigest()
+    h = hashlib.sha256(src.encode())
+    cells = getattr(obj, "__closure__", None) or ()
+    for cell in cells:
+        try:
+            h.update(_value_digest(cell.cell_contents, _depth).encode())
+        except ValueError:  # empty cell
+            h.update(b"<empty>")
+    for d in getattr(obj, "__defaults__", None) or ():
+        h.update(_value_digest(d, _depth).encode())
+    return h.hexdigest()
 
 
 class Simulator(abc.ABC):
