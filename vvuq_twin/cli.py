@@ -39,8 +39,8 @@ def _run_default(args) -> int:
     steps = tqdm(total=4, desc="default twin", disable=args.no_progress, file=sys.stderr)
     twin, data = default_twin()
     steps.set_postfix_str("calibrate (NUTS via nutpie)")
-    res = vt.calibrate(twin, data, rng=args.seed, draws=1000, tune=1000, chains=2,
-                       progressbar=not args.no_progress)
+    res = vt.calibrate(twin, data, rng=args.seed, draws=1000, tune=1000, chains=4,
+                       target_accept=0.95, progressbar=not args.no_progress)
     steps.update()
     steps.set_postfix_str("predict")
     x_new = np.linspace(0.0, 6.0, 13)

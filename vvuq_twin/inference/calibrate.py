@@ -92,7 +92,7 @@ def calibrate(
     tune: int = 1000,
     chains: int = 4,
     rng: RNGLike = None,
-    target_accept: float = 0.9,
+    target_accept: float | None = None,
     progressbar: bool = False,
     posterior_predictive: bool = True,
     cores: int | None = None,
@@ -114,8 +114,9 @@ def calibrate(
         Posterior draws per chain, warm-up iterations (NUTS), number of chains.
     rng : Generator, int or None
         Seed; the same seed gives the same draws.
-    target_accept : float
-        NUTS target acceptance (PyMC NUTS only; nutpie adapts its own).
+    target_accept : float, optional
+        NUTS target acceptance rate, for nutpie and PyMC alike (raise it, e.g. to 0.95, when
+        divergences are reported). Default: each sampler's own (nutpie 0.8, PyMC 0.9).
     progressbar : bool
         Show the sampler's progress bar.
     posterior_predictive : bool
@@ -138,6 +139,8 @@ def calibrate(
             raise ValueError(f"`{nm}` must be >= 1, got {v}.")
     if int(tune) < 0:
         raise ValueError(f"`tune` must be >= 0, got {tune}.")
+    if target_accept is not None and not 0.0 < float(target_accept) < 1.0:
+        raise ValueError(f"`target_accept` must lie in (0, 1), got {target_accept}.")
     gen = as_generator(rng)
     seed_sample, seed_pp = spawn_seeds(gen, 2)
     resolved = _resolve_method(twin, method)
@@ -171,9 +174,10 @@ def calibrate(
             import nutpie
 
             ts = time.perf_counter()
+            extra = {} if target_accept is None else {"target_accept": float(target_accept)}
             idata = nutpie.sample(
                 compiled, draws=draws, tune=tune, chains=chains, cores=ncores,
-                seed=seed_sample, progress_bar=progressbar, save_warmup=False,
+                seed=seed_sample, progress_bar=progressbar, save_warmup=False, **extra,
             )
             sample_time = time.perf_counter() - ts
         elif resolved == "pymc":
@@ -181,7 +185,7 @@ def calibrate(
             with model:
                 idata = pm.sample(
                     draws=draws, tune=tune, chains=chains, cores=ncores, random_seed=seed_sample,
-                    target_accept=target_accept, progressbar=progressbar,
+                    target_accept=0.9 if target_accept is None else float(target_accept), progressbar=progressbar,
                     compute_convergence_checks=False,
                 )
             sample_time = time.perf_counter() - ts
