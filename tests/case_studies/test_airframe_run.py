@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from case_studies._data import DATA_ENV_VAR, DataDirectoryError
+from case_studies._data import DataDirectoryError
 
-REPO = Path(__file__).resolve().parents[2]
 
 STANDARD_KEYS = {
     "case": str, "seed": int, "quick": bool, "n_train": int, "n_holdout": int,
@@ -37,22 +36,6 @@ STANDARD_KEYS = {
     "next_measurement": str, "next_measurement_utility": float, "decision_after": str,
     "coverage_after": float, "operation": str, "elapsed_s": float, "paths": dict,
 }
-
-
-def _shared_data_dir() -> Path | None:
-    env = os.environ.get(DATA_ENV_VAR)
-    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
-        if (cand / "SHA256SUMS").is_file():
-            return cand
-    return None
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    d = _shared_data_dir()
-    if d is None:
-        pytest.skip(f"real case-study data not found: set {DATA_ENV_VAR} or provide ../shared/data")
-    return d
 
 
 @pytest.fixture(scope="module")

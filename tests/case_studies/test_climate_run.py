@@ -34,29 +34,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from case_studies._data import DATA_ENV_VAR, DataDirectoryError
+from case_studies._data import DataDirectoryError
 from case_studies.climate import emulator as E
 from case_studies.climate import loop
 from case_studies.climate.model import GEOFFROY_CMIP5_MEAN, two_layer_ebm
 
-REPO = Path(__file__).resolve().parents[2]
 G = GEOFFROY_CMIP5_MEAN
-
-
-def _shared_data_dir() -> Path | None:
-    env = os.environ.get(DATA_ENV_VAR)
-    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
-        if (cand / "SHA256SUMS").is_file():
-            return cand
-    return None
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    d = _shared_data_dir()
-    if d is None:
-        pytest.skip(f"real case-study data not found: set {DATA_ENV_VAR} or provide ../shared/data")
-    return d
 
 
 @pytest.fixture(scope="module")

@@ -24,27 +24,10 @@ from case_studies.airframe.data import load_virkler, virkler_twin_data
 from case_studies.climate.data import hadcrut5_twin_data, load_forcing, load_hadcrut5
 from case_studies.tumor.data import load_tumor, tumor_twin_data
 
-REPO = Path(__file__).resolve().parents[2]
 SHARED_SUMS = {
     "tumor_lung_llc_volumes.tsv": "7bba01a08c1c134f7823699d8a0b329062553942fac8b93368d28aac23b04048",
     "virkler_crack_growth.csv": "5f61a61716c3d443ed2a4e7bd8cbac73c584e0ab41d89c18092af0194fa0c523",
 }
-
-
-def _shared_data_dir() -> Path | None:
-    env = os.environ.get(DATA_ENV_VAR)
-    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
-        if (cand / "SHA256SUMS").is_file():
-            return cand
-    return None
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    d = _shared_data_dir()
-    if d is None:
-        pytest.skip(f"real case-study data not found: set {DATA_ENV_VAR} or provide ../shared/data")
-    return d
 
 
 def _write(tmp: Path, name: str, text: str) -> Path:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from case_studies._data import DATA_ENV_VAR, DataDirectoryError
+from case_studies._data import DataDirectoryError
 from case_studies.tumor.loop import (
     crossing_times,
     gompertz_crossing_time,
@@ -37,25 +37,6 @@ from case_studies.tumor.loop import (
     linear_gaussian_shapley,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _shared_data_dir() -> Path | None:
-    import os
-
-    env = os.environ.get(DATA_ENV_VAR)
-    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
-        if (cand / "SHA256SUMS").is_file():
-            return cand
-    return None
-
-
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    d = _shared_data_dir()
-    if d is None:
-        pytest.skip(f"real case-study data not found: set {DATA_ENV_VAR} or provide ../shared/data")
-    return d
 
 
 @pytest.fixture(scope="module")
