@@ -373,8 +373,6 @@ def test_climate_likelihood_matches_twin_log_density_with_frozen_basis(climate, 
     forc, _ = load_forcing(("ssp245",), start=1750, end=2022)
     years, forcing = forc["year"].values, forc["erf"].sel(scenario="ssp245").values
     twin = build_twin(years, forcing, quick=True)
-    if not hasattr(twin, "with_frozen_discrepancy"):
-        pytest.skip("vvuq_twin cannot yet freeze the HSGP basis for new batches")
     train, test = hadcrut5_twin_data(obs, "train"), hadcrut5_twin_data(obs, "holdout")
     post = xr.open_dataset(Path(climate["paths"]["html"]).parent / "posterior.nc")
     theta = E.draws_dict(post, loop.FREE_VARS)
