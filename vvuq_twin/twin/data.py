@@ -148,15 +148,7 @@ class TwinData:
     @property
     def hash(self) -> str:
         """SHA-256 of the data content (inputs, observations, units, known sds)."""
-        h = hashlib.sha256()
-        h.update(np.ascontiguousarray(self.x).tobytes())
-        h.update(np.ascontiguousarray(self.y).tobytes())
-        if self.unit is not None:
-            h.update("\x1f".join(self.unit.tolist()).encode())
-        if self.y_sd is not None:
-            h.update(np.ascontiguousarray(self.y_sd).tobytes())
-        h.update("\x1f".join(map(str, self.obs)).encode())
-        return h.hexdigest()
+        return self._digest(with_y=True)
 
     @property
     def structure_hash(self) -> str:
@@ -165,9 +157,13 @@ class TwinData:
         Two data sets with the same structure hash differ only in ``y`` at the same observed
         positions, so a compiled model of one serves the other (``calibrate`` reuses it).
         """
+        return self._digest(with_y=False)
+
+    def _digest(self, with_y: bool) -> str:
         h = hashlib.sha256()
         h.update(np.ascontiguousarray(self.x).tobytes())
-        h.update(np.ascontiguousarray(self.observed_mask).tobytes())
+        # the data hash takes the values (NaN marks missing), the structure hash only the mask
+        h.update(np.ascontiguousarray(self.y if with_y else self.observed_mask).tobytes())
         if self.unit is not None:
             h.update("\x1f".join(self.unit.tolist()).encode())
         if self.y_sd is not None:
