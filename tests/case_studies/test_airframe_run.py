@@ -17,13 +17,13 @@ of the hold-out coverage from the written NetCDF predictive.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _report import report_json as _json, report_table as _table
 
 from case_studies._data import DataDirectoryError
 
@@ -43,18 +43,6 @@ def airframe(data_dir, tmp_path_factory):
     from case_studies.airframe.run import run
 
     return run(data_dir, tmp_path_factory.mktemp("airframe"), seed=1, quick=True)
-
-
-def _json(summary: dict) -> dict:
-    return json.loads(Path(summary["paths"]["json"]).read_text())
-
-
-def _table(doc: dict, caption_start: str) -> list[dict]:
-    for sec in doc["sections"]:
-        for it in sec["items"]:
-            if it["kind"] == "table" and it["caption"].startswith(caption_start):
-                return it["records"]
-    raise AssertionError(f"no table starting {caption_start!r} in the report")
 
 
 # ------------------------------------------------------------------ fast: decision mathematics

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _report import report_json as _json, report_table as _table
 import xarray as xr
 
 from case_studies._data import DataDirectoryError
@@ -48,18 +49,6 @@ def climate(data_dir, tmp_path_factory):
     from case_studies.climate.run import run
 
     return run(data_dir, tmp_path_factory.mktemp("climate"), seed=1, quick=True)
-
-
-def _json(summary: dict) -> dict:
-    return json.loads(Path(summary["paths"]["json"]).read_text())
-
-
-def _table(doc: dict, caption_start: str) -> list[dict]:
-    for sec in doc["sections"]:
-        for it in sec["items"]:
-            if it["kind"] == "table" and it["caption"].startswith(caption_start):
-                return it["records"]
-    raise AssertionError(f"no table starting {caption_start!r} in the report")
 
 
 def _params(n: int = 1) -> dict[str, np.ndarray]:

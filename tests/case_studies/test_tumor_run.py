@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _report import report_json as _json, report_table as _table
 
 from case_studies._data import DataDirectoryError
 from case_studies.tumor.loop import (
@@ -44,18 +45,6 @@ def tumor(data_dir, tmp_path_factory):
     from case_studies.tumor.run import run
 
     return run(data_dir, tmp_path_factory.mktemp("tumor"), seed=1, quick=True)
-
-
-def _json(summary: dict) -> dict:
-    return json.loads(Path(summary["paths"]["json"]).read_text())
-
-
-def _table(doc: dict, caption_start: str) -> list[dict]:
-    for sec in doc["sections"]:
-        for it in sec["items"]:
-            if it["kind"] == "table" and it["caption"].startswith(caption_start):
-                return it["records"]
-    raise AssertionError(f"no table starting {caption_start!r} in the report")
 
 
 # ------------------------------------------------------------------ helpers: closed forms
