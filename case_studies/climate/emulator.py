@@ -33,6 +33,8 @@ from typing import Any, Mapping
 import numpy as np
 from scipy.signal import fftconvolve
 
+from .model import modes
+
 __all__ = [
     "EBM_PARAMS",
     "modes",
@@ -52,20 +54,6 @@ __all__ = [
 EBM_PARAMS = ("lam", "gamma", "C", "C_d", "kappa")
 #: Reference period of HadCRUT5's ``annual_1850to1900`` anomaly.
 REFERENCE = (1850, 1900)
-
-
-def modes(lam: Any, gamma: Any, C: Any, C_d: Any, xp: Any = np) -> tuple[Any, ...]:
-    """Time scales and mode amplitudes of the two-layer EBM (Geoffroy et al. 2013a, eps = 1)."""
-    b = (lam + gamma) / C + gamma / C_d
-    bs = (lam + gamma) / C - gamma / C_d
-    sd = xp.sqrt(b * b - 4.0 * lam * gamma / (C * C_d))
-    tau_f = C * C_d * (b - sd) / (2.0 * lam * gamma)
-    tau_s = C * C_d * (b + sd) / (2.0 * lam * gamma)
-    phi_f = C * (bs - sd) / (2.0 * gamma)
-    phi_s = C * (bs + sd) / (2.0 * gamma)
-    a_f = phi_s * tau_f * lam / (C * (phi_s - phi_f))
-    a_s = -phi_f * tau_s * lam / (C * (phi_s - phi_f))
-    return tau_f, tau_s, phi_f, phi_s, a_f, a_s
 
 
 def unit_step(t: Any, lam: Any, gamma: Any, C: Any, C_d: Any, xp: Any = np) -> Any:

@@ -84,6 +84,22 @@ def _check_params(lam: float, gamma: float, C: float, C_d: float) -> None:
             raise TwinSpecificationError(f"Two-layer EBM parameter {name} must be positive and finite, got {v}.")
 
 
+def modes(lam: Any, gamma: Any, C: Any, C_d: Any, xp: Any = np) -> tuple[Any, ...]:
+    """Time scales and mode amplitudes ``(tau_f, tau_s, phi_f, phi_s, a_f, a_s)`` of the two-layer
+    EBM (Geoffroy et al. 2013a, eps = 1; formulas in :func:`step_response`), elementwise in
+    ``xp`` (NumPy by default), so that arrays of posterior draws work too."""
+    b = (lam + gamma) / C + gamma / C_d
+    bs = (lam + gamma) / C - gamma / C_d
+    sd = xp.sqrt(b * b - 4.0 * lam * gamma / (C * C_d))
+    tau_f = C * C_d * (b - sd) / (2.0 * lam * gamma)
+    tau_s = C * C_d * (b + sd) / (2.0 * lam * gamma)
+    phi_f = C * (bs - sd) / (2.0 * gamma)
+    phi_s = C * (bs + sd) / (2.0 * gamma)
+    a_f = phi_s * tau_f * lam / (C * (phi_s - phi_f))
+    a_s = -phi_f * tau_s * lam / (C * (phi_s - phi_f))
+    return tau_f, tau_s, phi_f, phi_s, a_f, a_s
+
+
 def step_response(t: Any, F: float, lam: float, gamma: float, C: float, C_d: float) -> StepResponse:
     """Two-timescale closed form of Geoffroy et al. (2013a) for a step forcing ``F`` (ε = 1).
 
@@ -97,16 +113,7 @@ def step_response(t: Any, F: float, lam: float, gamma: float, C: float, C_d: flo
     """
     _check_params(lam, gamma, C, C_d)
     t = np.asarray(t, dtype=float)
-    b = (lam + gamma) / C + gamma / C_d
-    bs = (lam + gamma) / C - gamma / C_d
-    delta = b * b - 4.0 * lam * gamma / (C * C_d)
-    sd = np.sqrt(delta)
-    tau_f = C * C_d * (b - sd) / (2.0 * lam * gamma)
-    tau_s = C * C_d * (b + sd) / (2.0 * lam * gamma)
-    phi_f = C * (bs - sd) / (2.0 * gamma)
-    phi_s = C * (bs + sd) / (2.0 * gamma)
-    a_f = phi_s * tau_f * lam / (C * (phi_s - phi_f))
-    a_s = -phi_f * tau_s * lam / (C * (phi_s - phi_f))
+    tau_f, tau_s, phi_f, phi_s, a_f, a_s = modes(lam, gamma, C, C_d)
     ef = 1.0 - np.exp(-t / tau_f)
     es = 1.0 - np.exp(-t / tau_s)
     T = F / lam * (a_f * ef + a_s * es)
