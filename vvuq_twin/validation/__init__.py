@@ -31,10 +31,16 @@ from .metrics import (
     pit_uniformity,
     ppc_pvalue,
 )
+from .judge import BandCheck, PredictiveJudgement, coverage_test, judge_predictive, median_bias_test
 from .quality import DataQualityGate, QualityVerdict
 from .vv20 import input_uncertainty, vv20_comparison, vv20_from_predictive
 
 __all__ = [
+    "BandCheck",
+    "PredictiveJudgement",
+    "coverage_test",
+    "judge_predictive",
+    "median_bias_test",
     "DataQualityError",
     "MetricInputError",
     "SuiteConfigError",

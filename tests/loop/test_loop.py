@@ -1,0 +1,220 @@
+"""The VVUQ loop: gates that hold, provisional marking, validation that can fail, resume."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+import vvuq_twin as vt
+from vvuq_twin.loop import (PROVISIONAL, Assimilate, Calibrate, DataSplit, Decide,
+                            DiagnosticsGateError, LoopSpecError, Operate, QoI, Sensitivity, Status,
+                            Steer, Validate, Verify, VVUQLoop, threshold_decision)
+
+THETA, SD = 1.5, 0.1
+
+
+def _data(x, seed, shift=0.0):
+    y = THETA * x + shift + np.random.default_rng(seed).normal(0, SD, x.size)
+    return vt.TwinData(x=x, y=y, input_names=["x"])
+
+
+@pytest.fixture(scope="module")
+def twin():
+    return vt.Twin("line", vt.PytensorSimulator(lambda X, p: p["theta"] * X[:, 0], name="theta*x"),
+                   [vt.Parameter("theta", vt.Normal(0.0, 2.0))],
+                   observation=vt.Gaussian(sigma=vt.HalfNormal(1.0)))
+
+
+@pytest.fixture(scope="module")
+def split():
+    return DataSplit(_data(np.linspace(0.0, 1.0, 20), 1), holdout=_data(np.linspace(0.05, 0.95, 40), 2),
+                     stream=[vt.TwinData(x=np.array([0.5, 0.7]), y=THETA * np.array([0.5, 0.7]),
+                                         input_names=["x"])])
+
+
+QOI = QoI("theta2", lambda res, seed: 2.0 * res.posterior["theta"], "twice theta")
+CAL = dict(draws=500, tune=500, chains=2)
+
+
+def _walk_numbers(obj):
+    """Every number leaf of a JSON structure, with whether it sits in a PROVISIONAL wrapper."""
+    if isinstance(obj, dict):
+        if set(obj) == {"value", "status"} and obj["status"] == PROVISIONAL:
+            yield obj["value"], True
+            return
+        for v in obj.values():
+            yield from _walk_numbers(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _walk_numbers(v)
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        yield obj, False
+
+
+def _comparable(summary):
+    s = dict(summary)
+    s.pop("volatile")
+    return s
+
+
+def test_full_loop_passes_and_each_step_is_consumed(twin, split, tmp_path):
+    cands = vt.TwinData(x=np.array([0.2, 0.6, 1.0]), y=THETA * np.array([0.2, 0.6, 1.0]), input_names=["x"])
+    steps = [Verify(), Calibrate(**CAL), Validate(), Sensitivity(qoi=QOI),
+             Decide(qoi=QOI, decide=threshold_decision(3.2, 0.1)),
+             Steer(candidates=cands, n_draws=300),
+             Assimilate(steer="steer"), Validate("revalidate", source="assimilate"),
+             Operate(fn=lambda res, seed: {"theta_mean": float(res.posterior["theta"].mean())}, source="assimilate")]
+    res = VVUQLoop(twin, split, steps, seed=7, out=tmp_path, progress=False).run()
+    assert res["verify"].status is Status.NOT_APPLICABLE and "closed form" in res["verify"].reason
+    assert res["calibrate"].status is Status.PASS
+    assert res["validate"].status is Status.PASS, res["validate"].reason
+    # the posterior of theta: conjugate-ish check against least squares on the calibration data
+    x, y = split.calibration.x[:, 0], split.calibration.y
+    theta_ls = float(x @ y / (x @ x))
+    assert abs(res["decide"].values["qoi_mean"] / 2 - theta_ls) < 0.02
+    # sensitivity: the QoI is a function of theta alone
+    top = res["sensitivity"].values["ranking"][0]
+    assert top["parameter"] == "theta" and top["S1"] > 0.9
+    assert res["decide"].values["depends_on"][0] == "theta"
+    # EIG about theta of y = theta x + e grows with |x|: the farthest candidate wins
+    assert res["steer"].values["best"] == 2
+    assert res["assimilate"].values["n_accepted"] == 2  # the steered measurement + the stream batch
+    assert res["assimilate"].values["batches"][0]["batch"].startswith("steered:")
+    assert res["revalidate"].status is Status.PASS
+    assert not res.provisional_steps and res.status is Status.PASS
+    # a step whose output nothing consumes is labelled reported only
+    assert res["operate"].reported_only and not res["calibrate"].reported_only
+    assert "decide" in res["sensitivity"].consumed_by
+    # one ledger entry per step, with its status
+    names = [e.name for e in res.ledger.entries]
+    assert names == [s.name for s in steps]
+    summary = json.loads((tmp_path / "loop_summary.json").read_text())
+    assert summary["status"] == "PASS" and "durations_s" in summary["volatile"]
+
+
+def test_too_small_budget_stops_the_decision(twin, split, tmp_path):
+    steps = [Calibrate(draws=15, tune=15, chains=2), Validate(), Decide(qoi=QOI, decide=threshold_decision(3.2, 0.1))]
+    with pytest.raises(DiagnosticsGateError) as ei:
+        VVUQLoop(twin, split, steps, seed=3, out=tmp_path, progress=False).run()
+    msg = str(ei.value)
+    assert "calibrate" in msg and "ess" in msg.lower() and "on_fail='flag'" in msg
+    assert ei.value.advice  # what to do
+    # nothing lost: the calibration is saved
+    assert (tmp_path / "steps" / "00_calibrate.json").exists()
+    assert (tmp_path / "steps" / "00_calibrate" / "calibration.nc").exists()
+
+
+def test_flag_marks_every_derived_number_provisional(twin, split, tmp_path):
+    steps = [Calibrate(draws=15, tune=15, chains=2), Validate(), Sensitivity(qoi=QOI),
+             Decide(qoi=QOI, decide=threshold_decision(3.2, 0.1))]
+    res = VVUQLoop(twin, split, steps, seed=3, on_fail="flag", out=tmp_path, progress=False).run()
+    assert res["calibrate"].status is Status.FAIL
+    assert set(res.provisional_steps) == {"validate", "sensitivity", "decide"}
+    s = res.summary()
+    for step in s["steps"]:
+        nums = list(_walk_numbers(step["values"]))
+        if step["step"] in ("validate", "sensitivity", "decide"):
+            assert nums and all(flag for _, flag in nums), step["step"]
+        else:
+            assert not any(flag for _, flag in nums)
+    # the ledger says so too
+    led = {e.name: e for e in res.ledger.entries}
+    assert led["decide"].result["provisional"] is True and led["calibrate"].passed is False
+    # and the HTML report: every number in the decision table carries the mark
+    paths = res.report().write(tmp_path / "report")
+    html = paths["html"].read_text()
+    sec = html[html.rindex("decide (decision)"):]
+    sec = sec[:sec.index("</table>")]
+    cells = re.findall(r"<td>([^<]*)</td>", sec)
+    values = cells[1::2]  # columns: figure, value
+    numeric = [c for c in values if re.match(r"^-?\d", c)]
+    assert numeric and all(PROVISIONAL in c for c in numeric), numeric
+
+
+def test_biased_twin_fails_validation_and_small_holdout_is_not_informative(twin, split, tmp_path):
+    biased = DataSplit(split.calibration, holdout=_data(np.linspace(0.05, 0.95, 40), 5, shift=0.25))
+    res = VVUQLoop(twin, biased, [Calibrate(**CAL), Validate()], seed=7, progress=False).run()
+    v = res["validate"]
+    assert v.status is Status.FAIL
+    assert v.values["median_bias"]["status"] == "FAIL" and v.values["median_bias"]["value"] > 0.8
+    with pytest.raises(Exception, match="validate"):
+        VVUQLoop(twin, biased, [Calibrate(**CAL), Validate(), Decide(qoi=QOI, decide=threshold_decision(3.2, 0.1))],
+                 seed=7, progress=False).run()
+    small = DataSplit(split.calibration, holdout=_data(np.linspace(0.1, 0.9, 6), 11))
+    res = VVUQLoop(twin, small, [Calibrate(**CAL), Validate(), Decide(qoi=QOI, decide=threshold_decision(3.2, 0.1))],
+                   seed=7, progress=False).run()
+    assert res["validate"].status is Status.NOT_INFORMATIVE
+    assert res["decide"].is_provisional and "NOT INFORMATIVE" in res["decide"].provisional[0]
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_resume_after_a_crash_gives_identical_results(twin, split, tmp_path):
+    calls = {"n": 0}
+
+    def op(res, seed):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise _Crash("killed mid-way")
+        return {"theta_sd": float(res.posterior["theta"].std()), "seed": seed % 1000}
+
+    def steps():
+        return [Calibrate(**CAL), Validate(), Sensitivity(qoi=QOI), Operate(fn=op)]
+
+    with pytest.raises(_Crash):
+        VVUQLoop(twin, split, steps(), seed=11, out=tmp_path / "a", progress=False).run()
+    resumed = VVUQLoop(twin, split, steps(), seed=11, out=tmp_path / "a", progress=False).run()
+    assert resumed.volatile["resumed_steps"] == ["calibrate", "validate", "sensitivity"]
+    fresh = VVUQLoop(twin, split, steps(), seed=11, out=tmp_path / "b", progress=False).run()
+    assert fresh.volatile["resumed_steps"] == []
+    assert _comparable(resumed.summary()) == _comparable(fresh.summary())
+    # same seed twice: identical apart from the volatile block; another seed differs
+    again = VVUQLoop(twin, split, steps(), seed=11, progress=False).run()
+    assert _comparable(again.summary()) == _comparable(fresh.summary())
+    other = VVUQLoop(twin, split, steps(), seed=12, progress=False).run()
+    assert _comparable(other.summary()) != _comparable(fresh.summary())
+
+
+def test_verify_checks_the_order_of_a_solver_and_can_fail(twin, split):
+    # explicit Euler for y' = -y to t = 1: first order
+    euler = lambda h: np.array([(1.0 - h) ** round(1.0 / h)])  # noqa: E731
+    ok = VVUQLoop(twin, split, [Verify(solver=euler, reference=lambda: np.array([np.exp(-1.0)]),
+                                       h=(0.02, 0.01, 0.005, 0.0025), formal_order=1.0)],
+                  progress=False).run()
+    assert ok["verify"].status is Status.PASS
+    assert abs(ok["verify"].values["observed_order"] - 1.0) < 0.05
+    bad = VVUQLoop(twin, split, [Verify(solver=euler, reference=lambda: np.array([np.exp(-1.0)]),
+                                        h=(0.02, 0.01, 0.005, 0.0025), formal_order=4.0)],
+                   progress=False).run()
+    assert bad["verify"].status is Status.FAIL
+
+
+def test_misassembled_loops_fail_before_any_work(twin, split):
+    with pytest.raises(LoopSpecError, match="not an earlier step"):
+        VVUQLoop(twin, split, [Validate(), Calibrate(**CAL)], progress=False)
+    with pytest.raises(LoopSpecError, match="unique"):
+        VVUQLoop(twin, split, [Calibrate(**CAL), Calibrate(**CAL)], progress=False)
+    with pytest.raises(LoopSpecError, match="on_fail"):
+        VVUQLoop(twin, split, [Calibrate(**CAL)], on_fail="ignore", progress=False)
+
+
+def test_readme_loop_example_runs_as_written(tmp_path, monkeypatch):
+    """The README's loop example, executed verbatim (in a temporary working directory)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("<!-- README-LOOP-EXAMPLE -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    assert len(block.strip().splitlines()) <= 30
+    monkeypatch.chdir(tmp_path)
+    ns: dict = {}
+    exec(compile(block, "README.md", "exec"), ns)
+    res = ns["result"]
+    assert res["calibrate"].status is Status.PASS and res["validate"].status is Status.PASS
+    assert res["verify"].status is Status.NOT_APPLICABLE
+    # P(2 theta > 3.2) under a posterior centred near 1.5 with sd ~0.04: essentially 0
+    assert res["decide"].values["decision"] == "accept" and res["decide"].values["p_exceed"] < 0.01
+    assert (tmp_path / "out/loop/loop_summary.json").exists()
+    assert (tmp_path / "out/loop/report/report.html").exists()

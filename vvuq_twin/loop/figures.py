@@ -1,0 +1,68 @@
+"""Shared figure builders of the loop's report (one of each: predictive band, index bars)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["predictive_band_figure", "index_bar_figure"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def predictive_band_figure(points: Mapping[str, Sequence[float]], *, level: float = 0.9,
+                           provisional: bool = False, ax: Any = None) -> Any:
+    """Hold-out observations against their central predictive intervals and medians.
+
+    ``points`` holds ``y``, ``lower``, ``upper`` and ``median`` (one value per point), as in a
+    :class:`~vvuq_twin.loop.Validate` step's figures.
+    """
+    plt = _plt()
+    y = np.asarray(points["y"], float)
+    lo, hi, med = (np.asarray(points[k], float) for k in ("lower", "upper", "median"))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    else:
+        fig = ax.figure
+    i = np.arange(y.size)
+    ax.vlines(i, lo, hi, color="0.6", lw=3, label=f"{level:.0%} predictive interval")
+    ax.plot(i, med, "_", color="k", ms=10, label="predictive median")
+    out = (y < lo) | (y > hi)
+    ax.plot(i[~out], y[~out], "o", color="C0", label="observed (inside)")
+    ax.plot(i[out], y[out], "x", color="C3", ms=8, label="observed (outside)")
+    ax.set_xlabel("hold-out point")
+    ax.set_ylabel("observation")
+    ax.legend(fontsize=7, loc="best")
+    if provisional:
+        ax.set_title("PROVISIONAL", color="C3")
+    fig.tight_layout()
+    return fig
+
+
+def index_bar_figure(ranking: Sequence[Mapping[str, Any]], *, key: str = "delta", provisional: bool = False,
+                     ax: Any = None) -> Any:
+    """Horizontal bars of a sensitivity index per parameter, with its confidence half-width."""
+    plt = _plt()
+    names = [str(r["parameter"]) for r in ranking]
+    vals = np.asarray([float(r[key]) for r in ranking])
+    conf = np.asarray([float(r.get(f"{key}_conf", 0.0)) for r in ranking])
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.0, 0.35 * len(names) + 1.2))
+    else:
+        fig = ax.figure
+    pos = np.arange(len(names))[::-1]
+    ax.barh(pos, vals, xerr=conf, color="C0", alpha=0.8)
+    ax.set_yticks(pos, names)
+    ax.set_xlabel(f"sensitivity index ({key})")
+    if provisional:
+        ax.set_title("PROVISIONAL", color="C3")
+    fig.tight_layout()
+    return fig
