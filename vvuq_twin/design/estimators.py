@@ -1,15 +1,15 @@
 """Expected-information-gain (EIG) estimators in torch (CPU or GPU, the problem's dtype/device).
 
-======================  ============================================  =============================
-method                  estimator                                     bias
-======================  ============================================  =============================
-``"closed_form"``       ½ log det(I + X Σ Xᵀ / σ²) (linear-Gaussian)    exact
-``"nmc"``               nested Monte Carlo, inner samples reused       upward, ~ C/M (estimated)
-``"pce"``               prior contrastive estimation                   lower bound, ≤ log(M+1)
-``"laplace"``           Laplace approximation of each posterior        non-Gaussian posteriors
-``"posterior"``         Barber–Agakov variational posterior bound      lower bound
-``"marginal"``          variational marginal bound                     upper bound
-======================  ============================================  =============================
+======================  ==========================================  =============================
+method                  estimator                                   bias
+======================  ==========================================  =============================
+``"closed_form"``       ½ log det(I + X Σ Xᵀ/σ²), linear-Gaussian   exact
+``"nmc"``               nested Monte Carlo, inner samples reused     upward, ~ C/M (estimated)
+``"pce"``               prior contrastive estimation                 lower bound, ≤ log(M+1)
+``"laplace"``           Laplace approximation of each posterior      non-Gaussian posteriors
+``"posterior"``         Barber–Agakov variational posterior bound    lower bound
+``"marginal"``          variational marginal bound                   upper bound
+======================  ==========================================  =============================
 
 Nested MC and PCE follow Rainforth et al. (2018) and Foster et al. (2019, 2020); inner samples are
 shared by all outer samples of a batch (Huan & Marzouk 2013), and the standard error is computed

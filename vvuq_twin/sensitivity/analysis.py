@@ -14,21 +14,21 @@ attrs
 
 Methods (``n`` is the method's sample size):
 
-=========  =========================================================  ======================
-method     what                                                       runs spent
-=========  =========================================================  ======================
-sobol      SALib Saltelli/Sobol sampling + ``sobol.analyze``          ``n (d + 2)`` or
-                                                                      ``n (2d + 2)``
-morris     SALib Morris elementary effects (``mu_star``, ``sigma``)   ``n (d + 1)``
-fast       SALib extended FAST (``S1``, ``ST``)                       ``n d``
-rbd_fast   SALib RBD-FAST (``S1``) on a Latin hypercube               ``n``
-dgsm       SALib derivative-based measures (``vi``, ``dgsm``)         ``n (d + 1)``
-pce        sparse PCE (chaospy + LARS), indices from coefficients     ``n``
-gp         GP emulator, indices on the mean; interval includes the    ``n``
+=========  =======================================================  ======================
+method     what                                                     runs spent
+=========  =======================================================  ======================
+sobol      SALib Saltelli/Sobol sampling + ``sobol.analyze``        ``n (d + 2)`` or
+                                                                    ``n (2d + 2)``
+morris     SALib Morris elementary effects: ``mu_star``, ``sigma``  ``n (d + 1)``
+fast       SALib extended FAST (``S1``, ``ST``)                     ``n d``
+rbd_fast   SALib RBD-FAST (``S1``) on a Latin hypercube             ``n``
+dgsm       SALib derivative-based measures (``vi``, ``dgsm``)       ``n (d + 1)``
+pce        sparse PCE (chaospy + LARS), indices from coefficients   ``n``
+gp         GP emulator, indices on the mean; interval includes the  ``n``
            emulator's uncertainty (joint posterior sample paths)
-shapley    Shapley effects, dependent inputs (Song et al. 2016)       see
-                                                                      :func:`shapley_effects`
-=========  =========================================================  ======================
+shapley    Shapley effects, dependent inputs (Song et al. 2016)     see
+                                                                    :func:`shapley_effects`
+=========  =======================================================  ======================
 
 All model runs go through :func:`vvuq_twin.ensembles.evaluate` (pass ``executor=`` to scale
 out).
