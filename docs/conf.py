@@ -156,6 +156,8 @@ html_theme_options = {
     "footer_end": ["sphinx-version"],
 }
 html_show_sourcelink = False
+# without a default mode the theme's script logs "Got invalid theme mode" on a first visit
+html_context = {"default_mode": "light"}
 
 
 # ---- generated API pages and reference redirects --------------------------------------------
