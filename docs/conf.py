@@ -30,7 +30,10 @@ sys.path.insert(0, str(DOCS / "_ext"))
 # notebook kernels import the package from this checkout, too
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
-os.environ.setdefault("MPLBACKEND", "Agg")
+# notebook kernels inherit the environment: MPLBACKEND=Agg (common in CI) would replace
+# matplotlib's inline backend and the executed tutorials would lose their figures
+if os.environ.get("MPLBACKEND", "").lower() == "agg":
+    del os.environ["MPLBACKEND"]
 
 import vvuq_apigen  # noqa: E402
 
