@@ -23,7 +23,8 @@ _EXPORTS = {
     "vvuq_twin.twin": (
         "Beta", "BiasDiscrepancy", "BlackBoxSimulator", "Exponential", "Gamma", "Gaussian",
         "GPDiscrepancy", "HalfCauchy", "HalfNormal", "Hierarchy", "HSGPDiscrepancy",
-        "InverseGamma", "LogNormal", "LogNormalObs", "NoDiscrepancy", "Normal", "ODESimulator",
+        "InverseGamma", "LogNormal", "LogNormalObs", "NegativeBinomial", "NoDiscrepancy", "Normal",
+        "ODESimulator", "Poisson",
         "Parameter", "PytensorSimulator", "StudentT", "StudentTPrior", "SurrogateSimulator",
         "Twin", "TwinData", "Uniform",
     ),
