@@ -20,8 +20,15 @@ Twin
   the bed-rest policy, the time from infection to bed, heterogeneous contacts);
 * observation: negative binomial with mean zeta and a dispersion ``alpha`` with a prior.
 
-The first 11 days calibrate; days 12-14 are held out and scored (CRPS, 90 % interval coverage,
-log predictive density). One command::
+The first 11 days calibrate; days 12-14 are held out and scored (CRPS, 90 % interval coverage
+with its binomial p-value, log predictive density). Measured (2 shared cores, under load, 1000
+particles x 2 runs): sampler diagnostics PASS, R0 = beta/gamma about 3.6 (Keeling & Rohani fit
+3.65 to all 14 days), but the held-out days FAIL validation: the twin predicts about 56, 37, 25
+boys in bed against 29, 14, 4 observed. The SIR's exponential recovery cannot follow the faster
+end of bed confinement, and a stationary GP discrepancy reverts to zero outside the days it was
+fitted on; the discrepancy lowers the held-out CRPS (about 17 against 20 for the SIR alone,
+``--discrepancy none``) but does not close the gap. The example reports this; it does not hide it.
+One command::
 
     python examples/boarding_school.py --out results/boarding_school
 
@@ -146,6 +153,9 @@ def run(out: str | Path, *, particles: int = 1000, runs: int = 2, seed: int = 19
             "predictive_median": np.median(y_pred.values.reshape(-1, held.size), axis=0).tolist(),
             "crps": [float(v) for v in np.asarray(scores)],
             "coverage_90": float(cov["coverage"]),
+            "coverage_90_p_value": float(cov["p_value"]),
+            # the held-out check can fail: 90 % intervals that miss the days held out
+            "validation_passed": bool(float(cov["p_value"]) >= 0.05),
             "inside_90": [bool(v) for v in np.asarray(cov["inside"])],
             "log_predictive_density": lpd.tolist(),
         },
@@ -176,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"held-out days {s['held_out_days']}: observed {h['observed']}, predictive median "
           f"{h['predictive_median']}, CRPS {np.round(h['crps'], 2).tolist()}, 90% coverage "
           f"{h['coverage_90']:.2f}")
+    print(f"held-out validation (90 % coverage, binomial p = {h['coverage_90_p_value']:.3g}): "
+          f"{'PASS' if h['validation_passed'] else 'FAIL'}")
     print(f"saved and reloaded: {s['reloaded_equal']} ({s['result_file']}); wall time "
           f"{s['wall_time_s']['total']:.1f} s")
     return 0 if (s["diagnostics_passed"] and s["reloaded_equal"]) else 1
