@@ -1,5 +1,9 @@
 """Calibrate a twin: NUTS through nutpie by default, PyMC's NUTS as fallback, SMC on request.
 
+SMC (no gradient, or on request) is documented in :mod:`vvuq_twin.inference.smc`; a black box
+with a Jacobian is sent to NUTS or SMC by the cost model of
+:mod:`vvuq_twin.inference.sampler_choice`.
+
 Compiled models are cached in memory, keyed by the declaration hash and the data's *structure*
 hash (inputs, units, known sds, missing mask - not the observed values, which live in a data
 container): recalibrating the same twin with another seed or more draws, or on new
