@@ -49,7 +49,6 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 import vvuq_twin as vt
-from vvuq_twin.inference.smc import SMCOptions
 from vvuq_twin.validation import crps, interval_coverage
 
 __all__ = ["CITATION", "DAYS", "IN_BED", "N_BOYS", "sir_in_bed", "build_twin", "run", "main"]
@@ -111,7 +110,7 @@ def run(out: str | Path, *, particles: int = 1000, runs: int = 2, seed: int = 19
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", vt.SamplerChoiceWarning)
         res = vt.calibrate(twin, data, draws=particles, chains=runs, rng=seed,
-                           smc=SMCOptions(kernel="imh"))
+                           smc=vt.SMCOptions(kernel="imh"))
     choice = [str(w.message) for w in caught if issubclass(w.category, vt.SamplerChoiceWarning)]
     t_cal = time.perf_counter() - t_start
     path = res.to_netcdf(out / "boarding_school.nc")

@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "vvuq_twin.inference": (
         "Diagnostics", "Ledger", "Thresholds", "TwinResult", "calibrate", "load_result", "predict",
+        "SMCOptions",
     ),
     "vvuq_twin.twin": (
         "Beta", "BiasDiscrepancy", "BlackBoxSimulator", "Exponential", "Gamma", "Gaussian",

@@ -210,3 +210,27 @@ def test_auto_with_dear_jacobian_measures_and_picks_smc(caplog):
     assert any("using SMC" in r.getMessage() for r in caplog.records)
     # measured, not assumed: the estimate is the formula applied to the timed evaluations
     assert ch["estimate_nuts_s"] == pytest.approx(2 * 600 * 7 * ch["grad_s"] / 2)
+
+
+def test_smc_reports_its_likelihood_evaluations_and_cost_estimate(caplog):
+    calls = []
+
+    def counted(x, p):
+        calls.append(1)
+        return p["b"] * x[:, 0]
+
+    twin = _twin(vt.BlackBoxSimulator(counted, ["b"]))
+    with caplog.at_level("INFO", logger="vvuq_twin.calibrate"):
+        res = vt.calibrate(twin, vt.TwinData(x=X, y=Y), method="smc", draws=200, chains=2, rng=5,
+                           warn=False, posterior_predictive=False, smc={"parallel": False})
+    smc = res.info["smc"]
+    steps = res.idata.sample_stats["stage_mcmc_steps"].values
+    n_eval = smc["likelihood_evaluations"]
+    assert n_eval == 200 * (np.nansum(steps) + 2)  # initial particles + every MCMC step
+    # the simulator really ran that often (plus: one pre-check, 4 timed, the final particles'
+    # deterministics and posterior-predictive eta, at most 2 per particle)
+    assert n_eval <= len(calls) <= n_eval + 5 + 2 * 200 * 2
+    est = smc["cost_estimate"]
+    assert est["logp_s"] > 0 and est["estimated_sample_time_s"] == pytest.approx(
+        2 * 200 * sampler_choice.SMC_LOGPS_PER_PARTICLE * est["logp_s"])
+    assert any("expect roughly" in r.getMessage() for r in caplog.records)

@@ -239,6 +239,19 @@ def calibrate(
                            f"cores={ncores}" if chains > 1 else "one run") + ")")
             _log.info("calibrate(%s): SMC, %s kernel, %d particles per run, %s.", twin.name,
                       smc_opts.kernel.upper(), draws, smc_mode)
+            smc_cost = None
+            if is_python_op_simulator(twin.simulator):
+                # feedback before a long run: time the likelihood and say what to expect
+                from .sampler_choice import SMC_LOGPS_PER_PARTICLE, measure_model_cost
+
+                smc_cost = measure_model_cost(model, n_evals=3, rng=seed_sample, gradient=False)
+                smc_cost["estimated_sample_time_s"] = (
+                    chains * draws * SMC_LOGPS_PER_PARTICLE * smc_cost["logp_s"] / smc_cores)
+                _log.info("calibrate(%s): %.3g ms per log density (black box); expect roughly "
+                          "%.0f s of SMC (planning %d evaluations per particle)%s.", twin.name,
+                          smc_cost["logp_s"] * 1e3, smc_cost["estimated_sample_time_s"],
+                          SMC_LOGPS_PER_PARTICLE, "" if progressbar else "; progressbar=True shows each stage")
+            ts = time.perf_counter()
             with model:
                 idata = pm.sample_smc(
                     draws=draws, chains=chains, cores=smc_cores, random_seed=seed_sample,
@@ -284,6 +297,10 @@ def calibrate(
         info["smc"] = {"particles_per_run": int(draws), "runs": int(chains), **smc_opts.to_dict(),
                        "mode": smc_mode, "processes": int(smc_cores),
                        **smc_summary(idata.sample_stats)}
+        steps = np.asarray(idata.sample_stats["stage_mcmc_steps"], dtype=float)
+        info["smc"]["likelihood_evaluations"] = int(draws * (np.nansum(steps) + steps.shape[0]))
+        if smc_cost is not None:
+            info["smc"]["cost_estimate"] = smc_cost
     if choice is not None:
         info["sampler_choice"] = choice
     led = ledger if ledger is not None else Ledger()

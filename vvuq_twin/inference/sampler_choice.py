@@ -52,8 +52,9 @@ def is_python_op_simulator(simulator: Any) -> bool:
     return isinstance(simulator, BlackBoxSimulator)
 
 
-def measure_model_cost(model: pm.Model, *, n_evals: int = 5, rng: Any = None) -> dict[str, float]:
-    """Time ``n_evals`` evaluations of the model's log density and of its gradient.
+def measure_model_cost(model: pm.Model, *, n_evals: int = 5, rng: Any = None,
+                       gradient: bool = True) -> dict[str, float]:
+    """Time ``n_evals`` evaluations of the model's log density and (``gradient``) its gradient.
 
     Both are compiled with pytensor's default (C) backend, which calls a Python ``Op`` directly.
     The first call of each is a warm-up and is not timed.
@@ -61,18 +62,19 @@ def measure_model_cost(model: pm.Model, *, n_evals: int = 5, rng: Any = None) ->
     Returns
     -------
     dict
-        ``logp_s`` and ``grad_s`` (median seconds per evaluation), ``compile_s`` (seconds to
-        compile both), ``n_evals``.
+        ``logp_s`` and ``grad_s`` (median seconds per evaluation; no ``grad_s`` without
+        ``gradient``), ``compile_s`` (seconds to compile), ``n_evals``.
     """
     if int(n_evals) < 1:
         raise ValueError(f"`n_evals` must be >= 1, got {n_evals}.")
     tc = time.perf_counter()
-    logp = model.compile_logp()
-    dlogp = model.compile_dlogp()
+    funcs = [("logp_s", model.compile_logp())]
+    if gradient:
+        funcs.append(("grad_s", model.compile_dlogp()))
     compile_s = time.perf_counter() - tc
     point = model.initial_point(random_seed=None if rng is None else int(rng) % (2**31))
     out: dict[str, float] = {"compile_s": float(compile_s), "n_evals": int(n_evals)}
-    for key, f in (("logp_s", logp), ("grad_s", dlogp)):
+    for key, f in funcs:
         f(point)
         ts = []
         for _ in range(int(n_evals)):

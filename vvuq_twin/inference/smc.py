@@ -55,7 +55,8 @@ class _StageStats:
         out = dict(super().sample_stats())  # type: ignore[misc]
         w = np.asarray(self.weights, dtype=float)  # type: ignore[attr-defined]
         out["ess"] = float(1.0 / np.sum(w**2)) if w.size else np.nan
-        out["n_steps"] = int(getattr(self, "n_steps", 0))
+        # PyMC's IMH and MH mutate() start n_steps at 1 and count one past the steps taken
+        out["n_steps"] = max(0, int(getattr(self, "n_steps", 1)) - 1)
         return out
 
 
@@ -63,11 +64,6 @@ class IMHStats(_StageStats, IMH):
     """PyMC's IMH kernel, also recording the stage ESS and MCMC steps."""
 
     stats_dtypes_shapes = {**IMH.stats_dtypes_shapes, "ess": (float, []), "n_steps": (int, [])}
-
-    def sample_stats(self):  # type: ignore[override]
-        out = super().sample_stats()
-        out["n_steps"] = max(0, out["n_steps"] - 1)  # IMH counts one past the steps it took
-        return out
 
 
 class MHStats(_StageStats, MH):
