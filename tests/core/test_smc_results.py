@@ -234,3 +234,24 @@ def test_smc_reports_its_likelihood_evaluations_and_cost_estimate(caplog):
     assert est["logp_s"] > 0 and est["estimated_sample_time_s"] == pytest.approx(
         2 * 200 * sampler_choice.SMC_LOGPS_PER_PARTICLE * est["logp_s"])
     assert any("expect roughly" in r.getMessage() for r in caplog.records)
+
+
+def test_nuts_on_black_box_with_jacobian_uses_pymc_c_backend():
+    twin = _twin(vt.BlackBoxSimulator(_bb, ["b"], jacobian=_bb_jac))
+    res = vt.calibrate(twin, vt.TwinData(x=X, y=Y), method="nuts", draws=300, tune=300, chains=2,
+                       rng=6, warn=False)
+    assert res.info["sampler"] == "pymc"  # not nutpie: numba would run the Op in object mode
+    mean, sd, _ = _exact()
+    b = res.posterior["b"].values.ravel()
+    assert abs(b.mean() - mean) < 5 * sd / np.sqrt(150) and abs(b.std() / sd - 1) < 0.25
+    assert res.diagnostics.checks["divergences"]["value"] == 0
+
+
+def test_failed_smc_diagnostics_say_what_to_do_for_smc():
+    from vvuq_twin.exceptions import DiagnosticsWarning
+    from vvuq_twin.inference.diagnostics import Diagnostics
+
+    d = Diagnostics(table=xr.Dataset(), checks={"smc_accept_rate": {"value": 0.01, "threshold": 0.05,
+                                                                    "passed": False}}, sampler="smc")
+    with pytest.warns(DiagnosticsWarning, match=r"smc_accept_rate = 0.01 .*more particles.*kernel='mh'"):
+        d.warn()
