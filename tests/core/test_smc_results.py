@@ -255,3 +255,12 @@ def test_failed_smc_diagnostics_say_what_to_do_for_smc():
                                                                     "passed": False}}, sampler="smc")
     with pytest.warns(DiagnosticsWarning, match=r"smc_accept_rate = 0.01 .*more particles.*kernel='mh'"):
         d.warn()
+
+
+def test_explicit_nutpie_on_black_box_warns_of_object_mode():
+    from vvuq_twin.inference.calibrate import _resolve_method
+
+    twin = _twin(vt.BlackBoxSimulator(_bb, ["b"], jacobian=_bb_jac))
+    with pytest.warns(SamplerChoiceWarning, match="numba, which runs the simulator's Op in object mode"):
+        assert _resolve_method(twin, "nutpie") == "nutpie"
+    assert _resolve_method(twin, "nuts") == "pymc" and _resolve_method(twin, "auto") == "auto-cost"

@@ -91,6 +91,14 @@ def _resolve_method(twin: Twin, method: str) -> str:
             _log.info("method='nuts' with a Python black-box simulator: using PyMC's NUTS "
                       "(pytensor C backend) rather than nutpie (numba object mode).")
             method = "pymc"
+    elif method == "nutpie" and twin.has_gradient and is_python_op_simulator(twin.simulator):
+        warnings.warn(
+            "method='nutpie' with a Python black-box simulator: nutpie compiles with numba, which "
+            "runs the simulator's Op in object mode (slow). method='nuts' or 'auto' uses PyMC's "
+            "NUTS with the pytensor C backend instead.",
+            SamplerChoiceWarning,
+            stacklevel=3,
+        )
     if method in ("nutpie", "pymc") and not twin.has_gradient:
         raise CalibrationError(
             f"NUTS needs gradients, but {twin.simulator.no_gradient_reason}. Use method='smc' "

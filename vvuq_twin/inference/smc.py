@@ -32,8 +32,15 @@ independent SMC runs of ``draws`` particles each, tempering the likelihood from 
   found different posterior mass disagree on it).
 
 Cost model (per run): ``sum over stages of draws * stage_mcmc_steps`` likelihood evaluations,
-no gradients. Parallel runs use PyMC's own process pool (one process per run, at most
-``cores``); with ``cores=1`` runs are sequential and ``info["smc"]["parallel"]`` says so.
+no gradients; ``info["smc"]["likelihood_evaluations"]`` reports the count actually made, and for
+a black box ``info["smc"]["cost_estimate"]`` the timed evaluations and the expected time logged
+before the run.
+
+Parallel runs use PyMC's own SMC process pool (one process per run, at most ``cores``; with
+``cores=1`` or ``SMCOptions(parallel=False)`` runs are sequential, and ``info["smc"]["mode"]``
+says which). Not :mod:`vvuq_twin.ensembles`: ``ensembles.evaluate`` maps rows of numeric
+inputs to numeric outputs; an SMC run returns particles plus ragged stage statistics from a
+compiled kernel, which PyMC's pool hands to its workers without recompiling the model.
 """
 
 from __future__ import annotations
