@@ -220,7 +220,7 @@ def test_smc_reports_its_likelihood_evaluations_and_cost_estimate(caplog):
         return p["b"] * x[:, 0]
 
     twin = _twin(vt.BlackBoxSimulator(counted, ["b"]))
-    with caplog.at_level("INFO", logger="vvuq_twin.calibrate"):
+    with caplog.at_level("INFO", logger="vvuq_twin"):
         res = vt.calibrate(twin, vt.TwinData(x=X, y=Y), method="smc", draws=200, chains=2, rng=5,
                            warn=False, posterior_predictive=False, smc={"parallel": False})
     smc = res.info["smc"]
@@ -233,7 +233,11 @@ def test_smc_reports_its_likelihood_evaluations_and_cost_estimate(caplog):
     est = smc["cost_estimate"]
     assert est["logp_s"] > 0 and est["estimated_sample_time_s"] == pytest.approx(
         2 * 200 * sampler_choice.SMC_LOGPS_PER_PARTICLE * est["logp_s"])
-    assert any("expect roughly" in r.getMessage() for r in caplog.records)
+    assert any("expect at least" in r.getMessage() for r in caplog.records)
+    # feedback during the run: one line per stage of each (sequential) run, with its beta
+    stage_lines = [r.getMessage() for r in caplog.records if r.name == "vvuq_twin.smc"]
+    assert len(stage_lines) == int(res.idata.sample_stats["n_stages"].sum())
+    assert "tempering beta 1," in stage_lines[-1]
 
 
 def test_nuts_on_black_box_with_jacobian_uses_pymc_c_backend():

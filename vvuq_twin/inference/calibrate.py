@@ -255,10 +255,11 @@ def calibrate(
                 smc_cost = measure_model_cost(model, n_evals=3, rng=seed_sample, gradient=False)
                 smc_cost["estimated_sample_time_s"] = (
                     chains * draws * SMC_LOGPS_PER_PARTICLE * smc_cost["logp_s"] / smc_cores)
-                _log.info("calibrate(%s): %.3g ms per log density (black box); expect roughly "
-                          "%.0f s of SMC (planning %d evaluations per particle)%s.", twin.name,
+                _log.info("calibrate(%s): %.3g ms per log density (black box); expect at least "
+                          "%.2g s of SMC (planning %d evaluations per particle, on uncontended "
+                          "cores; logger 'vvuq_twin.smc' reports each stage)%s.", twin.name,
                           smc_cost["logp_s"] * 1e3, smc_cost["estimated_sample_time_s"],
-                          SMC_LOGPS_PER_PARTICLE, "" if progressbar else "; progressbar=True shows each stage")
+                          SMC_LOGPS_PER_PARTICLE, "" if progressbar else "; progressbar=True shows a bar")
             ts = time.perf_counter()
             with model:
                 idata = pm.sample_smc(

@@ -45,6 +45,9 @@ compiled kernel, which PyMC's pool hands to its workers without recompiling the 
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -54,9 +57,12 @@ from pymc.smc.kernels import IMH, MH
 
 __all__ = ["SMCOptions", "smc_sample_stats", "smc_checks", "is_raw_smc_stats"]
 
+_log = logging.getLogger("vvuq_twin.smc")
+
 
 class _StageStats:
-    """Mixin: per-stage importance ESS and MCMC steps on top of the kernel's own stats."""
+    """Mixin: per-stage importance ESS and MCMC steps on top of the kernel's own stats, and a
+    log line per stage (logger ``vvuq_twin.smc``, INFO) as feedback during long runs."""
 
     def sample_stats(self):  # type: ignore[override]
         out = dict(super().sample_stats())  # type: ignore[misc]
@@ -64,6 +70,14 @@ class _StageStats:
         out["ess"] = float(1.0 / np.sum(w**2)) if w.size else np.nan
         # PyMC's IMH and MH mutate() start n_steps at 1 and count one past the steps taken
         out["n_steps"] = max(0, int(getattr(self, "n_steps", 1)) - 1)
+        now = time.perf_counter()
+        it = int(getattr(self, "iteration", 0))
+        if it <= 1 or not hasattr(self, "_vt_t0"):
+            self._vt_t0 = now
+        acc = out.get("accept_rate", out.get("mean_accept_rate", np.nan))
+        _log.info("SMC run (pid %d) stage %d: tempering beta %.4g, acceptance %.2f, %d MCMC steps, "
+                  "ESS %.0f, %.1f s since stage 1", os.getpid(), it, float(out["beta"]), float(acc),
+                  out["n_steps"], out["ess"], now - self._vt_t0)
         return out
 
 
