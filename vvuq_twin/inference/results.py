@@ -62,7 +62,7 @@ class TwinResult:
         if var_names is None and self.twin is not None:
             var_names = [v for v in self.twin.parameter_names if v in self.posterior]
             var_names += [v for v in self.posterior.data_vars
-                          if v.endswith(("_mu", "_sigma")) or v in ("sigma_obs", "sigma_rel", "nu_obs")
+                          if v.endswith(("_mu", "_sigma")) or v in ("sigma_obs", "sigma_rel", "nu_obs", "alpha_obs")
                           or (v.startswith("delta_") and v.endswith(("_ls", "_eta", "_bias")))]
         return az.summary(self.idata, var_names=var_names)
 
@@ -79,6 +79,10 @@ class TwinResult:
             "vvuq_twin_declaration": json.dumps(self.twin.spec(), default=str) if self.twin is not None else "",
         }
         idata = self.idata.copy()
+        from .smc import is_raw_smc_stats, smc_sample_stats
+
+        if is_raw_smc_stats(idata.get("sample_stats", None)):  # PyMC's ragged SMC stats
+            idata.sample_stats = smc_sample_stats(idata.sample_stats, nchain=int(idata.posterior.sizes["chain"]))
         idata.posterior.attrs.update(attrs)
         idata.to_netcdf(str(path), engine="h5netcdf")
         return path

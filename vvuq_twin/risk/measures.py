@@ -193,6 +193,7 @@ def _dispatch(
     confidence: float,
     nan_policy: str,
     params: dict[str, Any],
+    name: str | None = None,
 ) -> RiskEstimate | xr.Dataset:
     confidence = _array.check_alpha(confidence, measure, "confidence")
     if se_method not in ("auto", "iid", "ess"):
@@ -266,8 +267,16 @@ def _dispatch(
                  "sample_dims": list(dims)}
         attrs.update({k: float(v) for k, v in params.items()})
         ds.attrs = attrs
-        if samples.name is not None:
+        if name is not None:
+            ds.attrs["variable"] = str(name)
+        elif samples.name is not None:
+            # xarray keeps a name through reductions and arithmetic with scalars, so a derived
+            # quantity (zeta.max("obs"), 2 * zeta) arrives under its source's name: say so
             ds.attrs["variable"] = str(samples.name)
+            ds.attrs["variable_note"] = (
+                f"name of the DataArray passed in ({samples.name!r}); for a derived quantity pass "
+                f"{measure}(..., name='...')"
+            )
         return ds
     x = np.asarray(samples, dtype=float)
     if x.ndim != 1:
@@ -284,7 +293,8 @@ def _dispatch(
         measure, x, None if weights is None else np.asarray(weights, dtype=float), param,
         se_method="iid", confidence=confidence, nan_policy=nan_policy, where="samples",
     )
-    return RiskEstimate(measure, est, se, lo, hi, n_eff, confidence, "iid", dict(params))
+    extra = {} if name is None else {"variable": str(name)}
+    return RiskEstimate(measure, est, se, lo, hi, n_eff, confidence, "iid", {**params, **extra})
 
 
 def quantile(
@@ -296,6 +306,7 @@ def quantile(
     se_method: str = "auto",
     confidence: float = 0.95,
     nan_policy: str = "raise",
+    name: str | None = None,
 ) -> RiskEstimate | xr.Dataset:
     """Quantile (value-at-risk) ``VaR_alpha = inf{q : P(X <= q) >= alpha}``.
 
@@ -315,6 +326,11 @@ def quantile(
         Level of the confidence interval.
     nan_policy : {"raise", "omit"}
         What to do with NaN samples.
+    name : str, optional
+        Name of the quantity, stored in the result's ``attrs["variable"]`` (DataArray input).
+        Default: the DataArray's name - which xarray keeps through reductions and arithmetic,
+        so ``superquantile(zeta.max("obs"), 0.9)`` would be labelled ``zeta``; name derived
+        quantities, e.g. ``name="peak_zeta"``.
 
     Returns
     -------
@@ -327,7 +343,7 @@ def quantile(
     """
     a = _array.check_alpha(alpha, "quantile")
     return _dispatch("quantile", samples, a, weights=weights, sample_dims=sample_dims,
-                     se_method=se_method, confidence=confidence, nan_policy=nan_policy,
+                     se_method=se_method, confidence=confidence, nan_policy=nan_policy, name=name,
                      params={"alpha": a})
 
 
@@ -340,6 +356,7 @@ def superquantile(
     se_method: str = "auto",
     confidence: float = 0.95,
     nan_policy: str = "raise",
+    name: str | None = None,
 ) -> RiskEstimate | xr.Dataset:
     """Superquantile (CVaR) by the Rockafellar--Uryasev formula.
 
@@ -353,7 +370,7 @@ def superquantile(
     """
     a = _array.check_alpha(alpha, "superquantile")
     return _dispatch("superquantile", samples, a, weights=weights, sample_dims=sample_dims,
-                     se_method=se_method, confidence=confidence, nan_policy=nan_policy,
+                     se_method=se_method, confidence=confidence, nan_policy=nan_policy, name=name,
                      params={"alpha": a})
 
 
@@ -366,6 +383,7 @@ def buffered_failure_probability(
     se_method: str = "auto",
     confidence: float = 0.95,
     nan_policy: str = "raise",
+    name: str | None = None,
 ) -> RiskEstimate | xr.Dataset:
     """Buffered probability of failure / exceedance ``bPOE(threshold)`` (Rockafellar & Royset).
 
@@ -379,7 +397,7 @@ def buffered_failure_probability(
     z = _check_threshold(threshold, "buffered_failure_probability")
     return _dispatch("buffered_failure_probability", samples, z, weights=weights,
                      sample_dims=sample_dims, se_method=se_method, confidence=confidence,
-                     nan_policy=nan_policy, params={"threshold": z})
+                     nan_policy=nan_policy, name=name, params={"threshold": z})
 
 
 def failure_probability(
@@ -391,6 +409,7 @@ def failure_probability(
     se_method: str = "auto",
     confidence: float = 0.95,
     nan_policy: str = "raise",
+    name: str | None = None,
 ) -> RiskEstimate | xr.Dataset:
     """Probability of failure ``P(X > threshold)``, with a Wilson score interval.
 
@@ -399,7 +418,7 @@ def failure_probability(
     """
     z = _check_threshold(threshold, "failure_probability")
     return _dispatch("failure_probability", samples, z, weights=weights, sample_dims=sample_dims,
-                     se_method=se_method, confidence=confidence, nan_policy=nan_policy,
+                     se_method=se_method, confidence=confidence, nan_policy=nan_policy, name=name,
                      params={"threshold": z})
 
 
@@ -411,10 +430,11 @@ def expected_loss(
     se_method: str = "auto",
     confidence: float = 0.95,
     nan_policy: str = "raise",
+    name: str | None = None,
 ) -> RiskEstimate | xr.Dataset:
     """Expected loss ``E[X]`` with its Monte Carlo standard error."""
     return _dispatch("expected_loss", samples, None, weights=weights, sample_dims=sample_dims,
-                     se_method=se_method, confidence=confidence, nan_policy=nan_policy,
+                     se_method=se_method, confidence=confidence, nan_policy=nan_policy, name=name,
                      params={})
 
 
@@ -427,6 +447,7 @@ def entropic_risk(
     se_method: str = "auto",
     confidence: float = 0.95,
     nan_policy: str = "raise",
+    name: str | None = None,
 ) -> RiskEstimate | xr.Dataset:
     """Entropic risk ``log E[exp(theta X)] / theta`` (risk-averse for ``theta > 0``).
 
@@ -443,7 +464,7 @@ def entropic_risk(
             "(theta -> 0 is the expected loss: use expected_loss)."
         )
     return _dispatch("entropic_risk", samples, th, weights=weights, sample_dims=sample_dims,
-                     se_method=se_method, confidence=confidence, nan_policy=nan_policy,
+                     se_method=se_method, confidence=confidence, nan_policy=nan_policy, name=name,
                      params={"theta": th})
 
 

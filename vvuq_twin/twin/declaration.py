@@ -206,6 +206,7 @@ class Twin:
             raise TwinSpecificationError(
                 f"Twin.observation must be an ObservationModel, got {type(self.observation).__name__}."
             )
+        self.observation.check_discrepancy(self.discrepancy)  # zeta must stay in the support
         needs_units = any(p.per_unit for p in self.parameters) or self.discrepancy.per_unit
         if needs_units and self.hierarchy is None:
             raise TwinSpecificationError(
@@ -301,7 +302,7 @@ class Twin:
             )
         self.unit_index(data)
         self.discrepancy.validate(data.x)
-        if isinstance(self.observation, LogNormalObs):
+        if hasattr(self.observation, "check_observed"):  # positive / count observations
             self.observation.check_observed(data.y)
         self._check_simulator(data)
 
@@ -338,10 +339,13 @@ class Twin:
                 f"{bad[:10].tolist()} at the prior reference values {ref}. Fix the simulator or "
                 "the priors."
             )
-        if self.observation.positive and np.any(val <= 0) and isinstance(self.discrepancy, NoDiscrepancy):
+        multiplicative = getattr(self.observation, "discrepancy_scale", "additive") == "log"
+        if self.observation.positive and np.any(val <= 0) and (
+                multiplicative or isinstance(self.discrepancy, NoDiscrepancy)):
             raise SimulatorError(
-                f"Twin {self.name!r} uses a log-normal observation model, which needs a positive "
-                f"true process, but the simulator returns values <= 0 at rows "
+                f"Twin {self.name!r} uses a {type(self.observation).__name__} observation model, "
+                f"which needs a positive simulator output (zeta = eta * exp(delta)), but the "
+                f"simulator returns values <= 0 at rows "
                 f"{np.flatnonzero(val <= 0)[:10].tolist()} at the prior reference values."
             )
 
@@ -425,7 +429,7 @@ class Twin:
                 model._vvuq_twin = self  # type: ignore[attr-defined]
                 return model
             delta = pm.Deterministic("delta", self.discrepancy.add(ctx, "delta"), dims="obs")
-            zeta = pm.Deterministic("zeta", eta + delta, dims="obs")
+            zeta = pm.Deterministic("zeta", self.observation.combine(eta, delta), dims="obs")
             noise = self.observation.register_noise()
             extra = self.simulator.predictive_variance(X, per_obs)
             sd = self.observation.scale(noise, zeta, data.y_sd, extra)
@@ -467,7 +471,7 @@ class Twin:
         eta_n = pm.Deterministic("eta_new", self.simulator(Xn, new_vals), dims="obs_new")
         d = self.discrepancy.at(ctx, spec.X, spec.unit_idx, spec.new_unit, "delta_new_raw")
         delta_n = pm.Deterministic("delta_new", d, dims="obs_new")
-        zeta_n = pm.Deterministic("zeta_new", eta_n + delta_n, dims="obs_new")
+        zeta_n = pm.Deterministic("zeta_new", self.observation.combine(eta_n, delta_n), dims="obs_new")
         extra = self.simulator.predictive_variance(Xn, new_vals)
         sd = self.observation.scale(noise, zeta_n, None, extra)
         sd_vec = sd if getattr(sd, "ndim", 0) == 1 else pt.ones((m,)) * sd
