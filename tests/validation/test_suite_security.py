@@ -7,6 +7,7 @@ the file, the case and the rule.
 
 from __future__ import annotations
 
+import math
 import sys
 import textwrap
 from pathlib import Path
@@ -121,18 +122,18 @@ def test_names_imported_into_allowed_modules_and_private_functions_are_refused(t
 def test_vvuq_twin_and_case_study_functions_run_without_a_manifest(tmp_path):
     text = textwrap.dedent('''
     [[case]]
-    name = "energy_score_closed_form"
-    callable = "vvuq_twin.validation.metrics:energy_score"
-    kwargs = { predictive = [[0.0], [2.0]], observed = [0.0], sample_dim = 0 }
-    target = 0.5
-    tolerance = 1e-12
+    name = "crps_standard_normal_at_its_mean"
+    callable = "vvuq_twin.validation.metrics:crps_gaussian"
+    kwargs = { mu = 0.0, sigma = 1.0, y = 0.0 }
+    target = 0.2336949772
+    tolerance = 1e-9
     ''')
     root = _suite(tmp_path, text, modules=None, helpers=None)
     (case,) = discover_cases(root)
     r = run_case(case)
-    # energy score of a two-point sample {0, 2} at y = 0: E|X - y| - E|X - X'|/2 = 1 - 0.5
+    # CRPS of N(0, 1) at y = 0: 2 phi(0) - 1/sqrt(pi) = sqrt(2/pi) - 1/sqrt(pi)
     assert r.status == "passed", r.message
-    assert r.value == pytest.approx(0.5)
+    assert r.value == pytest.approx((2 / math.pi) ** 0.5 - math.pi ** -0.5, rel=1e-12)
 
 
 def test_manifest_is_validated(tmp_path):
