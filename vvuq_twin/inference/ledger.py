@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from pathlib import Path
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Iterable, Mapping
 
@@ -232,6 +234,22 @@ class Ledger:
         return json.dumps({"format": LEDGER_FORMAT, "n_entries": len(self.entries),
                            "head": self.head, "entries": [asdict(e) for e in self.entries]},
                           default=_jsonable)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_json` to ``path`` atomically (the old file stays whole until then)."""
+        from .._io import atomic_write_text
+
+        return atomic_write_text(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Ledger":
+        """Read a ledger written by :meth:`save`, verifying its hash chain."""
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise LedgerIntegrityError(f"{p}: not a text file ({exc}).") from exc
+        return cls.from_json(text, where=str(p))
 
     @classmethod
     def from_json(cls, text: str, *, where: str = "ledger") -> "Ledger":
