@@ -589,3 +589,21 @@ def run_all(n_kills: int = 12) -> dict[str, Any]:
     }
     out["wall_time_s"] = round(time.perf_counter() - t0, 2)
     return out
+
+
+# ------------------------------------------------------------------ simulators that misbehave
+def crashing_simulator(x: np.ndarray) -> np.ndarray:
+    """``[sum(x), prod(x)]``, but kills its own process (SIGKILL) when ``x[0] > 0.8``."""
+    if x[0] > 0.8:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return np.array([x.sum(), x.prod()])
+
+
+def nan_simulator(x: np.ndarray) -> np.ndarray:
+    """``[sum(x), prod(x)]``, NaN in the second output when ``x[0] > 0.7``."""
+    return np.array([x.sum(), np.nan if x[0] > 0.7 else x.prod()])
+
+
+def odd_first_row_simulator(x: np.ndarray) -> np.ndarray:
+    """``[sum(x), prod(x)]``, but three values for the row whose first input is exactly 0."""
+    return np.array([x.sum(), x.prod(), 0.0]) if x[0] == 0.0 else np.array([x.sum(), x.prod()])
