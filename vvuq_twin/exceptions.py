@@ -12,6 +12,7 @@ __all__ = [
     "SimulatorError",
     "CalibrationError",
     "EnsembleError",
+    "SimulatorCalibrationError",
     "IntegrityError",
     "ResultFileError",
     "LedgerIntegrityError",
@@ -40,6 +41,15 @@ class SimulatorError(VVUQError, RuntimeError):
 
 class CalibrationError(VVUQError, RuntimeError):
     """Calibration could not run (e.g. the sampler failed)."""
+
+
+class SimulatorCalibrationError(SimulatorError, CalibrationError):
+    """The simulator failed while calibrating (raised, returned NaN/inf or the wrong shape).
+
+    Calibration stops (whatever the sampler: a failing simulator is an error, not a rejected
+    proposal); the message names the parameter values. Both ``except SimulatorError`` and
+    ``except CalibrationError`` catch it.
+    """
 
 
 class EnsembleError(VVUQError, RuntimeError):
