@@ -79,3 +79,25 @@ def test_bad_arguments_are_refused():
         evaluate(nan_simulator, _inputs(), retries=1.5)
     with pytest.raises(ValueError, match="chunk_size"):
         evaluate(nan_simulator, _inputs(), chunk_size=0)
+
+
+def test_dask_worker_killed_by_a_row_loses_no_finished_run():
+    distributed = pytest.importorskip("dask.distributed")
+    import dask
+
+    X = _inputs(16, seed=1)
+    crash = np.flatnonzero(X[:, 0] > 0.8)
+    assert 0 < crash.size < 6
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                           host="127.0.0.1", dashboard_address=None)
+        client = distributed.Client(cluster)
+        try:
+            res = evaluate(crashing_simulator, X, executor=client.get_executor(), chunk_size=4)
+        finally:
+            client.close()
+            cluster.close()
+    assert [f.index for f in res.failures] == crash.tolist()
+    assert all("KilledWorker" in f.error or "worker" in f.error for f in res.failures)
+    ok = np.setdiff1d(np.arange(len(X)), crash)
+    np.testing.assert_array_equal(res.outputs[ok], _truth(X[ok]))

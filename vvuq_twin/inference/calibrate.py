@@ -139,6 +139,15 @@ def calibrate(
     Returns
     -------
     TwinResult
+
+    Raises
+    ------
+    ValueError, TypeError
+        Invalid arguments (checked before anything is built or compiled).
+    SimulatorCalibrationError
+        The simulator raised or returned NaN/inf (or the wrong shape) while sampling; the
+        message names the parameter values. With every sampler this ends calibration - it is not
+        counted as a rejected proposal. It is both a SimulatorError and a CalibrationError.
     """
     check_calibrate_args(twin, data, method=method, draws=draws, tune=tune, chains=chains, rng=rng,
                          target_accept=target_accept, progressbar=progressbar,
