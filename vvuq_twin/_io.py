@@ -152,8 +152,21 @@ def _canonical_bytes(values: Any) -> tuple[str, bytes]:
     if kind in "mM":
         return "time", np.ascontiguousarray(arr.astype("datetime64[ns]" if kind == "M" else
                                                        "timedelta64[ns]").view("<i8")).tobytes()
-    flat = ["\x00" if v is None else (v.decode() if isinstance(v, bytes) else str(v))
-            for v in arr.ravel().tolist()]
+    flat = []
+    for v in arr.ravel().tolist():
+        if v is None:
+            flat.append("\x00")
+        elif isinstance(v, bytes):
+            flat.append(v.decode("utf-8", "replace"))
+        elif isinstance(v, str):
+            flat.append(v)
+        else:  # a ragged array element (e.g. per-chain SMC statistics): hash its numbers
+            try:
+                inner = np.asarray(v)
+                flat.append("\x02" + array_sha256(inner) if inner.dtype.kind in "biufcmM"
+                            else str(v))
+            except (TypeError, ValueError):
+                flat.append(str(v))
     return "str", "\x1f".join(flat).encode("utf-8")
 
 

@@ -108,7 +108,7 @@ ALLOWED_PACKAGES: tuple[str, ...] = ("vvuq_twin", "case_studies")
 #: modules of the allowed packages a suite may not call (they run commands or other suites)
 DENIED_MODULES: tuple[str, ...] = (
     "vvuq_twin.cli", "vvuq_twin.__main__", "vvuq_twin.suite", "vvuq_twin.validation_suite_plugin",
-    "vvuq_twin._io",
+    "vvuq_twin.testing.faults",
 )
 _LOCAL_PREFIX = "_vvuq_suite_local_"
 
@@ -240,6 +240,9 @@ def _check_allowed(file: Path, where: str, target: str, root: Path | None,
     if func_name.startswith("_"):
         raise SuiteRefusedError(f"{file}: {where}: refused {target!r}: {func_name!r} is private; "
                                 f"{_rule(root)}.")
+    if any(p.startswith("_") for p in parts):
+        raise SuiteRefusedError(f"{file}: {where}: refused {target!r}: module {mod_name!r} is "
+                                f"private; {_rule(root)}.")
     if top in ALLOWED_PACKAGES:
         if any(mod_name == d or mod_name.startswith(d + ".") for d in DENIED_MODULES):
             raise SuiteRefusedError(

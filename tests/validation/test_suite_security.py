@@ -113,9 +113,15 @@ def test_names_imported_into_allowed_modules_and_private_functions_are_refused(t
     with pytest.raises(SuiteRefusedError, match="'_hidden' is private"):
         discover_cases(root)
     # command-line and suite modules of vvuq_twin may not be called (they run other things)
-    for target in ("vvuq_twin.cli:main", "vvuq_twin.suite:run_suite", "vvuq_twin._io:atomic_write_text"):
+    for target in ("vvuq_twin.cli:main", "vvuq_twin.suite:run_suite",
+                   "vvuq_twin.testing.faults:crashing_simulator"):
         root = _suite(tmp_path / target.replace(":", "_").replace(".", "_"), _case(target))
         with pytest.raises(SuiteRefusedError, match="may not be called from a suite"):
+            discover_cases(root)
+    # private modules (vvuq_twin._io writes files, report._env runs git) are refused too
+    for target in ("vvuq_twin._io:atomic_write_text", "vvuq_twin.report._env:git_commit"):
+        root = _suite(tmp_path / target.replace(":", "_").replace(".", "_"), _case(target))
+        with pytest.raises(SuiteRefusedError, match="is private"):
             discover_cases(root)
 
 

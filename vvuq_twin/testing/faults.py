@@ -543,6 +543,7 @@ def suite_faults(workdir: str | Path | None = None) -> dict[str, Any]:
         "helpers:_private": "{}",
         "vvuq_twin.cli:main": '{ argv = ["run", "--out", "x"] }',
         "vvuq_twin.suite:main": "{}",
+        "vvuq_twin._io:atomic_write_text": f'{{ path = "{marker}", text = "x" }}',
         "vvuq_twin.ensembles:dataclass": "{}",
     }
     planted = f"open({str(marker)!r}, 'w').close()\ndef run():\n    return 0.0\n"
