@@ -82,10 +82,9 @@ def check_calibrate_args(twin: Any, data: Any, *, method: Any, draws: Any, tune:
 def check_predict_args(result: Any, *, unit: Any, rng: Any, include_y: Any) -> None:
     """Validate the arguments of ``predict`` that its body does not check before building."""
     from ..exceptions import DataValidationError
-    from .results import TwinResult
 
     fn = "predict"
-    if not isinstance(result, TwinResult):
+    if not all(hasattr(result, a) for a in ("idata", "twin", "data", "declaration_hash")):
         raise DataValidationError(f"{fn}: `result` must be a TwinResult (from calibrate or "
                                   f"load_result), got {type(result).__name__}.")
     _rng(rng, fn)
