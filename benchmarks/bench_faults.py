@@ -3,7 +3,7 @@
 ``python -m benchmarks faults`` runs :func:`vvuq_twin.testing.faults.run_all`:
 
 * a forked process writing a result, a prediction, two summaries and a ledger is killed with
-  SIGKILL at 12 (quick: 10) moments spread over two write cycles; every final file must be
+  SIGKILL at 12 (quick: 10) moments spread over three write cycles; every final file must be
   absent (only one that never existed), the old complete version or the new one;
 * a saved result is truncated, has bytes flipped inside its stored draws and data, and is
   edited naively (theta + 1, y x 10, diagnostics set to pass, a ledger entry set to pass, a

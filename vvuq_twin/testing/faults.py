@@ -152,7 +152,7 @@ def kill_during_writes(out: str | Path | None = None, n_kills: int = 12,
 
     The old version (seed 1) is written first, except ``new_summary.json``; a forked child then
     writes versions 2, 1, 2, ... until it is killed ``t_k`` seconds after it started, with
-    ``t_k`` spread over about two write cycles (jittered by ``seed``). After each kill every file
+    ``t_k`` spread over about three write cycles (jittered by ``seed``). After each kill every file
     at a final path must be absent (only a file that never existed), or a complete known
     version. Kills that left a temporary file behind landed inside a write.
 
@@ -173,7 +173,7 @@ def kill_during_writes(out: str | Path | None = None, n_kills: int = 12,
     cycle = time.perf_counter() - t0
     (out / "new_summary.json").unlink()
     rng = np.random.default_rng(seed)
-    delays = cycle * (0.01 + 2.0 * (np.arange(n_kills) + rng.uniform(0, 1, n_kills)) / n_kills)
+    delays = cycle * (0.01 + 3.0 * (np.arange(n_kills) + rng.uniform(0, 1, n_kills)) / n_kills)
     ctx = mp.get_context("fork")
     states, inside, survived = [], {}, 0
     for k, delay in enumerate(delays):
