@@ -100,7 +100,18 @@ def _bundle(seed: int) -> dict[str, Any]:
                       coords={"obs": np.arange(13)})
     summary = json.dumps({"version": seed, "theta_mean": float(res.posterior["theta"].mean()),
                           "padding": rng.normal(size=20000).tolist()})
-    return {"seed": seed, "result": res, "prediction": pred, "summary": summary}
+    from datetime import datetime, timezone
+
+    from ..report import Report
+
+    report = Report(f"Fault-injection report v{seed}", seed=seed, repo_dir=tempfile.gettempdir(),
+                    created=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    report.add_text("Results", f"version {seed}\n\n" + "padding " * 20000)
+    stamp = "2026-01-01T00:00:00Z"
+    return {"seed": seed, "result": res, "prediction": pred, "summary": summary,
+            "report": report, "report/report.html": report.to_html(stamp),
+            "report/summary.json": json.dumps(report.to_json_dict(stamp), indent=2,
+                                              ensure_ascii=False) + "\n"}
 
 
 def write_bundle(out: Path, bundle: dict[str, Any]) -> None:
@@ -112,6 +123,7 @@ def write_bundle(out: Path, bundle: dict[str, Any]) -> None:
     atomic_write_text(out / "summary.json", bundle["summary"])
     bundle["result"].ledger.save(out / "ledger.json")
     atomic_write_text(out / "new_summary.json", bundle["summary"])
+    bundle["report"].write(out / "report")  # report.html + summary.json, each atomic
 
 
 def _classify(out: Path, name: str, bundles: list[dict[str, Any]]) -> str:
@@ -188,7 +200,17 @@ def kill_during_writes(out: str | Path | None = None, n_kills: int = 12,
             inside[stem] = inside.get(stem, 0) + 1
         finals = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
         state = {name: _classify(out, name, [old, new]) for name in BUNDLE_FILES}
-        unexpected = [f for f in finals if f not in BUNDLE_FILES]
+        rep_dir = out / "report"
+        for p in sorted(rep_dir.glob(".*.tmp-*")):  # interrupted report writes
+            inside[f"report/{p.name[1:p.name.index('.tmp-')]}"] = \
+                inside.get(f"report/{p.name[1:p.name.index('.tmp-')]}", 0) + 1
+            p.unlink()
+        for name in ("report/report.html", "report/summary.json"):
+            text = (out / name).read_text() if (out / name).exists() else None
+            state[name] = ("absent" if text is None else next(
+                (f"v{b['seed']}" for b in (old, new) if text == b[name]),
+                "BAD: incomplete or unknown report"))
+        unexpected = [f for f in finals if f not in BUNDLE_FILES and f != "report"]
         ok = (not unexpected and all(not s.startswith("BAD") for s in state.values())
               and state["result.nc"] != "absent")
         survived += ok
