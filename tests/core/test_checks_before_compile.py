@@ -195,3 +195,21 @@ def test_blackbox_nan_during_smc_is_a_simulator_error_naming_the_parameters():
     theta = float(re.search(r"\{'theta': ([-0-9.e]+)\}", str(info.value)).group(1))
     assert theta > 1.2  # the named parameter value is one where the simulator is undefined
     assert "cannot convert float NaN" not in str(info.value)
+
+
+def test_blackbox_nan_during_nuts_is_an_error_not_a_rejected_proposal():
+    # documented choice: with NUTS too a non-finite simulator output ends calibration
+    def sim(X, p):
+        return np.full(X.shape[0], np.nan) if p["theta"] > 0.55 else p["theta"] * X[:, 0]
+
+    twin = vt.Twin("nan_nuts", vt.BlackBoxSimulator(sim, parameter_names=["theta"],
+                                                    jacobian=lambda X, p: X[:, :1]),
+                   [vt.Parameter("theta", vt.Normal(0.5, 0.5))], observation=vt.Gaussian(sigma=0.01))
+    x = np.linspace(0.1, 1, 10)  # the data want theta = 0.7, where the simulator is undefined
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(SimulatorError, match="with pymc stopped: .* non-finite") as info:
+            vt.calibrate(twin, vt.TwinData(x=x, y=0.7 * x), method="pymc", draws=50, tune=50,
+                         chains=1, rng=1)
+    theta = float(re.search(r"\{'theta': ([-0-9.e]+)\}", str(info.value)).group(1))
+    assert theta > 0.55
