@@ -25,9 +25,15 @@ import pymc as pm
 import xarray as xr
 
 from .._rng import RNGLike, as_generator, spawn_seeds
-from ..exceptions import CalibrationError, SamplerChoiceWarning
+from ..exceptions import (
+    CalibrationError,
+    SamplerChoiceWarning,
+    SimulatorCalibrationError,
+    SimulatorError,
+)
 from ..twin.data import TwinData
 from ..twin.declaration import OBSERVED_DATA_NAME, Twin
+from ._checks import check_calibrate_args
 from .diagnostics import Thresholds, compute_diagnostics
 from .ledger import Ledger
 from .results import TwinResult
@@ -167,7 +173,21 @@ def calibrate(
     Returns
     -------
     TwinResult
+
+    Raises
+    ------
+    ValueError, TypeError
+        Invalid arguments (checked before anything is built or compiled).
+    SimulatorCalibrationError
+        The simulator raised or returned NaN/inf (or the wrong shape) while sampling; the
+        message names the parameter values. With every sampler this ends calibration - it is not
+        counted as a rejected proposal. It is both a SimulatorError and a CalibrationError.
     """
+    check_calibrate_args(twin, data, method=method, draws=draws, tune=tune, chains=chains, rng=rng,
+                         target_accept=target_accept, progressbar=progressbar,
+                         posterior_predictive=posterior_predictive, cores=cores,
+                         thresholds=thresholds, warn=warn, ledger=ledger)  # before any compile
+    draws, tune, chains = int(draws), int(tune), int(chains)
     for nm, v in (("draws", draws), ("chains", chains)):
         if int(v) < 1:
             raise ValueError(f"`{nm}` must be >= 1, got {v}.")
@@ -272,6 +292,11 @@ def calibrate(
             )
             sample_time = time.perf_counter() - ts
     except Exception as exc:
+        sim_err = _simulator_error_in(exc)
+        if sim_err is not None:  # the simulator's own error, naming its parameter values
+            raise SimulatorCalibrationError(
+                f"Sampling twin {twin.name!r} with {resolved} stopped: "
+                + str(sim_err).split("\nApply node")[0]) from exc
         raise CalibrationError(
             f"Sampling twin {twin.name!r} with {resolved} failed: {type(exc).__name__}: {exc}"
         ) from exc
@@ -350,6 +375,18 @@ def _arrange_groups(idata, model, data: TwinData, posterior_predictive: bool, se
         observed_data=data.to_dataset(),
     )
     return out
+
+
+def _simulator_error_in(exc: BaseException) -> SimulatorError | None:
+    """The SimulatorError behind a sampler's exception (also across PyMC's worker processes)."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, SimulatorError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _versions() -> dict[str, str]:

@@ -393,18 +393,24 @@ class Report:
         out.mkdir(parents=True, exist_ok=True)
         created = self.created or datetime.now(timezone.utc)
         stamp = created.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        from .._io import atomic_path, atomic_write_text, write_netcdf
+
         paths: dict[str, Path] = {"html": out / "report.html", "json": out / "summary.json"}
-        paths["html"].write_text(self.to_html(stamp), encoding="utf-8")
-        paths["json"].write_text(
+        # each file is written atomically: a killed run leaves the old or the new file, whole
+        atomic_write_text(paths["html"], self.to_html(stamp))
+        atomic_write_text(
+            paths["json"],
             json.dumps(self.to_json_dict(stamp), indent=2, sort_keys=False, ensure_ascii=False) + "\n",
-            encoding="utf-8",
         )
         for name, data in self.datasets.items():
             p = out / f"{name}.nc"
             if isinstance(data, xr.Dataset):
-                data.to_netcdf(p, engine="h5netcdf")
+                write_netcdf(data, p, engine="h5netcdf")
+            elif hasattr(data, "idata") and hasattr(data, "ledger"):
+                data.to_netcdf(p)  # a TwinResult writes itself atomically, with checksums
             else:
-                data.to_netcdf(str(p))
+                with atomic_path(p) as tmp:
+                    data.to_netcdf(str(tmp))
             paths[name] = p
         return paths
 

@@ -72,6 +72,10 @@ class RiskEstimate:
         ``"iid"`` or ``"ess"`` (see module docstring).
     params : dict
         The measure's parameters (``alpha``, ``threshold``, ``theta``).
+    flags : tuple of str
+        ``("insufficient tail draws",)`` when fewer than :data:`MIN_TAIL` effective draws lie
+        beyond the quantile a quantile/superquantile depends on; ``se`` and the interval are then
+        NaN (unknown), never a spurious 0.
     """
 
     measure: str
@@ -83,6 +87,12 @@ class RiskEstimate:
     confidence: float
     se_method: str
     params: dict[str, Any] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
+
+    @property
+    def insufficient_tail(self) -> bool:
+        """True when too few draws inform the tail (see ``flags``)."""
+        return INSUFFICIENT_TAIL in self.flags
 
     def to_xarray(self) -> xr.Dataset:
         """Return the figures as a NetCDF-saveable :class:`xarray.Dataset`."""
@@ -125,7 +135,12 @@ def _core(
     kernel = _array.KERNELS[measure]
     est, psi = kernel(xc, wc) if param is None else kernel(xc, wc, param)
     se, n_eff = _array.standard_error(psi, wc, se_method, chain_shape)
-    _warn_thin_tail(measure, est, param, float(_array._kish(wc, xc.size)), where)
+    n_kish = float(_array._kish(wc, xc.size))
+    _warn_thin_tail(measure, est, param, n_kish, where)
+    if measure in ("quantile", "superquantile") and n_kish * (1 - float(param)) < MIN_TAIL:  # type: ignore[arg-type]
+        # the influence function has (almost) no support: its standard error would be 0 or
+        # meaningless; report it as unknown (NaN) and flag it (RiskEstimate.flags)
+        return est, float("nan"), float("nan"), float("nan"), n_eff
     if measure in _PROB_MEASURES:
         if measure == "failure_probability" and se > 0:
             n_eff = est * (1 - est) / se**2
@@ -139,7 +154,11 @@ def _core(
     return est, se, lo, hi, n_eff
 
 
+#: fewest (effective) draws beyond the quantile for which a quantile/superquantile gets a
+#: standard error; below it the se and interval are NaN and the estimate is flagged
 MIN_TAIL = 10
+#: the flag of an estimate with fewer than MIN_TAIL tail draws
+INSUFFICIENT_TAIL = "insufficient tail draws"
 
 
 def _warn_thin_tail(measure: str, est: float, param: float | None, n: float, where: str) -> None:
@@ -266,6 +285,10 @@ def _dispatch(
         attrs = {"measure": measure, "confidence": confidence, "se_method": method,
                  "sample_dims": list(dims)}
         attrs.update({k: float(v) for k, v in params.items()})
+        if measure in ("quantile", "superquantile"):
+            thin = bool((np.isnan(ds["se"]) & np.isfinite(ds["estimate"])).any())
+            if thin:
+                attrs["flags"] = INSUFFICIENT_TAIL
         ds.attrs = attrs
         if name is not None:
             ds.attrs["variable"] = str(name)
@@ -293,8 +316,10 @@ def _dispatch(
         measure, x, None if weights is None else np.asarray(weights, dtype=float), param,
         se_method="iid", confidence=confidence, nan_policy=nan_policy, where="samples",
     )
+    flags = (INSUFFICIENT_TAIL,) if measure in ("quantile", "superquantile") and np.isnan(se) \
+        and np.isfinite(est) else ()
     extra = {} if name is None else {"variable": str(name)}
-    return RiskEstimate(measure, est, se, lo, hi, n_eff, confidence, "iid", {**params, **extra})
+    return RiskEstimate(measure, est, se, lo, hi, n_eff, confidence, "iid", {**params, **extra}, flags)
 
 
 def quantile(
@@ -367,6 +392,9 @@ def superquantile(
     Notes
     -----
     Influence function: ``q + (x - q)+ / (1 - alpha) - CVaR`` (no density estimate needed).
+    With fewer than :data:`MIN_TAIL` (10) effective draws beyond the quantile
+    (``n (1 - alpha) < 10``) the standard error and interval are NaN and the estimate carries
+    the flag ``"insufficient tail draws"`` (plus a :class:`TailSampleWarning`).
     """
     a = _array.check_alpha(alpha, "superquantile")
     return _dispatch("superquantile", samples, a, weights=weights, sample_dims=sample_dims,

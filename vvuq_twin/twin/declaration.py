@@ -213,6 +213,9 @@ class Twin:
                 "Some parameters or the discrepancy are per unit, but the twin has no hierarchy: "
                 "pass hierarchy=Hierarchy(dim='unit')."
             )
+        from ._names import check_parameter_names
+
+        check_parameter_names(self)  # names the builder creates are reserved (probe build)
 
     # ------------------------------------------------------------------ identity
     def with_frozen_discrepancy(self, data: "TwinData") -> "Twin":

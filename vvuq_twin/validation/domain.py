@@ -278,8 +278,9 @@ class ValidationDomain:
             "ridge": self.ridge,
         }, indent=1)
         if path is not None:
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            from .._io import atomic_write_text
+
+            atomic_write_text(path, text)
         return text
 
     @classmethod
