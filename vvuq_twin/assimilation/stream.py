@@ -27,7 +27,7 @@ from typing import Any, Iterable, Literal, Mapping
 import numpy as np
 import xarray as xr
 
-from ..exceptions import DataValidationError
+from ..exceptions import StreamDataError
 from .smc import (
     LogDensity,
     ParticleCollapseError,
@@ -42,11 +42,6 @@ __all__ = ["StreamDataError", "AssimilationRun", "validate_batch", "batch_rng"]
 
 _FORMAT = "vvuq_twin.assimilation.checkpoint/1"
 _ENGINE = "h5netcdf"
-
-
-class StreamDataError(DataValidationError):
-    """A batch failed the data checks (unknown variable or units, NaN, time order); it is
-    recorded as rejected and the posterior is unchanged."""
 
 
 def batch_rng(seed: int, index: int) -> np.random.Generator:

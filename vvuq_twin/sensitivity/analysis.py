@@ -47,8 +47,8 @@ import xarray as xr
 from scipy import stats
 
 from .._rng import RNGLike, seed_int, spawn_seeds
-from .errors import DependentInputsError, InputSpecificationError
-from .spec import ParameterSpace, PosteriorSpace, as_space
+from ..exceptions import DependentInputsError, InputSpecificationError
+from ..spaces import ParameterSpace, PosteriorSpace, as_space
 
 __all__ = ["METHODS", "sensitivity", "shapley_effects", "posterior_inputs", "plot_indices"]
 
