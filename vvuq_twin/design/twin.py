@@ -43,7 +43,7 @@ import xarray as xr
 from scipy import special, stats
 
 from .._rng import RNGLike, as_generator, seed_int
-from .problem import BudgetError, DesignError, EstimatorNotApplicableError
+from ..exceptions import BudgetError, DesignError, EstimatorNotApplicableError
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..inference.results import TwinResult
