@@ -42,6 +42,26 @@ _LINKS = {
     "identity": (lambda v: v, lambda v: v),
     "log": (pt.exp, np.log),
 }
+#: the links in numpy: (link, inverse link)
+_NP_LINKS = {
+    "identity": (lambda v: v, lambda v: v),
+    "log": (np.log, np.exp),
+}
+
+
+def _get(draws: Any, name: str) -> np.ndarray:
+    if name not in draws:
+        raise KeyError(f"The draws have no {name!r}; pass every variable of Twin.free_variable_names().")
+    return np.asarray(draws[name], dtype=float)
+
+
+def _sum_draws(lp: np.ndarray) -> np.ndarray:
+    lp = np.asarray(lp, float)
+    return lp.reshape(lp.shape[0], -1).sum(axis=1) if lp.ndim else lp
+
+
+def _norm_logpdf(x: np.ndarray, mu: Any, sigma: Any) -> np.ndarray:
+    return -0.5 * ((x - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2.0 * np.pi)
 
 
 @dataclass(frozen=True)
@@ -238,6 +258,161 @@ class Twin:
     def per_unit_names(self) -> list[str]:
         """Names of per-unit parameters."""
         return [p.name for p in self.parameters if p.per_unit]
+
+    # ------------------------------------------------------------------ numpy answers
+    # What other modules ask of the declaration, answered in numpy and vectorised over
+    # posterior draws. ``draws`` maps model variable names (the free variables of
+    # ``build_model``) to arrays with a leading draw axis, e.g. ``Twin.draws_from(posterior)``.
+    def role_names(self) -> tuple[str, ...]:
+        """Names of the role variables of every twin model: eta, delta, zeta, y."""
+        return ROLE_VARS
+
+    def hyperparameter_names(self) -> list[str]:
+        """Inferred variables that are not calibration parameters, in model order.
+
+        Population location/scale of per-unit parameters (``<name>_mu``, ``<name>_sigma``), the
+        discrepancy's hyperparameters (``delta_ls``, ``delta_eta``, ``delta_bias``) and the
+        inferred noise of the observation model (``sigma_obs``, ...).
+        """
+        out: list[str] = []
+        for p in self.parameters:
+            if p.per_unit:
+                out.append(f"{p.name}_mu")
+                if isinstance(p.pop_scale, Prior):
+                    out.append(f"{p.name}_sigma")
+        return out + list(self.discrepancy.hyperparameter_names()) + list(self.observation.noise_names())
+
+    def _prior_terms(self, data: TwinData | None) -> dict[str, Any]:
+        X = None if data is None else np.asarray(data.x, float)
+        needs_x = getattr(self.discrepancy, "ls", 0.0) is None
+        if needs_x and X is None:
+            raise DataValidationError(
+                f"Twin {self.name!r}: the discrepancy's default length-scale prior is derived from "
+                "the inputs; pass data= (the calibration TwinData) or fix the geometry with "
+                "Twin.with_frozen_discrepancy(data)."
+            )
+        terms: dict[str, Any] = {}
+        for p in self.parameters:
+            if not p.per_unit:
+                terms[p.name] = lambda d, p=p: _sum_draws(p.prior.logpdf(_get(d, p.name)))
+                continue
+            terms[f"{p.name}_mu"] = lambda d, p=p: _sum_draws(p.prior.logpdf(_get(d, f"{p.name}_mu")))
+            if isinstance(p.pop_scale, Prior):
+                terms[f"{p.name}_sigma"] = lambda d, p=p: _sum_draws(p.pop_scale.logpdf(_get(d, f"{p.name}_sigma")))
+            if p.centered:
+                terms[f"{p.name}_lin"] = lambda d, p=p: _sum_draws(_norm_logpdf(
+                    _get(d, f"{p.name}_lin"), _get(d, f"{p.name}_mu")[:, None], self._pop_sigma(p, d)[:, None]))
+            else:
+                terms[f"{p.name}_z"] = lambda d, p=p: _sum_draws(_norm_logpdf(_get(d, f"{p.name}_z"), 0.0, 1.0))
+        x_for = X if X is not None else np.zeros((1, 1))
+        terms.update(self.discrepancy.prior_terms(x_for, "delta", marginal=self.marginal_discrepancy()))
+        for name, prior in self.observation.noise_priors().items():
+            terms[name] = lambda d, name=name, prior=prior: _sum_draws(prior.logpdf(_get(d, name)))
+        return terms
+
+    def free_variable_names(self, data: TwinData | None = None) -> list[str]:
+        """Names of the free random variables of ``build_model`` (what ``draws`` must hold)."""
+        return list(self._prior_terms(data))
+
+    def log_prior(self, draws: Any, data: TwinData | None = None) -> np.ndarray:
+        """Log prior density of every draw, shape (n_draws,) (numpy, natural scale, no Jacobian).
+
+        Equals PyMC's ``model.compile_logp(vars=model.free_RVs, jacobian=False)`` of
+        ``build_model(data)``. ``data`` is needed only when the discrepancy's length-scale prior
+        is derived from the inputs. Draws outside the support give ``-inf``.
+        """
+        terms = self._prior_terms(data)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lp = sum(f(draws) for f in terms.values())
+        return np.where(np.isnan(lp), -np.inf, lp)
+
+    def _pop_sigma(self, p: Parameter, draws: Any) -> np.ndarray:
+        mu = _get(draws, f"{p.name}_mu")
+        if isinstance(p.pop_scale, Prior):
+            return _get(draws, f"{p.name}_sigma").reshape(mu.shape[0])
+        return np.full(mu.shape[0], float(p.pop_scale))
+
+    def parameter_values(self, draws: Any) -> dict[str, np.ndarray]:
+        """Calibration parameters per draw: (n_draws,) for global ones, (n_draws, n_units) per unit.
+
+        Per-unit values are computed from the free variables (population location, scale and
+        offsets) exactly as the model does.
+        """
+        out = {}
+        for p in self.parameters:
+            if not p.per_unit:
+                out[p.name] = _get(draws, p.name).reshape(-1)
+                continue
+            _, inv = _NP_LINKS[p.link]
+            mu = _get(draws, f"{p.name}_mu").reshape(-1)
+            if p.centered:
+                lin = _get(draws, f"{p.name}_lin")
+            else:
+                lin = mu[:, None] + self._pop_sigma(p, draws)[:, None] * _get(draws, f"{p.name}_z")
+            out[p.name] = inv(lin)
+        return out
+
+    def simulate(self, draws: Any, data: TwinData) -> tuple[np.ndarray, np.ndarray | None]:
+        """The simulator output eta at the inputs of ``data`` for every draw, (n_draws, n_obs).
+
+        Also returns the simulator's predictive variance (surrogates) or None. The simulator is
+        compiled once per call and evaluated draw by draw.
+        """
+        unit_idx, _ = self.unit_index(data)
+        vals = self.parameter_values(draws)
+        sym = {p.name: (pt.dvector(p.name) if p.per_unit else pt.dscalar(p.name)) for p in self.parameters}
+        X = pt.as_tensor_variable(np.asarray(data.x, float))
+        eta = pt.as_tensor_variable(self.simulator(X, sym)) * pt.ones((data.n,))
+        extra = self.simulator.predictive_variance(X, sym)
+        outs = [eta] + ([pt.as_tensor_variable(extra) * pt.ones((data.n,))] if extra is not None else [])
+        f = pytensor.function([sym[p.name] for p in self.parameters], outs, on_unused_input="ignore")
+        n = next(iter(vals.values())).shape[0]
+        res = [f(*[(vals[p.name][i][unit_idx] if p.per_unit else vals[p.name][i]) for p in self.parameters])
+               for i in range(n)]
+        eta_np = np.array([r[0] for r in res], dtype=float)
+        return eta_np, (np.array([r[1] for r in res], dtype=float) if extra is not None else None)
+
+    def log_likelihood(self, draws: Any, data: TwinData) -> np.ndarray:
+        """Log-likelihood of the observed ``data.y`` for every draw, shape (n_draws,) (numpy).
+
+        Equals PyMC's ``model.compile_logp(vars=model.observed_RVs)`` of ``build_model(data)``:
+        the simulator at the draw's parameters, the discrepancy (integrated out for an exact GP
+        with Gaussian noise, as in the model) and the observation model.
+        """
+        unit_idx, units = self.unit_index(data)
+        eta, extra = self.simulate(draws, data)
+        n = eta.shape[0]
+        noise = self.observation.noise_values(draws, n)
+        idx = np.flatnonzero(data.observed_mask)
+        y = np.asarray(data.y, float)[idx]
+        if self.marginal_discrepancy():
+            K = self.discrepancy.marginal_cov_numpy(draws, data.x, unit_idx)
+            sd = self.observation.scale_numpy(noise, eta, data.y_sd, extra)[:, idx]
+            S = K[:, idx][:, :, idx] + np.einsum("di,ij->dij", sd**2, np.eye(idx.size))
+            Lc = np.linalg.cholesky(S)
+            r = np.linalg.solve(Lc, (y[None, :] - eta[:, idx])[..., None])[..., 0]
+            logdet = 2.0 * np.log(np.diagonal(Lc, axis1=1, axis2=2)).sum(axis=1)
+            return -0.5 * ((r**2).sum(axis=1) + logdet + idx.size * np.log(2.0 * np.pi))
+        delta = self.discrepancy.delta_numpy(draws, data.x, unit_idx, len(units), "delta")
+        zeta = eta + delta
+        sd = self.observation.scale_numpy(noise, zeta, data.y_sd, extra)
+        lp = self.observation.logpdf(y[None, :], zeta[:, idx], sd[:, idx], noise)
+        return np.asarray(lp, float).sum(axis=1)
+
+    @staticmethod
+    def draws_from(posterior: Any, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Flatten ``(chain, draw, ...)`` variables of an xarray posterior to ``(n_draws, ...)``."""
+        names = list(posterior.data_vars) if names is None else list(names)
+        out = {}
+        for k in names:
+            da = posterior[k]
+            if "chain" in da.dims and "draw" in da.dims:
+                da = da.transpose("chain", "draw", ...)
+                v = np.asarray(da.values, float)
+                out[k] = v.reshape((-1,) + v.shape[2:])
+            else:
+                out[k] = np.asarray(da.values, float)
+        return out
 
     def spec(self) -> dict[str, Any]:
         """Canonical description of structure, priors and simulator source."""

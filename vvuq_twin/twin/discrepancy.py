@@ -19,7 +19,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 import pymc as pm
@@ -89,6 +89,26 @@ class Discrepancy(abc.ABC):
     def validate(self, X: np.ndarray) -> None:
         """Check the discrepancy fits the data's inputs (raise TwinSpecificationError)."""
 
+    # numpy answers, vectorised over posterior draws (``draws``: model name -> (n_draws, ...))
+    def prior_terms(self, X: np.ndarray, name: str = "delta",
+                    marginal: bool = False) -> dict[str, Callable[[Mapping[str, Any]], np.ndarray]]:
+        """The free variables this discrepancy adds to the model built on inputs ``X``.
+
+        Returns name -> function(draws) -> log prior density per draw, shape (n_draws,). With
+        ``marginal`` the latent values are integrated out (exact GP with Gaussian noise).
+        """
+        return {}
+
+    def hyperparameter_names(self, name: str = "delta") -> tuple[str, ...]:
+        """Names of the inferred hyperparameters (length scale, amplitude, offset) in the model."""
+        return ()
+
+    def delta_numpy(self, draws: Mapping[str, Any], X: np.ndarray, unit_idx: np.ndarray | None,
+                    n_units: int, name: str = "delta") -> np.ndarray:
+        """delta at the training inputs ``X`` for every draw, shape (n_draws, n_obs)."""
+        n = len(next(iter(draws.values()))) if len(draws) else 1
+        return np.zeros((n, np.asarray(X).shape[0]))
+
 
 @dataclass
 class NoDiscrepancy(Discrepancy):
@@ -134,6 +154,15 @@ class BiasDiscrepancy(Discrepancy):
             return b[unit_idx_new]
         return pt.ones((m,)) * b
 
+    def prior_terms(self, X, name="delta", marginal=False):
+        return _bias_terms(self, X, name, marginal)
+
+    def hyperparameter_names(self, name="delta"):
+        return (f"{name}_bias",)
+
+    def delta_numpy(self, draws, X, unit_idx, n_units, name="delta"):
+        return _bias_delta(self, draws, X, unit_idx, n_units, name)
+
     def spec(self):
         return {"kind": "bias", "prior": self.prior.spec(), "per_unit": self.per_unit}
 
@@ -148,8 +177,8 @@ class ConstrainedExpQuad(pm.gp.cov.Covariance):
     """
 
     def __init__(self, eta, ls, *, x0: float = 0.0, value: bool = True, slope: bool = True,
-                 active_dims: Sequence[int] | None = None):
-        super().__init__(1, active_dims=list(active_dims) if active_dims is not None else [0])
+                 active_dims: Sequence[int] | None = None, input_dim: int = 1):
+        super().__init__(input_dim, active_dims=list(active_dims) if active_dims is not None else [0])
         self.eta = eta
         self.ls = ls
         self.x0 = x0
@@ -270,11 +299,14 @@ class GPDiscrepancy(Discrepancy):
         ls = _value(ls_p, f"{name}_ls")
         eta = _value(self.eta, f"{name}_eta")
         nd = len(cols)
+        # per unit, the inputs carry the unit index as a last column (for the Coregion factor)
+        in_dim = nd + 1 if self.per_unit else nd
         if self.constraint is not None:
             cov = ConstrainedExpQuad(eta, ls, x0=self.x0, value=True,
-                                     slope=self.constraint == "value_and_slope", active_dims=[0])
+                                     slope=self.constraint == "value_and_slope", active_dims=[0],
+                                     input_dim=in_dim)
         else:
-            cov = eta**2 * _KERNELS[self.kernel](nd, ls=ls, active_dims=list(range(nd)))
+            cov = eta**2 * _KERNELS[self.kernel](in_dim, ls=ls, active_dims=list(range(nd)))
         if self.per_unit:
             U = ctx.n_units
             coreg = pm.gp.cov.Coregion(nd + 1, W=np.zeros((U, 1)), kappa=np.ones(U), active_dims=[nd])
@@ -352,6 +384,19 @@ class GPDiscrepancy(Discrepancy):
             return pm.MvNormal(name, mu=np.zeros(Z.shape[0]), cov=K)
         Z = self._inputs(X_new, cols, unit_idx_new)
         return gp.conditional(name, Z, jitter=self.jitter)
+
+    def prior_terms(self, X, name="delta", marginal=False):
+        return _gp_terms(self, X, name, marginal)
+
+    def hyperparameter_names(self, name="delta"):
+        return _gp_hyper(self, name)
+
+    def delta_numpy(self, draws, X, unit_idx, n_units, name="delta"):
+        return _gp_delta(self, draws, X, unit_idx, n_units, name)
+
+    def marginal_cov_numpy(self, draws, X, unit_idx, name="delta") -> np.ndarray:
+        """Prior covariance of delta at ``X`` per draw, (n_draws, n, n), jitter included."""
+        return _gp_cov_np(self, draws, X, unit_idx, name)
 
     def spec(self):
         return {
@@ -488,6 +533,15 @@ class HSGPDiscrepancy(Discrepancy):
             return pt.sum(phi_new * (beta[unit_idx_new] * sqrt_psd[None, :]), axis=1)
         return phi_new @ (beta * sqrt_psd)
 
+    def prior_terms(self, X, name="delta", marginal=False):
+        return _hsgp_terms(self, X, name, marginal)
+
+    def hyperparameter_names(self, name="delta"):
+        return _gp_hyper(self, name)
+
+    def delta_numpy(self, draws, X, unit_idx, n_units, name="delta"):
+        return _hsgp_delta(self, draws, X, unit_idx, n_units, name)
+
     def spec(self):
         return {
             "kind": "hsgp",
@@ -503,3 +557,170 @@ class HSGPDiscrepancy(Discrepancy):
             **{k: list(map(float, np.atleast_1d(getattr(self, k)))) for k in ("center", "L")
                if getattr(self, k) is not None and k not in self.frozen_from_data},
         }
+
+
+# ---------------------------------------------------------------------------- numpy answers
+# Each discrepancy also answers, in numpy and vectorised over posterior draws, what the twin
+# needs without a PyMC model: the priors of its free variables, its hyperparameter names and
+# delta at the training inputs (or, for a marginalised GP, the prior covariance of delta).
+# ``draws`` maps model variable names to arrays with a leading draw axis.
+
+def _draws(draws: Any, name: str) -> np.ndarray:
+    if name not in draws:
+        raise KeyError(f"The draws have no {name!r}; pass every variable of Twin.free_variable_names().")
+    return np.asarray(draws[name], dtype=float)
+
+
+def _std_normal_sum(v: np.ndarray) -> np.ndarray:
+    n = v.shape[0]
+    return (-0.5 * v.reshape(n, -1) ** 2 - 0.5 * np.log(2 * np.pi)).sum(axis=1)
+
+
+def _prior_sum(prior: Prior, v: np.ndarray) -> np.ndarray:
+    return prior.logpdf(v).reshape(v.shape[0], -1).sum(axis=1)
+
+
+def _value_np(spec: Prior | float, draws: Any, name: str, n: int) -> np.ndarray:
+    return _draws(draws, name).reshape(n) if isinstance(spec, Prior) else np.full(n, float(spec))
+
+
+def _kernel_np(kind: str, r2: np.ndarray) -> np.ndarray:
+    """Unit-variance stationary kernel of squared scaled distance ``r2`` (PyMC's definitions)."""
+    if kind == "ExpQuad":
+        return np.exp(-0.5 * r2)
+    r = np.sqrt(np.maximum(r2, 0.0) + 1e-12)  # PyMC's Stationary._sqrt (keeps the gradient finite)
+    if kind == "Matern52":
+        return (1.0 + np.sqrt(5.0) * r + 5.0 / 3.0 * r2) * np.exp(-np.sqrt(5.0) * r)
+    if kind == "Matern32":
+        return (1.0 + np.sqrt(3.0) * r) * np.exp(-np.sqrt(3.0) * r)
+    if kind == "Exponential":
+        return np.exp(-0.5 * r)
+    raise TwinSpecificationError(f"Unknown kernel {kind!r}.")  # pragma: no cover - validated
+
+
+def _psd_np(kind: str, omega: np.ndarray, ls: np.ndarray) -> np.ndarray:
+    """Spectral density of the unit-variance kernel at ``omega`` (nb, D) for ``ls`` (n,): (n, nb)."""
+    from scipy.special import gamma
+
+    D = omega.shape[1]
+    w2 = (omega**2).sum(axis=1)[None, :] * (ls**2)[:, None]
+    lsD = (ls**D)[:, None]
+    if kind == "ExpQuad":
+        return np.sqrt(2.0 * np.pi) ** D * lsD * np.exp(-0.5 * w2)
+    if kind == "Matern52":
+        p = (D + 5) / 2
+        return (2**D * np.pi ** (D / 2) * gamma(p) * 5**2.5) / (0.75 * np.sqrt(np.pi)) * lsD * (5.0 + w2) ** (-p)
+    if kind == "Matern32":
+        p = (D + 3) / 2
+        return (2**D * np.pi ** (D / 2) * gamma(p) * 3**1.5) / (0.5 * np.sqrt(np.pi)) * lsD * (3.0 + w2) ** (-p)
+    raise TwinSpecificationError(f"HSGPDiscrepancy: no spectral density for kernel {kind!r}.")  # pragma: no cover
+
+
+def _bias_terms(self, X, name="delta", marginal=False):
+    return {f"{name}_bias": lambda d, k=f"{name}_bias": _prior_sum(self.prior, _draws(d, k))}
+
+
+def _bias_delta(self, draws, X, unit_idx, n_units, name="delta"):
+    b = _draws(draws, f"{name}_bias")
+    if self.per_unit:
+        return b.reshape(b.shape[0], -1)[:, unit_idx]
+    return np.repeat(b.reshape(-1, 1), np.asarray(X).shape[0], axis=1)
+
+
+def _gp_scale_terms(self, X, name):
+    cols = self._cols(np.asarray(X, float))
+    ls_p = self.ls if self.ls is not None else _default_ls(np.asarray(X, float), cols)
+    out = {}
+    if isinstance(ls_p, Prior):
+        out[f"{name}_ls"] = lambda d, p=ls_p, k=f"{name}_ls": _prior_sum(p, _draws(d, k))
+    if isinstance(self.eta, Prior):
+        out[f"{name}_eta"] = lambda d, p=self.eta, k=f"{name}_eta": _prior_sum(p, _draws(d, k))
+    return out, ls_p
+
+
+def _gp_hyper(self, name="delta"):
+    return tuple(f"{name}_{k}" for k in ("ls", "eta")
+                 if isinstance(getattr(self, k), Prior) or (k == "ls" and self.ls is None))
+
+
+def _gp_terms(self, X, name="delta", marginal=False):
+    out, _ = _gp_scale_terms(self, X, name)
+    if not marginal:
+        out[f"{name}_gp_rotated_"] = lambda d, k=f"{name}_gp_rotated_": _std_normal_sum(_draws(d, k))
+    return out
+
+
+def _gp_cov_np(self, draws, X, unit_idx, name="delta") -> np.ndarray:
+    """Prior covariance of delta at the training inputs per draw (n_draws, n, n), jitter added."""
+    X = np.asarray(X, float)
+    cols = self._cols(X)
+    ls_p = self.ls if self.ls is not None else _default_ls(X, cols)
+    n_draws = len(next(iter(draws.values())))
+    ls = _value_np(ls_p, draws, f"{name}_ls", n_draws)[:, None, None]
+    eta = _value_np(self.eta, draws, f"{name}_eta", n_draws)[:, None, None]
+    Z = X[:, cols]
+    if self.constraint is not None:
+        x, x0 = Z[:, 0], self.x0
+        d = x[:, None] - x[None, :]
+        l2 = ls**2
+        K = np.exp(-0.5 * d[None] ** 2 / l2)
+        a = np.exp(-0.5 * (x - x0)[None, :, None] ** 2 / l2)  # (n_draws, n, 1)
+        K = K - a * np.swapaxes(a, 1, 2)
+        if self.constraint == "value_and_slope":
+            u = a * (x - x0)[None, :, None]
+            K = K - u * np.swapaxes(u, 1, 2) / l2
+        K = eta**2 * K
+    else:
+        r2 = ((Z[:, None, :] - Z[None, :, :]) ** 2).sum(axis=2)
+        K = eta**2 * _kernel_np(self.kernel, r2[None] / ls**2)
+    if self.per_unit:
+        K = K * (unit_idx[:, None] == unit_idx[None, :])[None]
+    return K + self.jitter * np.eye(Z.shape[0])[None]
+
+
+def _gp_delta(self, draws, X, unit_idx, n_units, name="delta"):
+    K = _gp_cov_np(self, draws, X, unit_idx, name)
+    v = _draws(draws, f"{name}_gp_rotated_")
+    return np.einsum("dij,dj->di", np.linalg.cholesky(K), v.reshape(v.shape[0], -1))
+
+
+def _hsgp_terms(self, X, name="delta", marginal=False):
+    out, _ = _gp_scale_terms(self, X, name)
+    out[f"{name}_hsgp_coeffs"] = lambda d, k=f"{name}_hsgp_coeffs": _std_normal_sum(_draws(d, k))
+    return out
+
+
+def _hsgp_basis(self, X) -> tuple[np.ndarray, np.ndarray]:
+    """Basis ``phi`` (n, nb) and frequencies ``omega`` (nb, D) as ``pm.gp.HSGP`` builds them."""
+    from pymc.gp.hsgp_approx import calc_eigenvalues
+
+    X = np.asarray(X, float)
+    Z = X[:, self._cols(X)]
+    center = (np.asarray(self.center, float) if self.center is not None
+              else (Z.max(axis=0) + Z.min(axis=0)) / 2)
+    Zs = Z - center
+    L = (np.asarray(np.atleast_1d(self.L), float) if self.L is not None
+         else self.c * np.abs(Zs).max(axis=0))
+    m = [int(self.m)] * Z.shape[1] if np.isscalar(self.m) else [int(v) for v in self.m]
+    eig = np.asarray(calc_eigenvalues(L, m), float)
+    phi = np.ones((Z.shape[0], eig.shape[0]))
+    for d in range(Z.shape[1]):
+        phi *= np.sin(np.sqrt(eig[:, d])[None, :] * (Zs[:, d][:, None] + L[d])) / np.sqrt(L[d])
+    return phi, np.sqrt(eig)
+
+
+def _hsgp_delta(self, draws, X, unit_idx, n_units, name="delta"):
+    X = np.asarray(X, float)
+    phi, omega = _hsgp_basis(self, X)
+    n_draws = len(next(iter(draws.values())))
+    ls_p = self.ls if self.ls is not None else _default_ls(X, self._cols(X))
+    ls = _value_np(ls_p, draws, f"{name}_ls", n_draws)
+    eta = _value_np(self.eta, draws, f"{name}_eta", n_draws)
+    sqrt_psd = eta[:, None] * np.sqrt(_psd_np(self.kernel, omega, ls))  # (n_draws, nb)
+    beta = _draws(draws, f"{name}_hsgp_coeffs")
+    if self.per_unit:
+        b = beta.reshape(n_draws, n_units, -1)[:, unit_idx, :]  # (n_draws, n, nb)
+        return np.einsum("nb,dnb->dn", phi, b * sqrt_psd[:, None, :])
+    return (beta.reshape(n_draws, -1) * sqrt_psd) @ phi.T
+
+
