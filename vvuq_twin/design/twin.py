@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import xarray as xr
-from scipy import special, stats
+from scipy import special
 
 from .._rng import RNGLike, as_generator, seed_int
 from ..exceptions import BudgetError, DesignError, EstimatorNotApplicableError
@@ -95,46 +95,11 @@ def _as_draw_array(arr: Any, n_chain: int, n_draw: int, what: str, ndim_extra: i
 
 
 def _noise(result: "TwinResult", idx: np.ndarray, n_chain: int, n_draw: int) -> dict[str, np.ndarray]:
-    """Per-draw noise parameters of the observation model (natural scale)."""
-    from ..twin.priors import Prior
-
-    twin = result.twin
+    """Per-draw noise values of the observation model (natural scale), as the twin names them."""
+    obs = result.twin.observation
     post = result.idata.posterior
-    obs = twin.observation
-    out: dict[str, np.ndarray] = {}
-    for key, attr, name in (("sigma", "sigma", "sigma_obs"), ("relative", "relative", "sigma_rel"),
-                            ("nu", "nu", "nu_obs")):
-        spec = getattr(obs, attr, None)
-        if spec is None:
-            continue
-        if isinstance(spec, Prior):
-            out[key] = _as_draw_array(post[name], n_chain, n_draw, name, 0)[idx]
-        else:
-            out[key] = np.full(idx.size, float(spec))
-    return out
-
-
-def _obs_logpdf(kind: str, y: np.ndarray, zeta: np.ndarray, sd: np.ndarray, nu: np.ndarray | None) -> np.ndarray:
-    if kind == "Gaussian":
-        return stats.norm.logpdf(y, loc=zeta, scale=sd)
-    if kind == "StudentT":
-        return stats.t.logpdf(y, df=nu, loc=zeta, scale=sd)
-    if kind == "LogNormalObs":
-        return stats.norm.logpdf(np.log(y), loc=np.log(zeta), scale=sd) - np.log(y)
-    raise EstimatorNotApplicableError(
-        f"twin_design_utilities knows the Gaussian, StudentT and LogNormalObs observation models, "
-        f"not {kind}."
-    )
-
-
-def _obs_sample(kind: str, zeta: np.ndarray, sd: np.ndarray, nu: np.ndarray | None,
-                gen: np.random.Generator) -> np.ndarray:
-    z = gen.standard_normal(zeta.shape)
-    if kind == "Gaussian":
-        return zeta + sd * z
-    if kind == "StudentT":
-        return zeta + sd * gen.standard_t(nu[:, None] if np.ndim(zeta) == 2 else nu)
-    return np.exp(np.log(zeta) + sd * z)
+    draws = {name: _as_draw_array(post[name], n_chain, n_draw, name, 0)[idx] for name in obs.noise_names()}
+    return obs.noise_values(draws, n=idx.size)
 
 
 def _check_batches(batches: Any, n_rows: int) -> list[tuple[int, ...]]:
@@ -220,6 +185,7 @@ def twin_design_utilities(
         with predictive variance, unknown observation models).
     """
     from ..inference.predict import predict
+    from ..twin.observation import ObservationModel
     from ..twin.simulators import Simulator
 
     if hasattr(result, "to_result") and not hasattr(result, "idata"):  # a TwinAssimilation
@@ -233,7 +199,13 @@ def twin_design_utilities(
             "variance to the measurement density; twin_design_utilities needs the exact density. "
             "Design on the twin with the full simulator, or on a torch DesignProblem."
         )
-    kind = type(twin.observation).__name__
+    obs = twin.observation
+    if type(obs).logpdf is ObservationModel.logpdf or type(obs).sample is ObservationModel.sample:
+        raise EstimatorNotApplicableError(
+            f"twin_design_utilities needs the measurement density and sampler in numpy; the "
+            f"observation model {type(obs).__name__} has no logpdf/sample. Implement them "
+            "(see vvuq_twin.twin.observation.ObservationModel)."
+        )
     X = np.asarray(x, dtype=float)
     n_rows = X.shape[0] if X.ndim >= 1 else 0
     if X.ndim not in (1, 2) or n_rows == 0:
@@ -286,16 +258,11 @@ def twin_design_utilities(
     zeta = pred["zeta"].transpose("chain", "draw", "obs").values.reshape(n_total, n_rows)[idx]
     extrap = np.asarray(pred["extrapolation"].values, float) if "extrapolation" in pred else np.full(n_rows, np.nan)
     noise = _noise(result, idx, n_chain, n_draw)
-    # measurement sd per draw and row, as in ObservationModel.scale
-    var = noise["sigma"][:, None] ** 2 * np.ones((1, n_rows))
-    if "relative" in noise:
-        base = np.log(zeta) if getattr(twin.observation, "positive", False) else zeta
-        var = var + (noise["relative"][:, None] * np.abs(base)) ** 2
-    if ysd is not None:
-        var = var + ysd[None, :] ** 2
-    sd = np.sqrt(var)
-    nu = noise.get("nu")
-    if kind == "LogNormalObs" and np.any(zeta <= 0):
+    # measurement sd per draw and row (ObservationModel.scale in numpy)
+    sd = obs.scale_numpy(noise, zeta, None if ysd is None else ysd[None, :])
+    # the other noise values of draw j, along the second axis of L[i, j]
+    noise_j = {k: v[None, :] for k, v in noise.items()}
+    if obs.positive and np.any(zeta <= 0):
         raise DesignError("The predicted true process is <= 0 at some candidate: a log-normal measurement is undefined there.")
     if qoi is not None:
         qoi = qoi[idx]
@@ -306,12 +273,11 @@ def twin_design_utilities(
     for g in groups:
         cols = list(g)
         z, s = zeta[:, cols], sd[:, cols]
-        y = _obs_sample(kind, z, s, nu, gen)  # (N, k): outcome i simulated from draw i
+        y = obs.sample(z, s, noise, gen)  # (N, k): outcome i simulated from draw i
         # L[i, j] = log p(y_i | draw j), summed over the rows of the batch
         L = np.zeros((n_use, n_use))
         for c in range(len(cols)):
-            L += _obs_logpdf(kind, y[:, c][:, None], z[:, c][None, :], s[:, c][None, :],
-                             None if nu is None else nu[None, :])
+            L += obs.logpdf(y[:, c][:, None], z[:, c][None, :], s[:, c][None, :], noise_j)
         if tkind == "parameters":
             u = np.diag(L) - (special.logsumexp(L, axis=1) - np.log(n_use))
             ess_min.append(np.nan)
