@@ -202,3 +202,12 @@ def test_observation_logpdf_and_sample_agree_with_pymc(obs):
     np.testing.assert_allclose(obs.logpdf(y[:5], zeta, sd, {k: v[:1] for k, v in noise.items()}), ref, atol=1e-10)
     # the samples have the distribution's median (zeta for all three)
     np.testing.assert_allclose(np.median(y, axis=0), zeta[0], rtol=0.03)
+
+
+def test_role_names_are_defined_once():
+    from vvuq_twin.inference import ROLE_DETERMINISTICS
+    from vvuq_twin.twin.declaration import ROLE_VARS
+
+    twin, _ = CASES["global, Gaussian noise prior"]
+    assert ROLE_DETERMINISTICS is twin.role_names()[:3] or ROLE_DETERMINISTICS == ROLE_VARS[:3]
+    assert ROLE_DETERMINISTICS == ("eta", "delta", "zeta") and twin.role_names() is ROLE_VARS

@@ -46,7 +46,15 @@ def test_issue_closed_form_through_a_twin():
     val = twin_eig_closed_form(twin, X, batches=[[0, 1, 2]])
     assert val[0] == pytest.approx(1.03972, abs=1e-5)
     # the same twin as a torch DesignProblem: closed form and nested MC agree
-    prob = twin_design_problem(twin, [[-2.0, 2.0], [-2.0, 2.0]])
+    # the whole design at once is spelled batches="all"
+    assert twin_eig_closed_form(twin, X, batches="all")[0] == val[0]
+    prob = twin_design_problem(twin, bounds=[[-2.0, -1.0], [2.0, 3.0]])  # (2, d) like DesignProblem
+    assert prob.bounds.tolist() == [[-2.0, -1.0], [2.0, 3.0]]
+    with pytest.warns(DeprecationWarning, match="bounds=\\(2, d\\)"):
+        old = twin_design_problem(twin, [[-2.0, 2.0], [-1.0, 3.0]])  # the (d, 2) spelling
+    assert old.bounds.tolist() == prob.bounds.tolist()
+    with pytest.raises(DesignError, match="must be \\(2, d\\)"):
+        twin_design_problem(twin, bounds=[[-2.0, 2.0], [-1.0, 3.0], [0.0, 1.0]])  # (d, 2) by mistake
     d = torch.as_tensor(X)
     cf = eig(prob, d, method="closed_form")
     assert cf.estimate == pytest.approx(1.03972, abs=1e-5)

@@ -99,7 +99,8 @@ def _loss_matrix(losses: Any, action_dim: str, sample_dims: Sequence[str] | str 
                 f"Loss dims other than the action dim must all be sample dims; got sample_dims={dims}, "
                 f"other dims {tuple(other)}."
             )
-        actions = list(losses[action_dim].values) if action_dim in losses.coords else list(range(losses.sizes[action_dim]))
+        # plain Python values (str, int), not numpy scalars such as np.str_
+        actions = losses[action_dim].values.tolist() if action_dim in losses.coords else list(range(losses.sizes[action_dim]))
         L = losses.stack(__s__=dims).transpose("__s__", action_dim).values
     else:
         L = np.asarray(losses, dtype=float)

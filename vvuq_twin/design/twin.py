@@ -439,12 +439,15 @@ def twin_eig_closed_form(
     x: Any,
     *,
     data: "TwinData | None" = None,
-    batches: Sequence[Sequence[int]] | None = None,
+    batches: Sequence[Sequence[int]] | str | None = None,
 ) -> np.ndarray:
     """Closed-form EIG (nats) of each candidate (batch) of a linear-Gaussian twin.
 
     ``EIG = 0.5 log det(I + J_b S J_b^T / sigma^2)`` with ``S`` the prior covariance, or the
     conjugate posterior covariance after ``data`` when given.
+
+    ``batches``: None scores every row of ``x`` on its own; ``"all"`` scores the whole design
+    (all rows measured together, one value); a list of row-index lists scores those batches.
     """
     X = np.asarray(x, float)
     X = X[:, None] if X.ndim == 1 else X
@@ -456,6 +459,10 @@ def twin_eig_closed_form(
         lgd = twin_linear_gaussian(twin, np.asarray(data.x, float)[mask])
         _, S = lg.posterior(lgd.J, np.asarray(data.y, float)[mask], lgd.offset)
     out = []
+    if isinstance(batches, str):
+        if batches != "all":
+            raise DesignError(f"`batches` must be None, 'all' or a list of row-index lists; got {batches!r}.")
+        batches = [list(range(X.shape[0]))]
     for g in _check_batches(batches, X.shape[0]):
         Jb = lg.J[list(g)]
         M = np.eye(len(g)) + Jb @ S @ Jb.T / lg.sigma**2
@@ -465,15 +472,18 @@ def twin_eig_closed_form(
 
 def twin_design_problem(
     twin: "Twin",
-    design_bounds: Any,
+    design_bounds: Any = None,
     *,
+    bounds: Any = None,
     data: "TwinData | None" = None,
     target: Any = None,
 ) -> "DesignProblem":
     """A torch :class:`~vvuq_twin.design.DesignProblem` for a linear-Gaussian twin.
 
-    The design variable is the measurement input ``x`` (``design_bounds``: ``(d, 2)`` lower/upper
-    bounds of each input column); the prior is the twin's normal prior, or its conjugate
+    The design variable is the measurement input ``x``; ``bounds`` has shape ``(2, d)`` (row 0
+    lower, row 1 upper bounds of each input column), the convention of
+    :class:`~vvuq_twin.design.DesignProblem` and botorch. (The positional ``design_bounds`` of
+    shape ``(d, 2)`` still works, with a DeprecationWarning.) The prior is the twin's normal prior, or its conjugate
     posterior after ``data``. The observation model evaluates the twin's simulator (linear in the
     parameters, so ``eta(x, theta) = eta(x, 0) + J(x) theta``) through its compiled pytensor
     function for ``J(x)`` and declares ``linear_gaussian`` so that every estimator of
@@ -484,10 +494,26 @@ def twin_design_problem(
 
     from .problem import AllParameters, DesignProblem
 
-    b = np.asarray(design_bounds, float)
-    b = b[None, :] if b.ndim == 1 else b
-    if b.ndim != 2 or b.shape[1] != 2 or np.any(b[:, 0] >= b[:, 1]):
-        raise DesignError(f"`design_bounds` must be (d, 2) with lower < upper, got {np.asarray(design_bounds).tolist()}.")
+    if (bounds is None) == (design_bounds is None):
+        raise DesignError("Pass the design bounds once, as bounds=(2, d) (lower row, upper row).")
+    if design_bounds is not None:
+        warnings.warn(
+            "twin_design_problem(twin, design_bounds) with (d, 2) bounds is deprecated: pass "
+            "bounds=(2, d) (lower row, upper row), the convention of DesignProblem.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        b = np.asarray(design_bounds, float)
+        b = b[None, :] if b.ndim == 1 else b
+        if b.ndim != 2 or b.shape[1] != 2 or np.any(b[:, 0] >= b[:, 1]):
+            raise DesignError(f"`design_bounds` must be (d, 2) with lower < upper, got {np.asarray(design_bounds).tolist()}.")
+    else:
+        bt = np.asarray(bounds, float)
+        bt = bt[:, None] if bt.ndim == 1 else bt
+        if bt.ndim != 2 or bt.shape[0] != 2 or np.any(bt[0] >= bt[1]):
+            raise DesignError(f"`bounds` must be (2, d): a row of lower and a row of upper bounds, lower < upper; "
+                              f"got {np.asarray(bounds).tolist()}.")
+        b = bt.T
     probe = twin_linear_gaussian(twin, b[:, 0][None, :])
     mean, cov = probe.prior_mean, probe.prior_cov
     if data is not None:

@@ -31,10 +31,13 @@ from .observation import Gaussian, LogNormalObs, ObservationModel
 from .priors import HalfNormal, Normal, Prior, PriorLike, StudentT, as_prior, prior_spec
 from .simulators import Simulator
 
-__all__ = ["Parameter", "Hierarchy", "Twin", "PredictSpec", "ROLE_VARS", "OBSERVED_DATA_NAME"]
+__all__ = ["Parameter", "Hierarchy", "Twin", "PredictSpec", "ROLE_VARS", "ROLE_DETERMINISTICS",
+           "OBSERVED_DATA_NAME"]
 
 #: names of the role variables in every twin model
 ROLE_VARS = ("eta", "delta", "zeta", "y")
+#: the role variables that are Deterministics (all but the observed y)
+ROLE_DETERMINISTICS = ROLE_VARS[:3]
 #: name of the data container holding the (observed part of the) observations in the model
 OBSERVED_DATA_NAME = "y_observed"
 
