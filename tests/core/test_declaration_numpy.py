@@ -114,16 +114,22 @@ def _pymc_logps(model, draws):
     out_p, out_l = [], []
     n = len(next(iter(draws.values())))
     for i in range(n):
-        point = {}
-        for rv in model.free_RVs:
-            vv = model.rvs_to_values[rv]
-            val = draws[rv.name][i]
-            tr = model.rvs_to_transforms.get(rv)
-            point[vv.name] = (np.asarray(tr.forward(pytensor.tensor.as_tensor(val), *rv.owner.inputs).eval())
-                              if tr is not None else val)
+        point = _point(model, draws, i)
         out_p.append(f_prior(point))
         out_l.append(f_lik(point))
     return np.array(out_p), np.array(out_l)
+
+
+def _point(model, draws, i):
+    """Draw ``i`` as a point of the model's (transformed) value variables."""
+    point = {}
+    for rv in model.free_RVs:
+        vv = model.rvs_to_values[rv]
+        val = draws[rv.name][i]
+        tr = model.rvs_to_transforms.get(rv)
+        point[vv.name] = (np.asarray(tr.forward(pytensor.tensor.as_tensor(val), *rv.owner.inputs).eval())
+                          if tr is not None else val)
+    return point
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -209,5 +215,44 @@ def test_role_names_are_defined_once():
     from vvuq_twin.twin.declaration import ROLE_VARS
 
     twin, _ = CASES["global, Gaussian noise prior"]
-    assert ROLE_DETERMINISTICS is twin.role_names()[:3] or ROLE_DETERMINISTICS == ROLE_VARS[:3]
-    assert ROLE_DETERMINISTICS == ("eta", "delta", "zeta") and twin.role_names() is ROLE_VARS
+    assert ROLE_DETERMINISTICS == ROLE_VARS[:3] == ("eta", "delta", "zeta")
+    assert twin.role_names() is ROLE_VARS
+
+
+# ------------------------------------------------------------------ the typed build handle
+def test_build_record_and_discrepancy_handle():
+    from vvuq_twin.twin.declaration import TwinBuild
+    from vvuq_twin.twin.discrepancy import DiscrepancyHandle
+
+    twin, data = CASES["marginalised exact GP (default ls prior) + y_sd"]
+    b = twin.build(data)
+    assert isinstance(b, TwinBuild) and isinstance(b.discrepancy, DiscrepancyHandle)
+    assert b.twin is twin and b.marginal and b.discrepancy.delta is None
+    assert not hasattr(b.model, "_vvuq_twin")  # nothing patched onto the PyMC model
+    assert set(b.noise) == {"sigma"}
+    # the handle's prior covariance is the one the numpy answer uses (same draws)
+    draws = _random_draws(b.model, 3, seed=5)
+    vvs = [b.model.rvs_to_values[b.model[n]] for n in ("delta_ls", "delta_eta")]
+    K_of_values = b.model.replace_rvs_by_values([b.discrepancy.marginal_cov])[0]
+    f = pytensor.function(vvs, K_of_values, mode=FAST)
+    for i in range(3):
+        pt_i = _point(b.model, draws, i)
+        Knp = twin.discrepancy.marginal_cov_numpy({k: v[i:i + 1] for k, v in draws.items()}, data.x, None)[0]
+        np.testing.assert_allclose(f(*[pt_i[v.name] for v in vvs]), Knp, rtol=1e-9, atol=1e-12)
+    # a non-marginal discrepancy gives delta and has no conditional
+    twin2, data2 = CASES["HSGP ExpQuad, default geometry"]
+    b2 = twin2.build(data2)
+    assert not b2.marginal and b2.discrepancy.delta is not None and b2.discrepancy.marginal_cov is None
+    with pytest.raises(vt.TwinSpecificationError, match="needs an integrated-out discrepancy"):
+        b2.discrepancy.conditional(name="d")
+    with pytest.raises(vt.TwinSpecificationError, match="is not integrated out"):
+        b2.discrepancy.condition_on(None, None, np.arange(3))
+
+
+def test_supports_marginal_is_asked_of_every_discrepancy():
+    g = vt.Gaussian(sigma=0.1)
+    assert vt.GPDiscrepancy().supports_marginal(g)
+    assert not vt.GPDiscrepancy().supports_marginal(vt.StudentT(sigma=0.1))
+    assert not vt.GPDiscrepancy(marginalize=False).supports_marginal(g)
+    for d in (vt.NoDiscrepancy(), vt.BiasDiscrepancy(), vt.HSGPDiscrepancy()):
+        assert not d.supports_marginal(g)

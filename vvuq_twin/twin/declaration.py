@@ -26,12 +26,12 @@ import pytensor.tensor as pt
 
 from ..exceptions import DataValidationError, SimulatorError, TwinSpecificationError
 from .data import TwinData
-from .discrepancy import BuildContext, Discrepancy, GPDiscrepancy, NoDiscrepancy
+from .discrepancy import BuildContext, Discrepancy, DiscrepancyHandle, NoDiscrepancy
 from .observation import Gaussian, LogNormalObs, ObservationModel
 from .priors import HalfNormal, Normal, Prior, PriorLike, StudentT, as_prior, prior_spec
 from .simulators import Simulator
 
-__all__ = ["Parameter", "Hierarchy", "Twin", "PredictSpec", "ROLE_VARS", "ROLE_DETERMINISTICS",
+__all__ = ["Parameter", "Hierarchy", "Twin", "TwinBuild", "PredictSpec", "ROLE_VARS", "ROLE_DETERMINISTICS",
            "OBSERVED_DATA_NAME"]
 
 #: names of the role variables in every twin model
@@ -525,8 +525,8 @@ class Twin:
 
     # ------------------------------------------------------------------ model
     def marginal_discrepancy(self) -> bool:
-        """Whether the GP discrepancy is integrated out of the likelihood (Gaussian noise)."""
-        return isinstance(self.discrepancy, GPDiscrepancy) and self.discrepancy.use_marginal(self.observation)
+        """Whether the discrepancy is integrated out of the likelihood (exact GP, Gaussian noise)."""
+        return self.discrepancy.supports_marginal(self.observation)
 
     def build_model(self, data: TwinData, *, predict_at: PredictSpec | None = None,
                     check: bool = True, conditional_roles: bool = False) -> pm.Model:
@@ -542,7 +542,14 @@ class Twin:
         conditional_roles : bool
             When the GP discrepancy is marginalised, also add ``delta`` (its Gaussian
             conditional given theta and y) and ``zeta``; used for posterior prediction.
+
+        See :meth:`build` for the model together with the record of how it was built.
         """
+        return self.build(data, predict_at=predict_at, check=check, conditional_roles=conditional_roles).model
+
+    def build(self, data: TwinData, *, predict_at: PredictSpec | None = None,
+              check: bool = True, conditional_roles: bool = False) -> "TwinBuild":
+        """Build the PyMC model (as :meth:`build_model`) and return it with its build record."""
         if check:
             self.check(data)
         unit_idx, units = self.unit_index(data)
@@ -558,6 +565,7 @@ class Twin:
             coords["obs_new"] = list(range(predict_at.X.shape[0]))
         with pm.Model(coords=coords, name="") as model:
             values: dict[str, Any] = {}
+            populations: dict[str, _Population] = {}
             for p in self.parameters:
                 if not p.per_unit:
                     values[p.name] = p.prior.dist(p.name)
@@ -571,7 +579,7 @@ class Twin:
                     z = pm.Normal(f"{p.name}_z", 0.0, 1.0, dims=udim)
                     lin = mu + sig * z
                 values[p.name] = pm.Deterministic(p.name, inv(lin), dims=udim)
-                values[f"__{p.name}_pop"] = (mu, sig, inv)
+                populations[p.name] = _Population(mu, sig, inv)
             per_obs = {
                 p.name: (values[p.name][unit_idx] if p.per_unit else values[p.name])
                 for p in self.parameters
@@ -579,50 +587,48 @@ class Twin:
             X = pt.as_tensor_variable(data.x)
             eta = pm.Deterministic("eta", self.simulator(X, per_obs), dims="obs")
             ctx = BuildContext(X=data.x, unit_idx=unit_idx, n_units=len(units), unit_dim=udim)
-            noise = None
-            if self.marginal_discrepancy():
-                K = self.discrepancy.add_marginal(ctx, "delta")
+            marginal = self.marginal_discrepancy()
+            if marginal:
+                handle = self.discrepancy.add(ctx, "delta", marginal=True)
                 noise = self.observation.register_noise()
                 extra = self.simulator.predictive_variance(X, per_obs)
                 sd = self.observation.scale(noise, eta, data.y_sd, extra)
                 sd_vec = sd if getattr(sd, "ndim", 0) == 1 else pt.ones((data.n,)) * sd
                 idx = np.flatnonzero(mask)
-                Sigma = K[idx][:, idx] + pt.diag(sd_vec[idx] ** 2)
+                Sigma = handle.marginal_cov[idx][:, idx] + pt.diag(sd_vec[idx] ** 2)
                 ydims = "obs_observed" if has_missing else "obs"
                 y_obs = pm.Data(OBSERVED_DATA_NAME, data.y[idx], dims=ydims)
-                ctx.handles["marginal"] = {"idx": idx, "Sigma": Sigma, "resid": y_obs - eta[idx]}
+                handle.condition_on(y_obs - eta[idx], Sigma, idx)
                 if conditional_roles or predict_at is not None:
                     # predictive form: delta | theta, y is Gaussian; y_rep | zeta has the noise
-                    d = self.discrepancy._marginal_conditional(ctx, ctx.handles["marginal_Z"], "delta", dims="obs")
+                    d = handle.conditional(name="delta", dims="obs")
                     zeta = pm.Deterministic("zeta", eta + d, dims="obs")
                     self.observation.likelihood("y", zeta[idx], sd_vec[idx], observed=y_obs, dims=ydims)
                 else:
                     pm.MvNormal("y", mu=eta[idx], cov=Sigma, observed=y_obs, dims=ydims)
-                if predict_at is not None:
-                    self._add_prediction(model, data, ctx, values, noise, predict_at)
-                model._vvuq_twin = self  # type: ignore[attr-defined]
-                return model
-            delta = pm.Deterministic("delta", self.discrepancy.add(ctx, "delta"), dims="obs")
-            zeta = pm.Deterministic("zeta", eta + delta, dims="obs")
-            noise = self.observation.register_noise()
-            extra = self.simulator.predictive_variance(X, per_obs)
-            sd = self.observation.scale(noise, zeta, data.y_sd, extra)
-            sd_vec = sd if getattr(sd, "ndim", 0) == 1 else pt.ones((data.n,)) * sd
-            # the observations are a data container, so that a compiled model can be reused for
-            # new observations at the same inputs (SBC, repeated calibrations)
-            if has_missing:
-                idx = np.flatnonzero(mask)
-                y_obs = pm.Data(OBSERVED_DATA_NAME, data.y[idx], dims="obs_observed")
-                self.observation.likelihood("y", zeta[idx], sd_vec[idx], observed=y_obs, dims="obs_observed")
             else:
-                y_obs = pm.Data(OBSERVED_DATA_NAME, data.y, dims="obs")
-                self.observation.likelihood("y", zeta, sd_vec, observed=y_obs, dims="obs")
+                handle = self.discrepancy.add(ctx, "delta")
+                delta = pm.Deterministic("delta", handle.delta, dims="obs")
+                zeta = pm.Deterministic("zeta", eta + delta, dims="obs")
+                noise = self.observation.register_noise()
+                extra = self.simulator.predictive_variance(X, per_obs)
+                sd = self.observation.scale(noise, zeta, data.y_sd, extra)
+                sd_vec = sd if getattr(sd, "ndim", 0) == 1 else pt.ones((data.n,)) * sd
+                # the observations are a data container, so that a compiled model can be reused
+                # for new observations at the same inputs (SBC, repeated calibrations)
+                if has_missing:
+                    idx = np.flatnonzero(mask)
+                    y_obs = pm.Data(OBSERVED_DATA_NAME, data.y[idx], dims="obs_observed")
+                    self.observation.likelihood("y", zeta[idx], sd_vec[idx], observed=y_obs, dims="obs_observed")
+                else:
+                    y_obs = pm.Data(OBSERVED_DATA_NAME, data.y, dims="obs")
+                    self.observation.likelihood("y", zeta, sd_vec, observed=y_obs, dims="obs")
             if predict_at is not None:
-                self._add_prediction(model, data, ctx, values, noise, predict_at)
-        model._vvuq_twin = self  # type: ignore[attr-defined]
-        return model
+                self._add_prediction(handle, values, populations, noise, predict_at)
+        return TwinBuild(self, model, handle, noise, populations, unit_idx, tuple(units), marginal)
 
-    def _add_prediction(self, model, data, ctx, values, noise, spec: PredictSpec) -> None:
+    def _add_prediction(self, handle: DiscrepancyHandle, values: dict[str, Any],
+                        populations: dict[str, "_Population"], noise: dict[str, Any], spec: PredictSpec) -> None:
         m = spec.X.shape[0]
         if spec.unit_idx is None and not spec.new_unit and self.per_unit_names:
             raise DataValidationError(
@@ -635,18 +641,58 @@ class Twin:
                 new_vals[p.name] = values[p.name]
                 continue
             if spec.new_unit:
-                mu, sig, inv = values[f"__{p.name}_pop"]
+                pop = populations[p.name]
                 z_new = pm.Normal(f"{p.name}_z_new", 0.0, 1.0)
-                th = pm.Deterministic(f"{p.name}_new", inv(mu + sig * z_new))
+                th = pm.Deterministic(f"{p.name}_new", pop.inv(pop.mu + pop.sigma * z_new))
                 new_vals[p.name] = pt.ones((m,)) * th
             else:
                 new_vals[p.name] = values[p.name][spec.unit_idx]
         Xn = pt.as_tensor_variable(spec.X)
         eta_n = pm.Deterministic("eta_new", self.simulator(Xn, new_vals), dims="obs_new")
-        d = self.discrepancy.at(ctx, spec.X, spec.unit_idx, spec.new_unit, "delta_new_raw")
+        d = handle.at(spec.X, spec.unit_idx, spec.new_unit, "delta_new_raw")
         delta_n = pm.Deterministic("delta_new", d, dims="obs_new")
         zeta_n = pm.Deterministic("zeta_new", eta_n + delta_n, dims="obs_new")
         extra = self.simulator.predictive_variance(Xn, new_vals)
         sd = self.observation.scale(noise, zeta_n, None, extra)
         sd_vec = sd if getattr(sd, "ndim", 0) == 1 else pt.ones((m,)) * sd
         self.observation.likelihood("y_new", zeta_n, sd_vec, dims="obs_new")
+
+
+@dataclass(frozen=True)
+class _Population:
+    """Population of a per-unit parameter: theta_u = inv(mu + sigma * z_u)."""
+
+    mu: Any
+    sigma: Any
+    inv: Any
+
+
+@dataclass
+class TwinBuild:
+    """The record of one :meth:`Twin.build`: the model and the handles it was built with.
+
+    Attributes
+    ----------
+    twin : Twin
+    model : pm.Model
+    discrepancy : DiscrepancyHandle
+        The registered discrepancy (``.at(X_new)``; ``.marginal_cov`` / ``.conditional`` when
+        integrated out).
+    noise : dict
+        The observation noise tensors by attribute (``sigma``, ``relative``, ``nu``).
+    populations : dict
+        Per-unit parameter name -> its population (location, scale, inverse link).
+    unit_idx, units :
+        Integer unit index per observation and the unit labels.
+    marginal : bool
+        Whether the discrepancy is integrated out of the likelihood.
+    """
+
+    twin: "Twin"
+    model: pm.Model
+    discrepancy: DiscrepancyHandle
+    noise: dict[str, Any]
+    populations: dict[str, _Population]
+    unit_idx: np.ndarray | None
+    units: tuple[str, ...]
+    marginal: bool

@@ -36,6 +36,7 @@ __all__ = [
     "HSGPDiscrepancy",
     "ConstrainedExpQuad",
     "BuildContext",
+    "DiscrepancyHandle",
 ]
 
 _KERNELS = {
@@ -62,17 +63,106 @@ def _value(v: Prior | float, name: str):
     return v.dist(name) if isinstance(v, Prior) else pt.as_tensor_variable(float(v))
 
 
+@dataclass
+class DiscrepancyHandle:
+    """A discrepancy registered in the model being built (what :meth:`Discrepancy.add` returns).
+
+    Attributes
+    ----------
+    discrepancy : Discrepancy
+    name : str
+        Prefix of its variables in the model (``"delta"``).
+    delta : TensorVariable or None
+        delta at the training inputs, shape (n,); None when it is integrated out.
+    marginal_cov : TensorVariable or None
+        Prior covariance (n, n) of delta at the training inputs when it is integrated out
+        (exact GP, Gaussian noise: ``y ~ MvNormal(eta, marginal_cov + S)``); else None.
+    """
+
+    discrepancy: "Discrepancy"
+    ctx: BuildContext
+    name: str = "delta"
+    delta: pt.TensorVariable | None = None
+    marginal_cov: pt.TensorVariable | None = None
+
+    @property
+    def marginal(self) -> bool:
+        """Whether delta is integrated out of the likelihood."""
+        return self.marginal_cov is not None
+
+    def at(self, X_new: np.ndarray, unit_idx_new: np.ndarray | None = None, new_unit: bool = False,
+           name: str | None = None) -> pt.TensorVariable:
+        """delta at new inputs given the posterior (same model, after the likelihood is added).
+
+        For an integrated-out discrepancy this is its Gaussian conditional given the residuals
+        recorded by :meth:`conditional` / :meth:`condition_on`.
+        """
+        if self.marginal and "marginal" not in self.ctx.handles:
+            raise TwinSpecificationError(
+                "An integrated-out discrepancy is evaluated at new inputs from its conditional given "
+                "the data: call handle.condition_on(resid, Sigma, idx) first."
+            )
+        return self.discrepancy._at(self.ctx, np.asarray(X_new), unit_idx_new, new_unit,
+                                    name if name is not None else f"{self.name}_new")
+
+    def condition_on(self, resid: pt.TensorVariable, Sigma: pt.TensorVariable, idx: np.ndarray) -> None:
+        """Record the residuals ``y - eta`` at the observed rows ``idx`` and their covariance."""
+        if not self.marginal:
+            raise TwinSpecificationError(
+                f"{type(self.discrepancy).__name__} is not integrated out; it has no conditional."
+            )
+        self.ctx.handles["marginal"] = {"idx": idx, "Sigma": Sigma, "resid": resid}
+
+    def conditional(self, resid: pt.TensorVariable | None = None, Sigma: pt.TensorVariable | None = None,
+                    idx: np.ndarray | None = None, *, name: str | None = None, dims: Any = None) -> pt.TensorVariable:
+        """delta at the training inputs drawn from its Gaussian conditional given the data.
+
+        ``resid``, ``Sigma`` and ``idx`` are recorded first when given (see :meth:`condition_on`).
+        """
+        if resid is not None:
+            self.condition_on(resid, Sigma, idx)
+        if not self.marginal or "marginal" not in self.ctx.handles:
+            raise TwinSpecificationError("conditional() needs an integrated-out discrepancy and its residuals.")
+        return self.discrepancy._marginal_conditional(
+            self.ctx, self.ctx.handles["marginal_Z"], name if name is not None else self.name, dims=dims)
+
+
 class Discrepancy(abc.ABC):
-    """Base class of discrepancy models."""
+    """Base class of discrepancy models.
+
+    A subclass implements ``_add`` (register delta at the training inputs, return a tensor of
+    shape (n,)) and ``_at`` (delta at new inputs in the same model), and, when it can be
+    integrated out of a Gaussian likelihood, ``supports_marginal`` and ``_add_marginal``.
+    """
 
     per_unit: bool = False
 
+    def add(self, ctx: BuildContext, name: str = "delta", *, marginal: bool = False) -> DiscrepancyHandle:
+        """Register this discrepancy in the model being built; return its handle.
+
+        With ``marginal`` (see :meth:`supports_marginal`) only the hyperparameters are
+        registered and the handle carries the prior covariance ``marginal_cov`` instead of delta.
+        """
+        if marginal:
+            return DiscrepancyHandle(self, ctx, name, marginal_cov=self._add_marginal(ctx, name))
+        return DiscrepancyHandle(self, ctx, name, delta=self._add(ctx, name))
+
+    def supports_marginal(self, observation: Any) -> bool:
+        """Whether delta can be integrated out analytically under ``observation``."""
+        return False
+
+    def _add_marginal(self, ctx: BuildContext, name: str) -> pt.TensorVariable:
+        raise TwinSpecificationError(f"{type(self).__name__} cannot be integrated out of the likelihood.")
+
+    def _marginal_conditional(self, ctx: BuildContext, Z_new: np.ndarray, name: str, dims=None):
+        raise TwinSpecificationError(f"{type(self).__name__} is not integrated out; it has no conditional.")
+
     @abc.abstractmethod
-    def add(self, ctx: BuildContext, name: str = "delta") -> pt.TensorVariable:
+    def _add(self, ctx: BuildContext, name: str = "delta") -> pt.TensorVariable:
         """Register delta at the training inputs; return a tensor of shape (n,)."""
 
     @abc.abstractmethod
-    def at(
+    def _at(
         self,
         ctx: BuildContext,
         X_new: np.ndarray,
@@ -114,10 +204,10 @@ class Discrepancy(abc.ABC):
 class NoDiscrepancy(Discrepancy):
     """delta(x) = 0."""
 
-    def add(self, ctx, name="delta"):
+    def _add(self, ctx, name="delta"):
         return pt.zeros((ctx.X.shape[0],))
 
-    def at(self, ctx, X_new, unit_idx_new, new_unit, name):
+    def _at(self, ctx, X_new, unit_idx_new, new_unit, name):
         return pt.zeros((X_new.shape[0],))
 
     def spec(self):
@@ -131,7 +221,7 @@ class BiasDiscrepancy(Discrepancy):
     prior: Prior = field(default_factory=lambda: Normal(0.0, 1.0))
     per_unit: bool = False
 
-    def add(self, ctx, name="delta"):
+    def _add(self, ctx, name="delta"):
         if self.per_unit:
             if ctx.unit_idx is None:
                 raise TwinSpecificationError(
@@ -144,7 +234,7 @@ class BiasDiscrepancy(Discrepancy):
         ctx.handles[name] = b
         return pt.ones((ctx.X.shape[0],)) * b
 
-    def at(self, ctx, X_new, unit_idx_new, new_unit, name):
+    def _at(self, ctx, X_new, unit_idx_new, new_unit, name):
         b = ctx.handles["delta"]
         m = X_new.shape[0]
         if self.per_unit:
@@ -313,6 +403,10 @@ class GPDiscrepancy(Discrepancy):
             cov = cov * coreg
         return cov, cols
 
+    def supports_marginal(self, observation: Any) -> bool:
+        """Integrated out under Gaussian noise without a relative term (see ``marginalize``)."""
+        return self.use_marginal(observation)
+
     def use_marginal(self, observation: Any) -> bool:
         """Whether delta is integrated out analytically (Gaussian noise, no relative term)."""
         from .observation import Gaussian
@@ -325,7 +419,7 @@ class GPDiscrepancy(Discrepancy):
             )
         return ok if self.marginalize == "auto" else bool(self.marginalize)
 
-    def add_marginal(self, ctx: BuildContext, name: str = "delta") -> pt.TensorVariable:
+    def _add_marginal(self, ctx: BuildContext, name: str = "delta") -> pt.TensorVariable:
         """Register the hyperparameters only; return the prior covariance K (n, n) of delta.
 
         With Gaussian noise, delta is integrated out: y ~ MvNormal(eta, K + S). Its posterior
@@ -361,7 +455,7 @@ class GPDiscrepancy(Discrepancy):
             Z = np.column_stack([Z, unit_idx.astype(float)])
         return Z
 
-    def add(self, ctx, name="delta"):
+    def _add(self, ctx, name="delta"):
         if self.per_unit and ctx.unit_idx is None:
             raise TwinSpecificationError(
                 "GPDiscrepancy(per_unit=True) needs a hierarchy (units in the data)."
@@ -373,7 +467,7 @@ class GPDiscrepancy(Discrepancy):
         ctx.handles[name] = (gp, cov, cols)
         return f
 
-    def at(self, ctx, X_new, unit_idx_new, new_unit, name):
+    def _at(self, ctx, X_new, unit_idx_new, new_unit, name):
         gp, cov, cols = ctx.handles["delta"]
         if "marginal" in ctx.handles and not (new_unit and self.per_unit):
             return self._marginal_conditional(ctx, self._inputs(X_new, cols, unit_idx_new), name)
@@ -492,7 +586,7 @@ class HSGPDiscrepancy(Discrepancy):
                 f"HSGPDiscrepancy.columns={cols} but the inputs have {X.shape[1]} column(s)."
             )
 
-    def add(self, ctx, name="delta"):
+    def _add(self, ctx, name="delta"):
         if self.per_unit and ctx.unit_idx is None:
             raise TwinSpecificationError(
                 "HSGPDiscrepancy(per_unit=True) needs a hierarchy (units in the data)."
@@ -523,7 +617,7 @@ class HSGPDiscrepancy(Discrepancy):
         ctx.handles[name] = (gp, beta, sqrt_psd, cols)
         return f
 
-    def at(self, ctx, X_new, unit_idx_new, new_unit, name):
+    def _at(self, ctx, X_new, unit_idx_new, new_unit, name):
         gp, beta, sqrt_psd, cols = ctx.handles["delta"]
         phi_new, _ = gp.prior_linearized(X_new[:, cols].astype(float))
         if self.per_unit:
