@@ -56,3 +56,24 @@ def test_climate_loop_names_come_from_the_declaration():
     assert loop.FREE_VARS == ("lam", "gamma", "C", "C_d", "kappa", "delta_hsgp_coeffs", "delta_ls",
                               "delta_eta", "sigma_obs")
     assert loop.SBC_QUANTITIES == ("lam", "gamma", "C", "C_d", "kappa", "delta_ls", "delta_eta", "sigma_obs")
+
+
+def test_climate_prior_is_the_declarations_and_matches_the_compiled_prior():
+    """The climate loop's SMC prior is Twin.log_prior; it equals the twin's compiled prior
+    (vvuq_twin.assimilation.twin_log_density) on random particles."""
+    import numpy as np
+
+    from case_studies.climate import loop
+    from vvuq_twin.assimilation import twin_log_density
+
+    twin = loop._skeleton_twin()
+    rng = np.random.default_rng(3)
+    n = 6
+    ref_values = dict(lam=1.2, gamma=0.7, C=8.0, C_d=100.0, kappa=1.0, delta_ls=20.0, delta_eta=0.1, sigma_obs=0.15)
+    theta = {k: v * np.exp(rng.normal(0, 0.3, n)) for k, v in ref_values.items()}
+    theta["delta_hsgp_coeffs"] = rng.normal(size=(n, 20))
+    dens = twin_log_density(twin, input_names=["year"])
+    dens.prepare({"x": np.array([[1850.0], [1851.0]]), "y": np.zeros(2)})
+    np.testing.assert_allclose(loop.numpy_prior(twin)(theta), dens.log_prior(theta), rtol=1e-10, atol=1e-8)
+    theta["sigma_obs"][0] = -1.0  # outside the support
+    assert loop.numpy_prior(twin)(theta)[0] == -np.inf
