@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
-from scipy import special, stats
+from scipy import stats
 
 from vvuq_twin.assimilation import ParticlePosterior, smc_update
 from vvuq_twin.decisions import (
@@ -38,6 +38,7 @@ from vvuq_twin.decisions import (
     InfeasibleDecisionError,
     solve,
 )
+from vvuq_twin.design import preposterior_utility
 from vvuq_twin.operations import Scenario, replicate
 from vvuq_twin.sensitivity import PosteriorSpace, shapley_effects
 from vvuq_twin.verification import sbc_twin
@@ -249,16 +250,8 @@ def reweight_utilities(h: np.ndarray, sd: float, *, qoi: np.ndarray | None, rng:
     h = h[idx]
     z = h + sd * gen.standard_normal(n_use)
     L = stats.norm.logpdf(z[:, None], loc=h[None, :], scale=sd)
-    W = np.exp(L - L.max(axis=1, keepdims=True))
-    W /= W.sum(axis=1, keepdims=True)
-    ess_q05 = float(np.quantile(1.0 / np.sum(W**2, axis=1), 0.05))
-    if qoi is None:
-        u = np.diag(L) - (special.logsumexp(L, axis=1) - np.log(n_use))
-    else:
-        q = np.asarray(qoi, dtype=float).reshape(-1)[idx]
-        m = W @ q
-        v = np.maximum(W @ q**2 - m**2, 1e-300)
-        u = 0.5 * (np.log(np.var(q)) - np.log(v))
+    q = None if qoi is None else np.asarray(qoi, dtype=float).reshape(-1)[idx]
+    u, ess_q05 = preposterior_utility(L, qoi=q)  # the estimators of twin_design_utilities
     return float(np.mean(u)), float(np.std(u, ddof=1) / np.sqrt(n_use)), ess_q05
 
 

@@ -193,3 +193,25 @@ def test_steering_loop_on_a_twin_matches_conjugate_updates(line_fit):
         assert abs(float(post[name].std()) / sd - 1) < 0.15, name
     # the posterior sd of the slope shrinks at every step
     assert np.all(np.diff(rec["b_sd"].values) < 0)
+
+
+def test_preposterior_utility_is_the_one_estimator():
+    """The estimator shared by twin_design_utilities and the climate loop: EIG of z ~ N(h, sd)
+    with h ~ N(0, s^2) is 0.5 log(1 + s^2 / sd^2); the prior-contrastive term is a lower bound
+    that tightens like 1/N; a non-square L is refused."""
+    from vvuq_twin.design import preposterior_utility
+
+    rng = np.random.default_rng(0)
+    n, s, sd = 2000, 1.0, 0.5
+    h = rng.normal(0, s, n)
+    z = h + sd * rng.standard_normal(n)
+    L = stats.norm.logpdf(z[:, None], loc=h[None, :], scale=sd)
+    u, ess = preposterior_utility(L)
+    truth = 0.5 * np.log(1 + s**2 / sd**2)
+    assert abs(u.mean() - truth) < 4 * u.std(ddof=1) / np.sqrt(n) + 0.01
+    # a linear QoI (q = h): the Gaussian entropy reduction is exact in expectation
+    uq, _ = preposterior_utility(L, qoi=h)
+    assert abs(uq.mean() - truth) < 4 * uq.std(ddof=1) / np.sqrt(n) + 0.02
+    assert 1 < ess < n
+    with pytest.raises(DesignError, match="square"):
+        preposterior_utility(L[:, :10])

@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover - the names below are loaded on first use
     )
     from .twin import (
         LinearGaussianTwin,
+        preposterior_utility,
         steer_twin,
         twin_design_problem,
         twin_design_utilities,
@@ -103,6 +104,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "torch_seed",
     ),
     "twin": (
+        "preposterior_utility",
         "LinearGaussianTwin",
         "steer_twin",
         "twin_design_problem",
@@ -160,6 +162,7 @@ __all__ = [
     "synthetic_measurement",
     "steer",
     "twin_design_utilities",
+    "preposterior_utility",
     "twin_linear_gaussian",
     "twin_eig_closed_form",
     "twin_design_problem",

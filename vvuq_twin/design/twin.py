@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .problem import DesignProblem
 
 __all__ = [
+    "preposterior_utility",
     "twin_design_utilities",
     "twin_linear_gaussian",
     "twin_eig_closed_form",
@@ -117,6 +118,45 @@ def _check_batches(batches: Any, n_rows: int) -> list[tuple[int, ...]]:
     if not out:
         raise DesignError("`batches` is empty: give at least one candidate batch.")
     return out
+
+
+# ------------------------------------------------------------------ the estimators
+def preposterior_utility(L: np.ndarray, *, qoi: np.ndarray | None = None,
+                         loss: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Per-outcome utility terms from ``L[i, j] = log p(y_i | draw j)`` (``y_i`` simulated from draw ``i``).
+
+    The estimators of the module docstring on ``N`` equally weighted posterior draws: without a
+    target the prior-contrastive EIG term ``L_ii - log mean_j exp(L_ij)``; with ``qoi`` (one
+    value per draw) the Gaussian entropy reduction ``0.5 log(Var q / Var_{w_i} q)``; with
+    ``loss`` (draws x actions) the EVSI term ``min_a mean_j l_ja - min_a sum_j w_ij l_ja``,
+    ``w_ij ~ exp(L_ij)`` self-normalised. Used by :func:`twin_design_utilities` and by callers
+    with their own measurement model (a quantity ``predict`` does not produce).
+
+    Returns
+    -------
+    (u, ess_q05)
+        The utility term of every simulated outcome, shape (N,) (the utility is its mean, the
+        standard error its sd / sqrt(N)), and the 5% quantile of the importance weights' ESS.
+    """
+    L = np.asarray(L, dtype=float)
+    n = L.shape[0]
+    if L.ndim != 2 or L.shape[1] != n:
+        raise DesignError(f"L must be a square (outcome, draw) matrix of log-likelihoods; got shape {L.shape}.")
+    W = np.exp(L - L.max(axis=1, keepdims=True))
+    W /= W.sum(axis=1, keepdims=True)
+    ess_q05 = float(np.quantile(1.0 / np.sum(W**2, axis=1), 0.05))
+    if qoi is None and loss is None:
+        u = np.diag(L) - (special.logsumexp(L, axis=1) - np.log(n))
+    elif loss is None:
+        q = np.asarray(qoi, dtype=float)
+        m = W @ q
+        v = np.maximum(W @ q**2 - m**2, 1e-300)
+        u = 0.5 * (np.log(np.var(q)) - np.log(v))
+    else:
+        loss = np.asarray(loss, dtype=float)
+        prior_risk = float(np.min(loss.mean(axis=0)))
+        u = prior_risk - np.min(W @ loss, axis=1)
+    return u, ess_q05
 
 
 # ------------------------------------------------------------------ the twin utilities
@@ -278,20 +318,8 @@ def twin_design_utilities(
         L = np.zeros((n_use, n_use))
         for c in range(len(cols)):
             L += obs.logpdf(y[:, c][:, None], z[:, c][None, :], s[:, c][None, :], noise_j)
-        if tkind == "parameters":
-            u = np.diag(L) - (special.logsumexp(L, axis=1) - np.log(n_use))
-            ess_min.append(np.nan)
-        else:
-            W = np.exp(L - L.max(axis=1, keepdims=True))
-            W /= W.sum(axis=1, keepdims=True)
-            ess_min.append(float(np.quantile(1.0 / np.sum(W**2, axis=1), 0.05)))
-            if tkind == "qoi":
-                m = W @ qoi
-                v = np.maximum(W @ qoi**2 - m**2, 1e-300)
-                u = 0.5 * (np.log(np.var(qoi)) - np.log(v))
-            else:
-                prior_risk = float(np.min(loss.mean(axis=0)))
-                u = prior_risk - np.min(W @ loss, axis=1)
+        u, ess = preposterior_utility(L, qoi=qoi, loss=loss)
+        ess_min.append(np.nan if tkind == "parameters" else ess)
         util.append(float(np.mean(u)))
         se.append(float(np.std(u, ddof=1) / np.sqrt(n_use)))
         ext.append(float(np.nanmax(extrap[cols])) if np.any(np.isfinite(extrap[cols])) else np.nan)
