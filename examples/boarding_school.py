@@ -132,7 +132,7 @@ def run(out: str | Path, *, particles: int = 1000, runs: int = 2, seed: int = 19
     # log predictive density of each held-out count, averaged over the posterior draws
     zeta = pred["zeta"].values.reshape(-1, held.size)
     alpha = back.posterior["alpha_obs"].values.reshape(-1, 1)
-    lpd = np.log(np.mean(np.exp(vt.NegativeBinomial.logpdf(held[None, :], zeta, alpha=alpha)), axis=0))
+    lpd = np.log(np.mean(np.exp(back.twin.observation.logpdf(held[None, :], zeta, None, {"alpha": alpha.ravel()})), axis=0))
     post = back.posterior
     summary = {
         "data": CITATION,

@@ -1,9 +1,20 @@
 """Exceptions and warnings of vvuq_twin, all in one place.
 
+Every error and warning class of the package is defined here and re-exported by the module that
+raises it (``vvuq_twin.risk.RiskInputError`` is ``vvuq_twin.exceptions.RiskInputError``), so
+this module is a leaf that every layer may import. The one exception is
+:class:`vvuq_twin.assimilation.smc.ParticleCollapseError`, still defined next to the particle
+engine; the case studies' data errors live in :mod:`case_studies._data`.
+
 Messages state what was expected, what arrived, where, and how to fix it.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "VVUQError",
@@ -20,6 +31,33 @@ __all__ = [
     "DiagnosticsWarning",
     "SamplerChoiceWarning",
     "ExtrapolationWarning",
+    "InputSpecificationError",
+    "UnsupportedDistributionError",
+    "DependentInputsError",
+    "QoIEvaluationError",
+    "MetricInputError",
+    "DataQualityError",
+    "ValidationDomainError",
+    "SuiteConfigError",
+    "VerificationError",
+    "RefinementError",
+    "ManufacturedSolutionError",
+    "SBCError",
+    "ConvergenceWarning",
+    "SBCWarning",
+    "RiskInputError",
+    "RareEventError",
+    "TailSampleWarning",
+    "DecisionSpecificationError",
+    "InfeasibleDecisionError",
+    "DesignError",
+    "ObservationModelError",
+    "EstimatorNotApplicableError",
+    "BudgetError",
+    "StreamDataError",
+    "LineageError",
+    "OperationError",
+    "ReportError",
 ]
 
 
@@ -92,3 +130,135 @@ class SamplerChoiceWarning(UserWarning):
 
 class ExtrapolationWarning(UserWarning):
     """A prediction lies outside the domain where the twin was validated."""
+
+
+# ------------------------------------------------------------ sensitivity and surrogates (parameter spaces)
+class InputSpecificationError(VVUQError, ValueError):
+    """An uncertain input or parameter space is malformed (bounds, names, correlation)."""
+
+
+class UnsupportedDistributionError(InputSpecificationError):
+    """A distribution cannot be represented by chaospy (or by SALib where SALib is needed)."""
+
+
+class DependentInputsError(VVUQError, ValueError):
+    """A method that assumes independent inputs (Sobol, FAST, Morris, PCE) got dependent ones."""
+
+
+class QoIEvaluationError(SimulatorError):
+    """The quantity of interest failed or returned NaN/inf on part of the design."""
+
+
+# ------------------------------------------------------------ validation, the validation domain and the suite
+class MetricInputError(DataValidationError):
+    """Inputs of a validation metric are malformed (shape mismatch, NaN/inf, missing dims)."""
+
+
+class DataQualityError(DataValidationError):
+    """The data-quality gate refused a batch of observations (the message lists the reasons)."""
+
+
+class ValidationDomainError(DataValidationError):
+    """Inputs used to build or query a validation domain are malformed."""
+
+
+class SuiteConfigError(VVUQError, ValueError):
+    """A validation-suite case file is malformed (unknown key, missing threshold, bad value)."""
+
+
+# ------------------------------------------------------------ verification
+class VerificationError(VVUQError, ValueError):
+    """Base class of verification input errors."""
+
+
+class RefinementError(VerificationError):
+    """A refinement sequence is malformed (not monotone, too short, non-positive, non-finite)."""
+
+
+class ManufacturedSolutionError(VerificationError):
+    """A manufactured solution or PDE operator cannot be turned into a source term."""
+
+
+class SBCError(VVUQError, RuntimeError):
+    """Simulation-based calibration cannot run (improper prior, failed fits, bad fit output)."""
+
+
+class ConvergenceWarning(DiagnosticsWarning):
+    """A grid study is outside the asymptotic range (oscillatory or divergent convergence)."""
+
+
+class SBCWarning(DiagnosticsWarning):
+    """SBC ran but something weakens its conclusions (too few independent draws, ...)."""
+
+
+# ------------------------------------------------------------ risk
+class RiskInputError(DataValidationError):
+    """Samples, weights or a risk-measure parameter are invalid (message says which and why)."""
+
+
+class RareEventError(VVUQError, RuntimeError):
+    """A rare-event estimator could not finish (e.g. the failure domain was never reached)."""
+
+
+class TailSampleWarning(UserWarning):
+    """Too few draws lie in the tail that a risk figure depends on; its standard error is unreliable."""
+
+
+# ------------------------------------------------------------ decisions
+class DecisionSpecificationError(VVUQError, ValueError):
+    """A decision declaration is invalid (unbounded variable, bad level, wrong shapes...)."""
+
+
+class InfeasibleDecisionError(VVUQError, RuntimeError):
+    """No decision within the bounds meets the risk constraints on the given samples.
+
+    Attributes
+    ----------
+    smallest_risk : dict
+        Constraint name -> smallest achievable value of its risk figure (violation probability,
+        buffered failure probability, or superquantile) over the decision bounds.
+    argmin : dict
+        Constraint name -> decision that attains it.
+    """
+
+    def __init__(self, message: str, smallest_risk: dict[str, float], argmin: dict[str, np.ndarray]):
+        super().__init__(message)
+        self.smallest_risk = smallest_risk
+        self.argmin = argmin
+
+
+# ------------------------------------------------------------ design
+class DesignError(VVUQError, ValueError):
+    """A design has the wrong shape, is non-finite, or lies outside the declared bounds."""
+
+
+class ObservationModelError(SimulatorError):
+    """The observation model is undefined (NaN/inf log-likelihood, invalid distribution) at a design."""
+
+
+class EstimatorNotApplicableError(VVUQError, ValueError):
+    """An estimator was asked of a problem it cannot handle (e.g. Laplace on a discrete parameter)."""
+
+
+class BudgetError(VVUQError, ValueError):
+    """A sample budget is too small to give any estimate (or its standard error)."""
+
+
+# ------------------------------------------------------------ assimilation
+class StreamDataError(DataValidationError):
+    """A batch failed the data checks (unknown variable or units, NaN, time order); it is
+    recorded as rejected and the posterior is unchanged."""
+
+
+# ------------------------------------------------------------ operations
+class LineageError(VVUQError, ValueError):
+    """A lineage graph is malformed (unknown node in an edge, bad JSON)."""
+
+
+class OperationError(VVUQError, ValueError):
+    """A twin operation was asked to combine incompatible twins, components or data."""
+
+
+# ------------------------------------------------------------ report
+class ReportError(VVUQError, ValueError):
+    """A report was given content it cannot hold (unknown field, bad name, bad table)."""

@@ -35,7 +35,7 @@ import numpy as np
 import xarray as xr
 
 from .._io import atomic_write_text, dataset_checksums, fsync_file, json_sha256, write_netcdf
-from ..exceptions import CheckpointIntegrityError, DataValidationError
+from ..exceptions import CheckpointIntegrityError, DataValidationError, StreamDataError
 from .smc import (
     LogDensity,
     ParticleCollapseError,
@@ -50,11 +50,6 @@ __all__ = ["StreamDataError", "AssimilationRun", "validate_batch", "batch_rng"]
 
 _FORMAT = "vvuq_twin.assimilation.checkpoint/2"
 _ENGINE = "h5netcdf"
-
-
-class StreamDataError(DataValidationError):
-    """A batch failed the data checks (unknown variable or units, NaN, time order); it is
-    recorded as rejected and the posterior is unchanged."""
 
 
 def batch_rng(seed: int, index: int) -> np.random.Generator:

@@ -34,6 +34,7 @@ from ..exceptions import (
 from ..twin.data import TwinData
 from ..twin.declaration import OBSERVED_DATA_NAME, Twin
 from ._checks import check_calibrate_args
+from ..twin.declaration import ROLE_DETERMINISTICS as _ROLE_DETERMINISTICS
 from .diagnostics import Thresholds, compute_diagnostics
 from .ledger import Ledger
 from .results import TwinResult
@@ -42,8 +43,9 @@ from .sampler_choice import choose_sampler_by_cost, is_python_op_simulator
 
 __all__ = ["calibrate", "clear_compile_cache", "ROLE_DETERMINISTICS"]
 
-#: Deterministics moved from the posterior to the posterior predictive group
-ROLE_DETERMINISTICS = ("eta", "delta", "zeta")
+#: Deterministics moved from the posterior to the posterior predictive group (defined once,
+#: in the declaration: the role variables other than the observed y)
+ROLE_DETERMINISTICS = _ROLE_DETERMINISTICS
 
 _CACHE: "OrderedDict[tuple[str, str], Any]" = OrderedDict()
 _CACHE_SIZE = 16
@@ -359,12 +361,21 @@ def _arrange_groups(idata, model, data: TwinData, posterior_predictive: bool, se
     missing_roles = [v for v in ROLE_DETERMINISTICS if v not in post]
     want = missing_roles + (["y"] if posterior_predictive else [])
     if want:
-        with model:
-            ppc = pm.sample_posterior_predictive(
-                az.InferenceData(posterior=post.drop_vars(internal)),
-                var_names=want, random_seed=seed, progressbar=False,
-                return_inferencedata=True,
-            )
+        # without posterior_predictive the draw of the role variables (delta of a marginalised
+        # GP) is internal: PyMC's "Sampling: [delta]" line is not shown
+        forward_log = logging.getLogger("pymc.sampling.forward")
+        level = forward_log.level
+        if not posterior_predictive:
+            forward_log.setLevel(logging.WARNING)
+        try:
+            with model:
+                ppc = pm.sample_posterior_predictive(
+                    az.InferenceData(posterior=post.drop_vars(internal)),
+                    var_names=want, random_seed=seed, progressbar=False,
+                    return_inferencedata=True,
+                )
+        finally:
+            forward_log.setLevel(level)
         drawn = ppc.posterior_predictive[want]
         pp = xr.merge([pp, drawn], compat="override", join="left")
         pp = pp[[v for v in (*ROLE_DETERMINISTICS, "y") if v in pp]]

@@ -36,7 +36,7 @@ DEPENDS_ON_ALL = ("simulator", "parameters", "discrepancy", "observation", "hier
 
 
 def _version() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return __version__
 

@@ -111,8 +111,7 @@ def predict(
     if unit_idx is not None:
         out = out.assign_coords(unit_label=("obs", np.asarray(twin.unit_index(data)[1])[unit_idx]))
     if domain is not None:
-        # the domain object is a plain numpy/xarray component (vvuq_twin.validation.domain)
-        from ..validation.domain import ValidationDomain
+        from ..domain import ValidationDomain
 
         dom = ValidationDomain.from_data(data) if isinstance(domain, str) and domain == "calibration" else domain
         out = dom.annotate(out, dim="obs")

@@ -61,9 +61,8 @@ class TwinResult:
         """ArviZ summary table of the calibration parameters (a pandas DataFrame)."""
         if var_names is None and self.twin is not None:
             var_names = [v for v in self.twin.parameter_names if v in self.posterior]
-            var_names += [v for v in self.posterior.data_vars
-                          if v.endswith(("_mu", "_sigma")) or v in ("sigma_obs", "sigma_rel", "nu_obs", "alpha_obs")
-                          or (v.startswith("delta_") and v.endswith(("_ls", "_eta", "_bias")))]
+            hyper = set(self.twin.hyperparameter_names())  # the declaration names them
+            var_names += [v for v in self.posterior.data_vars if v in hyper]
         return az.summary(self.idata, var_names=var_names)
 
     def to_netcdf(self, path: str | Path) -> Path:

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Mapping
 
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
+from scipy import stats
 
 from ..exceptions import TwinSpecificationError
 from .priors import Gamma, HalfNormal, Prior, PriorLike, as_prior, prior_spec
@@ -50,17 +51,88 @@ class ObservationModel(abc.ABC):
     #: whether the true process must be positive (log-normal)
     positive: bool = False
 
+    #: noise attribute -> name of its variable in the model (the names are defined here only)
+    NOISE_VARS: ClassVar[dict[str, str]] = {"sigma": "sigma_obs", "relative": "sigma_rel"}
+
     def __post_init__(self) -> None:
         self.sigma = as_prior(self.sigma, f"{type(self).__name__}.sigma", positive=True)
         if self.relative is not None:
             self.relative = as_prior(self.relative, f"{type(self).__name__}.relative", positive=True)
 
+    def _noise_specs(self) -> dict[str, Any]:
+        """Noise attribute -> its prior or fixed value (attributes that are set)."""
+        return {k: getattr(self, k) for k in self.NOISE_VARS if getattr(self, k, None) is not None}
+
     def register_noise(self) -> dict[str, pt.TensorVariable]:
         """Create the noise parameters in the current model (call once)."""
-        out = {"sigma": _value(self.sigma, "sigma_obs")}
-        if self.relative is not None:
-            out["relative"] = _value(self.relative, "sigma_rel")
+        return {k: _value(v, self.NOISE_VARS[k]) for k, v in self._noise_specs().items()}
+
+    # ------------------------------------------------------------ numpy answers
+    def noise_names(self) -> tuple[str, ...]:
+        """Names of the inferred noise variables in the model (those with a prior)."""
+        return tuple(self.NOISE_VARS[k] for k, v in self._noise_specs().items() if isinstance(v, Prior))
+
+    def noise_priors(self) -> dict[str, Prior]:
+        """Model variable name -> prior of each inferred noise variable."""
+        return {self.NOISE_VARS[k]: v for k, v in self._noise_specs().items() if isinstance(v, Prior)}
+
+    def noise_values(self, draws: Mapping[str, Any], n: int | None = None) -> dict[str, np.ndarray]:
+        """Noise attribute -> value per draw, read by model name from ``draws`` (fixed ones filled).
+
+        ``draws`` maps model variable names to arrays with a leading draw axis; ``n`` (the
+        number of draws) is needed only when every noise value is fixed.
+        """
+        out = {}
+        for k, v in self._noise_specs().items():
+            if isinstance(v, Prior):
+                name = self.NOISE_VARS[k]
+                if name not in draws:
+                    raise KeyError(f"The draws have no {name!r} (the {type(self).__name__} noise "
+                                   f"{k!r}); pass every variable of Twin.free_variable_names().")
+                out[k] = np.asarray(draws[name], dtype=float).reshape(-1)
+        m = n if n is not None else (next(iter(out.values())).size if out else 1)
+        for k, v in self._noise_specs().items():
+            if not isinstance(v, Prior):
+                out[k] = np.full(m, float(v))
         return out
+
+    def scale_numpy(self, noise: Mapping[str, np.ndarray], zeta: np.ndarray, y_sd: Any = None,
+                    extra_var: Any = None) -> np.ndarray:
+        """:meth:`scale` in numpy: ``noise`` values per draw (shape (n,)), ``zeta`` (n, m)."""
+        zeta = np.asarray(zeta, dtype=float)
+        sig = np.asarray(noise["sigma"], float).reshape(-1, *([1] * (zeta.ndim - 1)))
+        var = sig**2 * np.ones_like(zeta)
+        if "relative" in noise:
+            rel = np.asarray(noise["relative"], float).reshape(sig.shape)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                base = np.log(zeta) if self.positive else zeta
+            var = var + (rel * np.abs(base)) ** 2
+        if y_sd is not None:
+            var = var + np.asarray(y_sd, float) ** 2
+        if extra_var is not None:
+            var = var + np.asarray(extra_var, float)
+        return np.sqrt(var)
+
+    def _per_draw(self, noise: Mapping[str, np.ndarray], key: str, like: np.ndarray) -> np.ndarray:
+        v = np.asarray(noise[key], float)
+        return v.reshape(-1, *([1] * (np.ndim(like) - 1))) if v.ndim == 1 and np.ndim(like) > 1 else v
+
+    def logpdf(self, y: Any, zeta: Any, sd: Any, noise: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """Elementwise log-density of ``y`` given the true process ``zeta`` and measurement ``sd``.
+
+        numpy, broadcasting (draws along the first axis); ``noise`` holds the other noise values
+        per draw (e.g. ``nu`` of the Student-t), as from :meth:`noise_values`.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} has no numpy log-density; implement logpdf(y, zeta, sd, noise)."
+        )
+
+    def sample(self, zeta: Any, sd: Any, noise: Mapping[str, np.ndarray] | None,
+               rng: np.random.Generator) -> np.ndarray:
+        """Draw measurements ``y | zeta`` (numpy, shape of ``zeta``)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot sample in numpy; implement sample(zeta, sd, noise, rng)."
+        )
 
     def scale(self, noise, zeta, y_sd=None, extra_var=None):
         var = noise["sigma"] ** 2
@@ -93,6 +165,13 @@ class ObservationModel(abc.ABC):
             return eta * pt.exp(delta)
         return eta + delta
 
+    def combine_numpy(self, eta: Any, delta: Any) -> np.ndarray:
+        """:meth:`combine` in numpy (draws along the first axis)."""
+        eta, delta = np.asarray(eta, float), np.asarray(delta, float)
+        if self.discrepancy_scale == "log":
+            return eta * np.exp(delta)
+        return eta + delta
+
     def check_discrepancy(self, discrepancy: Any) -> None:
         """Refuse, at declaration, a discrepancy that can push zeta out of the support."""
         from .discrepancy import NoDiscrepancy
@@ -114,6 +193,13 @@ class Gaussian(ObservationModel):
     def likelihood(self, name, zeta, sd, *, observed=None, dims=None):
         return pm.Normal(name, mu=zeta, sigma=sd, observed=observed, dims=dims)
 
+    def logpdf(self, y, zeta, sd, noise=None):
+        return stats.norm.logpdf(y, loc=zeta, scale=sd)
+
+    def sample(self, zeta, sd, noise, rng):
+        zeta = np.asarray(zeta, float)
+        return zeta + sd * rng.standard_normal(zeta.shape)
+
 
 @dataclass
 class StudentT(ObservationModel):
@@ -121,18 +207,28 @@ class StudentT(ObservationModel):
 
     nu: PriorLike = 4.0
 
+    NOISE_VARS: ClassVar[dict[str, str]] = {**ObservationModel.NOISE_VARS, "nu": "nu_obs"}
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self.nu = as_prior(self.nu, "StudentT.nu", positive=True)
 
     def register_noise(self):
         out = super().register_noise()
-        out["nu"] = _value(self.nu, "nu_obs")
         self._nu = out["nu"]
         return out
 
     def likelihood(self, name, zeta, sd, *, observed=None, dims=None):
         return pm.StudentT(name, nu=self._nu, mu=zeta, sigma=sd, observed=observed, dims=dims)
+
+    def logpdf(self, y, zeta, sd, noise=None):
+        nu = self._per_draw(noise, "nu", zeta) if noise else float(self.nu)
+        return stats.t.logpdf(y, df=nu, loc=zeta, scale=sd)
+
+    def sample(self, zeta, sd, noise, rng):
+        zeta = np.asarray(zeta, float)
+        nu = self._per_draw(noise, "nu", zeta) if noise else float(self.nu)
+        return zeta + sd * rng.standard_t(np.broadcast_to(nu, zeta.shape))
 
     def spec(self):
         return {**super().spec(), "nu": prior_spec(self.nu)}
@@ -168,6 +264,16 @@ class LogNormalObs(ObservationModel):
     def likelihood(self, name, zeta, sd, *, observed=None, dims=None):
         return pm.LogNormal(name, mu=pt.log(zeta), sigma=sd, observed=observed, dims=dims)
 
+    def logpdf(self, y, zeta, sd, noise=None):
+        y = np.asarray(y, float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = stats.norm.logpdf(np.log(y), loc=np.log(zeta), scale=sd) - np.log(y)
+        return np.where(y > 0, out, -np.inf)
+
+    def sample(self, zeta, sd, noise, rng):
+        zeta = np.asarray(zeta, float)
+        return np.exp(np.log(zeta) + sd * rng.standard_normal(zeta.shape))
+
     def check_observed(self, y: np.ndarray) -> None:
         bad = np.flatnonzero(np.isfinite(y) & (y <= 0))
         if bad.size:
@@ -195,6 +301,7 @@ class _CountModel(ObservationModel):
     relative: PriorLike | None = None
     positive: bool = True
     discrepancy_scale: ClassVar[str] = "log"
+    NOISE_VARS: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
         kind = type(self).__name__
@@ -222,6 +329,10 @@ class _CountModel(ObservationModel):
             )
         return pt.as_tensor_variable(np.float64(0.0))
 
+    def scale_numpy(self, noise, zeta, y_sd=None, extra_var=None):
+        self.scale(noise, None, y_sd, extra_var)  # the same refusals
+        return np.zeros_like(np.asarray(zeta, dtype=float))
+
     def check_observed(self, y: np.ndarray) -> None:
         _check_counts(type(self).__name__, y)
 
@@ -240,12 +351,12 @@ class Poisson(_CountModel):
     def likelihood(self, name, zeta, sd, *, observed=None, dims=None):
         return pm.Poisson(name, mu=zeta, observed=observed, dims=dims)
 
-    @staticmethod
-    def logpdf(y, mu, **noise) -> np.ndarray:
-        """NumPy log-probability of counts ``y`` at expected counts ``mu`` (elementwise)."""
-        import scipy.stats as st
+    def logpdf(self, y, zeta, sd=None, noise=None) -> np.ndarray:
+        """NumPy log-probability of counts ``y`` at expected counts ``zeta`` (elementwise)."""
+        return stats.poisson.logpmf(np.asarray(y), np.asarray(zeta, dtype=float))
 
-        return st.poisson.logpmf(np.asarray(y), np.asarray(mu, dtype=float))
+    def sample(self, zeta, sd, noise, rng):
+        return rng.poisson(np.asarray(zeta, float)).astype(float)
 
 
 @dataclass
@@ -259,6 +370,8 @@ class NegativeBinomial(_CountModel):
 
     alpha: PriorLike = field(default_factory=lambda: Gamma(2.0, 0.1))
 
+    NOISE_VARS: ClassVar[dict[str, str]] = {"alpha": "alpha_obs"}
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self.alpha = as_prior(self.alpha, "NegativeBinomial.alpha", positive=True)
@@ -270,14 +383,24 @@ class NegativeBinomial(_CountModel):
     def likelihood(self, name, zeta, sd, *, observed=None, dims=None):
         return pm.NegativeBinomial(name, mu=zeta, alpha=self._alpha, observed=observed, dims=dims)
 
-    @staticmethod
-    def logpdf(y, mu, *, alpha, **noise) -> np.ndarray:
-        """NumPy log-probability of counts ``y`` with mean ``mu`` and dispersion ``alpha``."""
-        import scipy.stats as st
+    def _alpha(self, noise, zeta):
+        if noise and "alpha" in noise:
+            return self._per_draw(noise, "alpha", zeta)
+        if isinstance(self.alpha, Prior):
+            raise TypeError("NegativeBinomial.logpdf/sample need noise={'alpha': ...} (alpha is a prior).")
+        return float(self.alpha)
 
-        mu = np.asarray(mu, dtype=float)
-        alpha = np.asarray(alpha, dtype=float)
-        return st.nbinom.logpmf(np.asarray(y), alpha, alpha / (alpha + mu))
+    def logpdf(self, y, zeta, sd=None, noise=None) -> np.ndarray:
+        """NumPy log-probability of counts ``y`` with mean ``zeta`` and dispersion ``alpha``
+        (from ``noise["alpha"]`` per draw, or the fixed value)."""
+        mu = np.asarray(zeta, dtype=float)
+        alpha = np.asarray(self._alpha(noise, mu), dtype=float)
+        return stats.nbinom.logpmf(np.asarray(y), alpha, alpha / (alpha + mu))
+
+    def sample(self, zeta, sd, noise, rng):
+        mu = np.asarray(zeta, dtype=float)
+        alpha = np.broadcast_to(np.asarray(self._alpha(noise, mu), dtype=float), mu.shape)
+        return rng.negative_binomial(alpha, alpha / (alpha + mu)).astype(float)
 
     def spec(self):
         return {**super().spec(), "alpha": prior_spec(self.alpha)}
