@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "VVUQError",
+    "SuiteRefusedError",
+    "GateError",
+    "DiagnosticsGateError",
+    "ValidationGateError",
+    "LoopSpecError",
     "TwinSpecificationError",
     "DataValidationError",
     "SimulatorError",
@@ -262,3 +267,47 @@ class OperationError(VVUQError, ValueError):
 # ------------------------------------------------------------ report
 class ReportError(VVUQError, ValueError):
     """A report was given content it cannot hold (unknown field, bad name, bad table)."""
+
+
+class SuiteRefusedError(SuiteConfigError):
+    """A case names a callable that a suite may not run (see "What a suite may run")."""
+
+
+# ------------------------------------------------------------ loop
+class LoopSpecError(VVUQError, ValueError):
+    """A loop is assembled wrongly (unknown or later step named in ``needs``, duplicate names)."""
+
+
+class GateError(VVUQError, RuntimeError):
+    """A step refused to run because a step it consumes failed its gate.
+
+    Attributes
+    ----------
+    step : str
+        The step that refused to run.
+    blocked_by : str
+        The failed step.
+    failures : list of str
+        What failed.
+    advice : list of str
+        What to do about it.
+    """
+
+    def __init__(self, step: str, blocked_by: str, failures: list[str], advice: list[str]) -> None:
+        self.step, self.blocked_by = step, blocked_by
+        self.failures, self.advice = list(failures), list(advice)
+        msg = (f"Step {step!r} consumes the output of step {blocked_by!r}, which failed its gate: "
+               + "; ".join(failures or ["(no detail)"]) + ". ")
+        if advice:
+            msg += "What to do: " + "; ".join(advice) + ". "
+        msg += ("The completed steps are saved. To run on anyway and mark every number derived "
+                "from it PROVISIONAL, start the loop with on_fail='flag'.")
+        super().__init__(msg)
+
+
+class DiagnosticsGateError(GateError):
+    """A step consumes draws of a calibration that failed its sampler diagnostics."""
+
+
+class ValidationGateError(GateError):
+    """A decision or design step consumes a twin that failed validation."""

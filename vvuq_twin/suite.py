@@ -111,10 +111,9 @@ DENIED_MODULES: tuple[str, ...] = (
     "vvuq_twin.testing.faults",
 )
 _LOCAL_PREFIX = "_vvuq_suite_local_"
+from .exceptions import SuiteRefusedError  # noqa: E402 - re-exported
 
 
-class SuiteRefusedError(SuiteConfigError):
-    """A case names a callable that a suite may not run (see "What a suite may run")."""
 COMPARISONS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     "<=": operator.le,

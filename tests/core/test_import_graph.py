@@ -24,8 +24,9 @@ PKG = ROOT / "vvuq_twin"
 # top (face) to bottom (leaves); "vvuq_twin" is the lazy top-level namespace (twin + inference)
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("__main__", "cli", "validation_suite_plugin"),
-    ("suite", "report"),
+    ("loop",),
     ("testing",),
+    ("suite", "report"),
     ("design", "decisions", "risk"),
     ("assimilation", "operations"),
     ("verification", "validation"),
@@ -34,7 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("inference",),
     ("domain",),
     ("twin",),
-    ("_rng", "exceptions", "_version"),
+    ("_rng", "exceptions", "_version", "_io"),
 )
 # allowed arrows inside one layer (importer -> imported)
 SAME_LAYER: frozenset[tuple[str, str]] = frozenset({

@@ -62,8 +62,9 @@ def synthetic_result(seed: int = 0, n_draws: int = 400, chains: int = 2):
     rng = np.random.default_rng(seed)
     coords = {"chain": np.arange(chains), "draw": np.arange(n_draws), "obs": data.obs}
     theta = rng.normal(0.65 + 0.01 * seed, 0.01, (chains, n_draws))
+    ls_name = next(n for n in twin.hyperparameter_names() if n.endswith("_ls"))  # the declaration's
     post = xr.Dataset({"theta": (("chain", "draw"), theta),
-                       "delta_ls": (("chain", "draw"), rng.lognormal(0, 0.3, (chains, n_draws)))},
+                       ls_name: (("chain", "draw"), rng.lognormal(0, 0.3, (chains, n_draws)))},
                       coords={k: coords[k] for k in ("chain", "draw")})
     eta = theta[..., None] * data.x[:, 0]
     pp = xr.Dataset({"eta": (("chain", "draw", "obs"), eta),

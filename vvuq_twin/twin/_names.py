@@ -57,7 +57,8 @@ def _probe_data(twin: Any):
 
 
 def _build_all(twin: Any) -> set[str]:
-    from .declaration import PredictSpec
+    # the twin's own module defines PredictSpec (no import of declaration: it imports us)
+    PredictSpec = twin.predict_spec_type
 
     probe = dataclasses.replace(twin, simulator=_ProbeSimulator())
     data = _probe_data(probe)

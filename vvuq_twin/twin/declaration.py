@@ -229,7 +229,8 @@ class Twin:
             raise TwinSpecificationError(
                 f"Twin.observation must be an ObservationModel, got {type(self.observation).__name__}."
             )
-        self.observation.check_discrepancy(self.discrepancy)  # zeta must stay in the support
+        # zeta must stay in the support
+        self.observation.check_discrepancy(self.discrepancy, is_null=isinstance(self.discrepancy, NoDiscrepancy))
         needs_units = any(p.per_unit for p in self.parameters) or self.discrepancy.per_unit
         if needs_units and self.hierarchy is None:
             raise TwinSpecificationError(
@@ -255,6 +256,11 @@ class Twin:
             return self
         new = freeze(np.asarray(data.x, float))
         return self if new is self.discrepancy else _dc.replace(self, discrepancy=new)
+
+    @property
+    def predict_spec_type(self) -> type:
+        """The class describing prediction points of :meth:`build_model` (``PredictSpec``)."""
+        return PredictSpec
 
     @property
     def parameter_names(self) -> list[str]:

@@ -172,11 +172,12 @@ class ObservationModel(abc.ABC):
             return eta * np.exp(delta)
         return eta + delta
 
-    def check_discrepancy(self, discrepancy: Any) -> None:
-        """Refuse, at declaration, a discrepancy that can push zeta out of the support."""
-        from .discrepancy import NoDiscrepancy
+    def check_discrepancy(self, discrepancy: Any, *, is_null: bool) -> None:
+        """Refuse, at declaration, a discrepancy that can push zeta out of the support.
 
-        if self.positive and self.discrepancy_scale == "additive" and not isinstance(discrepancy, NoDiscrepancy):
+        ``is_null``: the discrepancy is identically zero (``NoDiscrepancy``).
+        """
+        if self.positive and self.discrepancy_scale == "additive" and not is_null:
             raise TwinSpecificationError(
                 f"{type(self).__name__} needs a positive true process, but an additive "
                 f"{type(discrepancy).__name__} lets zeta = eta + delta reach <= 0, where the "
@@ -383,7 +384,7 @@ class NegativeBinomial(_CountModel):
     def likelihood(self, name, zeta, sd, *, observed=None, dims=None):
         return pm.NegativeBinomial(name, mu=zeta, alpha=self._alpha, observed=observed, dims=dims)
 
-    def _alpha(self, noise, zeta):
+    def _alpha_value(self, noise, zeta):
         if noise and "alpha" in noise:
             return self._per_draw(noise, "alpha", zeta)
         if isinstance(self.alpha, Prior):
@@ -394,12 +395,12 @@ class NegativeBinomial(_CountModel):
         """NumPy log-probability of counts ``y`` with mean ``zeta`` and dispersion ``alpha``
         (from ``noise["alpha"]`` per draw, or the fixed value)."""
         mu = np.asarray(zeta, dtype=float)
-        alpha = np.asarray(self._alpha(noise, mu), dtype=float)
+        alpha = np.asarray(self._alpha_value(noise, mu), dtype=float)
         return stats.nbinom.logpmf(np.asarray(y), alpha, alpha / (alpha + mu))
 
     def sample(self, zeta, sd, noise, rng):
         mu = np.asarray(zeta, dtype=float)
-        alpha = np.broadcast_to(np.asarray(self._alpha(noise, mu), dtype=float), mu.shape)
+        alpha = np.broadcast_to(np.asarray(self._alpha_value(noise, mu), dtype=float), mu.shape)
         return rng.negative_binomial(alpha, alpha / (alpha + mu)).astype(float)
 
     def spec(self):
