@@ -14,16 +14,18 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _EXPORTS = {
     "vvuq_twin.inference": (
         "Diagnostics", "Ledger", "Thresholds", "TwinResult", "calibrate", "load_result", "predict",
+        "SMCOptions",
     ),
     "vvuq_twin.twin": (
         "Beta", "BiasDiscrepancy", "BlackBoxSimulator", "Exponential", "Gamma", "Gaussian",
         "GPDiscrepancy", "HalfCauchy", "HalfNormal", "Hierarchy", "HSGPDiscrepancy",
-        "InverseGamma", "LogNormal", "LogNormalObs", "NoDiscrepancy", "Normal", "ODESimulator",
+        "InverseGamma", "LogNormal", "LogNormalObs", "NegativeBinomial", "NoDiscrepancy", "Normal",
+        "ODESimulator", "Poisson",
         "Parameter", "PytensorSimulator", "StudentT", "StudentTPrior", "SurrogateSimulator",
         "Twin", "TwinData", "Uniform",
     ),
@@ -43,7 +45,11 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(_WHERE[name]), name)
         globals()[name] = value
         return value
-    raise AttributeError(f"module 'vvuq_twin' has no attribute {name!r}")
+    import difflib
+
+    hint = difflib.get_close_matches(name, __all__, n=3, cutoff=0.6)
+    more = f". Did you mean {' or '.join(repr(h) for h in hint)}?" if hint else ""
+    raise AttributeError(f"module 'vvuq_twin' has no attribute {name!r}{more}")
 
 
 def __dir__() -> list[str]:

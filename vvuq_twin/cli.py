@@ -53,7 +53,9 @@ def _run_default(args) -> int:
     covered = float(np.mean((zq[0] <= truth) & (truth <= zq[1])))
     steps.set_postfix_str("write results")
     path = res.to_netcdf(out / "default_result.nc")
-    pred.to_netcdf(out / "default_prediction.nc", engine="h5netcdf")
+    from ._io import atomic_write_text, write_netcdf
+
+    write_netcdf(pred, out / "default_prediction.nc", engine="h5netcdf")
     summary = {
         "twin": twin.name,
         "declaration_hash": res.declaration_hash,
@@ -68,7 +70,7 @@ def _run_default(args) -> int:
         "diagnostics": res.diagnostics.to_dict(),
         "info": res.info,
     }
-    (out / "default_summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    atomic_write_text(out / "default_summary.json", json.dumps(summary, indent=2, default=float))
     steps.update(2)
     steps.close()
     print(f"Twin {twin.name} (declaration {res.declaration_hash[:12]}, data {res.data_hash[:12]})")

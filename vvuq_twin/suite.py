@@ -19,9 +19,29 @@ names (:data:`PREDICTIVE_METRICS`), e.g. ``"coverage"`` with ``metric_kwargs = {
 Instead of ``threshold`` + ``comparison`` a case may give ``target`` + ``tolerance``
 (pass when ``|value - target| <= tolerance``).
 
-Modules named in a case are looked up first next to the case file and in its parent
-directories (so ``validation_suite/cases_validation.py`` serves ``validation_suite/quick/*.toml``),
-then on the normal import path.
+What a suite may run
+--------------------
+A suite is declared, not executed: a case may name only
+
+* public functions of :mod:`vvuq_twin` (except the command-line and suite-runner modules
+  :data:`DENIED_MODULES`) and of the ``case_studies`` package, and
+* public functions of the *local modules* that the suite root declares in its manifest
+  ``<root>/suite.toml``::
+
+      [suite]
+      modules = ["cases_validation", "cases_modules"]   # <root>/cases_validation.py, ...
+
+  Local modules are loaded only from the suite root itself (``<root>/<name>.py`` or a package
+  ``<root>/<name>/``), never from a parent directory, the working directory or ``sys.path``.
+
+Anything else - the standard library (``os:system``, ``subprocess:run``, ``builtins:exec``),
+other installed packages, a module planted in a parent directory, a private ``_function``, or a
+name that a module merely imports from elsewhere - is refused with
+:class:`SuiteRefusedError` naming the file, the case and the rule. Keyword arguments come from
+TOML, so they are plain data. A suite with local modules is code and must be reviewed like code;
+a suite without them runs only vvuq_twin and case-study functions. The suite root is the
+directory passed to :func:`run_suite` (``root=`` / ``--root`` when running a sub-directory or one
+file); the pytest plugin uses the directory named ``validation_suite``.
 
 ``run_suite(path, tier="quick")`` runs the quick tier; ``tier="full"`` runs every case.
 :func:`main` is the ``vvuq-twin validate`` command line.
@@ -30,7 +50,9 @@ then on the normal import path.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
+import inspect
 import math
 import operator
 import sys
@@ -59,6 +81,12 @@ __all__ = [
     "CaseResult",
     "SuiteResult",
     "SuiteConfigError",
+    "SuiteRefusedError",
+    "ALLOWED_PACKAGES",
+    "DENIED_MODULES",
+    "MANIFEST",
+    "read_manifest",
+    "suite_root_for",
     "load_case_file",
     "discover_cases",
     "run_case",
@@ -72,6 +100,20 @@ CASE_KEYS: tuple[str, ...] = (
     "metric_kwargs", "threshold", "comparison", "target", "tolerance",
 )
 FILE_KEYS: tuple[str, ...] = ("case",)
+#: file name of the suite manifest at the suite root (holds only a ``[suite]`` table)
+MANIFEST = "suite.toml"
+MANIFEST_KEYS: tuple[str, ...] = ("modules", "description")
+#: packages whose public functions any suite may call
+ALLOWED_PACKAGES: tuple[str, ...] = ("vvuq_twin", "case_studies")
+#: modules of the allowed packages a suite may not call (they run commands or other suites)
+DENIED_MODULES: tuple[str, ...] = (
+    "vvuq_twin.cli", "vvuq_twin.__main__", "vvuq_twin.suite", "vvuq_twin.validation_suite_plugin",
+    "vvuq_twin.testing.faults",
+)
+_LOCAL_PREFIX = "_vvuq_suite_local_"
+from .exceptions import SuiteRefusedError  # noqa: E402 - re-exported
+
+
 COMPARISONS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     "<=": operator.le,
@@ -148,6 +190,8 @@ class Case:
     target_value: float | None = None
     tolerance: float | None = None
     description: str = ""
+    suite_root: Path | None = None
+    local_modules: tuple[str, ...] = ()
 
     @property
     def criterion(self) -> str:
@@ -175,7 +219,46 @@ def _number(file: Path, where: str, key: str, v: Any) -> float:
     return float(v)
 
 
-def _parse_case(file: Path, raw: Any, index: int) -> Case:
+def _rule(root: Path | None) -> str:
+    where = f"{root / MANIFEST}" if root is not None else f"the suite root's {MANIFEST}"
+    return (f"a suite may call only public functions of {' and '.join(ALLOWED_PACKAGES)} and of the "
+            f"local modules declared in {where} ([suite] modules = [...], files in the suite root "
+            "itself); the standard library, other installed packages and modules in parent "
+            "directories are never callable")
+
+
+def _check_allowed(file: Path, where: str, target: str, root: Path | None,
+                   local: tuple[str, ...]) -> None:
+    """Refuse a target outside the allow-list, before anything is imported."""
+    mod_name, func_name = target.split(":")
+    parts = mod_name.split(".")
+    top = parts[0]
+    if not all(p.isidentifier() for p in parts) or not func_name.isidentifier():
+        raise SuiteRefusedError(f"{file}: {where}: refused {target!r}: module and function must "
+                                "be Python identifiers.")
+    if func_name.startswith("_"):
+        raise SuiteRefusedError(f"{file}: {where}: refused {target!r}: {func_name!r} is private; "
+                                f"{_rule(root)}.")
+    if any(p.startswith("_") for p in parts):
+        raise SuiteRefusedError(f"{file}: {where}: refused {target!r}: module {mod_name!r} is "
+                                f"private; {_rule(root)}.")
+    if top in ALLOWED_PACKAGES:
+        if any(mod_name == d or mod_name.startswith(d + ".") for d in DENIED_MODULES):
+            raise SuiteRefusedError(
+                f"{file}: {where}: refused {target!r}: module {mod_name!r} runs commands or other "
+                f"suites and may not be called from a suite (denied: {list(DENIED_MODULES)}).")
+        return
+    if top in local:
+        return
+    raise SuiteRefusedError(
+        f"{file}: {where}: refused {target!r}: module {top!r} is not allowed: {_rule(root)}. "
+        f"To call a module of your own, put {top}.py in the suite root and declare it there; it "
+        "is then code, to be reviewed like code."
+    )
+
+
+def _parse_case(file: Path, raw: Any, index: int, root: Path | None = None,
+                local: tuple[str, ...] = ()) -> Case:
     where = f"case #{index + 1}"
     if not isinstance(raw, Mapping):
         raise _err(file, f"{where} must be a table ([[case]]), got {type(raw).__name__}.")
@@ -258,64 +341,150 @@ def _parse_case(file: Path, raw: Any, index: int) -> Case:
         metric_kwargs=dict(raw.get("metric_kwargs", {})), threshold=threshold,
         comparison=comparison, target_value=target_value, tolerance=tolerance,
         description=str(raw.get("description", "")),
+        suite_root=root, local_modules=tuple(local),
     )
 
 
-def load_case_file(path: str | Path) -> list[Case]:
+def _read_toml(file: Path) -> dict:
+    try:
+        with open(file, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise _err(file, f"not valid TOML: {err}") from err
+
+
+def read_manifest(root: str | Path) -> tuple[str, ...]:
+    """The local modules declared in ``<root>/suite.toml`` (empty when there is no manifest).
+
+    Raises
+    ------
+    SuiteConfigError
+        Malformed manifest, or a declared module that is not a file (or package) in ``root``.
+    """
+    root = Path(root)
+    file = root / MANIFEST
+    if not file.is_file():
+        return ()
+    doc = _read_toml(file)
+    if set(doc) != {"suite"} or not isinstance(doc["suite"], Mapping):
+        raise _err(file, f"the suite manifest holds exactly one [suite] table, got top-level keys "
+                         f"{sorted(doc)}.")
+    table = doc["suite"]
+    unknown = sorted(set(table) - set(MANIFEST_KEYS))
+    if unknown:
+        raise _err(file, f"[suite]: unknown key(s) {unknown}; valid keys: {list(MANIFEST_KEYS)}.")
+    mods = table.get("modules", [])
+    if not isinstance(mods, list) or not all(isinstance(m, str) for m in mods):
+        raise _err(file, f"[suite] modules must be a list of module names, got {mods!r}.")
+    for m in mods:
+        if not m.isidentifier() or m in ALLOWED_PACKAGES:
+            raise _err(file, f"[suite] modules: {m!r} must be the plain name of a module file in "
+                             f"{root} (no dots, no paths, not {list(ALLOWED_PACKAGES)}).")
+        if not ((root / f"{m}.py").is_file() or (root / m / "__init__.py").is_file()):
+            raise _err(file, f"[suite] modules: {m!r} is declared but neither {root / (m + '.py')} "
+                             f"nor {root / m / '__init__.py'} exists. Local modules live in the "
+                             "suite root itself.")
+    return tuple(mods)
+
+
+def suite_root_for(file: str | Path, dir_names: Sequence[str] = ("validation_suite",)) -> Path:
+    """The suite root of a case file: its nearest enclosing directory named in ``dir_names``.
+
+    Falls back to the file's own directory. Only the manifest is looked up there; modules are
+    never searched for in parent directories.
+    """
+    file = Path(file).resolve()
+    for d in file.parents:
+        if d.name in set(dir_names):
+            return d
+    return file.parent
+
+
+def load_case_file(path: str | Path, *, suite_root: str | Path | None = None) -> list[Case]:
     """Parse and validate one TOML case file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The case file.
+    suite_root : str or Path, optional
+        The suite root whose ``suite.toml`` declares the local modules the cases may call
+        (default: the file's directory).
 
     Raises
     ------
     SuiteConfigError
         Malformed TOML, unknown keys, missing thresholds, bad values — the message names the
         file, the case, the key and the valid choices.
+    SuiteRefusedError
+        A case names a callable a suite may not run (the message names the case and the rule).
     """
     file = Path(path)
-    try:
-        with open(file, "rb") as fh:
-            doc = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as err:
-        raise _err(file, f"not valid TOML: {err}") from err
+    root = Path(suite_root) if suite_root is not None else file.parent
+    local = read_manifest(root)
+    doc = _read_toml(file)
     unknown = sorted(set(doc) - set(FILE_KEYS))
     if unknown:
         raise _err(
             file,
             f"unknown top-level key(s) {unknown}. A case file holds only [[case]] tables "
-            f"(valid case keys: {', '.join(CASE_KEYS)}).",
+            f"(valid case keys: {', '.join(CASE_KEYS)})"
+            + ("; a [suite] table belongs in the suite root's suite.toml." if "suite" in unknown
+               else "."),
         )
     raw_cases = doc.get("case")
     if raw_cases is None:
         raise _err(file, "no cases: add at least one [[case]] table.")
     if isinstance(raw_cases, Mapping):
         raw_cases = [raw_cases]
-    cases = [_parse_case(file, raw, i) for i, raw in enumerate(raw_cases)]
+    cases = [_parse_case(file, raw, i, root, local) for i, raw in enumerate(raw_cases)]
     names = [c.name for c in cases]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise _err(file, f"duplicate case name(s) {dupes}; names must be unique.")
+    for c in cases:  # what a suite may run, checked before anything is imported or run
+        _check_allowed(file, f"case {c.name!r}", c.target, root, local)
     return cases
 
 
-def discover_cases(path: str | Path, tier: str = "quick") -> list[Case]:
+def _suite_root(path: Path, root: str | Path | None) -> Path:
+    if root is None:
+        return path if path.is_dir() else path.parent
+    r = Path(root)
+    if not r.is_dir():
+        raise SuiteConfigError(f"suite root {str(r)!r} is not a directory.")
+    if r.resolve() != path.resolve() and r.resolve() not in path.resolve().parents:
+        raise SuiteConfigError(f"suite root {str(r)!r} must contain the suite path {str(path)!r}.")
+    return r
+
+
+def discover_cases(path: str | Path, tier: str = "quick", *,
+                   root: str | Path | None = None) -> list[Case]:
     """All cases of ``tier`` under ``path`` (a directory searched recursively, or one file).
 
-    ``tier="quick"`` selects the quick cases; ``tier="full"`` selects every case.
+    ``tier="quick"`` selects the quick cases; ``tier="full"`` selects every case. ``root`` is
+    the suite root whose ``suite.toml`` declares local modules (default: ``path`` itself, or
+    the directory of a file).
     """
     if tier not in TIERS:
         raise SuiteConfigError(f"tier must be one of {list(TIERS)}, got {tier!r}.")
-    root = Path(path)
-    if root.is_file():
-        files = [root]
-    elif root.is_dir():
-        files = sorted(p for p in root.rglob("*.toml") if p.is_file())
-    else:
-        raise SuiteConfigError(f"validation suite path {str(root)!r} does not exist.")
+    base = Path(path)
+    if base.is_file():
+        files = [base]
+    elif base.is_dir():
+        files = sorted(p for p in base.rglob("*.toml") if p.is_file())
+    elif not base.exists():
+        raise SuiteConfigError(f"validation suite path {str(base)!r} does not exist.")
+    else:  # pragma: no cover - e.g. a socket
+        files = []
+    suite_root = _suite_root(base, root)
+    files = [f for f in files if f.resolve() != (suite_root / MANIFEST).resolve()]
     if not files:
-        raise SuiteConfigError(f"no *.toml case files under {str(root)!r}.")
+        raise SuiteConfigError(f"no *.toml case files under {str(base)!r}.")
     cases: list[Case] = []
     seen: dict[str, Path] = {}
     for f in files:
-        for c in load_case_file(f):
+        for c in load_case_file(f, suite_root=suite_root):
             if c.name in seen:
                 raise SuiteConfigError(
                     f"case name {c.name!r} appears in both {seen[c.name]} and {f}; case names "
@@ -355,42 +524,68 @@ class CaseResult:
         }
 
 
-def _resolve(target: str, case_file: Path) -> Callable[..., Any]:
+def _package_dir(top: str) -> Path:
+    pkg = importlib.import_module(top)
+    return Path(pkg.__file__).resolve().parent  # type: ignore[arg-type]
+
+
+def _load_local(root: Path, mod_name: str):
+    """Import ``mod_name`` from the suite root only, under a private package name.
+
+    A synthetic package ``_vvuq_suite_local_<hash of root>`` with ``__path__ = [root]`` holds the
+    local modules, so nothing on ``sys.path`` can shadow them and they cannot shadow anything.
+    """
+    import types
+
+    root = root.resolve()
+    key = _LOCAL_PREFIX + hashlib.sha256(str(root).encode()).hexdigest()[:16]
+    pkg = sys.modules.get(key)
+    if pkg is None:
+        pkg = types.ModuleType(key)
+        pkg.__path__ = [str(root)]  # type: ignore[attr-defined]
+        pkg.__package__ = key
+        sys.modules[key] = pkg
+    return importlib.import_module(f"{key}.{mod_name}"), key
+
+
+def _resolve(target: str, case_file: Path, case: Case | None = None) -> Callable[..., Any]:
     mod_name, func_name = target.split(":")
     top = mod_name.split(".")[0]
-    search_dir = None
-    for d in [case_file.parent, *case_file.parent.parents][:6]:
-        if (d / f"{top}.py").is_file() or (d / top / "__init__.py").is_file():
-            search_dir = d
-            break
-    if search_dir is not None:
-        # a same-named module imported earlier from another suite must not shadow this one
-        loaded = sys.modules.get(top)
-        loaded_file = getattr(loaded, "__file__", None)
-        if loaded is not None and (loaded_file is None
-                                   or Path(loaded_file).resolve().parent
-                                   not in (search_dir.resolve(), (search_dir / top).resolve())):
-            for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
-                del sys.modules[name]
-        sys.path.insert(0, str(search_dir))
+    root = case.suite_root if case is not None and case.suite_root is not None else case_file.parent
+    local = case.local_modules if case is not None else read_manifest(root)
+    where = f"case {case.name!r}" if case is not None else "case"
+    _check_allowed(case_file, where, target, root, local)
     try:
-        module = importlib.import_module(mod_name)
+        if top in ALLOWED_PACKAGES:
+            module = importlib.import_module(mod_name)
+            origin, home = getattr(module, "__file__", None), _package_dir(top)
+            if origin is None or home not in Path(origin).resolve().parents:
+                raise SuiteRefusedError(
+                    f"{case_file}: {where}: refused {target!r}: module {mod_name!r} was found at "
+                    f"{origin}, outside the installed package {home}.")
+            owners = (top,)
+        else:
+            module, key = _load_local(root, mod_name)
+            owners = (f"{key}.{top}",)
+    except SuiteRefusedError:
+        raise
     except ImportError as err:
         raise SuiteConfigError(
-            f"{case_file}: cannot import module {mod_name!r} named in {target!r}: {err}. Put "
-            f"{top}.py next to the case file (or in a parent directory) or install it."
+            f"{case_file}: cannot import module {mod_name!r} named in {target!r}: {err}."
         ) from err
-    finally:
-        if search_dir is not None:
-            try:
-                sys.path.remove(str(search_dir))
-            except ValueError:  # pragma: no cover - removed by the imported module itself
-                pass
     fn = getattr(module, func_name, None)
-    if not callable(fn):
+    if fn is None or not callable(fn):
         raise SuiteConfigError(
             f"{case_file}: module {mod_name!r} has no function {func_name!r} (named in "
             f"{target!r})."
+        )
+    fn_mod = getattr(fn, "__module__", None) or ""
+    if not inspect.isfunction(fn) or not any(fn_mod == o or fn_mod.startswith(o + ".")
+                                             for o in owners):
+        raise SuiteRefusedError(
+            f"{case_file}: {where}: refused {target!r}: {func_name!r} is "
+            f"{'a function of module ' + repr(fn_mod) if inspect.isfunction(fn) else 'not a Python function'}"
+            f", not one defined in {top!r}; {_rule(root)}."
         )
     return fn
 
@@ -408,7 +603,7 @@ def _scalar(x: Any, what: str) -> float:
 
 
 def _evaluate(case: Case) -> float:
-    fn = _resolve(case.target, case.file)
+    fn = _resolve(case.target, case.file, case)
     out = fn(**case.kwargs)
     if case.target_kind == "predictive":
         if not (isinstance(out, tuple) and len(out) == 2):
@@ -525,8 +720,9 @@ class SuiteResult:
         ET.indent(suites)
         text = ET.tostring(suites, encoding="unicode", xml_declaration=True)
         if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text, encoding="utf-8")
+            from ._io import atomic_write_text
+
+            atomic_write_text(path, text)
         return text
 
 
@@ -537,6 +733,7 @@ def run_suite(
     *,
     select: str | None = None,
     stream: TextIO | None = None,
+    root: str | Path | None = None,
 ) -> SuiteResult:
     """Run the validation suite under ``path``.
 
@@ -552,6 +749,9 @@ def run_suite(
         Run only cases whose name contains this substring.
     stream : text stream, optional
         Where the summary table is printed (default ``sys.stdout``; ``None`` prints there).
+    root : str or Path, optional
+        Suite root whose ``suite.toml`` declares the local modules (default: ``path``, or the
+        directory of a file); must contain ``path``.
 
     Returns
     -------
@@ -560,10 +760,11 @@ def run_suite(
     Raises
     ------
     SuiteConfigError
-        A case file is malformed (nothing runs in that case).
+        A case file is malformed, or a case names a callable a suite may not run
+        (:class:`SuiteRefusedError`); nothing runs in that case.
     """
-    cases = discover_cases(path, tier)
-    n_all = len(discover_cases(path, "full"))
+    cases = discover_cases(path, tier, root=root)
+    n_all = len(discover_cases(path, "full", root=root))
     if select:
         cases = [c for c in cases if select in c.name]
     results = [run_case(c) for c in cases]
@@ -587,6 +788,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="vvuq-twin validate",
         description="Run a validation suite of declarative TOML cases.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "What a suite may run: a case may call only public functions of vvuq_twin (not its\n"
+            "command-line or suite modules) and of case_studies, and of the local modules that\n"
+            "the suite root declares in ROOT/suite.toml:\n"
+            "    [suite]\n"
+            "    modules = [\"cases_validation\"]     # ROOT/cases_validation.py\n"
+            "Local modules are loaded from the suite root only, never from parent directories or\n"
+            "sys.path. os:system, subprocess:run, builtins:exec, other packages and private\n"
+            "functions are refused before anything runs (exit status 2). A suite with local\n"
+            "modules is code: review it like code before running it (e.g. in CI on a pull request)."
+        ),
     )
     parser.add_argument("path", nargs="?", default="validation_suite",
                         help="suite directory or case file (default: validation_suite)")
@@ -595,15 +808,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--junit", default=None, metavar="FILE", help="write JUnit XML here")
     parser.add_argument("-k", "--select", default=None, metavar="STR",
                         help="run only cases whose name contains STR")
+    parser.add_argument("--root", default=None, metavar="DIR",
+                        help="suite root holding suite.toml (default: PATH, or its directory for a "
+                             "file); must contain PATH")
     parser.add_argument("--list", action="store_true", help="list the selected cases and exit")
     args = parser.parse_args(list(argv) if argv is not None else None)
     try:
         if args.list:
-            for c in discover_cases(args.path, args.tier):
+            for c in discover_cases(args.path, args.tier, root=args.root):
                 if not args.select or args.select in c.name:
                     print(f"{c.tier:5}  {c.name}  ({c.file})  {c.criterion}")
             return 0
-        res = run_suite(args.path, args.tier, args.junit, select=args.select)
+        res = run_suite(args.path, args.tier, args.junit, select=args.select, root=args.root)
     except SuiteConfigError as err:
         print(f"vvuq-twin validate: error: {err}", file=sys.stderr)
         return 2

@@ -38,6 +38,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     dirs = set(parent.config.getini("vvuq_suite_dirs"))
     if not dirs.intersection(file_path.parent.parts):
         return None
+    if file_path.name == "suite.toml" and file_path.parent.name in dirs:
+        return None  # the suite manifest (declared local modules), not a case file
     return CaseFile.from_parent(parent, path=file_path)
 
 
@@ -49,10 +51,11 @@ class CaseFile(pytest.File):
     """A TOML case file: one :class:`CaseItem` per case."""
 
     def collect(self) -> Any:
-        from .suite import load_case_file
+        from .suite import load_case_file, suite_root_for
 
         tier = self.config.getoption("--vvuq-tier")
-        for case in load_case_file(self.path):
+        root = suite_root_for(self.path, self.config.getini("vvuq_suite_dirs"))
+        for case in load_case_file(self.path, suite_root=root):
             item = CaseItem.from_parent(self, name=case.name, case=case)
             if tier == "quick" and case.tier != "quick":
                 item.add_marker(pytest.mark.skip(

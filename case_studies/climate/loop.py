@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
-from scipy import special, stats
+from scipy import stats
 
 from vvuq_twin.assimilation import ParticlePosterior, smc_update
 from vvuq_twin.decisions import (
@@ -38,6 +38,7 @@ from vvuq_twin.decisions import (
     InfeasibleDecisionError,
     solve,
 )
+from vvuq_twin.design import preposterior_utility
 from vvuq_twin.operations import Scenario, replicate
 from vvuq_twin.sensitivity import PosteriorSpace, shapley_effects
 from vvuq_twin.verification import sbc_twin
@@ -46,7 +47,9 @@ from . import emulator as E
 
 __all__ = [
     "FREE_VARS",
+    "free_vars",
     "SBC_QUANTITIES",
+    "sbc_quantities",
     "sbc_step",
     "forcing_path",
     "PathDecision",
@@ -59,13 +62,41 @@ __all__ = [
     "replicate_worlds",
 ]
 
-#: Free random variables of the twin's PyMC model (the SMC particles carry all of them).
-FREE_VARS = E.EBM_PARAMS + ("delta_hsgp_coeffs", "delta_ls", "delta_eta", "sigma_obs")
+def free_vars(twin: Any) -> tuple[str, ...]:
+    """Free random variables of the twin's PyMC model, as the declaration names them.
+
+    In the order the SMC particles carry them: the calibration parameters, the discrepancy's
+    latent basis coefficients, then the hyperparameters (discrepancy, noise).
+    """
+    params = tuple(twin.parameter_names)
+    hyper = tuple(twin.hyperparameter_names())
+    latent = tuple(n for n in twin.free_variable_names() if n not in params + hyper)
+    return params + latent + hyper
+
+
+def sbc_quantities(twin: Any) -> tuple[str, ...]:
+    """Quantities ranked by SBC: the calibration parameters and the hyperparameters."""
+    return tuple(twin.parameter_names) + tuple(twin.hyperparameter_names())
+
+
+def _skeleton_twin() -> Any:
+    """The climate twin's declaration on a two-year record (its structure does not depend on
+    the forcing, so it answers the names)."""
+    from .run import build_twin
+
+    return build_twin(np.array([1850.0, 1851.0]), np.zeros(2))
+
+
+def __getattr__(name: str) -> Any:
+    # FREE_VARS and SBC_QUANTITIES of the climate twin, answered by its declaration
+    if name in ("FREE_VARS", "SBC_QUANTITIES"):
+        twin = _skeleton_twin()
+        globals().update(FREE_VARS=free_vars(twin), SBC_QUANTITIES=sbc_quantities(twin))
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------ 3b: SBC
-#: Quantities ranked by SBC (the joint log-likelihood ``log_lik`` is always added).
-SBC_QUANTITIES = ("lam", "gamma", "C", "C_d", "kappa", "delta_ls", "delta_eta", "sigma_obs")
 
 
 def sbc_step(twin: Any, template: Any, *, n_sims: int, draws: int, tune: int, chains: int,
@@ -79,9 +110,10 @@ def sbc_step(twin: Any, template: Any, *, n_sims: int, draws: int, tune: int, ch
     ``Q`` ranked quantities), so that a correct inference fails SBC with probability at most
     ``familywise``.
     """
-    q = len(SBC_QUANTITIES) + 1
+    quantities = sbc_quantities(twin)  # the joint log-likelihood ``log_lik`` is always added
+    q = len(quantities) + 1
     return sbc_twin(twin, template, n_sims, draws=draws, tune=tune, chains=chains, rng=seed,
-                    var_names=list(SBC_QUANTITIES), prob=1.0 - familywise / q)
+                    var_names=list(quantities), prob=1.0 - familywise / q)
 
 
 # ------------------------------------------------------------------ 6: decision
@@ -218,48 +250,22 @@ def reweight_utilities(h: np.ndarray, sd: float, *, qoi: np.ndarray | None, rng:
     h = h[idx]
     z = h + sd * gen.standard_normal(n_use)
     L = stats.norm.logpdf(z[:, None], loc=h[None, :], scale=sd)
-    W = np.exp(L - L.max(axis=1, keepdims=True))
-    W /= W.sum(axis=1, keepdims=True)
-    ess_q05 = float(np.quantile(1.0 / np.sum(W**2, axis=1), 0.05))
-    if qoi is None:
-        u = np.diag(L) - (special.logsumexp(L, axis=1) - np.log(n_use))
-    else:
-        q = np.asarray(qoi, dtype=float).reshape(-1)[idx]
-        m = W @ q
-        v = np.maximum(W @ q**2 - m**2, 1e-300)
-        u = 0.5 * (np.log(np.var(q)) - np.log(v))
+    q = None if qoi is None else np.asarray(qoi, dtype=float).reshape(-1)[idx]
+    u, ess_q05 = preposterior_utility(L, qoi=q)  # the estimators of twin_design_utilities
     return float(np.mean(u)), float(np.std(u, ddof=1) / np.sqrt(n_use)), ess_q05
 
 
 # ------------------------------------------------------------------ 8: assimilation
-def _logpdf_prior(prior: Any, x: np.ndarray) -> np.ndarray:
-    kind = type(prior).__name__
-    if kind == "LogNormal":
-        return stats.lognorm.logpdf(x, s=prior.sigma, scale=np.exp(prior.mu))
-    if kind == "Normal":
-        return stats.norm.logpdf(x, loc=prior.mu, scale=prior.sigma)
-    if kind == "HalfNormal":
-        return stats.halfnorm.logpdf(x, scale=prior.sigma)
-    raise NotImplementedError(f"numpy_prior: prior {kind} is not used by the climate twin.")
-
-
 def numpy_prior(twin: Any) -> Any:
     """Log prior density of the twin's free variables (natural scale), vectorised over particles.
 
-    Built from the declaration (parameters, HSGP discrepancy ``ls``/``eta``, observation
-    ``sigma``, standard-normal basis coefficients); the tests check it against the twin's own
-    compiled prior (:func:`vvuq_twin.assimilation.twin_log_density`).
+    The declaration's own answer (:meth:`vvuq_twin.Twin.log_prior`: parameters, HSGP
+    discrepancy ``ls``/``eta`` and basis coefficients, observation noise); the tests check it
+    against the twin's compiled prior (:func:`vvuq_twin.assimilation.twin_log_density`).
     """
-    priors = {p.name: p.prior for p in twin.parameters}
-    priors["delta_ls"] = twin.discrepancy.ls
-    priors["delta_eta"] = twin.discrepancy.eta
-    priors["sigma_obs"] = twin.observation.sigma
 
     def log_prior(theta: Mapping[str, np.ndarray]) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lp = stats.norm.logpdf(np.asarray(theta["delta_hsgp_coeffs"], float)).sum(axis=1)
-            for k, pr in priors.items():
-                lp = lp + _logpdf_prior(pr, np.asarray(theta[k], float))
+        lp = twin.log_prior(theta)
         return np.where(np.isfinite(lp), lp, -np.inf)
 
     return log_prior
@@ -273,7 +279,7 @@ def assimilate_years(posterior: Any, lik: E.TwinLikelihood, log_prior: Any, past
     calibration record; :func:`vvuq_twin.assimilation.smc_update` reweights them by the new
     years (tempered if needed), resamples and moves them with the exact likelihood of all data.
     """
-    vals = E.draws_dict(posterior, FREE_VARS)
+    vals = E.draws_dict(posterior, __getattr__("FREE_VARS"))  # noqa: F821 - module __getattr__
     particles = ParticlePosterior(vals, None, lik(vals, past))
     return smc_update(particles, dict(new), lik, log_prior, past_data=[dict(past)],
                       n_mcmc_steps=n_mcmc_steps, rng=seed)

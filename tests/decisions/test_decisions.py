@@ -21,6 +21,7 @@ from vvuq_twin.decisions import (
     SuperquantileConstraint,
     evpi,
     evsi,
+    evsi_regression,
     evsi_nested,
     optimize_bo,
     solve,
@@ -308,7 +309,7 @@ def test_evpi_and_evsi_conjugate_normal_closed_form():
     theta, ybar, L = _conjugate_draws(40_000, 8)
     e = evpi(L)
     assert abs(e.estimate - _closed_form(S0)) < 4 * e.se and e.prior_action == 1
-    v = evsi(L, ybar)
+    v = evsi_regression(L, ybar)
     assert _closed_form(S_PRE) == pytest.approx(0.19330, abs=1e-4)
     assert abs(v.estimate - _closed_form(S_PRE)) < 4 * v.se
     assert v.estimate < e.estimate
@@ -334,16 +335,25 @@ class _ConjugateUpdate:
 def test_evsi_bad_summary_statistic_understates():
     # failure case: a linear fit on ybar**3 misses E[theta | y] -> EVSI far below the truth
     theta, ybar, L = _conjugate_draws(40_000, 10)
-    assert evsi(L, ybar**3, degree=1).estimate < 0.5 * _closed_form(S_PRE)
+    assert evsi_regression(L, ybar**3, degree=1).estimate < 0.5 * _closed_form(S_PRE)
     # uninformative "measurement": EVSI ~ 0
     noise = np.random.default_rng(0).standard_normal(40_000)
-    assert abs(evsi(L, noise).estimate) < 0.01
+    assert abs(evsi_regression(L, noise).estimate) < 0.01
 
 
 def test_voi_bad_input():
     with pytest.raises(DecisionSpecificationError, match="shape \\(n_samples, n_actions\\)"):
         evpi(np.ones(5))
     with pytest.raises(DecisionSpecificationError, match="one row per loss sample"):
-        evsi(np.ones((10, 2)), np.ones(3))
+        evsi_regression(np.ones((10, 2)), np.ones(3))
     with pytest.raises(DecisionSpecificationError, match="no action dim 'action'"):
         evpi(xr.DataArray(np.ones((5, 2)), dims=("sample", "choice")))
+
+
+def test_decisions_evsi_is_a_deprecated_alias_of_evsi_regression():
+    rng = np.random.default_rng(0)
+    L = rng.normal(size=(400, 2))
+    y = L[:, 0] + rng.normal(size=400)
+    with pytest.warns(DeprecationWarning, match="evsi_regression"):
+        old = evsi(L, y)
+    assert old == evsi_regression(L, y)

@@ -46,7 +46,15 @@ def test_issue_closed_form_through_a_twin():
     val = twin_eig_closed_form(twin, X, batches=[[0, 1, 2]])
     assert val[0] == pytest.approx(1.03972, abs=1e-5)
     # the same twin as a torch DesignProblem: closed form and nested MC agree
-    prob = twin_design_problem(twin, [[-2.0, 2.0], [-2.0, 2.0]])
+    # the whole design at once is spelled batches="all"
+    assert twin_eig_closed_form(twin, X, batches="all")[0] == val[0]
+    prob = twin_design_problem(twin, bounds=[[-2.0, -1.0], [2.0, 3.0]])  # (2, d) like DesignProblem
+    assert prob.bounds.tolist() == [[-2.0, -1.0], [2.0, 3.0]]
+    with pytest.warns(DeprecationWarning, match="bounds=\\(2, d\\)"):
+        old = twin_design_problem(twin, [[-2.0, 2.0], [-1.0, 3.0]])  # the (d, 2) spelling
+    assert old.bounds.tolist() == prob.bounds.tolist()
+    with pytest.raises(DesignError, match="must be \\(2, d\\)"):
+        twin_design_problem(twin, bounds=[[-2.0, 2.0], [-1.0, 3.0], [0.0, 1.0]])  # (d, 2) by mistake
     d = torch.as_tensor(X)
     cf = eig(prob, d, method="closed_form")
     assert cf.estimate == pytest.approx(1.03972, abs=1e-5)
@@ -185,3 +193,25 @@ def test_steering_loop_on_a_twin_matches_conjugate_updates(line_fit):
         assert abs(float(post[name].std()) / sd - 1) < 0.15, name
     # the posterior sd of the slope shrinks at every step
     assert np.all(np.diff(rec["b_sd"].values) < 0)
+
+
+def test_preposterior_utility_is_the_one_estimator():
+    """The estimator shared by twin_design_utilities and the climate loop: EIG of z ~ N(h, sd)
+    with h ~ N(0, s^2) is 0.5 log(1 + s^2 / sd^2); the prior-contrastive term is a lower bound
+    that tightens like 1/N; a non-square L is refused."""
+    from vvuq_twin.design import preposterior_utility
+
+    rng = np.random.default_rng(0)
+    n, s, sd = 2000, 1.0, 0.5
+    h = rng.normal(0, s, n)
+    z = h + sd * rng.standard_normal(n)
+    L = stats.norm.logpdf(z[:, None], loc=h[None, :], scale=sd)
+    u, ess = preposterior_utility(L)
+    truth = 0.5 * np.log(1 + s**2 / sd**2)
+    assert abs(u.mean() - truth) < 4 * u.std(ddof=1) / np.sqrt(n) + 0.01
+    # a linear QoI (q = h): the Gaussian entropy reduction is exact in expectation
+    uq, _ = preposterior_utility(L, qoi=h)
+    assert abs(uq.mean() - truth) < 4 * uq.std(ddof=1) / np.sqrt(n) + 0.02
+    assert 1 < ess < n
+    with pytest.raises(DesignError, match="square"):
+        preposterior_utility(L[:, :10])

@@ -91,6 +91,7 @@ def _suite(tmp_path: Path, **files: str) -> Path:
     root = tmp_path / "validation_suite"
     (root / "quick").mkdir(parents=True)
     (root / "helpers_tmp.py").write_text(HELPERS)
+    (root / "suite.toml").write_text('[suite]\nmodules = ["helpers_tmp"]\n')
     for name, text in files.items():
         (root / "quick" / f"{name}.toml").write_text(textwrap.dedent(text))
     return root
@@ -100,7 +101,8 @@ def _suite(tmp_path: Path, **files: str) -> Path:
 def test_project_quick_suite_passes(tmp_path, capsys):
     # the module cases; the case-study runs (validation_suite/case_studies/, several minutes on
     # the real data) are run by CI through `vvuq-twin validate validation_suite --tier quick`
-    res = run_suite(PROJECT_SUITE / "quick", tier="quick", junit=tmp_path / "out.xml")
+    res = run_suite(PROJECT_SUITE / "quick", tier="quick", junit=tmp_path / "out.xml",
+                    root=PROJECT_SUITE)
     assert res.ok, res.summary_table()
     assert len(res.results) >= 10
     assert all(r.case.tier == "quick" for r in res.results)
@@ -270,6 +272,7 @@ def test_same_module_name_in_two_suites_does_not_shadow(tmp_path):
         d = tmp_path / f"s{v}" / "validation_suite"
         d.mkdir(parents=True)
         (d / "helpers_tmp.py").write_text(f"def value():\n    return {v}\n")
+        (d / "suite.toml").write_text('[suite]\nmodules = ["helpers_tmp"]\n')
         (d / "c.toml").write_text(case.format(v=v))
         res = run_suite(d, stream=sys.stderr)
         assert res.ok and res.results[0].value == v

@@ -14,6 +14,13 @@ and after each completed update writes a checkpoint:
 A process killed at any point resumes with :meth:`AssimilationRun.resume` from the last complete
 step and, because every batch's randomness depends only on ``(seed, batch index)``, ends with a
 posterior bitwise identical to an uninterrupted run.
+
+``meta.json`` carries a SHA-256 checksum of every array in ``posterior.nc``, ``data.nc`` and each
+rejected batch, and a hash of its own content (seed, counters, RNG state, options); ``resume``
+verifies them all and raises :class:`~vvuq_twin.exceptions.CheckpointIntegrityError` naming the
+file and array on any mismatch (flipped bytes, edited particles or weights, an edited seed, cut
+data) instead of resuming to a wrong posterior. The checksums guard against accidents and naive
+edits, not against a forger who recomputes them.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ from typing import Any, Iterable, Literal, Mapping
 import numpy as np
 import xarray as xr
 
-from ..exceptions import DataValidationError
+from .._io import atomic_write_text, dataset_checksums, fsync_file, json_sha256, write_netcdf
+from ..exceptions import CheckpointIntegrityError, DataValidationError, StreamDataError
 from .smc import (
     LogDensity,
     ParticleCollapseError,
@@ -40,13 +48,8 @@ from .smc import (
 
 __all__ = ["StreamDataError", "AssimilationRun", "validate_batch", "batch_rng"]
 
-_FORMAT = "vvuq_twin.assimilation.checkpoint/1"
+_FORMAT = "vvuq_twin.assimilation.checkpoint/2"
 _ENGINE = "h5netcdf"
-
-
-class StreamDataError(DataValidationError):
-    """A batch failed the data checks (unknown variable or units, NaN, time order); it is
-    recorded as rejected and the posterior is unchanged."""
 
 
 def batch_rng(seed: int, index: int) -> np.random.Generator:
@@ -291,8 +294,9 @@ class AssimilationRun:
             rej = self.checkpoint_dir / "rejected"
             rej.mkdir(exist_ok=True)
             path = rej / f"batch_{index:06d}.nc"
-            batch.to_netcdf(path, engine=_ENGINE)
+            write_netcdf(batch, path, engine=_ENGINE)
             self.rejected[-1]["file"] = str(path.relative_to(self.checkpoint_dir))
+            self.rejected[-1]["sha256"] = dataset_checksums(batch)
         self._checkpoint()
         if self.on_invalid == "raise":
             raise err
@@ -317,8 +321,11 @@ class AssimilationRun:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        self.posterior.to_dataset().to_netcdf(tmp / "posterior.nc", engine=_ENGINE)
-        self._data_dataset().to_netcdf(tmp / "data.nc", engine=_ENGINE)
+        post_ds, data_ds = self.posterior.to_dataset(), self._data_dataset()
+        post_ds.to_netcdf(tmp / "posterior.nc", engine=_ENGINE)
+        data_ds.to_netcdf(tmp / "data.nc", engine=_ENGINE)
+        fsync_file(tmp / "posterior.nc")
+        fsync_file(tmp / "data.nc")
         meta = {
             "format": _FORMAT,
             "seed": self.seed,
@@ -332,18 +339,20 @@ class AssimilationRun:
             "reports": [r.to_dict() for r in self.reports],
             "rejected": [{k: v for k, v in r.items() if k != "batch"} for r in self.rejected],
             "rng_state": self.rng_state,
+            "checksums": {"posterior.nc": dataset_checksums(post_ds),
+                          "data.nc": dataset_checksums(data_ds)},
         }
+        meta = json.loads(json.dumps(meta, default=_json_default))
+        meta["meta_sha256"] = json_sha256(meta)
         with open(tmp / "meta.json", "w") as fh:
-            json.dump(meta, fh, indent=1, default=_json_default)
+            json.dump(meta, fh, indent=1)
             fh.flush()
             os.fsync(fh.fileno())
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        latest_tmp = self.checkpoint_dir / "LATEST.tmp"
-        latest_tmp.write_text(name)
         previous = (self.checkpoint_dir / "LATEST").read_text().strip() if (self.checkpoint_dir / "LATEST").exists() else None
-        os.replace(latest_tmp, self.checkpoint_dir / "LATEST")
+        atomic_write_text(self.checkpoint_dir / "LATEST", name)
         if previous and previous != name and (self.checkpoint_dir / previous).exists():
             shutil.rmtree(self.checkpoint_dir / previous)
 
@@ -364,13 +373,10 @@ class AssimilationRun:
                 f"No checkpoint in {root} (no LATEST file): nothing completed yet; start a new run."
             )
         step = root / latest.read_text().strip()
-        with open(step / "meta.json") as fh:
-            meta = json.load(fh)
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"{step} is not a vvuq_twin assimilation checkpoint (format {meta.get('format')!r}).")
-        with xr.load_dataset(step / "posterior.nc", engine=_ENGINE) as ds:
-            posterior = ParticlePosterior.from_dataset(ds, names=meta["parameters"])
-        data_ds = xr.load_dataset(step / "data.nc", engine=_ENGINE)
+        meta = _read_meta(step)
+        post_ds = _load_checked(step / "posterior.nc", meta["checksums"].get("posterior.nc"))
+        posterior = ParticlePosterior.from_dataset(post_ds, names=meta["parameters"])
+        data_ds = _load_checked(step / "data.nc", meta["checksums"].get("data.nc"))
         run = cls.__new__(cls)
         run.posterior = posterior
         run.log_likelihood, run.log_prior, run.refit = log_likelihood, log_prior, refit
@@ -385,7 +391,7 @@ class AssimilationRun:
         run.reports = [UpdateReport.from_dict(r) for r in meta["reports"]]
         run.rejected = []
         for r in meta["rejected"]:
-            batch = xr.load_dataset(root / r["file"], engine=_ENGINE) if r.get("file") else None
+            batch = _load_checked(root / r["file"], r.get("sha256")) if r.get("file") else None
             run.rejected.append({**r, "batch": batch})
         run.n_seen = int(meta["n_seen"])
         run.rng_state = meta["rng_state"]
@@ -406,6 +412,52 @@ class AssimilationRun:
             },
             coords={"batch": np.array([x.batch_index for x in r], dtype=int)},
         )
+
+
+def _read_meta(step: Path) -> dict[str, Any]:
+    """Read and verify ``meta.json`` of a checkpoint step."""
+    path = step / "meta.json"
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise CheckpointIntegrityError(f"{path} is missing: the checkpoint is incomplete.") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointIntegrityError(f"{path} is not valid JSON ({exc}): the checkpoint is "
+                                       "corrupt.") from exc
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointIntegrityError(
+            f"{step} is not a vvuq_twin assimilation checkpoint of format {_FORMAT!r} (got "
+            f"{got!r}); checkpoints without checksums cannot be resumed safely.")
+    stored = meta.pop("meta_sha256", None)
+    if stored is None or json_sha256(meta) != stored:
+        raise CheckpointIntegrityError(
+            f"{path} was edited: its content (seed, counters, RNG state, options, reports, "
+            "checksums) does not match its stored hash. Resume from an intact checkpoint or "
+            "start again.")
+    if not isinstance(meta.get("checksums"), dict):
+        raise CheckpointIntegrityError(f"{path} has no array checksums.")
+    return meta
+
+
+def _load_checked(path: Path, checksums: Mapping[str, str] | None) -> xr.Dataset:
+    """Load a checkpoint NetCDF file and verify the checksum of every array."""
+    if checksums is None:
+        raise CheckpointIntegrityError(f"{path}: no checksums recorded for this file.")
+    try:
+        ds = xr.load_dataset(path, engine=_ENGINE)
+    except FileNotFoundError as exc:
+        raise CheckpointIntegrityError(f"{path} is missing: the checkpoint is incomplete.") from exc
+    except Exception as exc:  # noqa: BLE001 - h5py raises OSError, KeyError, ...
+        raise CheckpointIntegrityError(
+            f"{path} cannot be read ({type(exc).__name__}: {exc}): the checkpoint is corrupt.") from exc
+    now = dataset_checksums(ds)
+    bad = sorted(k for k in set(now) | set(checksums) if now.get(k) != checksums.get(k))
+    if bad:
+        raise CheckpointIntegrityError(
+            f"{path}: array(s) {bad} do not match the checksums stored in meta.json (edited or "
+            "corrupted). Resume from an intact checkpoint or start again.")
+    return ds
 
 
 def _json_default(o: Any) -> Any:

@@ -4,7 +4,7 @@ Declare a :class:`Decision` (bounded :class:`DecisionVariable` s, a loss, a risk
 chance / buffered / superquantile constraints), solve it by sample average approximation with
 :func:`solve` (CVaR linear program or SciPy), or by Bayesian optimisation with
 :func:`optimize_bo` when each evaluation needs new simulator runs; quantify the value of
-information with :func:`evpi`, :func:`evsi` and :func:`evsi_nested`.
+information with :func:`evpi`, :func:`evsi_regression` and :func:`evsi_nested`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .spec import (
     InfeasibleDecisionError,
     SuperquantileConstraint,
 )
-from .voi import ValueOfInformation, evpi, evsi, evsi_nested
+from .voi import ValueOfInformation, evpi, evsi, evsi_nested, evsi_regression
 
 __all__ = [
     "DecisionVariable",
@@ -42,4 +42,5 @@ __all__ = [
     "evpi",
     "evsi",
     "evsi_nested",
+    "evsi_regression",
 ]

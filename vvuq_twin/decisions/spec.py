@@ -17,7 +17,7 @@ from typing import Callable, Literal, Sequence, Union
 import numpy as np
 from scipy.optimize import LinearConstraint
 
-from ..exceptions import VVUQError
+from ..exceptions import DecisionSpecificationError, InfeasibleDecisionError
 
 __all__ = [
     "DecisionSpecificationError",
@@ -29,28 +29,6 @@ __all__ = [
     "SuperquantileConstraint",
     "Decision",
 ]
-
-
-class DecisionSpecificationError(VVUQError, ValueError):
-    """A decision declaration is invalid (unbounded variable, bad level, wrong shapes...)."""
-
-
-class InfeasibleDecisionError(VVUQError, RuntimeError):
-    """No decision within the bounds meets the risk constraints on the given samples.
-
-    Attributes
-    ----------
-    smallest_risk : dict
-        Constraint name -> smallest achievable value of its risk figure (violation probability,
-        buffered failure probability, or superquantile) over the decision bounds.
-    argmin : dict
-        Constraint name -> decision that attains it.
-    """
-
-    def __init__(self, message: str, smallest_risk: dict[str, float], argmin: dict[str, np.ndarray]):
-        super().__init__(message)
-        self.smallest_risk = smallest_risk
-        self.argmin = argmin
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ optimal-decision loss from :func:`vvuq_twin.decisions.solve`).
 
 * ``EVPI = min_a E[L_a] - E[min_a L_a]``.
 * ``EVSI = min_a E[L_a] - E_y[min_a E[L_a | y]]`` for a proposed measurement ``y``:
-  :func:`evsi` estimates ``E[L_a | y]`` by regressing the losses on the simulated data
+  :func:`evsi_regression` estimates ``E[L_a | y]`` by regressing the losses on the simulated data
   (Strong, Oakley, Brennan & Breeze 2015, here with a polynomial basis), from joint draws
   ``(theta_i, y_i)`` of the prior predictive -- one simulated measurement per draw, no nested
   loop; :func:`evsi_nested` takes a user posterior-update function (e.g. a recalibration of
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -30,7 +31,7 @@ from ..ensembles import evaluate
 from ..exceptions import EnsembleError, SimulatorError
 from .spec import DecisionSpecificationError
 
-__all__ = ["ValueOfInformation", "evpi", "evsi", "evsi_nested"]
+__all__ = ["ValueOfInformation", "evpi", "evsi_regression", "evsi_nested", "evsi"]
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ def _loss_matrix(losses: Any, action_dim: str, sample_dims: Sequence[str] | str 
                 f"Loss dims other than the action dim must all be sample dims; got sample_dims={dims}, "
                 f"other dims {tuple(other)}."
             )
-        actions = list(losses[action_dim].values) if action_dim in losses.coords else list(range(losses.sizes[action_dim]))
+        # plain Python values (str, int), not numpy scalars such as np.str_
+        actions = losses[action_dim].values.tolist() if action_dim in losses.coords else list(range(losses.sizes[action_dim]))
         L = losses.stack(__s__=dims).transpose("__s__", action_dim).values
     else:
         L = np.asarray(losses, dtype=float)
@@ -169,7 +171,7 @@ def _poly_features(Y: np.ndarray, degree: int) -> np.ndarray:
     return np.column_stack(cols)
 
 
-def evsi(
+def evsi_regression(
     losses: Any,
     data: Any,
     *,
@@ -210,11 +212,11 @@ def evsi(
     if not np.isfinite(Y).all():
         raise DecisionSpecificationError("data contains NaN/inf values.")
     if not isinstance(degree, (int, np.integer)) or degree < 1:
-        raise DecisionSpecificationError(f"The 'degree' parameter of evsi must be an integer >= 1; got {degree!r}.")
+        raise DecisionSpecificationError(f"The 'degree' parameter of evsi_regression must be an integer >= 1; got {degree!r}.")
     X = _poly_features(Y, int(degree))
     if X.shape[1] >= L.shape[0] // 5:
         raise DecisionSpecificationError(
-            f"evsi: {X.shape[1]} regression terms for {L.shape[0]} samples is too many; lower the "
+            f"evsi_regression: {X.shape[1]} regression terms for {L.shape[0]} samples is too many; lower the "
             "degree or use more samples."
         )
     coef, *_ = np.linalg.lstsq(X, L, rcond=None)
@@ -227,6 +229,17 @@ def evsi(
     r2 = 1 - resid.var(axis=0) / np.where(L.var(axis=0) > 0, L.var(axis=0), 1.0)
     return _finish("evsi", psi, a0, actions, float(means[a0]), float(fitted.min(axis=1).mean()),
                    L.shape[0], confidence, {"r2": r2.tolist(), "degree": int(degree)})
+
+
+def evsi(losses: Any, data: Any, **kwargs: Any) -> ValueOfInformation:
+    """Deprecated name of :func:`evsi_regression` (one ``evsi`` is :func:`vvuq_twin.design.evsi`)."""
+    warnings.warn(
+        "vvuq_twin.decisions.evsi is deprecated: call evsi_regression(losses, data) (the same "
+        "estimator); vvuq_twin.design.evsi is the EVSI of a design problem.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return evsi_regression(losses, data, **kwargs)
 
 
 def evsi_nested(

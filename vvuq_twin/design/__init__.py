@@ -19,49 +19,113 @@ Known-answer problems live in :mod:`vvuq_twin.testing.problems_design`.
 
 from __future__ import annotations
 
-from .estimators import (
-    EIG_METHODS,
-    UtilityEstimate,
-    eig,
-    eig_candidates,
-    eig_closed_form,
-    eig_laplace,
-    eig_marginal_bound,
-    eig_nmc,
-    eig_pce,
-    eig_posterior_bound,
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - the names below are loaded on first use
+    from .estimators import (
+        EIG_METHODS,
+        UtilityEstimate,
+        eig,
+        eig_candidates,
+        eig_closed_form,
+        eig_laplace,
+        eig_marginal_bound,
+        eig_nmc,
+        eig_pce,
+        eig_posterior_bound,
+    )
+    from .goal import evsi, utility
+    from .optimize import candidate_utilities, optimize_design, select_exhaustive, select_greedy
+    from .problem import (
+        AllParameters,
+        BudgetError,
+        DecisionLoss,
+        DesignError,
+        DesignProblem,
+        EstimatorNotApplicableError,
+        ObservationModelError,
+        ParameterSubset,
+        QoI,
+        Target,
+        torch_seed,
+    )
+    from .twin import (
+        LinearGaussianTwin,
+        preposterior_utility,
+        steer_twin,
+        twin_design_problem,
+        twin_design_utilities,
+        twin_eig_closed_form,
+        twin_linear_gaussian,
+    )
+    from .sequential import (
+        GaussianPosterior,
+        ParticlePosterior,
+        Posterior,
+        WeightedParticles,
+        steer,
+        synthetic_measurement,
+    )
+
+# Names are loaded on first use (PEP 562): ``import vvuq_twin.design`` - and the numpy path
+# through :func:`twin_design_utilities` - do not import torch, gpytorch or botorch; the torch
+# estimators, :class:`DesignProblem` and the botorch optimiser load when first asked for.
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "estimators": (
+        "EIG_METHODS",
+        "UtilityEstimate",
+        "eig",
+        "eig_candidates",
+        "eig_closed_form",
+        "eig_laplace",
+        "eig_marginal_bound",
+        "eig_nmc",
+        "eig_pce",
+        "eig_posterior_bound",
+    ),
+    "goal": (
+        "evsi",
+        "utility",
+    ),
+    "optimize": (
+        "candidate_utilities",
+        "optimize_design",
+        "select_exhaustive",
+        "select_greedy",
+    ),
+    "problem": (
+        "AllParameters",
+        "DecisionLoss",
+        "DesignProblem",
+        "ParameterSubset",
+        "QoI",
+        "Target",
+        "torch_seed",
+    ),
+    "twin": (
+        "preposterior_utility",
+        "LinearGaussianTwin",
+        "steer_twin",
+        "twin_design_problem",
+        "twin_design_utilities",
+        "twin_eig_closed_form",
+        "twin_linear_gaussian",
+    ),
+    "sequential": (
+        "GaussianPosterior",
+        "ParticlePosterior",
+        "Posterior",
+        "WeightedParticles",
+        "steer",
+        "synthetic_measurement",
+    ),
+}
+# the errors are defined in vvuq_twin.exceptions (no torch needed to catch them)
+_EXPORTS["vvuq_twin.exceptions"] = (
+    "BudgetError", "DesignError", "EstimatorNotApplicableError", "ObservationModelError",
 )
-from .goal import evsi, utility
-from .optimize import candidate_utilities, optimize_design, select_exhaustive, select_greedy
-from .problem import (
-    AllParameters,
-    BudgetError,
-    DecisionLoss,
-    DesignError,
-    DesignProblem,
-    EstimatorNotApplicableError,
-    ObservationModelError,
-    ParameterSubset,
-    QoI,
-    Target,
-    torch_seed,
-)
-from .twin import (
-    LinearGaussianTwin,
-    steer_twin,
-    twin_design_problem,
-    twin_design_utilities,
-    twin_eig_closed_form,
-    twin_linear_gaussian,
-)
-from .sequential import (
-    GaussianPosterior,
-    ParticlePosterior,
-    Posterior,
-    WeightedParticles,
-    steer,
-    synthetic_measurement,
-)
+_WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "DesignProblem",
@@ -98,9 +162,23 @@ __all__ = [
     "synthetic_measurement",
     "steer",
     "twin_design_utilities",
+    "preposterior_utility",
     "twin_linear_gaussian",
     "twin_eig_closed_form",
     "twin_design_problem",
     "LinearGaussianTwin",
     "steer_twin",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        mod = _WHERE[name]
+        value = getattr(importlib.import_module(mod if "." in mod else f"{__name__}.{mod}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -91,7 +91,9 @@ class UtilityEstimate:
     quantity : str
         ``"eig"`` (about ``target``) or ``"evsi"``.
     bound : str
-        ``"exact"``, ``"lower"``, ``"upper"``, ``"consistent"`` or ``"approximate"``.
+        ``"exact"`` (no bias: the closed form, or Laplace on a problem declared
+        linear-Gaussian, whose ``se`` is then Monte Carlo error only), ``"lower"``, ``"upper"``,
+        ``"consistent"`` or ``"approximate"``.
     bias_note : str
         What the estimator's bias is and how it scales.
     bias_estimate : float
@@ -532,7 +534,10 @@ def eig_laplace(problem: DesignProblem, design: Any, *, n_outer: int = 500, max_
         kl = kl.detach().cpu().numpy()
     est = float(kl.mean())
     se = float(kl.std(ddof=1) / math.sqrt(len(kl)))
-    return _finish(problem, design, est, se, "laplace", "approximate", _BIAS_NOTES["laplace"], n_outer, 0,
+    # on a problem declared linear-Gaussian the Laplace posterior is the exact posterior, so
+    # each outer term is the exact KL: unbiased (Monte Carlo error only), not an approximation
+    bound = "exact" if problem.linear_gaussian is not None else "approximate"
+    return _finish(problem, design, est, se, "laplace", bound, _BIAS_NOTES["laplace"], n_outer, 0,
                    n_outer * (max_iter + 1), t0, details={"n_failed": n_bad})
 
 

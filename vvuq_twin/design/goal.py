@@ -5,7 +5,7 @@ EVSI is the preposterior value ``min_a E[L_a] - E_y[min_a E[L_a | y, design]]``:
 reduction in Bayes risk from deciding after the measurement. :func:`evsi` computes the posterior
 expected losses by self-normalised importance weighting of prior draws with the design's
 likelihood (``method="nested"``), or hands simulated data to the decisions module's
-regression estimator :func:`vvuq_twin.decisions.evsi` (``method="regression"``).
+regression estimator :func:`vvuq_twin.decisions.evsi_regression` (``method="regression"``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .._rng import RNGLike
-from ..decisions.voi import evsi as _evsi_regression
+from ..decisions.voi import evsi_regression as _evsi_regression
 from .estimators import UtilityEstimate, _check_budget, _check_finite, _finish, eig
 from .problem import DecisionLoss, DesignProblem, EstimatorNotApplicableError, torch_seed
 
@@ -27,7 +27,7 @@ __all__ = ["evsi", "utility"]
 _EVSI_NOTE = {
     "nested": ("preposterior nested estimate with self-normalised importance weights over n_inner prior "
                "draws; biased upward by O(1/n_inner) (the min over noisy posterior losses is optimistic)"),
-    "regression": ("regression (Strong et al. 2015) via vvuq_twin.decisions.evsi: biased downward when the "
+    "regression": ("regression (Strong et al. 2015) via vvuq_twin.decisions.evsi_regression: biased downward when the "
                    "polynomial basis cannot represent E[L_a | y]"),
 }
 
@@ -55,7 +55,7 @@ def evsi(problem: DesignProblem, design: Any, *, method: Literal["nested", "regr
     design : array_like, shape (n_obs, design_dim)
     method : {"nested", "regression"}
         ``"nested"``: preposterior analysis with importance weights (batch-means standard error);
-        ``"regression"``: :func:`vvuq_twin.decisions.evsi` on ``n_outer`` joint draws.
+        ``"regression"``: :func:`vvuq_twin.decisions.evsi_regression` on ``n_outer`` joint draws.
     n_outer, n_inner, n_batches : int
         Budgets (``n_inner`` and ``n_batches`` only for ``"nested"``).
     degree : int

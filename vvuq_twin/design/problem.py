@@ -29,7 +29,12 @@ import torch
 from torch.distributions import Distribution
 
 from .._rng import RNGLike, seed_int
-from ..exceptions import SimulatorError, VVUQError
+from ..exceptions import (
+    BudgetError,
+    DesignError,
+    EstimatorNotApplicableError,
+    ObservationModelError,
+)
 
 __all__ = [
     "DesignError",
@@ -44,22 +49,6 @@ __all__ = [
     "DesignProblem",
     "torch_seed",
 ]
-
-
-class DesignError(VVUQError, ValueError):
-    """A design has the wrong shape, is non-finite, or lies outside the declared bounds."""
-
-
-class ObservationModelError(SimulatorError):
-    """The observation model is undefined (NaN/inf log-likelihood, invalid distribution) at a design."""
-
-
-class EstimatorNotApplicableError(VVUQError, ValueError):
-    """An estimator was asked of a problem it cannot handle (e.g. Laplace on a discrete parameter)."""
-
-
-class BudgetError(VVUQError, ValueError):
-    """A sample budget is too small to give any estimate (or its standard error)."""
 
 
 @dataclass(frozen=True)

@@ -40,10 +40,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import xarray as xr
-from scipy import special, stats
+from scipy import special
 
 from .._rng import RNGLike, as_generator, seed_int
-from .problem import BudgetError, DesignError, EstimatorNotApplicableError
+from ..exceptions import BudgetError, DesignError, EstimatorNotApplicableError
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..inference.results import TwinResult
@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .problem import DesignProblem
 
 __all__ = [
+    "preposterior_utility",
     "twin_design_utilities",
     "twin_linear_gaussian",
     "twin_eig_closed_form",
@@ -95,46 +96,11 @@ def _as_draw_array(arr: Any, n_chain: int, n_draw: int, what: str, ndim_extra: i
 
 
 def _noise(result: "TwinResult", idx: np.ndarray, n_chain: int, n_draw: int) -> dict[str, np.ndarray]:
-    """Per-draw noise parameters of the observation model (natural scale)."""
-    from ..twin.priors import Prior
-
-    twin = result.twin
+    """Per-draw noise values of the observation model (natural scale), as the twin names them."""
+    obs = result.twin.observation
     post = result.idata.posterior
-    obs = twin.observation
-    out: dict[str, np.ndarray] = {}
-    for key, attr, name in (("sigma", "sigma", "sigma_obs"), ("relative", "relative", "sigma_rel"),
-                            ("nu", "nu", "nu_obs")):
-        spec = getattr(obs, attr, None)
-        if spec is None:
-            continue
-        if isinstance(spec, Prior):
-            out[key] = _as_draw_array(post[name], n_chain, n_draw, name, 0)[idx]
-        else:
-            out[key] = np.full(idx.size, float(spec))
-    return out
-
-
-def _obs_logpdf(kind: str, y: np.ndarray, zeta: np.ndarray, sd: np.ndarray, nu: np.ndarray | None) -> np.ndarray:
-    if kind == "Gaussian":
-        return stats.norm.logpdf(y, loc=zeta, scale=sd)
-    if kind == "StudentT":
-        return stats.t.logpdf(y, df=nu, loc=zeta, scale=sd)
-    if kind == "LogNormalObs":
-        return stats.norm.logpdf(np.log(y), loc=np.log(zeta), scale=sd) - np.log(y)
-    raise EstimatorNotApplicableError(
-        f"twin_design_utilities knows the Gaussian, StudentT and LogNormalObs observation models, "
-        f"not {kind}."
-    )
-
-
-def _obs_sample(kind: str, zeta: np.ndarray, sd: np.ndarray, nu: np.ndarray | None,
-                gen: np.random.Generator) -> np.ndarray:
-    z = gen.standard_normal(zeta.shape)
-    if kind == "Gaussian":
-        return zeta + sd * z
-    if kind == "StudentT":
-        return zeta + sd * gen.standard_t(nu[:, None] if np.ndim(zeta) == 2 else nu)
-    return np.exp(np.log(zeta) + sd * z)
+    draws = {name: _as_draw_array(post[name], n_chain, n_draw, name, 0)[idx] for name in obs.noise_names()}
+    return obs.noise_values(draws, n=idx.size)
 
 
 def _check_batches(batches: Any, n_rows: int) -> list[tuple[int, ...]]:
@@ -152,6 +118,45 @@ def _check_batches(batches: Any, n_rows: int) -> list[tuple[int, ...]]:
     if not out:
         raise DesignError("`batches` is empty: give at least one candidate batch.")
     return out
+
+
+# ------------------------------------------------------------------ the estimators
+def preposterior_utility(L: np.ndarray, *, qoi: np.ndarray | None = None,
+                         loss: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Per-outcome utility terms from ``L[i, j] = log p(y_i | draw j)`` (``y_i`` simulated from draw ``i``).
+
+    The estimators of the module docstring on ``N`` equally weighted posterior draws: without a
+    target the prior-contrastive EIG term ``L_ii - log mean_j exp(L_ij)``; with ``qoi`` (one
+    value per draw) the Gaussian entropy reduction ``0.5 log(Var q / Var_{w_i} q)``; with
+    ``loss`` (draws x actions) the EVSI term ``min_a mean_j l_ja - min_a sum_j w_ij l_ja``,
+    ``w_ij ~ exp(L_ij)`` self-normalised. Used by :func:`twin_design_utilities` and by callers
+    with their own measurement model (a quantity ``predict`` does not produce).
+
+    Returns
+    -------
+    (u, ess_q05)
+        The utility term of every simulated outcome, shape (N,) (the utility is its mean, the
+        standard error its sd / sqrt(N)), and the 5% quantile of the importance weights' ESS.
+    """
+    L = np.asarray(L, dtype=float)
+    n = L.shape[0]
+    if L.ndim != 2 or L.shape[1] != n:
+        raise DesignError(f"L must be a square (outcome, draw) matrix of log-likelihoods; got shape {L.shape}.")
+    W = np.exp(L - L.max(axis=1, keepdims=True))
+    W /= W.sum(axis=1, keepdims=True)
+    ess_q05 = float(np.quantile(1.0 / np.sum(W**2, axis=1), 0.05))
+    if qoi is None and loss is None:
+        u = np.diag(L) - (special.logsumexp(L, axis=1) - np.log(n))
+    elif loss is None:
+        q = np.asarray(qoi, dtype=float)
+        m = W @ q
+        v = np.maximum(W @ q**2 - m**2, 1e-300)
+        u = 0.5 * (np.log(np.var(q)) - np.log(v))
+    else:
+        loss = np.asarray(loss, dtype=float)
+        prior_risk = float(np.min(loss.mean(axis=0)))
+        u = prior_risk - np.min(W @ loss, axis=1)
+    return u, ess_q05
 
 
 # ------------------------------------------------------------------ the twin utilities
@@ -220,6 +225,7 @@ def twin_design_utilities(
         with predictive variance, unknown observation models).
     """
     from ..inference.predict import predict
+    from ..twin.observation import ObservationModel
     from ..twin.simulators import Simulator
 
     if hasattr(result, "to_result") and not hasattr(result, "idata"):  # a TwinAssimilation
@@ -233,7 +239,13 @@ def twin_design_utilities(
             "variance to the measurement density; twin_design_utilities needs the exact density. "
             "Design on the twin with the full simulator, or on a torch DesignProblem."
         )
-    kind = type(twin.observation).__name__
+    obs = twin.observation
+    if type(obs).logpdf is ObservationModel.logpdf or type(obs).sample is ObservationModel.sample:
+        raise EstimatorNotApplicableError(
+            f"twin_design_utilities needs the measurement density and sampler in numpy; the "
+            f"observation model {type(obs).__name__} has no logpdf/sample. Implement them "
+            "(see vvuq_twin.twin.observation.ObservationModel)."
+        )
     X = np.asarray(x, dtype=float)
     n_rows = X.shape[0] if X.ndim >= 1 else 0
     if X.ndim not in (1, 2) or n_rows == 0:
@@ -286,16 +298,11 @@ def twin_design_utilities(
     zeta = pred["zeta"].transpose("chain", "draw", "obs").values.reshape(n_total, n_rows)[idx]
     extrap = np.asarray(pred["extrapolation"].values, float) if "extrapolation" in pred else np.full(n_rows, np.nan)
     noise = _noise(result, idx, n_chain, n_draw)
-    # measurement sd per draw and row, as in ObservationModel.scale
-    var = noise["sigma"][:, None] ** 2 * np.ones((1, n_rows))
-    if "relative" in noise:
-        base = np.log(zeta) if getattr(twin.observation, "positive", False) else zeta
-        var = var + (noise["relative"][:, None] * np.abs(base)) ** 2
-    if ysd is not None:
-        var = var + ysd[None, :] ** 2
-    sd = np.sqrt(var)
-    nu = noise.get("nu")
-    if kind == "LogNormalObs" and np.any(zeta <= 0):
+    # measurement sd per draw and row (ObservationModel.scale in numpy)
+    sd = obs.scale_numpy(noise, zeta, None if ysd is None else ysd[None, :])
+    # the other noise values of draw j, along the second axis of L[i, j]
+    noise_j = {k: v[None, :] for k, v in noise.items()}
+    if obs.positive and np.any(zeta <= 0):
         raise DesignError("The predicted true process is <= 0 at some candidate: a log-normal measurement is undefined there.")
     if qoi is not None:
         qoi = qoi[idx]
@@ -306,26 +313,13 @@ def twin_design_utilities(
     for g in groups:
         cols = list(g)
         z, s = zeta[:, cols], sd[:, cols]
-        y = _obs_sample(kind, z, s, nu, gen)  # (N, k): outcome i simulated from draw i
+        y = obs.sample(z, s, noise, gen)  # (N, k): outcome i simulated from draw i
         # L[i, j] = log p(y_i | draw j), summed over the rows of the batch
         L = np.zeros((n_use, n_use))
         for c in range(len(cols)):
-            L += _obs_logpdf(kind, y[:, c][:, None], z[:, c][None, :], s[:, c][None, :],
-                             None if nu is None else nu[None, :])
-        if tkind == "parameters":
-            u = np.diag(L) - (special.logsumexp(L, axis=1) - np.log(n_use))
-            ess_min.append(np.nan)
-        else:
-            W = np.exp(L - L.max(axis=1, keepdims=True))
-            W /= W.sum(axis=1, keepdims=True)
-            ess_min.append(float(np.quantile(1.0 / np.sum(W**2, axis=1), 0.05)))
-            if tkind == "qoi":
-                m = W @ qoi
-                v = np.maximum(W @ qoi**2 - m**2, 1e-300)
-                u = 0.5 * (np.log(np.var(qoi)) - np.log(v))
-            else:
-                prior_risk = float(np.min(loss.mean(axis=0)))
-                u = prior_risk - np.min(W @ loss, axis=1)
+            L += obs.logpdf(y[:, c][:, None], z[:, c][None, :], s[:, c][None, :], noise_j)
+        u, ess = preposterior_utility(L, qoi=qoi, loss=loss)
+        ess_min.append(np.nan if tkind == "parameters" else ess)
         util.append(float(np.mean(u)))
         se.append(float(np.std(u, ddof=1) / np.sqrt(n_use)))
         ext.append(float(np.nanmax(extrap[cols])) if np.any(np.isfinite(extrap[cols])) else np.nan)
@@ -473,12 +467,15 @@ def twin_eig_closed_form(
     x: Any,
     *,
     data: "TwinData | None" = None,
-    batches: Sequence[Sequence[int]] | None = None,
+    batches: Sequence[Sequence[int]] | str | None = None,
 ) -> np.ndarray:
     """Closed-form EIG (nats) of each candidate (batch) of a linear-Gaussian twin.
 
     ``EIG = 0.5 log det(I + J_b S J_b^T / sigma^2)`` with ``S`` the prior covariance, or the
     conjugate posterior covariance after ``data`` when given.
+
+    ``batches``: None scores every row of ``x`` on its own; ``"all"`` scores the whole design
+    (all rows measured together, one value); a list of row-index lists scores those batches.
     """
     X = np.asarray(x, float)
     X = X[:, None] if X.ndim == 1 else X
@@ -490,6 +487,10 @@ def twin_eig_closed_form(
         lgd = twin_linear_gaussian(twin, np.asarray(data.x, float)[mask])
         _, S = lg.posterior(lgd.J, np.asarray(data.y, float)[mask], lgd.offset)
     out = []
+    if isinstance(batches, str):
+        if batches != "all":
+            raise DesignError(f"`batches` must be None, 'all' or a list of row-index lists; got {batches!r}.")
+        batches = [list(range(X.shape[0]))]
     for g in _check_batches(batches, X.shape[0]):
         Jb = lg.J[list(g)]
         M = np.eye(len(g)) + Jb @ S @ Jb.T / lg.sigma**2
@@ -499,15 +500,18 @@ def twin_eig_closed_form(
 
 def twin_design_problem(
     twin: "Twin",
-    design_bounds: Any,
+    design_bounds: Any = None,
     *,
+    bounds: Any = None,
     data: "TwinData | None" = None,
     target: Any = None,
 ) -> "DesignProblem":
     """A torch :class:`~vvuq_twin.design.DesignProblem` for a linear-Gaussian twin.
 
-    The design variable is the measurement input ``x`` (``design_bounds``: ``(d, 2)`` lower/upper
-    bounds of each input column); the prior is the twin's normal prior, or its conjugate
+    The design variable is the measurement input ``x``; ``bounds`` has shape ``(2, d)`` (row 0
+    lower, row 1 upper bounds of each input column), the convention of
+    :class:`~vvuq_twin.design.DesignProblem` and botorch. (The positional ``design_bounds`` of
+    shape ``(d, 2)`` still works, with a DeprecationWarning.) The prior is the twin's normal prior, or its conjugate
     posterior after ``data``. The observation model evaluates the twin's simulator (linear in the
     parameters, so ``eta(x, theta) = eta(x, 0) + J(x) theta``) through its compiled pytensor
     function for ``J(x)`` and declares ``linear_gaussian`` so that every estimator of
@@ -518,10 +522,26 @@ def twin_design_problem(
 
     from .problem import AllParameters, DesignProblem
 
-    b = np.asarray(design_bounds, float)
-    b = b[None, :] if b.ndim == 1 else b
-    if b.ndim != 2 or b.shape[1] != 2 or np.any(b[:, 0] >= b[:, 1]):
-        raise DesignError(f"`design_bounds` must be (d, 2) with lower < upper, got {np.asarray(design_bounds).tolist()}.")
+    if (bounds is None) == (design_bounds is None):
+        raise DesignError("Pass the design bounds once, as bounds=(2, d) (lower row, upper row).")
+    if design_bounds is not None:
+        warnings.warn(
+            "twin_design_problem(twin, design_bounds) with (d, 2) bounds is deprecated: pass "
+            "bounds=(2, d) (lower row, upper row), the convention of DesignProblem.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        b = np.asarray(design_bounds, float)
+        b = b[None, :] if b.ndim == 1 else b
+        if b.ndim != 2 or b.shape[1] != 2 or np.any(b[:, 0] >= b[:, 1]):
+            raise DesignError(f"`design_bounds` must be (d, 2) with lower < upper, got {np.asarray(design_bounds).tolist()}.")
+    else:
+        bt = np.asarray(bounds, float)
+        bt = bt[:, None] if bt.ndim == 1 else bt
+        if bt.ndim != 2 or bt.shape[0] != 2 or np.any(bt[0] >= bt[1]):
+            raise DesignError(f"`bounds` must be (2, d): a row of lower and a row of upper bounds, lower < upper; "
+                              f"got {np.asarray(bounds).tolist()}.")
+        b = bt.T
     probe = twin_linear_gaussian(twin, b[:, 0][None, :])
     mean, cov = probe.prior_mean, probe.prior_cov
     if data is not None:

@@ -5,8 +5,10 @@ from .diagnostics import Diagnostics, Thresholds, compute_diagnostics
 from .ledger import Entry, Ledger
 from .predict import predict
 from .results import TwinResult, load_result
+from .smc import SMCOptions, smc_sample_stats
 
 __all__ = [
     "ROLE_DETERMINISTICS", "calibrate", "clear_compile_cache", "Diagnostics", "Thresholds",
     "compute_diagnostics", "Entry", "Ledger", "predict", "TwinResult", "load_result",
+    "SMCOptions", "smc_sample_stats",
 ]

@@ -1,5 +1,9 @@
 """Calibrate a twin: NUTS through nutpie by default, PyMC's NUTS as fallback, SMC on request.
 
+SMC (no gradient, or on request) is documented in :mod:`vvuq_twin.inference.smc`; a black box
+with a Jacobian is sent to NUTS or SMC by the cost model of
+:mod:`vvuq_twin.inference.sampler_choice`.
+
 Compiled models are cached in memory, keyed by the declaration hash and the data's *structure*
 hash (inputs, units, known sds, missing mask - not the observed values, which live in a data
 container): recalibrating the same twin with another seed or more draws, or on new
@@ -9,6 +13,7 @@ compile again.
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from collections import OrderedDict
@@ -20,20 +25,31 @@ import pymc as pm
 import xarray as xr
 
 from .._rng import RNGLike, as_generator, spawn_seeds
-from ..exceptions import CalibrationError, SamplerChoiceWarning
+from ..exceptions import (
+    CalibrationError,
+    SamplerChoiceWarning,
+    SimulatorCalibrationError,
+    SimulatorError,
+)
 from ..twin.data import TwinData
 from ..twin.declaration import OBSERVED_DATA_NAME, Twin
+from ._checks import check_calibrate_args
+from ..twin.declaration import ROLE_DETERMINISTICS as _ROLE_DETERMINISTICS
 from .diagnostics import Thresholds, compute_diagnostics
 from .ledger import Ledger
 from .results import TwinResult
+from .smc import SMCOptions, smc_checks, smc_sample_stats, smc_summary
+from .sampler_choice import choose_sampler_by_cost, is_python_op_simulator
 
 __all__ = ["calibrate", "clear_compile_cache", "ROLE_DETERMINISTICS"]
 
-#: Deterministics moved from the posterior to the posterior predictive group
-ROLE_DETERMINISTICS = ("eta", "delta", "zeta")
+#: Deterministics moved from the posterior to the posterior predictive group (defined once,
+#: in the declaration: the role variables other than the observed y)
+ROLE_DETERMINISTICS = _ROLE_DETERMINISTICS
 
 _CACHE: "OrderedDict[tuple[str, str], Any]" = OrderedDict()
 _CACHE_SIZE = 16
+_log = logging.getLogger("vvuq_twin.calibrate")
 
 
 def clear_compile_cache() -> None:
@@ -64,6 +80,8 @@ def _resolve_method(twin: Twin, method: str) -> str:
     if method not in valid:
         raise ValueError(f"`method` must be one of {valid}, got {method!r}.")
     if method == "auto":
+        if twin.has_gradient and is_python_op_simulator(twin.simulator):
+            return "auto-cost"  # a black box with a Jacobian: chosen by measured cost
         if twin.has_gradient:
             return "nutpie"
         warnings.warn(
@@ -75,6 +93,20 @@ def _resolve_method(twin: Twin, method: str) -> str:
         return "smc"
     if method == "nuts":
         method = "nutpie"
+        if twin.has_gradient and is_python_op_simulator(twin.simulator):
+            # nutpie compiles with numba, which runs a Python Op in object mode; PyMC's NUTS
+            # with the pytensor C backend calls the Op's Python code directly
+            _log.info("method='nuts' with a Python black-box simulator: using PyMC's NUTS "
+                      "(pytensor C backend) rather than nutpie (numba object mode).")
+            method = "pymc"
+    elif method == "nutpie" and twin.has_gradient and is_python_op_simulator(twin.simulator):
+        warnings.warn(
+            "method='nutpie' with a Python black-box simulator: nutpie compiles with numba, which "
+            "runs the simulator's Op in object mode (slow). method='nuts' or 'auto' uses PyMC's "
+            "NUTS with the pytensor C backend instead.",
+            SamplerChoiceWarning,
+            stacklevel=3,
+        )
     if method in ("nutpie", "pymc") and not twin.has_gradient:
         raise CalibrationError(
             f"NUTS needs gradients, but {twin.simulator.no_gradient_reason}. Use method='smc' "
@@ -99,6 +131,7 @@ def calibrate(
     thresholds: Thresholds | None = None,
     warn: bool = True,
     ledger: Ledger | None = None,
+    smc: SMCOptions | dict[str, Any] | None = None,
 ) -> TwinResult:
     """Calibrate ``twin`` to ``data``.
 
@@ -107,11 +140,17 @@ def calibrate(
     twin : Twin
     data : TwinData
     method : {"auto", "nuts", "nutpie", "pymc", "smc"}
-        ``"auto"``: NUTS via nutpie when the simulator has gradients, else SMC (with a
-        :class:`~vvuq_twin.exceptions.SamplerChoiceWarning` saying why). ``"pymc"``: PyMC's own
-        NUTS. ``"smc"``: ``pm.sample_smc`` (for multimodal posteriors or no gradient).
+        ``"auto"``: NUTS via nutpie when the simulator is differentiable pytensor; SMC (with a
+        :class:`~vvuq_twin.exceptions.SamplerChoiceWarning` saying why) when it has no
+        gradient; for a :class:`~vvuq_twin.twin.BlackBoxSimulator` *with* a Jacobian, PyMC's
+        NUTS or SMC, whichever a measured cost estimate says is cheaper (a few timed
+        evaluations; see :mod:`vvuq_twin.inference.sampler_choice`), recorded in
+        ``info["sampler_choice"]`` and logged. ``"nuts"``: nutpie, or PyMC's NUTS for a
+        Python black box (nutpie's numba backend would run it in object mode). ``"pymc"``:
+        PyMC's own NUTS. ``"smc"``: ``pm.sample_smc`` (multimodal posteriors or no gradient).
     draws, tune, chains : int
-        Posterior draws per chain, warm-up iterations (NUTS), number of chains.
+        Posterior draws per chain, warm-up iterations (NUTS), number of chains. For SMC:
+        particles per run, unused, and independent runs (R-hat is computed across runs).
     rng : Generator, int or None
         Seed; the same seed gives the same draws.
     target_accept : float, optional
@@ -129,11 +168,28 @@ def calibrate(
         Emit a DiagnosticsWarning when diagnostics fail (default True).
     ledger : Ledger, optional
         Ledger to append the calibration record to (a new one by default).
+    smc : SMCOptions or dict, optional
+        SMC controls (kernel, tempering and correlation thresholds, parallel runs, SMC
+        diagnostic thresholds); see :class:`~vvuq_twin.inference.smc.SMCOptions`. Only for SMC.
 
     Returns
     -------
     TwinResult
+
+    Raises
+    ------
+    ValueError, TypeError
+        Invalid arguments (checked before anything is built or compiled).
+    SimulatorCalibrationError
+        The simulator raised or returned NaN/inf (or the wrong shape) while sampling; the
+        message names the parameter values. With every sampler this ends calibration - it is not
+        counted as a rejected proposal. It is both a SimulatorError and a CalibrationError.
     """
+    check_calibrate_args(twin, data, method=method, draws=draws, tune=tune, chains=chains, rng=rng,
+                         target_accept=target_accept, progressbar=progressbar,
+                         posterior_predictive=posterior_predictive, cores=cores,
+                         thresholds=thresholds, warn=warn, ledger=ledger)  # before any compile
+    draws, tune, chains = int(draws), int(tune), int(chains)
     for nm, v in (("draws", draws), ("chains", chains)):
         if int(v) < 1:
             raise ValueError(f"`{nm}` must be >= 1, got {v}.")
@@ -144,6 +200,12 @@ def calibrate(
     gen = as_generator(rng)
     seed_sample, seed_pp = spawn_seeds(gen, 2)
     resolved = _resolve_method(twin, method)
+    smc_opts = SMCOptions.coerce(smc)
+    if smc is not None and resolved in ("nutpie", "pymc"):
+        raise ValueError(
+            f"`smc` options were given but the twin is calibrated with {resolved} (NUTS); pass "
+            "method='smc' (or 'auto' for a simulator without a gradient), or drop `smc`."
+        )
     twin.check(data)  # validation before any compilation
     model = twin.build_model(data, check=False)
     t0 = time.perf_counter()
@@ -151,6 +213,12 @@ def calibrate(
     import os
 
     ncores = cores if cores is not None else max(1, min(chains, os.cpu_count() or 1))
+    choice: dict[str, Any] | None = None
+    if resolved == "auto-cost":
+        resolved, choice = choose_sampler_by_cost(
+            model, draws=draws, tune=tune, chains=chains, cores=ncores, rng=seed_sample,
+        )
+        _log.info("calibrate(%s): %s", twin.name, choice["reason"])
     # chains run in parallel threads/processes: give each at most its share of the CPUs for
     # BLAS/LAPACK (OpenBLAS threads of parallel chains oversubscribe the cores; measured on 2
     # cores: a 1000 x 1000 Cholesky took 1.15 s with 2 BLAS threads per chain, 0.04 s with 1)
@@ -191,13 +259,46 @@ def calibrate(
             sample_time = time.perf_counter() - ts
         else:
             ts = time.perf_counter()
+            # independent runs in parallel processes through PyMC's SMC process pool (it
+            # re-uses the compiled kernel; vvuq_twin.ensembles returns numeric arrays per input
+            # row and would have to recompile the model in every worker)
+            smc_cores = max(1, min(ncores, chains)) if smc_opts.parallel else 1
+            smc_mode = (f"{chains} runs in {smc_cores} parallel processes" if smc_cores > 1 else
+                        f"{chains} run(s) sequentially in this process ("
+                        + ("SMCOptions(parallel=False)" if not smc_opts.parallel else
+                           f"cores={ncores}" if chains > 1 else "one run") + ")")
+            _log.info("calibrate(%s): SMC, %s kernel, %d particles per run, %s.", twin.name,
+                      smc_opts.kernel.upper(), draws, smc_mode)
+            smc_cost = None
+            if is_python_op_simulator(twin.simulator):
+                # feedback before a long run: time the likelihood and say what to expect
+                from .sampler_choice import SMC_LOGPS_PER_PARTICLE, measure_model_cost
+
+                smc_cost = measure_model_cost(model, n_evals=3, rng=seed_sample, gradient=False)
+                smc_cost["estimated_sample_time_s"] = (
+                    chains * draws * SMC_LOGPS_PER_PARTICLE * smc_cost["logp_s"] / smc_cores)
+                _log.info("calibrate(%s): %.3g ms per log density (black box); expect at least "
+                          "%.2g s of SMC (planning %d evaluations per particle, on uncontended "
+                          "cores; logger 'vvuq_twin.smc' reports each stage)%s.", twin.name,
+                          smc_cost["logp_s"] * 1e3, smc_cost["estimated_sample_time_s"],
+                          SMC_LOGPS_PER_PARTICLE, "" if progressbar else "; progressbar=True shows a bar")
+            ts = time.perf_counter()
             with model:
                 idata = pm.sample_smc(
-                    draws=draws, chains=chains, cores=1, random_seed=seed_sample,
+                    draws=draws, chains=chains, cores=smc_cores, random_seed=seed_sample,
                     progressbar=progressbar, compute_convergence_checks=False,
+                    **smc_opts.sampler_kwargs(),
                 )
+            idata.sample_stats = smc_sample_stats(
+                idata.sample_stats, nchain=int(idata.posterior.sizes["chain"]), kernel=smc_opts.kernel,
+            )
             sample_time = time.perf_counter() - ts
     except Exception as exc:
+        sim_err = _simulator_error_in(exc)
+        if sim_err is not None:  # the simulator's own error, naming its parameter values
+            raise SimulatorCalibrationError(
+                f"Sampling twin {twin.name!r} with {resolved} stopped: "
+                + str(sim_err).split("\nApply node")[0]) from exc
         raise CalibrationError(
             f"Sampling twin {twin.name!r} with {resolved} failed: {type(exc).__name__}: {exc}"
         ) from exc
@@ -209,6 +310,8 @@ def calibrate(
         idata, sampler=resolved, thresholds=thresholds,
         var_names=[v for v in idata.posterior.data_vars],
     )
+    if resolved == "smc":
+        diags.checks.update(smc_checks(idata.sample_stats, smc_opts))
     if warn:
         diags.warn()
     info = {
@@ -224,6 +327,18 @@ def calibrate(
         "total_time_s": float(time.perf_counter() - t0),
         "versions": _versions(),
     }
+    if resolved == "smc":
+        # what SMC actually used: particles and runs, no warm-up
+        del info["tune"]
+        info["smc"] = {"particles_per_run": int(draws), "runs": int(chains), **smc_opts.to_dict(),
+                       "mode": smc_mode, "processes": int(smc_cores),
+                       **smc_summary(idata.sample_stats)}
+        steps = np.asarray(idata.sample_stats["stage_mcmc_steps"], dtype=float)
+        info["smc"]["likelihood_evaluations"] = int(draws * (np.nansum(steps) + steps.shape[0]))
+        if smc_cost is not None:
+            info["smc"]["cost_estimate"] = smc_cost
+    if choice is not None:
+        info["sampler_choice"] = choice
     led = ledger if ledger is not None else Ledger()
     led.record(
         "calibration", "sampler_diagnostics", twin=twin, data_hash=data.hash,
@@ -246,12 +361,21 @@ def _arrange_groups(idata, model, data: TwinData, posterior_predictive: bool, se
     missing_roles = [v for v in ROLE_DETERMINISTICS if v not in post]
     want = missing_roles + (["y"] if posterior_predictive else [])
     if want:
-        with model:
-            ppc = pm.sample_posterior_predictive(
-                az.InferenceData(posterior=post.drop_vars(internal)),
-                var_names=want, random_seed=seed, progressbar=False,
-                return_inferencedata=True,
-            )
+        # without posterior_predictive the draw of the role variables (delta of a marginalised
+        # GP) is internal: PyMC's "Sampling: [delta]" line is not shown
+        forward_log = logging.getLogger("pymc.sampling.forward")
+        level = forward_log.level
+        if not posterior_predictive:
+            forward_log.setLevel(logging.WARNING)
+        try:
+            with model:
+                ppc = pm.sample_posterior_predictive(
+                    az.InferenceData(posterior=post.drop_vars(internal)),
+                    var_names=want, random_seed=seed, progressbar=False,
+                    return_inferencedata=True,
+                )
+        finally:
+            forward_log.setLevel(level)
         drawn = ppc.posterior_predictive[want]
         pp = xr.merge([pp, drawn], compat="override", join="left")
         pp = pp[[v for v in (*ROLE_DETERMINISTICS, "y") if v in pp]]
@@ -262,6 +386,18 @@ def _arrange_groups(idata, model, data: TwinData, posterior_predictive: bool, se
         observed_data=data.to_dataset(),
     )
     return out
+
+
+def _simulator_error_in(exc: BaseException) -> SimulatorError | None:
+    """The SimulatorError behind a sampler's exception (also across PyMC's worker processes)."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, SimulatorError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _versions() -> dict[str, str]:

@@ -88,10 +88,13 @@ class Diagnostics:
     def warn(self) -> None:
         """Emit a DiagnosticsWarning listing every failed check (no-op when all pass)."""
         if not self.passed:
+            fix = ("more particles (draws) or runs (chains), a higher tempering threshold "
+                   "(SMCOptions(threshold=0.7)), kernel='mh' for curved posteriors"
+                   if self.sampler == "smc" else
+                   "run longer (more draws/tune), reparameterise, raise target_accept")
             warnings.warn(
                 "Sampler diagnostics FAILED: " + "; ".join(self.failures) + ". The posterior may "
-                "be unreliable: run longer (more draws/tune), reparameterise, raise "
-                "target_accept, or inspect the twin for non-identifiability.",
+                f"be unreliable: {fix}, or inspect the twin for non-identifiability.",
                 DiagnosticsWarning,
                 stacklevel=3,
             )

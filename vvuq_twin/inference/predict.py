@@ -11,6 +11,7 @@ import xarray as xr
 from .._rng import RNGLike, seed_int
 from ..exceptions import DataValidationError
 from ..twin.declaration import PredictSpec
+from ._checks import check_predict_args
 from .results import TwinResult
 
 __all__ = ["predict"]
@@ -57,6 +58,7 @@ def predict(
         ``eta``, ``delta``, ``zeta`` (and ``y``) with dims (chain, draw, obs); coordinate ``x``
         holds the inputs. For a new unit, the drawn per-unit parameters ``<name>_new`` too.
     """
+    check_predict_args(result, unit=unit, rng=rng, include_y=include_y)  # before any build
     if result.twin is None or result.data is None:
         raise DataValidationError(
             "This result has no twin/data attached (it was loaded from disk). Load it with "
@@ -109,8 +111,7 @@ def predict(
     if unit_idx is not None:
         out = out.assign_coords(unit_label=("obs", np.asarray(twin.unit_index(data)[1])[unit_idx]))
     if domain is not None:
-        # the domain object is a plain numpy/xarray component (vvuq_twin.validation.domain)
-        from ..validation.domain import ValidationDomain
+        from ..domain import ValidationDomain
 
         dom = ValidationDomain.from_data(data) if isinstance(domain, str) and domain == "calibration" else domain
         out = dom.annotate(out, dim="obs")

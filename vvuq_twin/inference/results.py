@@ -10,11 +10,11 @@ from typing import Any
 import arviz as az
 
 
-from ..exceptions import DataValidationError
+from ..exceptions import DataValidationError, LedgerIntegrityError, ResultFileError
 from .diagnostics import Diagnostics
 from .ledger import Ledger
 
-__all__ = ["TwinResult", "load_result"]
+__all__ = ["TwinResult", "load_result", "verify_result_file", "ResultFileError"]
 
 
 @dataclass
@@ -61,15 +61,22 @@ class TwinResult:
         """ArviZ summary table of the calibration parameters (a pandas DataFrame)."""
         if var_names is None and self.twin is not None:
             var_names = [v for v in self.twin.parameter_names if v in self.posterior]
-            var_names += [v for v in self.posterior.data_vars
-                          if v.endswith(("_mu", "_sigma")) or v in ("sigma_obs", "sigma_rel", "nu_obs")
-                          or (v.startswith("delta_") and v.endswith(("_ls", "_eta", "_bias")))]
+            hyper = set(self.twin.hyperparameter_names())  # the declaration names them
+            var_names += [v for v in self.posterior.data_vars if v in hyper]
         return az.summary(self.idata, var_names=var_names)
 
     def to_netcdf(self, path: str | Path) -> Path:
-        """Save as one NetCDF file (hashes, diagnostics, ledger and info in the attributes)."""
+        """Save as one NetCDF file (hashes, diagnostics, ledger and info in the attributes).
+
+        The file is written atomically (temporary file in the same directory, fsync,
+        ``os.replace``): an existing file at ``path`` is replaced only by a complete new one.
+        A SHA-256 checksum of every variable of every group (posterior draws, observed data,
+        ...) and of the vvuq_twin attributes is stored with it and verified by
+        :func:`load_result`.
+        """
+        from .._io import write_netcdf
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         attrs = {
             "vvuq_twin_declaration_hash": self.declaration_hash,
             "vvuq_twin_data_hash": self.data_hash,
@@ -79,9 +86,112 @@ class TwinResult:
             "vvuq_twin_declaration": json.dumps(self.twin.spec(), default=str) if self.twin is not None else "",
         }
         idata = self.idata.copy()
+        from .smc import is_raw_smc_stats, smc_sample_stats
+
+        if is_raw_smc_stats(idata.get("sample_stats", None)):  # PyMC's ragged SMC stats
+            idata.sample_stats = smc_sample_stats(idata.sample_stats, nchain=int(idata.posterior.sizes["chain"]))
+        attrs[INTEGRITY_ATTR] = _integrity_record(idata, attrs)
         idata.posterior.attrs.update(attrs)
-        idata.to_netcdf(str(path), engine="h5netcdf")
+        write_netcdf(idata, path, engine="h5netcdf")
         return path
+
+
+#: attribute holding the checksums of a saved result
+INTEGRITY_ATTR = "vvuq_twin_integrity"
+#: format tag of the integrity record
+RESULT_FORMAT = "vvuq_twin.result/2"
+#: attributes every complete result file holds (in its posterior group)
+REQUIRED_ATTRS = (
+    "vvuq_twin_declaration_hash", "vvuq_twin_data_hash", "vvuq_twin_diagnostics",
+    "vvuq_twin_ledger", "vvuq_twin_info", "vvuq_twin_declaration", INTEGRITY_ATTR,
+)
+
+
+def _integrity_record(idata: az.InferenceData, attrs: dict[str, str]) -> str:
+    from .._io import dataset_checksums, json_sha256
+
+    groups = {g: dataset_checksums(idata[g]) for g in idata.groups()}
+    return json.dumps({
+        "format": RESULT_FORMAT,
+        "groups": groups,
+        "attrs_sha256": json_sha256({k: attrs[k] for k in sorted(attrs) if k != INTEGRITY_ATTR}),
+    }, sort_keys=True)
+
+
+def _read_result_file(path: Path) -> az.InferenceData:
+    """Open a result file, turning HDF5/NetCDF failures into a named ResultFileError."""
+    if not path.exists():
+        raise FileNotFoundError(f"No result file at {path}.")
+    try:
+        idata = az.from_netcdf(str(path), engine="h5netcdf")
+        idata.load() if hasattr(idata, "load") else None
+    except Exception as exc:  # noqa: BLE001 - h5py/netCDF raise OSError, KeyError, ...
+        raise ResultFileError(
+            f"{path}: cannot be read as a NetCDF result file ({type(exc).__name__}: {exc}). It is "
+            "truncated, corrupt or not a vvuq_twin result; recompute it or restore a good copy."
+        ) from exc
+    return idata
+
+
+def verify_result_file(idata: az.InferenceData, path: str | Path) -> dict[str, str]:
+    """Check that a loaded result is complete and matches its stored checksums.
+
+    Returns the vvuq_twin attributes. Raises :class:`~vvuq_twin.exceptions.ResultFileError`
+    naming the file and what is missing or does not match.
+    """
+    from .._io import dataset_checksums, json_sha256
+
+    groups = list(idata.groups())
+    if "posterior" not in groups:
+        raise ResultFileError(
+            f"{path}: incomplete result file: group 'posterior' is missing (groups present: "
+            f"{groups}). The write was interrupted or the file is not a vvuq_twin result."
+        )
+    attrs = {k: v for k, v in idata.posterior.attrs.items() if str(k).startswith("vvuq_twin_")}
+    missing = [k for k in REQUIRED_ATTRS if k not in attrs]
+    if missing:
+        hint = (" It was written by a vvuq_twin version without checksums: load it with that "
+                "version and save it again, or recompute it." if missing == [INTEGRITY_ATTR]
+                else " The write was interrupted or the file is not a vvuq_twin result.")
+        raise ResultFileError(f"{path}: incomplete result file: attribute(s) {missing} missing "
+                              f"from group 'posterior'.{hint}")
+    try:
+        record = json.loads(attrs[INTEGRITY_ATTR])
+        stored_groups = dict(record["groups"])
+        fmt = record["format"]
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ResultFileError(f"{path}: attribute {INTEGRITY_ATTR!r} is malformed ({exc}).") from exc
+    if fmt != RESULT_FORMAT:
+        raise ResultFileError(f"{path}: unknown result format {fmt!r} (expected {RESULT_FORMAT!r}).")
+    absent = [g for g in stored_groups if g not in groups]
+    if absent:
+        raise ResultFileError(
+            f"{path}: incomplete result file: group(s) {absent} written with it are missing "
+            f"(present: {groups})."
+        )
+    extra = [g for g in groups if g not in stored_groups]
+    if extra:
+        raise ResultFileError(f"{path}: group(s) {extra} were added after the file was written "
+                              "(not covered by its checksums).")
+    problems = []
+    for g, stored in stored_groups.items():
+        now = dataset_checksums(idata[g])
+        for name in sorted(set(stored) | set(now)):
+            if name not in now:
+                problems.append(f"{g}[{name!r}] missing")
+            elif name not in stored:
+                problems.append(f"{g}[{name!r}] added")
+            elif now[name] != stored[name]:
+                problems.append(f"{g}[{name!r}] changed")
+    if json_sha256({k: attrs[k] for k in sorted(attrs) if k != INTEGRITY_ATTR}) != record.get("attrs_sha256"):
+        problems.append("vvuq_twin attributes (hashes, diagnostics, ledger, info) changed")
+    if problems:
+        raise ResultFileError(
+            f"{path}: content does not match the SHA-256 checksums stored when it was written: "
+            f"{'; '.join(problems[:10])}{' ...' if len(problems) > 10 else ''}. The file was edited "
+            "or corrupted; recompute it or restore a good copy."
+        )
+    return attrs
 
 
 def load_result(path: str | Path, *, twin: Any = None, data: Any = None) -> TwinResult:
@@ -94,10 +204,21 @@ def load_result(path: str | Path, *, twin: Any = None, data: Any = None) -> Twin
         the model the draws came from).
     data : TwinData, optional
         The calibration data; its hash must match.
+
+    Raises
+    ------
+    ResultFileError
+        The file is truncated or corrupt, lacks a group or attribute a complete result has, or
+        its content (posterior draws, observed data, any other group, the hashes, diagnostics,
+        ledger or info) does not match the SHA-256 checksums stored when it was written.
+    LedgerIntegrityError
+        The stored ledger's hash chain is broken.
+    DataValidationError
+        ``twin`` or ``data`` do not match the stored hashes.
     """
-    idata = az.from_netcdf(str(path), engine="h5netcdf")
-    idata.load() if hasattr(idata, "load") else None
-    attrs = dict(idata.posterior.attrs)
+    path = Path(path)
+    idata = _read_result_file(path)
+    attrs = verify_result_file(idata, path)
     dh = attrs.get("vvuq_twin_declaration_hash", "")
     ah = attrs.get("vvuq_twin_data_hash", "")
     if twin is not None and twin.hash != dh:
@@ -118,11 +239,21 @@ def load_result(path: str | Path, *, twin: Any = None, data: Any = None) -> Twin
 
         from .diagnostics import Thresholds
 
-        d = json.loads(diag_json)
-        diagnostics = Diagnostics(table=xr.Dataset(), checks=d["checks"], sampler=d["sampler"],
-                                  thresholds=Thresholds(**d["thresholds"]))
-    ledger = Ledger.from_json(attrs.get("vvuq_twin_ledger", "[]") or "[]")
-    info = json.loads(attrs.get("vvuq_twin_info", "{}") or "{}")
+        try:
+            d = json.loads(diag_json)
+            diagnostics = Diagnostics(table=xr.Dataset(), checks=d["checks"], sampler=d["sampler"],
+                                      thresholds=Thresholds(**d["thresholds"]))
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ResultFileError(f"{path}: attribute 'vvuq_twin_diagnostics' is malformed "
+                                  f"({type(exc).__name__}: {exc}).") from exc
+    try:
+        ledger = Ledger.from_json(attrs.get("vvuq_twin_ledger", "[]") or "[]")
+    except LedgerIntegrityError as exc:
+        raise LedgerIntegrityError(f"{path}: {exc}") from exc
+    try:
+        info = json.loads(attrs.get("vvuq_twin_info", "{}") or "{}")
+    except ValueError as exc:
+        raise ResultFileError(f"{path}: attribute 'vvuq_twin_info' is malformed ({exc}).") from exc
     for k in list(attrs):
         if k.startswith("vvuq_twin_"):
             del idata.posterior.attrs[k]

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..exceptions import VVUQError
+from ..exceptions import DiagnosticsGateError, GateError, ValidationGateError
 
 __all__ = ["Status", "StepResult", "GateError", "DiagnosticsGateError", "ValidationGateError",
            "PROVISIONAL", "mark_provisional", "jsonable"]
@@ -39,41 +39,6 @@ class Status(str, Enum):
 
     def __str__(self) -> str:  # "PASS", not "Status.PASS"
         return self.value
-
-
-class GateError(VVUQError, RuntimeError):
-    """A step refused to run because a step it consumes failed its gate.
-
-    Attributes
-    ----------
-    step : str
-        The step that refused to run.
-    blocked_by : str
-        The failed step.
-    failures : list of str
-        What failed.
-    advice : list of str
-        What to do about it.
-    """
-
-    def __init__(self, step: str, blocked_by: str, failures: list[str], advice: list[str]) -> None:
-        self.step, self.blocked_by = step, blocked_by
-        self.failures, self.advice = list(failures), list(advice)
-        msg = (f"Step {step!r} consumes the output of step {blocked_by!r}, which failed its gate: "
-               + "; ".join(failures or ["(no detail)"]) + ". ")
-        if advice:
-            msg += "What to do: " + "; ".join(advice) + ". "
-        msg += ("The completed steps are saved. To run on anyway and mark every number derived "
-                "from it PROVISIONAL, start the loop with on_fail='flag'.")
-        super().__init__(msg)
-
-
-class DiagnosticsGateError(GateError):
-    """A step consumes draws of a calibration that failed its sampler diagnostics."""
-
-
-class ValidationGateError(GateError):
-    """A decision or design step consumes a twin that failed validation."""
 
 
 def jsonable(obj: Any) -> Any:

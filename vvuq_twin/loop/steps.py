@@ -25,11 +25,7 @@ __all__ = ["QoI", "DataSplit", "LoopContext", "Step", "Verify", "SBC", "Calibrat
            "LoopSpecError"]
 
 
-from ..exceptions import VVUQError
-
-
-class LoopSpecError(VVUQError, ValueError):
-    """A loop is assembled wrongly (unknown or later step named in ``needs``, duplicate names)."""
+from ..exceptions import LoopSpecError
 
 
 def _code_id(fn: Any) -> str:

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..exceptions import DataValidationError, VVUQError
+from ..exceptions import DataValidationError, OperationError
 from ..inference.results import TwinResult
 
 __all__ = ["OperationError", "require_result"]
-
-
-class OperationError(VVUQError, ValueError):
-    """A twin operation was asked to combine incompatible twins, components or data."""
 
 
 def require_result(result: Any, op: str) -> TwinResult:

@@ -15,16 +15,12 @@ from typing import Any, Mapping
 
 import xarray as xr
 
-from ..exceptions import VVUQError
+from ..exceptions import LineageError
 
 __all__ = ["LineageError", "Lineage", "ATTR_KEY", "attach_lineage", "lineage_of"]
 
 #: key under which lineage JSON is stored in xarray attrs / TwinResult.info
 ATTR_KEY = "lineage"
-
-
-class LineageError(VVUQError, ValueError):
-    """A lineage graph is malformed (unknown node in an edge, bad JSON)."""
 
 
 @dataclass

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 import pandas as pd
 
+from .model import SUMMARY_FIELDS, Metric
+
 if TYPE_CHECKING:  # pragma: no cover
     from .report import Report
 
@@ -118,8 +120,6 @@ def _metrics_table(metrics: list[Any]) -> str:
 
 
 def _value(v: Any, key: str | None = None) -> str:
-    from .report import Metric
-
     if v is None:
         return '<span class="missing">not provided</span>'
     if isinstance(v, Metric):
@@ -165,8 +165,6 @@ def _value(v: Any, key: str | None = None) -> str:
 
 
 def _overall(v: Any) -> str:
-    from .report import Metric
-
     ms = [v] if isinstance(v, Metric) else [x for x in v if isinstance(x, Metric)] if isinstance(v, (list, tuple)) else []
     res = [m.passed for m in ms if m.passed is not None]
     if not res:
@@ -201,8 +199,6 @@ def _table_html(df: pd.DataFrame, float_format: str, caption: str) -> str:
 
 def render(report: "Report", generated_utc: str) -> str:
     """Render ``report`` as a self-contained HTML document."""
-    from .report import SUMMARY_FIELDS
-
     summary = dict(report.summary)
     summary["software"] = report._software()
     rows = []

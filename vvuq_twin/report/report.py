@@ -21,7 +21,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,9 +31,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..exceptions import VVUQError
+from ..exceptions import ReportError
 from . import _html
 from ._env import git_commit, software_versions
+from .model import SUMMARY_FIELDS, Metric, _num
 
 __all__ = [
     "SUMMARY_FIELDS",
@@ -43,106 +43,6 @@ __all__ = [
     "ReportError",
     "figure_to_png",
 ]
-
-#: The rows of the VVUQ summary table, in order, with their labels.
-SUMMARY_FIELDS: dict[str, str] = {
-    "assumptions": "Assumptions",
-    "data_provenance": "Data provenance",
-    "verification": "Verification status",
-    "validation": "Validation metrics",
-    "diagnostics": "Sampler diagnostics",
-    "sensitivity": "Sensitivity ranking",
-    "risk": "Risk figures",
-    "decision": "Recommended decision",
-    "next_measurement": "Next measurement",
-    "software": "Software, seed and commit",
-}
-
-
-class ReportError(VVUQError, ValueError):
-    """A report was given content it cannot hold (unknown field, bad name, bad table)."""
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A number checked against a threshold (validation metric, diagnostic, verification check).
-
-    Parameters
-    ----------
-    name : str
-        What is measured (e.g. ``"90% interval coverage (hold-out)"``).
-    value : float
-        The measured value.
-    threshold : float or (float, float), optional
-        The acceptance threshold; a pair for ``comparison="within"``. Without a threshold the
-        metric is reported without pass/fail.
-    comparison : {"<=", "<", ">=", ">", "within"}
-        How ``value`` must relate to ``threshold`` to pass.
-    unit : str
-        Unit shown after the value.
-    note : str
-        Short explanation shown with the metric.
-    """
-
-    name: str
-    value: float
-    threshold: float | tuple[float, float] | None = None
-    comparison: Literal["<=", "<", ">=", ">", "within"] = "<="
-    unit: str = ""
-    note: str = ""
-
-    def __post_init__(self) -> None:
-        if self.comparison not in ("<=", "<", ">=", ">", "within"):
-            raise ReportError(
-                f"Metric {self.name!r}: comparison must be one of '<=', '<', '>=', '>', 'within', "
-                f"got {self.comparison!r}."
-            )
-        if self.comparison == "within" and self.threshold is not None:
-            th = self.threshold
-            if not (isinstance(th, (tuple, list)) and len(th) == 2 and th[0] <= th[1]):
-                raise ReportError(
-                    f"Metric {self.name!r}: comparison 'within' needs threshold=(low, high) with "
-                    f"low <= high, got {th!r}."
-                )
-
-    @property
-    def passed(self) -> bool | None:
-        """True/False against the threshold; None without a threshold; False for NaN values."""
-        if self.threshold is None:
-            return None
-        v = float(self.value)
-        if not math.isfinite(v):
-            return False
-        if self.comparison == "within":
-            lo, hi = self.threshold  # type: ignore[misc]
-            return bool(lo <= v <= hi)
-        th = float(self.threshold)  # type: ignore[arg-type]
-        return bool({"<=": v <= th, "<": v < th, ">=": v >= th, ">": v > th}[self.comparison])
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary, including ``passed``."""
-        th = self.threshold
-        return {
-            "name": self.name,
-            "value": _num(self.value),
-            "threshold": list(map(_num, th)) if isinstance(th, (tuple, list)) else _num(th),
-            "comparison": self.comparison,
-            "unit": self.unit,
-            "note": self.note,
-            "passed": self.passed,
-        }
-
-
-def _num(v: Any) -> Any:
-    if v is None:
-        return None
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    f = float(v)
-    return f if math.isfinite(f) else str(f)
-
 
 def _jsonable(obj: Any) -> Any:
     """Convert report content to JSON-ready Python objects, deterministically."""
@@ -393,18 +293,24 @@ class Report:
         out.mkdir(parents=True, exist_ok=True)
         created = self.created or datetime.now(timezone.utc)
         stamp = created.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        from .._io import atomic_path, atomic_write_text, write_netcdf
+
         paths: dict[str, Path] = {"html": out / "report.html", "json": out / "summary.json"}
-        paths["html"].write_text(self.to_html(stamp), encoding="utf-8")
-        paths["json"].write_text(
+        # each file is written atomically: a killed run leaves the old or the new file, whole
+        atomic_write_text(paths["html"], self.to_html(stamp))
+        atomic_write_text(
+            paths["json"],
             json.dumps(self.to_json_dict(stamp), indent=2, sort_keys=False, ensure_ascii=False) + "\n",
-            encoding="utf-8",
         )
         for name, data in self.datasets.items():
             p = out / f"{name}.nc"
             if isinstance(data, xr.Dataset):
-                data.to_netcdf(p, engine="h5netcdf")
+                write_netcdf(data, p, engine="h5netcdf")
+            elif hasattr(data, "idata") and hasattr(data, "ledger"):
+                data.to_netcdf(p)  # a TwinResult writes itself atomically, with checksums
             else:
-                data.to_netcdf(str(p))
+                with atomic_path(p) as tmp:
+                    data.to_netcdf(str(tmp))
             paths[name] = p
         return paths
 

@@ -1,19 +1,15 @@
-"""Exceptions of :mod:`vvuq_twin.risk`."""
+"""Exceptions of :mod:`vvuq_twin.risk` (defined in :mod:`vvuq_twin.exceptions`, re-exported here)."""
 
 from __future__ import annotations
 
-from ..exceptions import DataValidationError, VVUQError
+from ..exceptions import (  # noqa: F401 - re-exported
+    RiskInputError,
+    RareEventError,
+    TailSampleWarning,
+)
 
-__all__ = ["RiskInputError", "RareEventError", "TailSampleWarning"]
-
-
-class RiskInputError(DataValidationError):
-    """Samples, weights or a risk-measure parameter are invalid (message says which and why)."""
-
-
-class RareEventError(VVUQError, RuntimeError):
-    """A rare-event estimator could not finish (e.g. the failure domain was never reached)."""
-
-
-class TailSampleWarning(UserWarning):
-    """Too few draws lie in the tail that a risk figure depends on; its standard error is unreliable."""
+__all__ = [
+    "RiskInputError",
+    "RareEventError",
+    "TailSampleWarning",
+]

@@ -72,6 +72,10 @@ class RiskEstimate:
         ``"iid"`` or ``"ess"`` (see module docstring).
     params : dict
         The measure's parameters (``alpha``, ``threshold``, ``theta``).
+    flags : tuple of str
+        ``("insufficient tail draws",)`` when fewer than :data:`MIN_TAIL` effective draws lie
+        beyond the quantile a quantile/superquantile depends on; ``se`` and the interval are then
+        NaN (unknown), never a spurious 0.
     """
 
     measure: str
@@ -83,6 +87,12 @@ class RiskEstimate:
     confidence: float
     se_method: str
     params: dict[str, Any] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
+
+    @property
+    def insufficient_tail(self) -> bool:
+        """True when too few draws inform the tail (see ``flags``)."""
+        return INSUFFICIENT_TAIL in self.flags
 
     def to_xarray(self) -> xr.Dataset:
         """Return the figures as a NetCDF-saveable :class:`xarray.Dataset`."""
@@ -125,7 +135,12 @@ def _core(
     kernel = _array.KERNELS[measure]
     est, psi = kernel(xc, wc) if param is None else kernel(xc, wc, param)
     se, n_eff = _array.standard_error(psi, wc, se_method, chain_shape)
-    _warn_thin_tail(measure, est, param, float(_array._kish(wc, xc.size)), where)
+    n_kish = float(_array._kish(wc, xc.size))
+    _warn_thin_tail(measure, est, param, n_kish, where)
+    if measure in ("quantile", "superquantile") and n_kish * (1 - float(param)) < MIN_TAIL:  # type: ignore[arg-type]
+        # the influence function has (almost) no support: its standard error would be 0 or
+        # meaningless; report it as unknown (NaN) and flag it (RiskEstimate.flags)
+        return est, float("nan"), float("nan"), float("nan"), n_eff
     if measure in _PROB_MEASURES:
         if measure == "failure_probability" and se > 0:
             n_eff = est * (1 - est) / se**2
@@ -139,7 +154,11 @@ def _core(
     return est, se, lo, hi, n_eff
 
 
+#: fewest (effective) draws beyond the quantile for which a quantile/superquantile gets a
+#: standard error; below it the se and interval are NaN and the estimate is flagged
 MIN_TAIL = 10
+#: the flag of an estimate with fewer than MIN_TAIL tail draws
+INSUFFICIENT_TAIL = "insufficient tail draws"
 
 
 def _warn_thin_tail(measure: str, est: float, param: float | None, n: float, where: str) -> None:
@@ -193,6 +212,7 @@ def _dispatch(
     confidence: float,
     nan_policy: str,
     params: dict[str, Any],
+    name: str | None = None,
 ) -> RiskEstimate | xr.Dataset:
     confidence = _array.check_alpha(confidence, measure, "confidence")
     if se_method not in ("auto", "iid", "ess"):
@@ -265,9 +285,21 @@ def _dispatch(
         attrs = {"measure": measure, "confidence": confidence, "se_method": method,
                  "sample_dims": list(dims)}
         attrs.update({k: float(v) for k, v in params.items()})
+        if measure in ("quantile", "superquantile"):
+            thin = bool((np.isnan(ds["se"]) & np.isfinite(ds["estimate"])).any())
+            if thin:
+                attrs["flags"] = INSUFFICIENT_TAIL
         ds.attrs = attrs
-        if samples.name is not None:
+        if name is not None:
+            ds.attrs["variable"] = str(name)
+        elif samples.name is not None:
+            # xarray keeps a name through reductions and arithmetic with scalars, so a derived
+            # quantity (zeta.max("obs"), 2 * zeta) arrives under its source's name: say so
             ds.attrs["variable"] = str(samples.name)
+            ds.attrs["variable_note"] = (
+                f"name of the DataArray passed in ({samples.name!r}); for a derived quantity pass "
+                f"{measure}(..., name='...')"
+            )
         return ds
     x = np.asarray(samples, dtype=float)
     if x.ndim != 1:
@@ -284,7 +316,10 @@ def _dispatch(
         measure, x, None if weights is None else np.asarray(weights, dtype=float), param,
         se_method="iid", confidence=confidence, nan_policy=nan_policy, where="samples",
     )
-    return RiskEstimate(measure, est, se, lo, hi, n_eff, confidence, "iid", dict(params))
+    flags = (INSUFFICIENT_TAIL,) if measure in ("quantile", "superquantile") and np.isnan(se) \
+        and np.isfinite(est) else ()
+    extra = {} if name is None else {"variable": str(name)}
+    return RiskEstimate(measure, est, se, lo, hi, n_eff, confidence, "iid", {**params, **extra}, flags)
 
 
 def quantile(
@@ -296,6 +331,7 @@ def quantile(
     se_method: str = "auto",
     confidence: float = 0.95,
     nan_policy: str = "raise",
+    name: str | None = None,
 ) -> RiskEstimate | xr.Dataset:
     """Quantile (value-at-risk) ``VaR_alpha = inf{q : P(X <= q) >= alpha}``.
 
@@ -315,6 +351,11 @@ def quantile(
         Level of the confidence interval.
     nan_policy : {"raise", "omit"}
         What to do with NaN samples.
+    name : str, optional
+        Name of the quantity, stored in the result's ``attrs["variable"]`` (DataArray input).
+        Default: the DataArray's name - which xarray keeps through reductions and arithmetic,
+        so ``superquantile(zeta.max("obs"), 0.9)`` would be labelled ``zeta``; name derived
+        quantities, e.g. ``name="peak_zeta"``.
 
     Returns
     -------
@@ -327,7 +368,7 @@ def quantile(
     """
     a = _array.check_alpha(alpha, "quantile")
     return _dispatch("quantile", samples, a, weights=weights, sample_dims=sample_dims,
-                     se_method=se_method, confidence=confidence, nan_policy=nan_policy,
+                     se_method=se_method, confidence=confidence, nan_policy=nan_policy, name=name,
                      params={"alpha": a})
 
 
@@ -340,6 +381,7 @@ def superquantile(
     se_method: str = "auto",
     confidence: float = 0.95,
     nan_policy: str = "raise",
+    name: str | None = None,
 ) -> RiskEstimate | xr.Dataset:
     """Superquantile (CVaR) by the Rockafellar--Uryasev formula.
 
@@ -350,10 +392,13 @@ def superquantile(
     Notes
     -----
     Influence function: ``q + (x - q)+ / (1 - alpha) - CVaR`` (no density estimate needed).
+    With fewer than :data:`MIN_TAIL` (10) effective draws beyond the quantile
+    (``n (1 - alpha) < 10``) the standard error and interval are NaN and the estimate carries
+    the flag ``"insufficient tail draws"`` (plus a :class:`TailSampleWarning`).
     """
     a = _array.check_alpha(alpha, "superquantile")
     return _dispatch("superquantile", samples, a, weights=weights, sample_dims=sample_dims,
-                     se_method=se_method, confidence=confidence, nan_policy=nan_policy,
+                     se_method=se_method, confidence=confidence, nan_policy=nan_policy, name=name,
                      params={"alpha": a})
 
 
@@ -366,6 +411,7 @@ def buffered_failure_probability(
     se_method: str = "auto",
     confidence: float = 0.95,
     nan_policy: str = "raise",
+    name: str | None = None,
 ) -> RiskEstimate | xr.Dataset:
     """Buffered probability of failure / exceedance ``bPOE(threshold)`` (Rockafellar & Royset).
 
@@ -379,7 +425,7 @@ def buffered_failure_probability(
     z = _check_threshold(threshold, "buffered_failure_probability")
     return _dispatch("buffered_failure_probability", samples, z, weights=weights,
                      sample_dims=sample_dims, se_method=se_method, confidence=confidence,
-                     nan_policy=nan_policy, params={"threshold": z})
+                     nan_policy=nan_policy, name=name, params={"threshold": z})
 
 
 def failure_probability(
@@ -391,6 +437,7 @@ def failure_probability(
     se_method: str = "auto",
     confidence: float = 0.95,
     nan_policy: str = "raise",
+    name: str | None = None,
 ) -> RiskEstimate | xr.Dataset:
     """Probability of failure ``P(X > threshold)``, with a Wilson score interval.
 
@@ -399,7 +446,7 @@ def failure_probability(
     """
     z = _check_threshold(threshold, "failure_probability")
     return _dispatch("failure_probability", samples, z, weights=weights, sample_dims=sample_dims,
-                     se_method=se_method, confidence=confidence, nan_policy=nan_policy,
+                     se_method=se_method, confidence=confidence, nan_policy=nan_policy, name=name,
                      params={"threshold": z})
 
 
@@ -411,10 +458,11 @@ def expected_loss(
     se_method: str = "auto",
     confidence: float = 0.95,
     nan_policy: str = "raise",
+    name: str | None = None,
 ) -> RiskEstimate | xr.Dataset:
     """Expected loss ``E[X]`` with its Monte Carlo standard error."""
     return _dispatch("expected_loss", samples, None, weights=weights, sample_dims=sample_dims,
-                     se_method=se_method, confidence=confidence, nan_policy=nan_policy,
+                     se_method=se_method, confidence=confidence, nan_policy=nan_policy, name=name,
                      params={})
 
 
@@ -427,6 +475,7 @@ def entropic_risk(
     se_method: str = "auto",
     confidence: float = 0.95,
     nan_policy: str = "raise",
+    name: str | None = None,
 ) -> RiskEstimate | xr.Dataset:
     """Entropic risk ``log E[exp(theta X)] / theta`` (risk-averse for ``theta > 0``).
 
@@ -443,7 +492,7 @@ def entropic_risk(
             "(theta -> 0 is the expected loss: use expected_loss)."
         )
     return _dispatch("entropic_risk", samples, th, weights=weights, sample_dims=sample_dims,
-                     se_method=se_method, confidence=confidence, nan_policy=nan_policy,
+                     se_method=se_method, confidence=confidence, nan_policy=nan_policy, name=name,
                      params={"theta": th})
 
 

@@ -12,7 +12,7 @@ from .errors import (
     QoIEvaluationError,
     UnsupportedDistributionError,
 )
-from .spec import ParameterSpace, PosteriorSpace, UncertainInput, as_space
+from ..spaces import ParameterSpace, PosteriorSpace, UncertainInput, as_space
 
 __all__ = [
     "METHODS",

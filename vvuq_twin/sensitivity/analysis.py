@@ -47,8 +47,8 @@ import xarray as xr
 from scipy import stats
 
 from .._rng import RNGLike, seed_int, spawn_seeds
-from .errors import DependentInputsError, InputSpecificationError
-from .spec import ParameterSpace, PosteriorSpace, as_space
+from ..exceptions import DependentInputsError, InputSpecificationError
+from ..spaces import ParameterSpace, PosteriorSpace, as_space
 
 __all__ = ["METHODS", "sensitivity", "shapley_effects", "posterior_inputs", "plot_indices"]
 
@@ -150,7 +150,8 @@ def sensitivity(
     n : int
         Method-specific sample size (see the module docstring).
     rng : Generator, int or None
-        Seed; the integer seed actually used is recorded in ``attrs["seed"]``.
+        Seed. ``attrs["seed"]`` records the seed given (an int), or the integer drawn from a
+        Generator / fresh entropy; ``attrs["seed_derived"]`` the integer the estimator used.
     executor : Executor, optional
         Passed to :func:`vvuq_twin.ensembles.evaluate`.
     second_order : bool
@@ -200,7 +201,7 @@ def sensitivity(
         ds = shapley_effects(qoi, space, rng=seed, executor=executor, n_boot=n_boot,
                              conf_level=conf_level, convergence_tol=convergence_tol,
                              **({"n_outer": int(n)} | options))
-        return ds
+        return _record_seed(ds, rng, seed)
     space = _require_independent(space, method)
     fn = {"sobol": _sobol, "morris": _morris, "fast": _fast, "rbd_fast": _rbd_fast,
           "dgsm": _dgsm, "pce": _pce, "gp": _gp}[method]
@@ -209,6 +210,14 @@ def sensitivity(
         kw["second_order"] = bool(second_order)
     ds = fn(qoi, space, **kw, **options)
     ds.attrs["wall_time"] = float(time.perf_counter() - t0)
+    return _record_seed(ds, rng, seed)
+
+
+def _record_seed(ds: xr.Dataset, rng: RNGLike, derived: int) -> xr.Dataset:
+    """``attrs["seed"]``: the seed the caller gave (an int), else the derived one."""
+    given = isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)
+    ds.attrs["seed"] = int(rng) if given else int(derived)
+    ds.attrs["seed_derived"] = int(derived)
     return ds
 
 

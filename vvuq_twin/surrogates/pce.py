@@ -19,8 +19,8 @@ import numpy as np
 import pytensor.tensor as pt
 from sklearn.linear_model import lars_path
 
-from ..sensitivity.errors import DependentInputsError
-from ..sensitivity.spec import ParameterSpace
+from ..exceptions import DependentInputsError
+from ..spaces import ParameterSpace
 
 __all__ = ["PCESurrogate"]
 

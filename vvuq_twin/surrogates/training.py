@@ -17,8 +17,8 @@ import xarray as xr
 
 from .._rng import RNGLike, spawn_seeds
 from ..ensembles import evaluate
-from ..sensitivity.errors import QoIEvaluationError
-from ..sensitivity.spec import ParameterSpace
+from ..exceptions import QoIEvaluationError
+from ..spaces import ParameterSpace
 from .gp import GPSurrogate
 from .pce import PCESurrogate
 

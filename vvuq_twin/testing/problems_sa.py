@@ -68,7 +68,7 @@ def ishigami_indices(a: float = ISHIGAMI_A, b: float = ISHIGAMI_B) -> dict[str, 
 
 def ishigami_space():
     """:class:`~vvuq_twin.sensitivity.ParameterSpace` of Ishigami: three U(-pi, pi) inputs."""
-    from ..sensitivity.spec import ParameterSpace, UncertainInput
+    from ..spaces import ParameterSpace, UncertainInput
 
     return ParameterSpace([UncertainInput(f"x{i + 1}", (-np.pi, np.pi)) for i in range(3)])
 
@@ -91,7 +91,7 @@ def sobol_g_indices(a=G_FUNCTION_A) -> dict[str, np.ndarray]:
 
 def sobol_g_space(a=G_FUNCTION_A):
     """:class:`~vvuq_twin.sensitivity.ParameterSpace` of the G-function: U(0, 1) inputs."""
-    from ..sensitivity.spec import ParameterSpace, UncertainInput
+    from ..spaces import ParameterSpace, UncertainInput
 
     return ParameterSpace([UncertainInput(f"x{i + 1}", (0.0, 1.0)) for i in range(len(a))])
 
@@ -145,7 +145,7 @@ def linear_gaussian_shapley(beta, cov) -> dict[str, np.ndarray]:
 
 def linear_gaussian_space(mu, cov, names=None):
     """:class:`~vvuq_twin.sensitivity.ParameterSpace` of correlated Gaussian inputs."""
-    from ..sensitivity.spec import ParameterSpace, UncertainInput
+    from ..spaces import ParameterSpace, UncertainInput
     from ..twin.priors import Normal
 
     mu = np.asarray(mu, float)

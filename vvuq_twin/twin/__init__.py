@@ -10,7 +10,7 @@ from .discrepancy import (
     HSGPDiscrepancy,
     NoDiscrepancy,
 )
-from .observation import Gaussian, LogNormalObs, ObservationModel, StudentT
+from .observation import Gaussian, LogNormalObs, NegativeBinomial, ObservationModel, Poisson, StudentT
 from .priors import (
     Beta,
     Exponential,
@@ -38,5 +38,5 @@ __all__ = [
     "NoDiscrepancy", "Gaussian", "LogNormalObs", "ObservationModel", "StudentT", "Beta",
     "Exponential", "Gamma", "HalfCauchy", "HalfNormal", "InverseGamma", "LogNormal", "Normal",
     "Prior", "Uniform", "StudentTPrior", "BlackBoxSimulator", "ODESimulator", "PytensorSimulator",
-    "Simulator", "SurrogateSimulator",
+    "Simulator", "SurrogateSimulator", "Poisson", "NegativeBinomial",
 ]

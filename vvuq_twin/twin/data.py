@@ -14,6 +14,28 @@ from ..exceptions import DataValidationError
 __all__ = ["TwinData"]
 
 
+def _frozen(arr: np.ndarray) -> np.ndarray:
+    """A read-only copy: later changes to the caller's array cannot reach the data object."""
+    out = np.array(arr, copy=True)
+    out.setflags(write=False)
+    return out
+
+
+def _missing_label(v: Any) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, (float, np.floating)) and np.isnan(v):
+        return True
+    if isinstance(v, (str, np.str_)) and not str(v).strip():
+        return True
+    try:
+        import pandas as pd
+
+        return bool(pd.isna(v)) if np.ndim(v) == 0 else False
+    except (ImportError, TypeError, ValueError):  # pragma: no cover
+        return False
+
+
 def _as_2d(x: Any, name: str) -> np.ndarray:
     arr = np.asarray(x, dtype=float)
     if arr.ndim == 1:
@@ -46,6 +68,12 @@ class TwinData:
     missing : {"raise", "mask"}
         What NaN in ``y`` means: an error (default) or a missing observation that is left out of
         the likelihood and predicted.
+
+    Notes
+    -----
+    The object owns its arrays: ``x``, ``y``, ``unit`` and ``y_sd`` are read-only copies, so
+    changing the arrays it was built from (or trying to change its own) cannot alter the data
+    after validation. Build a new TwinData (or use :meth:`subset`) for other data.
     """
 
     x: Any
@@ -94,11 +122,19 @@ class TwinData:
         if nan_y.size == n:
             raise DataValidationError("`y` has no observed values (all NaN).")
         if self.unit is not None:
-            u = np.asarray(self.unit).astype(str)
-            if u.shape != (n,):
+            raw = np.asarray(self.unit, dtype=object)
+            if raw.shape != (n,):
                 raise DataValidationError(
-                    f"`unit` must give one label per observation (shape ({n},)), got shape {u.shape}."
+                    f"`unit` must give one label per observation (shape ({n},)), got shape {raw.shape}."
                 )
+            bad_u = [i for i, v in enumerate(raw.tolist()) if _missing_label(v)]
+            if bad_u:
+                raise DataValidationError(
+                    f"`unit` has {len(bad_u)} missing label(s) (None, NaN or empty) at rows "
+                    f"{bad_u[:10]}: every observation needs the label of its unit. Fill them in "
+                    "or drop those rows (they would otherwise become a unit named 'None'/'nan')."
+                )
+            u = raw.astype(str)
             self.unit = u
             self.units = tuple(dict.fromkeys(u.tolist()))
         if self.y_sd is not None:
@@ -108,6 +144,11 @@ class TwinData:
             if not np.all(np.isfinite(s)) or np.any(s < 0):
                 raise DataValidationError("`y_sd` must be finite and >= 0 everywhere.")
             self.y_sd = s
+        self.x, self.y = _frozen(self.x), _frozen(self.y)
+        if self.unit is not None:
+            self.unit = _frozen(self.unit)
+        if self.y_sd is not None:
+            self.y_sd = _frozen(self.y_sd)
         if self.input_names is None:
             self.input_names = [f"x{i}" for i in range(self.x.shape[1])]
         self.input_names = [str(v) for v in self.input_names]

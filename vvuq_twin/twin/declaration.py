@@ -26,15 +26,18 @@ import pytensor.tensor as pt
 
 from ..exceptions import DataValidationError, SimulatorError, TwinSpecificationError
 from .data import TwinData
-from .discrepancy import BuildContext, Discrepancy, GPDiscrepancy, NoDiscrepancy
+from .discrepancy import BuildContext, Discrepancy, DiscrepancyHandle, NoDiscrepancy
 from .observation import Gaussian, LogNormalObs, ObservationModel
 from .priors import HalfNormal, Normal, Prior, PriorLike, StudentT, as_prior, prior_spec
 from .simulators import Simulator
 
-__all__ = ["Parameter", "Hierarchy", "Twin", "PredictSpec", "ROLE_VARS", "OBSERVED_DATA_NAME"]
+__all__ = ["Parameter", "Hierarchy", "Twin", "TwinBuild", "PredictSpec", "ROLE_VARS", "ROLE_DETERMINISTICS",
+           "OBSERVED_DATA_NAME"]
 
 #: names of the role variables in every twin model
 ROLE_VARS = ("eta", "delta", "zeta", "y")
+#: the role variables that are Deterministics (all but the observed y)
+ROLE_DETERMINISTICS = ROLE_VARS[:3]
 #: name of the data container holding the (observed part of the) observations in the model
 OBSERVED_DATA_NAME = "y_observed"
 
@@ -42,6 +45,26 @@ _LINKS = {
     "identity": (lambda v: v, lambda v: v),
     "log": (pt.exp, np.log),
 }
+#: the links in numpy: (link, inverse link)
+_NP_LINKS = {
+    "identity": (lambda v: v, lambda v: v),
+    "log": (np.log, np.exp),
+}
+
+
+def _get(draws: Any, name: str) -> np.ndarray:
+    if name not in draws:
+        raise KeyError(f"The draws have no {name!r}; pass every variable of Twin.free_variable_names().")
+    return np.asarray(draws[name], dtype=float)
+
+
+def _sum_draws(lp: np.ndarray) -> np.ndarray:
+    lp = np.asarray(lp, float)
+    return lp.reshape(lp.shape[0], -1).sum(axis=1) if lp.ndim else lp
+
+
+def _norm_logpdf(x: np.ndarray, mu: Any, sigma: Any) -> np.ndarray:
+    return -0.5 * ((x - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2.0 * np.pi)
 
 
 @dataclass(frozen=True)
@@ -206,12 +229,17 @@ class Twin:
             raise TwinSpecificationError(
                 f"Twin.observation must be an ObservationModel, got {type(self.observation).__name__}."
             )
+        # zeta must stay in the support
+        self.observation.check_discrepancy(self.discrepancy, is_null=isinstance(self.discrepancy, NoDiscrepancy))
         needs_units = any(p.per_unit for p in self.parameters) or self.discrepancy.per_unit
         if needs_units and self.hierarchy is None:
             raise TwinSpecificationError(
                 "Some parameters or the discrepancy are per unit, but the twin has no hierarchy: "
                 "pass hierarchy=Hierarchy(dim='unit')."
             )
+        from ._names import check_parameter_names
+
+        check_parameter_names(self)  # names the builder creates are reserved (probe build)
 
     # ------------------------------------------------------------------ identity
     def with_frozen_discrepancy(self, data: "TwinData") -> "Twin":
@@ -230,6 +258,11 @@ class Twin:
         return self if new is self.discrepancy else _dc.replace(self, discrepancy=new)
 
     @property
+    def predict_spec_type(self) -> type:
+        """The class describing prediction points of :meth:`build_model` (``PredictSpec``)."""
+        return PredictSpec
+
+    @property
     def parameter_names(self) -> list[str]:
         """Names of the calibration parameters."""
         return [p.name for p in self.parameters]
@@ -238,6 +271,161 @@ class Twin:
     def per_unit_names(self) -> list[str]:
         """Names of per-unit parameters."""
         return [p.name for p in self.parameters if p.per_unit]
+
+    # ------------------------------------------------------------------ numpy answers
+    # What other modules ask of the declaration, answered in numpy and vectorised over
+    # posterior draws. ``draws`` maps model variable names (the free variables of
+    # ``build_model``) to arrays with a leading draw axis, e.g. ``Twin.draws_from(posterior)``.
+    def role_names(self) -> tuple[str, ...]:
+        """Names of the role variables of every twin model: eta, delta, zeta, y."""
+        return ROLE_VARS
+
+    def hyperparameter_names(self) -> list[str]:
+        """Inferred variables that are not calibration parameters, in model order.
+
+        Population location/scale of per-unit parameters (``<name>_mu``, ``<name>_sigma``), the
+        discrepancy's hyperparameters (``delta_ls``, ``delta_eta``, ``delta_bias``) and the
+        inferred noise of the observation model (``sigma_obs``, ...).
+        """
+        out: list[str] = []
+        for p in self.parameters:
+            if p.per_unit:
+                out.append(f"{p.name}_mu")
+                if isinstance(p.pop_scale, Prior):
+                    out.append(f"{p.name}_sigma")
+        return out + list(self.discrepancy.hyperparameter_names()) + list(self.observation.noise_names())
+
+    def _prior_terms(self, data: TwinData | None) -> dict[str, Any]:
+        X = None if data is None else np.asarray(data.x, float)
+        needs_x = getattr(self.discrepancy, "ls", 0.0) is None
+        if needs_x and X is None:
+            raise DataValidationError(
+                f"Twin {self.name!r}: the discrepancy's default length-scale prior is derived from "
+                "the inputs; pass data= (the calibration TwinData) or fix the geometry with "
+                "Twin.with_frozen_discrepancy(data)."
+            )
+        terms: dict[str, Any] = {}
+        for p in self.parameters:
+            if not p.per_unit:
+                terms[p.name] = lambda d, p=p: _sum_draws(p.prior.logpdf(_get(d, p.name)))
+                continue
+            terms[f"{p.name}_mu"] = lambda d, p=p: _sum_draws(p.prior.logpdf(_get(d, f"{p.name}_mu")))
+            if isinstance(p.pop_scale, Prior):
+                terms[f"{p.name}_sigma"] = lambda d, p=p: _sum_draws(p.pop_scale.logpdf(_get(d, f"{p.name}_sigma")))
+            if p.centered:
+                terms[f"{p.name}_lin"] = lambda d, p=p: _sum_draws(_norm_logpdf(
+                    _get(d, f"{p.name}_lin"), _get(d, f"{p.name}_mu")[:, None], self._pop_sigma(p, d)[:, None]))
+            else:
+                terms[f"{p.name}_z"] = lambda d, p=p: _sum_draws(_norm_logpdf(_get(d, f"{p.name}_z"), 0.0, 1.0))
+        x_for = X if X is not None else np.zeros((1, 1))
+        terms.update(self.discrepancy.prior_terms(x_for, "delta", marginal=self.marginal_discrepancy()))
+        for name, prior in self.observation.noise_priors().items():
+            terms[name] = lambda d, name=name, prior=prior: _sum_draws(prior.logpdf(_get(d, name)))
+        return terms
+
+    def free_variable_names(self, data: TwinData | None = None) -> list[str]:
+        """Names of the free random variables of ``build_model`` (what ``draws`` must hold)."""
+        return list(self._prior_terms(data))
+
+    def log_prior(self, draws: Any, data: TwinData | None = None) -> np.ndarray:
+        """Log prior density of every draw, shape (n_draws,) (numpy, natural scale, no Jacobian).
+
+        Equals PyMC's ``model.compile_logp(vars=model.free_RVs, jacobian=False)`` of
+        ``build_model(data)``. ``data`` is needed only when the discrepancy's length-scale prior
+        is derived from the inputs. Draws outside the support give ``-inf``.
+        """
+        terms = self._prior_terms(data)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lp = sum(f(draws) for f in terms.values())
+        return np.where(np.isnan(lp), -np.inf, lp)
+
+    def _pop_sigma(self, p: Parameter, draws: Any) -> np.ndarray:
+        mu = _get(draws, f"{p.name}_mu")
+        if isinstance(p.pop_scale, Prior):
+            return _get(draws, f"{p.name}_sigma").reshape(mu.shape[0])
+        return np.full(mu.shape[0], float(p.pop_scale))
+
+    def parameter_values(self, draws: Any) -> dict[str, np.ndarray]:
+        """Calibration parameters per draw: (n_draws,) for global ones, (n_draws, n_units) per unit.
+
+        Per-unit values are computed from the free variables (population location, scale and
+        offsets) exactly as the model does.
+        """
+        out = {}
+        for p in self.parameters:
+            if not p.per_unit:
+                out[p.name] = _get(draws, p.name).reshape(-1)
+                continue
+            _, inv = _NP_LINKS[p.link]
+            mu = _get(draws, f"{p.name}_mu").reshape(-1)
+            if p.centered:
+                lin = _get(draws, f"{p.name}_lin")
+            else:
+                lin = mu[:, None] + self._pop_sigma(p, draws)[:, None] * _get(draws, f"{p.name}_z")
+            out[p.name] = inv(lin)
+        return out
+
+    def simulate(self, draws: Any, data: TwinData) -> tuple[np.ndarray, np.ndarray | None]:
+        """The simulator output eta at the inputs of ``data`` for every draw, (n_draws, n_obs).
+
+        Also returns the simulator's predictive variance (surrogates) or None. The simulator is
+        compiled once per call and evaluated draw by draw.
+        """
+        unit_idx, _ = self.unit_index(data)
+        vals = self.parameter_values(draws)
+        sym = {p.name: (pt.dvector(p.name) if p.per_unit else pt.dscalar(p.name)) for p in self.parameters}
+        X = pt.as_tensor_variable(np.asarray(data.x, float))
+        eta = pt.as_tensor_variable(self.simulator(X, sym)) * pt.ones((data.n,))
+        extra = self.simulator.predictive_variance(X, sym)
+        outs = [eta] + ([pt.as_tensor_variable(extra) * pt.ones((data.n,))] if extra is not None else [])
+        f = pytensor.function([sym[p.name] for p in self.parameters], outs, on_unused_input="ignore")
+        n = next(iter(vals.values())).shape[0]
+        res = [f(*[(vals[p.name][i][unit_idx] if p.per_unit else vals[p.name][i]) for p in self.parameters])
+               for i in range(n)]
+        eta_np = np.array([r[0] for r in res], dtype=float)
+        return eta_np, (np.array([r[1] for r in res], dtype=float) if extra is not None else None)
+
+    def log_likelihood(self, draws: Any, data: TwinData) -> np.ndarray:
+        """Log-likelihood of the observed ``data.y`` for every draw, shape (n_draws,) (numpy).
+
+        Equals PyMC's ``model.compile_logp(vars=model.observed_RVs)`` of ``build_model(data)``:
+        the simulator at the draw's parameters, the discrepancy (integrated out for an exact GP
+        with Gaussian noise, as in the model) and the observation model.
+        """
+        unit_idx, units = self.unit_index(data)
+        eta, extra = self.simulate(draws, data)
+        n = eta.shape[0]
+        noise = self.observation.noise_values(draws, n)
+        idx = np.flatnonzero(data.observed_mask)
+        y = np.asarray(data.y, float)[idx]
+        if self.marginal_discrepancy():
+            K = self.discrepancy.marginal_cov_numpy(draws, data.x, unit_idx)
+            sd = self.observation.scale_numpy(noise, eta, data.y_sd, extra)[:, idx]
+            S = K[:, idx][:, :, idx] + np.einsum("di,ij->dij", sd**2, np.eye(idx.size))
+            Lc = np.linalg.cholesky(S)
+            r = np.linalg.solve(Lc, (y[None, :] - eta[:, idx])[..., None])[..., 0]
+            logdet = 2.0 * np.log(np.diagonal(Lc, axis1=1, axis2=2)).sum(axis=1)
+            return -0.5 * ((r**2).sum(axis=1) + logdet + idx.size * np.log(2.0 * np.pi))
+        delta = self.discrepancy.delta_numpy(draws, data.x, unit_idx, len(units), "delta")
+        zeta = self.observation.combine_numpy(eta, delta)
+        sd = self.observation.scale_numpy(noise, zeta, data.y_sd, extra)
+        lp = self.observation.logpdf(y[None, :], zeta[:, idx], sd[:, idx], noise)
+        return np.asarray(lp, float).sum(axis=1)
+
+    @staticmethod
+    def draws_from(posterior: Any, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Flatten ``(chain, draw, ...)`` variables of an xarray posterior to ``(n_draws, ...)``."""
+        names = list(posterior.data_vars) if names is None else list(names)
+        out = {}
+        for k in names:
+            da = posterior[k]
+            if "chain" in da.dims and "draw" in da.dims:
+                da = da.transpose("chain", "draw", ...)
+                v = np.asarray(da.values, float)
+                out[k] = v.reshape((-1,) + v.shape[2:])
+            else:
+                out[k] = np.asarray(da.values, float)
+        return out
 
     def spec(self) -> dict[str, Any]:
         """Canonical description of structure, priors and simulator source."""
@@ -301,7 +489,7 @@ class Twin:
             )
         self.unit_index(data)
         self.discrepancy.validate(data.x)
-        if isinstance(self.observation, LogNormalObs):
+        if hasattr(self.observation, "check_observed"):  # positive / count observations
             self.observation.check_observed(data.y)
         self._check_simulator(data)
 
@@ -338,17 +526,20 @@ class Twin:
                 f"{bad[:10].tolist()} at the prior reference values {ref}. Fix the simulator or "
                 "the priors."
             )
-        if self.observation.positive and np.any(val <= 0) and isinstance(self.discrepancy, NoDiscrepancy):
+        multiplicative = getattr(self.observation, "discrepancy_scale", "additive") == "log"
+        if self.observation.positive and np.any(val <= 0) and (
+                multiplicative or isinstance(self.discrepancy, NoDiscrepancy)):
             raise SimulatorError(
-                f"Twin {self.name!r} uses a log-normal observation model, which needs a positive "
-                f"true process, but the simulator returns values <= 0 at rows "
+                f"Twin {self.name!r} uses a {type(self.observation).__name__} observation model, "
+                f"which needs a positive simulator output (zeta = eta * exp(delta)), but the "
+                f"simulator returns values <= 0 at rows "
                 f"{np.flatnonzero(val <= 0)[:10].tolist()} at the prior reference values."
             )
 
     # ------------------------------------------------------------------ model
     def marginal_discrepancy(self) -> bool:
-        """Whether the GP discrepancy is integrated out of the likelihood (Gaussian noise)."""
-        return isinstance(self.discrepancy, GPDiscrepancy) and self.discrepancy.use_marginal(self.observation)
+        """Whether the discrepancy is integrated out of the likelihood (exact GP, Gaussian noise)."""
+        return self.discrepancy.supports_marginal(self.observation)
 
     def build_model(self, data: TwinData, *, predict_at: PredictSpec | None = None,
                     check: bool = True, conditional_roles: bool = False) -> pm.Model:
@@ -364,7 +555,14 @@ class Twin:
         conditional_roles : bool
             When the GP discrepancy is marginalised, also add ``delta`` (its Gaussian
             conditional given theta and y) and ``zeta``; used for posterior prediction.
+
+        See :meth:`build` for the model together with the record of how it was built.
         """
+        return self.build(data, predict_at=predict_at, check=check, conditional_roles=conditional_roles).model
+
+    def build(self, data: TwinData, *, predict_at: PredictSpec | None = None,
+              check: bool = True, conditional_roles: bool = False) -> "TwinBuild":
+        """Build the PyMC model (as :meth:`build_model`) and return it with its build record."""
         if check:
             self.check(data)
         unit_idx, units = self.unit_index(data)
@@ -380,6 +578,7 @@ class Twin:
             coords["obs_new"] = list(range(predict_at.X.shape[0]))
         with pm.Model(coords=coords, name="") as model:
             values: dict[str, Any] = {}
+            populations: dict[str, _Population] = {}
             for p in self.parameters:
                 if not p.per_unit:
                     values[p.name] = p.prior.dist(p.name)
@@ -393,7 +592,7 @@ class Twin:
                     z = pm.Normal(f"{p.name}_z", 0.0, 1.0, dims=udim)
                     lin = mu + sig * z
                 values[p.name] = pm.Deterministic(p.name, inv(lin), dims=udim)
-                values[f"__{p.name}_pop"] = (mu, sig, inv)
+                populations[p.name] = _Population(mu, sig, inv)
             per_obs = {
                 p.name: (values[p.name][unit_idx] if p.per_unit else values[p.name])
                 for p in self.parameters
@@ -401,50 +600,48 @@ class Twin:
             X = pt.as_tensor_variable(data.x)
             eta = pm.Deterministic("eta", self.simulator(X, per_obs), dims="obs")
             ctx = BuildContext(X=data.x, unit_idx=unit_idx, n_units=len(units), unit_dim=udim)
-            noise = None
-            if self.marginal_discrepancy():
-                K = self.discrepancy.add_marginal(ctx, "delta")
+            marginal = self.marginal_discrepancy()
+            if marginal:
+                handle = self.discrepancy.add(ctx, "delta", marginal=True)
                 noise = self.observation.register_noise()
                 extra = self.simulator.predictive_variance(X, per_obs)
                 sd = self.observation.scale(noise, eta, data.y_sd, extra)
                 sd_vec = sd if getattr(sd, "ndim", 0) == 1 else pt.ones((data.n,)) * sd
                 idx = np.flatnonzero(mask)
-                Sigma = K[idx][:, idx] + pt.diag(sd_vec[idx] ** 2)
+                Sigma = handle.marginal_cov[idx][:, idx] + pt.diag(sd_vec[idx] ** 2)
                 ydims = "obs_observed" if has_missing else "obs"
                 y_obs = pm.Data(OBSERVED_DATA_NAME, data.y[idx], dims=ydims)
-                ctx.handles["marginal"] = {"idx": idx, "Sigma": Sigma, "resid": y_obs - eta[idx]}
+                handle.condition_on(y_obs - eta[idx], Sigma, idx)
                 if conditional_roles or predict_at is not None:
                     # predictive form: delta | theta, y is Gaussian; y_rep | zeta has the noise
-                    d = self.discrepancy._marginal_conditional(ctx, ctx.handles["marginal_Z"], "delta", dims="obs")
+                    d = handle.conditional(name="delta", dims="obs")
                     zeta = pm.Deterministic("zeta", eta + d, dims="obs")
                     self.observation.likelihood("y", zeta[idx], sd_vec[idx], observed=y_obs, dims=ydims)
                 else:
                     pm.MvNormal("y", mu=eta[idx], cov=Sigma, observed=y_obs, dims=ydims)
-                if predict_at is not None:
-                    self._add_prediction(model, data, ctx, values, noise, predict_at)
-                model._vvuq_twin = self  # type: ignore[attr-defined]
-                return model
-            delta = pm.Deterministic("delta", self.discrepancy.add(ctx, "delta"), dims="obs")
-            zeta = pm.Deterministic("zeta", eta + delta, dims="obs")
-            noise = self.observation.register_noise()
-            extra = self.simulator.predictive_variance(X, per_obs)
-            sd = self.observation.scale(noise, zeta, data.y_sd, extra)
-            sd_vec = sd if getattr(sd, "ndim", 0) == 1 else pt.ones((data.n,)) * sd
-            # the observations are a data container, so that a compiled model can be reused for
-            # new observations at the same inputs (SBC, repeated calibrations)
-            if has_missing:
-                idx = np.flatnonzero(mask)
-                y_obs = pm.Data(OBSERVED_DATA_NAME, data.y[idx], dims="obs_observed")
-                self.observation.likelihood("y", zeta[idx], sd_vec[idx], observed=y_obs, dims="obs_observed")
             else:
-                y_obs = pm.Data(OBSERVED_DATA_NAME, data.y, dims="obs")
-                self.observation.likelihood("y", zeta, sd_vec, observed=y_obs, dims="obs")
+                handle = self.discrepancy.add(ctx, "delta")
+                delta = pm.Deterministic("delta", handle.delta, dims="obs")
+                zeta = pm.Deterministic("zeta", self.observation.combine(eta, delta), dims="obs")
+                noise = self.observation.register_noise()
+                extra = self.simulator.predictive_variance(X, per_obs)
+                sd = self.observation.scale(noise, zeta, data.y_sd, extra)
+                sd_vec = sd if getattr(sd, "ndim", 0) == 1 else pt.ones((data.n,)) * sd
+                # the observations are a data container, so that a compiled model can be reused
+                # for new observations at the same inputs (SBC, repeated calibrations)
+                if has_missing:
+                    idx = np.flatnonzero(mask)
+                    y_obs = pm.Data(OBSERVED_DATA_NAME, data.y[idx], dims="obs_observed")
+                    self.observation.likelihood("y", zeta[idx], sd_vec[idx], observed=y_obs, dims="obs_observed")
+                else:
+                    y_obs = pm.Data(OBSERVED_DATA_NAME, data.y, dims="obs")
+                    self.observation.likelihood("y", zeta, sd_vec, observed=y_obs, dims="obs")
             if predict_at is not None:
-                self._add_prediction(model, data, ctx, values, noise, predict_at)
-        model._vvuq_twin = self  # type: ignore[attr-defined]
-        return model
+                self._add_prediction(handle, values, populations, noise, predict_at)
+        return TwinBuild(self, model, handle, noise, populations, unit_idx, tuple(units), marginal)
 
-    def _add_prediction(self, model, data, ctx, values, noise, spec: PredictSpec) -> None:
+    def _add_prediction(self, handle: DiscrepancyHandle, values: dict[str, Any],
+                        populations: dict[str, "_Population"], noise: dict[str, Any], spec: PredictSpec) -> None:
         m = spec.X.shape[0]
         if spec.unit_idx is None and not spec.new_unit and self.per_unit_names:
             raise DataValidationError(
@@ -457,18 +654,58 @@ class Twin:
                 new_vals[p.name] = values[p.name]
                 continue
             if spec.new_unit:
-                mu, sig, inv = values[f"__{p.name}_pop"]
+                pop = populations[p.name]
                 z_new = pm.Normal(f"{p.name}_z_new", 0.0, 1.0)
-                th = pm.Deterministic(f"{p.name}_new", inv(mu + sig * z_new))
+                th = pm.Deterministic(f"{p.name}_new", pop.inv(pop.mu + pop.sigma * z_new))
                 new_vals[p.name] = pt.ones((m,)) * th
             else:
                 new_vals[p.name] = values[p.name][spec.unit_idx]
         Xn = pt.as_tensor_variable(spec.X)
         eta_n = pm.Deterministic("eta_new", self.simulator(Xn, new_vals), dims="obs_new")
-        d = self.discrepancy.at(ctx, spec.X, spec.unit_idx, spec.new_unit, "delta_new_raw")
+        d = handle.at(spec.X, spec.unit_idx, spec.new_unit, "delta_new_raw")
         delta_n = pm.Deterministic("delta_new", d, dims="obs_new")
-        zeta_n = pm.Deterministic("zeta_new", eta_n + delta_n, dims="obs_new")
+        zeta_n = pm.Deterministic("zeta_new", self.observation.combine(eta_n, delta_n), dims="obs_new")
         extra = self.simulator.predictive_variance(Xn, new_vals)
         sd = self.observation.scale(noise, zeta_n, None, extra)
         sd_vec = sd if getattr(sd, "ndim", 0) == 1 else pt.ones((m,)) * sd
         self.observation.likelihood("y_new", zeta_n, sd_vec, dims="obs_new")
+
+
+@dataclass(frozen=True)
+class _Population:
+    """Population of a per-unit parameter: theta_u = inv(mu + sigma * z_u)."""
+
+    mu: Any
+    sigma: Any
+    inv: Any
+
+
+@dataclass
+class TwinBuild:
+    """The record of one :meth:`Twin.build`: the model and the handles it was built with.
+
+    Attributes
+    ----------
+    twin : Twin
+    model : pm.Model
+    discrepancy : DiscrepancyHandle
+        The registered discrepancy (``.at(X_new)``; ``.marginal_cov`` / ``.conditional`` when
+        integrated out).
+    noise : dict
+        The observation noise tensors by attribute (``sigma``, ``relative``, ``nu``).
+    populations : dict
+        Per-unit parameter name -> its population (location, scale, inverse link).
+    unit_idx, units :
+        Integer unit index per observation and the unit labels.
+    marginal : bool
+        Whether the discrepancy is integrated out of the likelihood.
+    """
+
+    twin: "Twin"
+    model: pm.Model
+    discrepancy: DiscrepancyHandle
+    noise: dict[str, Any]
+    populations: dict[str, _Population]
+    unit_idx: np.ndarray | None
+    units: tuple[str, ...]
+    marginal: bool

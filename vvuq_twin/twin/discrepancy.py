@@ -19,7 +19,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 import pymc as pm
@@ -36,6 +36,7 @@ __all__ = [
     "HSGPDiscrepancy",
     "ConstrainedExpQuad",
     "BuildContext",
+    "DiscrepancyHandle",
 ]
 
 _KERNELS = {
@@ -62,17 +63,106 @@ def _value(v: Prior | float, name: str):
     return v.dist(name) if isinstance(v, Prior) else pt.as_tensor_variable(float(v))
 
 
+@dataclass
+class DiscrepancyHandle:
+    """A discrepancy registered in the model being built (what :meth:`Discrepancy.add` returns).
+
+    Attributes
+    ----------
+    discrepancy : Discrepancy
+    name : str
+        Prefix of its variables in the model (``"delta"``).
+    delta : TensorVariable or None
+        delta at the training inputs, shape (n,); None when it is integrated out.
+    marginal_cov : TensorVariable or None
+        Prior covariance (n, n) of delta at the training inputs when it is integrated out
+        (exact GP, Gaussian noise: ``y ~ MvNormal(eta, marginal_cov + S)``); else None.
+    """
+
+    discrepancy: "Discrepancy"
+    ctx: BuildContext
+    name: str = "delta"
+    delta: pt.TensorVariable | None = None
+    marginal_cov: pt.TensorVariable | None = None
+
+    @property
+    def marginal(self) -> bool:
+        """Whether delta is integrated out of the likelihood."""
+        return self.marginal_cov is not None
+
+    def at(self, X_new: np.ndarray, unit_idx_new: np.ndarray | None = None, new_unit: bool = False,
+           name: str | None = None) -> pt.TensorVariable:
+        """delta at new inputs given the posterior (same model, after the likelihood is added).
+
+        For an integrated-out discrepancy this is its Gaussian conditional given the residuals
+        recorded by :meth:`conditional` / :meth:`condition_on`.
+        """
+        if self.marginal and "marginal" not in self.ctx.handles:
+            raise TwinSpecificationError(
+                "An integrated-out discrepancy is evaluated at new inputs from its conditional given "
+                "the data: call handle.condition_on(resid, Sigma, idx) first."
+            )
+        return self.discrepancy._at(self.ctx, np.asarray(X_new), unit_idx_new, new_unit,
+                                    name if name is not None else f"{self.name}_new")
+
+    def condition_on(self, resid: pt.TensorVariable, Sigma: pt.TensorVariable, idx: np.ndarray) -> None:
+        """Record the residuals ``y - eta`` at the observed rows ``idx`` and their covariance."""
+        if not self.marginal:
+            raise TwinSpecificationError(
+                f"{type(self.discrepancy).__name__} is not integrated out; it has no conditional."
+            )
+        self.ctx.handles["marginal"] = {"idx": idx, "Sigma": Sigma, "resid": resid}
+
+    def conditional(self, resid: pt.TensorVariable | None = None, Sigma: pt.TensorVariable | None = None,
+                    idx: np.ndarray | None = None, *, name: str | None = None, dims: Any = None) -> pt.TensorVariable:
+        """delta at the training inputs drawn from its Gaussian conditional given the data.
+
+        ``resid``, ``Sigma`` and ``idx`` are recorded first when given (see :meth:`condition_on`).
+        """
+        if resid is not None:
+            self.condition_on(resid, Sigma, idx)
+        if not self.marginal or "marginal" not in self.ctx.handles:
+            raise TwinSpecificationError("conditional() needs an integrated-out discrepancy and its residuals.")
+        return self.discrepancy._marginal_conditional(
+            self.ctx, self.ctx.handles["marginal_Z"], name if name is not None else self.name, dims=dims)
+
+
 class Discrepancy(abc.ABC):
-    """Base class of discrepancy models."""
+    """Base class of discrepancy models.
+
+    A subclass implements ``_add`` (register delta at the training inputs, return a tensor of
+    shape (n,)) and ``_at`` (delta at new inputs in the same model), and, when it can be
+    integrated out of a Gaussian likelihood, ``supports_marginal`` and ``_add_marginal``.
+    """
 
     per_unit: bool = False
 
+    def add(self, ctx: BuildContext, name: str = "delta", *, marginal: bool = False) -> DiscrepancyHandle:
+        """Register this discrepancy in the model being built; return its handle.
+
+        With ``marginal`` (see :meth:`supports_marginal`) only the hyperparameters are
+        registered and the handle carries the prior covariance ``marginal_cov`` instead of delta.
+        """
+        if marginal:
+            return DiscrepancyHandle(self, ctx, name, marginal_cov=self._add_marginal(ctx, name))
+        return DiscrepancyHandle(self, ctx, name, delta=self._add(ctx, name))
+
+    def supports_marginal(self, observation: Any) -> bool:
+        """Whether delta can be integrated out analytically under ``observation``."""
+        return False
+
+    def _add_marginal(self, ctx: BuildContext, name: str) -> pt.TensorVariable:
+        raise TwinSpecificationError(f"{type(self).__name__} cannot be integrated out of the likelihood.")
+
+    def _marginal_conditional(self, ctx: BuildContext, Z_new: np.ndarray, name: str, dims=None):
+        raise TwinSpecificationError(f"{type(self).__name__} is not integrated out; it has no conditional.")
+
     @abc.abstractmethod
-    def add(self, ctx: BuildContext, name: str = "delta") -> pt.TensorVariable:
+    def _add(self, ctx: BuildContext, name: str = "delta") -> pt.TensorVariable:
         """Register delta at the training inputs; return a tensor of shape (n,)."""
 
     @abc.abstractmethod
-    def at(
+    def _at(
         self,
         ctx: BuildContext,
         X_new: np.ndarray,
@@ -89,15 +179,35 @@ class Discrepancy(abc.ABC):
     def validate(self, X: np.ndarray) -> None:
         """Check the discrepancy fits the data's inputs (raise TwinSpecificationError)."""
 
+    # numpy answers, vectorised over posterior draws (``draws``: model name -> (n_draws, ...))
+    def prior_terms(self, X: np.ndarray, name: str = "delta",
+                    marginal: bool = False) -> dict[str, Callable[[Mapping[str, Any]], np.ndarray]]:
+        """The free variables this discrepancy adds to the model built on inputs ``X``.
+
+        Returns name -> function(draws) -> log prior density per draw, shape (n_draws,). With
+        ``marginal`` the latent values are integrated out (exact GP with Gaussian noise).
+        """
+        return {}
+
+    def hyperparameter_names(self, name: str = "delta") -> tuple[str, ...]:
+        """Names of the inferred hyperparameters (length scale, amplitude, offset) in the model."""
+        return ()
+
+    def delta_numpy(self, draws: Mapping[str, Any], X: np.ndarray, unit_idx: np.ndarray | None,
+                    n_units: int, name: str = "delta") -> np.ndarray:
+        """delta at the training inputs ``X`` for every draw, shape (n_draws, n_obs)."""
+        n = len(next(iter(draws.values()))) if len(draws) else 1
+        return np.zeros((n, np.asarray(X).shape[0]))
+
 
 @dataclass
 class NoDiscrepancy(Discrepancy):
     """delta(x) = 0."""
 
-    def add(self, ctx, name="delta"):
+    def _add(self, ctx, name="delta"):
         return pt.zeros((ctx.X.shape[0],))
 
-    def at(self, ctx, X_new, unit_idx_new, new_unit, name):
+    def _at(self, ctx, X_new, unit_idx_new, new_unit, name):
         return pt.zeros((X_new.shape[0],))
 
     def spec(self):
@@ -111,7 +221,7 @@ class BiasDiscrepancy(Discrepancy):
     prior: Prior = field(default_factory=lambda: Normal(0.0, 1.0))
     per_unit: bool = False
 
-    def add(self, ctx, name="delta"):
+    def _add(self, ctx, name="delta"):
         if self.per_unit:
             if ctx.unit_idx is None:
                 raise TwinSpecificationError(
@@ -124,7 +234,7 @@ class BiasDiscrepancy(Discrepancy):
         ctx.handles[name] = b
         return pt.ones((ctx.X.shape[0],)) * b
 
-    def at(self, ctx, X_new, unit_idx_new, new_unit, name):
+    def _at(self, ctx, X_new, unit_idx_new, new_unit, name):
         b = ctx.handles["delta"]
         m = X_new.shape[0]
         if self.per_unit:
@@ -133,6 +243,15 @@ class BiasDiscrepancy(Discrepancy):
                 return pt.ones((m,)) * b_new
             return b[unit_idx_new]
         return pt.ones((m,)) * b
+
+    def prior_terms(self, X, name="delta", marginal=False):
+        return _bias_terms(self, X, name, marginal)
+
+    def hyperparameter_names(self, name="delta"):
+        return (f"{name}_bias",)
+
+    def delta_numpy(self, draws, X, unit_idx, n_units, name="delta"):
+        return _bias_delta(self, draws, X, unit_idx, n_units, name)
 
     def spec(self):
         return {"kind": "bias", "prior": self.prior.spec(), "per_unit": self.per_unit}
@@ -148,8 +267,8 @@ class ConstrainedExpQuad(pm.gp.cov.Covariance):
     """
 
     def __init__(self, eta, ls, *, x0: float = 0.0, value: bool = True, slope: bool = True,
-                 active_dims: Sequence[int] | None = None):
-        super().__init__(1, active_dims=list(active_dims) if active_dims is not None else [0])
+                 active_dims: Sequence[int] | None = None, input_dim: int = 1):
+        super().__init__(input_dim, active_dims=list(active_dims) if active_dims is not None else [0])
         self.eta = eta
         self.ls = ls
         self.x0 = x0
@@ -270,16 +389,23 @@ class GPDiscrepancy(Discrepancy):
         ls = _value(ls_p, f"{name}_ls")
         eta = _value(self.eta, f"{name}_eta")
         nd = len(cols)
+        # per unit, the inputs carry the unit index as a last column (for the Coregion factor)
+        in_dim = nd + 1 if self.per_unit else nd
         if self.constraint is not None:
             cov = ConstrainedExpQuad(eta, ls, x0=self.x0, value=True,
-                                     slope=self.constraint == "value_and_slope", active_dims=[0])
+                                     slope=self.constraint == "value_and_slope", active_dims=[0],
+                                     input_dim=in_dim)
         else:
-            cov = eta**2 * _KERNELS[self.kernel](nd, ls=ls, active_dims=list(range(nd)))
+            cov = eta**2 * _KERNELS[self.kernel](in_dim, ls=ls, active_dims=list(range(nd)))
         if self.per_unit:
             U = ctx.n_units
             coreg = pm.gp.cov.Coregion(nd + 1, W=np.zeros((U, 1)), kappa=np.ones(U), active_dims=[nd])
             cov = cov * coreg
         return cov, cols
+
+    def supports_marginal(self, observation: Any) -> bool:
+        """Integrated out under Gaussian noise without a relative term (see ``marginalize``)."""
+        return self.use_marginal(observation)
 
     def use_marginal(self, observation: Any) -> bool:
         """Whether delta is integrated out analytically (Gaussian noise, no relative term)."""
@@ -293,7 +419,7 @@ class GPDiscrepancy(Discrepancy):
             )
         return ok if self.marginalize == "auto" else bool(self.marginalize)
 
-    def add_marginal(self, ctx: BuildContext, name: str = "delta") -> pt.TensorVariable:
+    def _add_marginal(self, ctx: BuildContext, name: str = "delta") -> pt.TensorVariable:
         """Register the hyperparameters only; return the prior covariance K (n, n) of delta.
 
         With Gaussian noise, delta is integrated out: y ~ MvNormal(eta, K + S). Its posterior
@@ -329,7 +455,7 @@ class GPDiscrepancy(Discrepancy):
             Z = np.column_stack([Z, unit_idx.astype(float)])
         return Z
 
-    def add(self, ctx, name="delta"):
+    def _add(self, ctx, name="delta"):
         if self.per_unit and ctx.unit_idx is None:
             raise TwinSpecificationError(
                 "GPDiscrepancy(per_unit=True) needs a hierarchy (units in the data)."
@@ -341,7 +467,7 @@ class GPDiscrepancy(Discrepancy):
         ctx.handles[name] = (gp, cov, cols)
         return f
 
-    def at(self, ctx, X_new, unit_idx_new, new_unit, name):
+    def _at(self, ctx, X_new, unit_idx_new, new_unit, name):
         gp, cov, cols = ctx.handles["delta"]
         if "marginal" in ctx.handles and not (new_unit and self.per_unit):
             return self._marginal_conditional(ctx, self._inputs(X_new, cols, unit_idx_new), name)
@@ -352,6 +478,19 @@ class GPDiscrepancy(Discrepancy):
             return pm.MvNormal(name, mu=np.zeros(Z.shape[0]), cov=K)
         Z = self._inputs(X_new, cols, unit_idx_new)
         return gp.conditional(name, Z, jitter=self.jitter)
+
+    def prior_terms(self, X, name="delta", marginal=False):
+        return _gp_terms(self, X, name, marginal)
+
+    def hyperparameter_names(self, name="delta"):
+        return _gp_hyper(self, name)
+
+    def delta_numpy(self, draws, X, unit_idx, n_units, name="delta"):
+        return _gp_delta(self, draws, X, unit_idx, n_units, name)
+
+    def marginal_cov_numpy(self, draws, X, unit_idx, name="delta") -> np.ndarray:
+        """Prior covariance of delta at ``X`` per draw, (n_draws, n, n), jitter included."""
+        return _gp_cov_np(self, draws, X, unit_idx, name)
 
     def spec(self):
         return {
@@ -447,7 +586,7 @@ class HSGPDiscrepancy(Discrepancy):
                 f"HSGPDiscrepancy.columns={cols} but the inputs have {X.shape[1]} column(s)."
             )
 
-    def add(self, ctx, name="delta"):
+    def _add(self, ctx, name="delta"):
         if self.per_unit and ctx.unit_idx is None:
             raise TwinSpecificationError(
                 "HSGPDiscrepancy(per_unit=True) needs a hierarchy (units in the data)."
@@ -478,7 +617,7 @@ class HSGPDiscrepancy(Discrepancy):
         ctx.handles[name] = (gp, beta, sqrt_psd, cols)
         return f
 
-    def at(self, ctx, X_new, unit_idx_new, new_unit, name):
+    def _at(self, ctx, X_new, unit_idx_new, new_unit, name):
         gp, beta, sqrt_psd, cols = ctx.handles["delta"]
         phi_new, _ = gp.prior_linearized(X_new[:, cols].astype(float))
         if self.per_unit:
@@ -487,6 +626,15 @@ class HSGPDiscrepancy(Discrepancy):
                 return phi_new @ (b * sqrt_psd)
             return pt.sum(phi_new * (beta[unit_idx_new] * sqrt_psd[None, :]), axis=1)
         return phi_new @ (beta * sqrt_psd)
+
+    def prior_terms(self, X, name="delta", marginal=False):
+        return _hsgp_terms(self, X, name, marginal)
+
+    def hyperparameter_names(self, name="delta"):
+        return _gp_hyper(self, name)
+
+    def delta_numpy(self, draws, X, unit_idx, n_units, name="delta"):
+        return _hsgp_delta(self, draws, X, unit_idx, n_units, name)
 
     def spec(self):
         return {
@@ -503,3 +651,170 @@ class HSGPDiscrepancy(Discrepancy):
             **{k: list(map(float, np.atleast_1d(getattr(self, k)))) for k in ("center", "L")
                if getattr(self, k) is not None and k not in self.frozen_from_data},
         }
+
+
+# ---------------------------------------------------------------------------- numpy answers
+# Each discrepancy also answers, in numpy and vectorised over posterior draws, what the twin
+# needs without a PyMC model: the priors of its free variables, its hyperparameter names and
+# delta at the training inputs (or, for a marginalised GP, the prior covariance of delta).
+# ``draws`` maps model variable names to arrays with a leading draw axis.
+
+def _draws(draws: Any, name: str) -> np.ndarray:
+    if name not in draws:
+        raise KeyError(f"The draws have no {name!r}; pass every variable of Twin.free_variable_names().")
+    return np.asarray(draws[name], dtype=float)
+
+
+def _std_normal_sum(v: np.ndarray) -> np.ndarray:
+    n = v.shape[0]
+    return (-0.5 * v.reshape(n, -1) ** 2 - 0.5 * np.log(2 * np.pi)).sum(axis=1)
+
+
+def _prior_sum(prior: Prior, v: np.ndarray) -> np.ndarray:
+    return prior.logpdf(v).reshape(v.shape[0], -1).sum(axis=1)
+
+
+def _value_np(spec: Prior | float, draws: Any, name: str, n: int) -> np.ndarray:
+    return _draws(draws, name).reshape(n) if isinstance(spec, Prior) else np.full(n, float(spec))
+
+
+def _kernel_np(kind: str, r2: np.ndarray) -> np.ndarray:
+    """Unit-variance stationary kernel of squared scaled distance ``r2`` (PyMC's definitions)."""
+    if kind == "ExpQuad":
+        return np.exp(-0.5 * r2)
+    r = np.sqrt(np.maximum(r2, 0.0) + 1e-12)  # PyMC's Stationary._sqrt (keeps the gradient finite)
+    if kind == "Matern52":
+        return (1.0 + np.sqrt(5.0) * r + 5.0 / 3.0 * r2) * np.exp(-np.sqrt(5.0) * r)
+    if kind == "Matern32":
+        return (1.0 + np.sqrt(3.0) * r) * np.exp(-np.sqrt(3.0) * r)
+    if kind == "Exponential":
+        return np.exp(-0.5 * r)
+    raise TwinSpecificationError(f"Unknown kernel {kind!r}.")  # pragma: no cover - validated
+
+
+def _psd_np(kind: str, omega: np.ndarray, ls: np.ndarray) -> np.ndarray:
+    """Spectral density of the unit-variance kernel at ``omega`` (nb, D) for ``ls`` (n,): (n, nb)."""
+    from scipy.special import gamma
+
+    D = omega.shape[1]
+    w2 = (omega**2).sum(axis=1)[None, :] * (ls**2)[:, None]
+    lsD = (ls**D)[:, None]
+    if kind == "ExpQuad":
+        return np.sqrt(2.0 * np.pi) ** D * lsD * np.exp(-0.5 * w2)
+    if kind == "Matern52":
+        p = (D + 5) / 2
+        return (2**D * np.pi ** (D / 2) * gamma(p) * 5**2.5) / (0.75 * np.sqrt(np.pi)) * lsD * (5.0 + w2) ** (-p)
+    if kind == "Matern32":
+        p = (D + 3) / 2
+        return (2**D * np.pi ** (D / 2) * gamma(p) * 3**1.5) / (0.5 * np.sqrt(np.pi)) * lsD * (3.0 + w2) ** (-p)
+    raise TwinSpecificationError(f"HSGPDiscrepancy: no spectral density for kernel {kind!r}.")  # pragma: no cover
+
+
+def _bias_terms(self, X, name="delta", marginal=False):
+    return {f"{name}_bias": lambda d, k=f"{name}_bias": _prior_sum(self.prior, _draws(d, k))}
+
+
+def _bias_delta(self, draws, X, unit_idx, n_units, name="delta"):
+    b = _draws(draws, f"{name}_bias")
+    if self.per_unit:
+        return b.reshape(b.shape[0], -1)[:, unit_idx]
+    return np.repeat(b.reshape(-1, 1), np.asarray(X).shape[0], axis=1)
+
+
+def _gp_scale_terms(self, X, name):
+    cols = self._cols(np.asarray(X, float))
+    ls_p = self.ls if self.ls is not None else _default_ls(np.asarray(X, float), cols)
+    out = {}
+    if isinstance(ls_p, Prior):
+        out[f"{name}_ls"] = lambda d, p=ls_p, k=f"{name}_ls": _prior_sum(p, _draws(d, k))
+    if isinstance(self.eta, Prior):
+        out[f"{name}_eta"] = lambda d, p=self.eta, k=f"{name}_eta": _prior_sum(p, _draws(d, k))
+    return out, ls_p
+
+
+def _gp_hyper(self, name="delta"):
+    return tuple(f"{name}_{k}" for k in ("ls", "eta")
+                 if isinstance(getattr(self, k), Prior) or (k == "ls" and self.ls is None))
+
+
+def _gp_terms(self, X, name="delta", marginal=False):
+    out, _ = _gp_scale_terms(self, X, name)
+    if not marginal:
+        out[f"{name}_gp_rotated_"] = lambda d, k=f"{name}_gp_rotated_": _std_normal_sum(_draws(d, k))
+    return out
+
+
+def _gp_cov_np(self, draws, X, unit_idx, name="delta") -> np.ndarray:
+    """Prior covariance of delta at the training inputs per draw (n_draws, n, n), jitter added."""
+    X = np.asarray(X, float)
+    cols = self._cols(X)
+    ls_p = self.ls if self.ls is not None else _default_ls(X, cols)
+    n_draws = len(next(iter(draws.values())))
+    ls = _value_np(ls_p, draws, f"{name}_ls", n_draws)[:, None, None]
+    eta = _value_np(self.eta, draws, f"{name}_eta", n_draws)[:, None, None]
+    Z = X[:, cols]
+    if self.constraint is not None:
+        x, x0 = Z[:, 0], self.x0
+        d = x[:, None] - x[None, :]
+        l2 = ls**2
+        K = np.exp(-0.5 * d[None] ** 2 / l2)
+        a = np.exp(-0.5 * (x - x0)[None, :, None] ** 2 / l2)  # (n_draws, n, 1)
+        K = K - a * np.swapaxes(a, 1, 2)
+        if self.constraint == "value_and_slope":
+            u = a * (x - x0)[None, :, None]
+            K = K - u * np.swapaxes(u, 1, 2) / l2
+        K = eta**2 * K
+    else:
+        r2 = ((Z[:, None, :] - Z[None, :, :]) ** 2).sum(axis=2)
+        K = eta**2 * _kernel_np(self.kernel, r2[None] / ls**2)
+    if self.per_unit:
+        K = K * (unit_idx[:, None] == unit_idx[None, :])[None]
+    return K + self.jitter * np.eye(Z.shape[0])[None]
+
+
+def _gp_delta(self, draws, X, unit_idx, n_units, name="delta"):
+    K = _gp_cov_np(self, draws, X, unit_idx, name)
+    v = _draws(draws, f"{name}_gp_rotated_")
+    return np.einsum("dij,dj->di", np.linalg.cholesky(K), v.reshape(v.shape[0], -1))
+
+
+def _hsgp_terms(self, X, name="delta", marginal=False):
+    out, _ = _gp_scale_terms(self, X, name)
+    out[f"{name}_hsgp_coeffs"] = lambda d, k=f"{name}_hsgp_coeffs": _std_normal_sum(_draws(d, k))
+    return out
+
+
+def _hsgp_basis(self, X) -> tuple[np.ndarray, np.ndarray]:
+    """Basis ``phi`` (n, nb) and frequencies ``omega`` (nb, D) as ``pm.gp.HSGP`` builds them."""
+    from pymc.gp.hsgp_approx import calc_eigenvalues
+
+    X = np.asarray(X, float)
+    Z = X[:, self._cols(X)]
+    center = (np.asarray(self.center, float) if self.center is not None
+              else (Z.max(axis=0) + Z.min(axis=0)) / 2)
+    Zs = Z - center
+    L = (np.asarray(np.atleast_1d(self.L), float) if self.L is not None
+         else self.c * np.abs(Zs).max(axis=0))
+    m = [int(self.m)] * Z.shape[1] if np.isscalar(self.m) else [int(v) for v in self.m]
+    eig = np.asarray(calc_eigenvalues(L, m), float)
+    phi = np.ones((Z.shape[0], eig.shape[0]))
+    for d in range(Z.shape[1]):
+        phi *= np.sin(np.sqrt(eig[:, d])[None, :] * (Zs[:, d][:, None] + L[d])) / np.sqrt(L[d])
+    return phi, np.sqrt(eig)
+
+
+def _hsgp_delta(self, draws, X, unit_idx, n_units, name="delta"):
+    X = np.asarray(X, float)
+    phi, omega = _hsgp_basis(self, X)
+    n_draws = len(next(iter(draws.values())))
+    ls_p = self.ls if self.ls is not None else _default_ls(X, self._cols(X))
+    ls = _value_np(ls_p, draws, f"{name}_ls", n_draws)
+    eta = _value_np(self.eta, draws, f"{name}_eta", n_draws)
+    sqrt_psd = eta[:, None] * np.sqrt(_psd_np(self.kernel, omega, ls))  # (n_draws, nb)
+    beta = _draws(draws, f"{name}_hsgp_coeffs")
+    if self.per_unit:
+        b = beta.reshape(n_draws, n_units, -1)[:, unit_idx, :]  # (n_draws, n, nb)
+        return np.einsum("nb,dnb->dn", phi, b * sqrt_psd[:, None, :])
+    return (beta.reshape(n_draws, -1) * sqrt_psd) @ phi.T
+
+

@@ -2,7 +2,9 @@
 
 A prior is a small frozen dataclass that validates its arguments when it is created (before any
 model is compiled), knows its mean (used to check the simulator before sampling), can describe
-itself for the declaration hash, and builds the PyMC distribution by name and dims.
+itself for the declaration hash, builds the PyMC distribution by name and dims, and evaluates
+its log-density in numpy (:meth:`Prior.logpdf`, vectorised over draws; the same density as
+PyMC's, checked in the tests).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, ClassVar, Union
 
 import numpy as np
 import pymc as pm
+from scipy import stats
 
 from ..exceptions import TwinSpecificationError
 
@@ -78,6 +81,20 @@ class Prior:
     def dist_unregistered(self):  # pragma: no cover - overridden
         raise TypeError
 
+    def logpdf(self, x: Any) -> np.ndarray:
+        """Log prior density at ``x`` (numpy, elementwise; ``-inf`` outside the support).
+
+        The density of the distribution :meth:`dist` registers, so a twin's log prior can be
+        evaluated on posterior draws without a PyMC model.
+        """
+        x = np.asarray(x, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.asarray(self._logpdf(x), dtype=float)
+        return np.where(np.isnan(out) & ~np.isnan(x), -np.inf, out)
+
+    def _logpdf(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - overridden
+        raise TypeError(f"{type(self).__name__} has no log-density.")
+
 
 @dataclass(frozen=True)
 class Normal(Prior):
@@ -95,6 +112,9 @@ class Normal(Prior):
 
     def dist_unregistered(self):
         return pm.Normal.dist(mu=self.mu, sigma=self.sigma)
+
+    def _logpdf(self, x):
+        return stats.norm.logpdf(x, loc=self.mu, scale=self.sigma)
 
     def mean(self) -> float:
         return float(self.mu)
@@ -118,6 +138,9 @@ class StudentT(Prior):
     def dist_unregistered(self):
         return pm.StudentT.dist(nu=self.nu, mu=self.mu, sigma=self.sigma)
 
+    def _logpdf(self, x):
+        return stats.t.logpdf(x, df=self.nu, loc=self.mu, scale=self.sigma)
+
     def mean(self) -> float:
         return float(self.mu)
 
@@ -138,6 +161,9 @@ class HalfNormal(Prior):
     def dist_unregistered(self):
         return pm.HalfNormal.dist(sigma=self.sigma)
 
+    def _logpdf(self, x):
+        return stats.halfnorm.logpdf(x, scale=self.sigma)
+
     def mean(self) -> float:
         return float(self.sigma * math.sqrt(2 / math.pi))
 
@@ -157,6 +183,9 @@ class HalfCauchy(Prior):
 
     def dist_unregistered(self):
         return pm.HalfCauchy.dist(beta=self.beta)
+
+    def _logpdf(self, x):
+        return stats.halfcauchy.logpdf(x, scale=self.beta)
 
     def mean(self) -> float:
         return float(self.beta)
@@ -179,6 +208,9 @@ class LogNormal(Prior):
 
     def dist_unregistered(self):
         return pm.LogNormal.dist(mu=self.mu, sigma=self.sigma)
+
+    def _logpdf(self, x):
+        return stats.lognorm.logpdf(x, s=self.sigma, scale=math.exp(self.mu))
 
     def mean(self) -> float:
         return float(math.exp(self.mu + self.sigma**2 / 2))
@@ -205,6 +237,9 @@ class Uniform(Prior):
     def dist_unregistered(self):
         return pm.Uniform.dist(lower=self.lower, upper=self.upper)
 
+    def _logpdf(self, x):
+        return stats.uniform.logpdf(x, loc=self.lower, scale=self.upper - self.lower)
+
     def mean(self) -> float:
         return 0.5 * (self.lower + self.upper)
 
@@ -226,6 +261,9 @@ class Gamma(Prior):
     def dist_unregistered(self):
         return pm.Gamma.dist(alpha=self.alpha, beta=self.beta)
 
+    def _logpdf(self, x):
+        return stats.gamma.logpdf(x, a=self.alpha, scale=1.0 / self.beta)
+
     def mean(self) -> float:
         return float(self.alpha / self.beta)
 
@@ -246,6 +284,9 @@ class InverseGamma(Prior):
 
     def dist_unregistered(self):
         return pm.InverseGamma.dist(alpha=self.alpha, beta=self.beta)
+
+    def _logpdf(self, x):
+        return stats.invgamma.logpdf(x, a=self.alpha, scale=self.beta)
 
     def mean(self) -> float:
         if self.alpha > 1:
@@ -269,6 +310,9 @@ class Exponential(Prior):
     def dist_unregistered(self):
         return pm.Exponential.dist(lam=self.lam)
 
+    def _logpdf(self, x):
+        return stats.expon.logpdf(x, scale=1.0 / self.lam)
+
     def mean(self) -> float:
         return float(1 / self.lam)
 
@@ -289,6 +333,9 @@ class Beta(Prior):
 
     def dist_unregistered(self):
         return pm.Beta.dist(alpha=self.alpha, beta=self.beta)
+
+    def _logpdf(self, x):
+        return stats.beta.logpdf(x, a=self.alpha, b=self.beta)
 
     def mean(self) -> float:
         return float(self.alpha / (self.alpha + self.beta))

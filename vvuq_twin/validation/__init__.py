@@ -35,12 +35,16 @@ from .judge import BandCheck, PredictiveJudgement, coverage_test, judge_predicti
 from .quality import DataQualityGate, QualityVerdict
 from .vv20 import input_uncertainty, vv20_comparison, vv20_from_predictive
 
+#: alias of :func:`interval_coverage` (the name newcomers guess first)
+coverage = interval_coverage
+
 __all__ = [
     "BandCheck",
     "PredictiveJudgement",
     "coverage_test",
     "judge_predictive",
     "median_bias_test",
+    "coverage",
     "DataQualityError",
     "MetricInputError",
     "SuiteConfigError",
@@ -68,3 +72,20 @@ __all__ = [
     "vv20_comparison",
     "vv20_from_predictive",
 ]
+
+
+#: other common guesses -> the function that does it
+_GUESSES = {
+    "pit_test": "pit_uniformity", "uniformity": "pit_uniformity", "crps_score": "crps",
+    "energy": "energy_score", "area_validation_metric": "area_metric", "loo": "loo_pit",
+    "ppc": "ppc_pvalue", "cusum": "CusumDetector", "domain": "ValidationDomain",
+    "vv20": "vv20_comparison", "quality_gate": "DataQualityGate",
+}
+
+
+def __getattr__(name: str):
+    import difflib
+
+    hint = [_GUESSES[name]] if name in _GUESSES else difflib.get_close_matches(name, __all__, n=3, cutoff=0.5)
+    more = f" Did you mean {' or '.join(repr(h) for h in hint)}?" if hint else ""
+    raise AttributeError(f"module 'vvuq_twin.validation' has no attribute {name!r}.{more}")

@@ -1,8 +1,13 @@
-"""Exceptions and warnings of :mod:`vvuq_twin.validation` and the validation suite."""
+"""Exceptions and warnings of :mod:`vvuq_twin.validation` and the validation suite (defined in :mod:`vvuq_twin.exceptions`, re-exported here)."""
 
 from __future__ import annotations
 
-from ..exceptions import DataValidationError, VVUQError
+from ..exceptions import (  # noqa: F401 - re-exported
+    MetricInputError,
+    DataQualityError,
+    ValidationDomainError,
+    SuiteConfigError,
+)
 
 __all__ = [
     "MetricInputError",
@@ -10,19 +15,3 @@ __all__ = [
     "ValidationDomainError",
     "SuiteConfigError",
 ]
-
-
-class MetricInputError(DataValidationError):
-    """Inputs of a validation metric are malformed (shape mismatch, NaN/inf, missing dims)."""
-
-
-class DataQualityError(DataValidationError):
-    """The data-quality gate refused a batch of observations (the message lists the reasons)."""
-
-
-class ValidationDomainError(DataValidationError):
-    """Inputs used to build or query a validation domain are malformed."""
-
-
-class SuiteConfigError(VVUQError, ValueError):
-    """A validation-suite case file is malformed (unknown key, missing threshold, bad value)."""

@@ -450,7 +450,7 @@ def _run_sbc(
     gen = as_generator(rng)
     seeds = spawn_seeds(gen, n_sims)
     rows = np.column_stack([np.arange(n_sims, dtype=float), np.asarray(seeds, dtype=float)])
-    res = evaluate(replication, rows, executor=executor, on_failure="record")
+    res = evaluate(replication, rows, executor=executor, on_failure="record", allow_nonfinite=True)
     if res.failures:
         first = res.failures[0]
         raise SBCError(

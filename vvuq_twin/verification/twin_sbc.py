@@ -17,6 +17,7 @@ import numpy as np
 import pymc as pm
 import pytensor
 import pytensor.tensor as pt
+from pymc.distributions.continuous import FlatRV, HalfFlatRV
 
 from .._rng import RNGLike, as_generator, seed_int
 from ._errors import SBCError
@@ -24,7 +25,7 @@ from .sbc import DerivedFn, SBCResult, _check_common, _sbc_engine
 
 __all__ = ["sbc_twin", "check_proper_priors"]
 
-_IMPROPER = ("FlatRV", "HalfFlatRV")
+_IMPROPER = (FlatRV, HalfFlatRV)
 
 
 def check_proper_priors(model: pm.Model) -> None:
@@ -34,7 +35,7 @@ def check_proper_priors(model: pm.Model) -> None:
     distribution to draw from, and a ``pm.Potential`` changes the prior without the prior
     predictive sampler seeing it.
     """
-    bad = [rv.name for rv in model.free_RVs if type(rv.owner.op).__name__ in _IMPROPER]
+    bad = [rv.name for rv in model.free_RVs if isinstance(rv.owner.op, _IMPROPER)]
     if bad:
         raise SBCError(
             f"Parameter(s) {bad} have improper priors (pm.Flat / pm.HalfFlat): SBC must draw "
