@@ -185,8 +185,16 @@ def _generate_api(app) -> None:
             del _SHORT[short]          # ambiguous: QoI, evsi, ... need their module
 
 
+_PLAIN: set[str] = set()
+
+
 def _missing_reference(app, env, node, contnode):
-    """Point references at the one page of an object, whatever path names it."""
+    """Point references at the one page of an object, whatever path names it.
+
+    A reference to a name of this project that exists but has no page (a module constant or
+    helper outside every ``__all__``, e.g. ``GENESIS``) renders as plain code and is listed in
+    the build log; a reference to a name that does not exist still fails the nitpicky build.
+    """
     if node.get("refdomain") != "py":
         return None
     target = node.get("reftarget", "")
@@ -197,25 +205,41 @@ def _missing_reference(app, env, node, contnode):
         if cls:
             candidates.append(f"{mod}.{cls}.{target}")
         candidates.append(f"{mod}.{target}")
+        # names relative to the module that defines the documented object
+        doc = node.get("refdoc", "")
+        if doc.startswith("api/generated/"):
+            home = vvuq_apigen.defining_module(doc.rsplit("/", 1)[1])
+            if home and home != mod:
+                candidates.append(f"{home}.{target}")
     candidates.append(f"{vvuq_apigen.ROOT_PACKAGE}.{target}")
-    canonical = None
-    for cand in candidates:
-        canonical = vvuq_apigen.canonical_name(cand, _ALIAS, _CANON)
-        if canonical:
-            break
-    if canonical is None and "." not in target:
-        canonical = _SHORT.get(target)
-    if canonical is None:
-        return None
+    names = [n for c in candidates for n in vvuq_apigen.canonical_names(c, _ALIAS, _CANON)]
+    if "." not in target and target in _SHORT:
+        names.append(_SHORT[target])
     domain = env.get_domain("py")
-    new = node.deepcopy()
-    new["reftarget"] = canonical
-    new["refspecific"] = False
-    found = domain.resolve_any_xref(env, node["refdoc"], app.builder, canonical, new, contnode)
-    return found[0][1] if found else None
+    for canonical in dict.fromkeys(names):
+        new = node.deepcopy()
+        new["reftarget"] = canonical
+        new["refspecific"] = False
+        found = domain.resolve_any_xref(env, node["refdoc"], app.builder, canonical, new, contnode)
+        if found:
+            return found[0][1]
+    for cand in candidates:
+        if vvuq_apigen.exists(cand):
+            _PLAIN.add(cand)
+            return contnode
+    return None
+
+
+def _report_plain(app, exc) -> None:
+    if _PLAIN:
+        from sphinx.util import logging
+        logging.getLogger(__name__).info(
+            "%d references to existing names without an API page rendered as plain code: %s",
+            len(_PLAIN), ", ".join(sorted(_PLAIN)))
 
 
 def setup(app):
     app.connect("builder-inited", _generate_api)
     app.connect("missing-reference", _missing_reference)
+    app.connect("build-finished", _report_plain)
     return {"parallel_read_safe": True}

@@ -96,13 +96,27 @@ def canonical_name(target: str, alias: dict[str, str],
     """The documented dotted name of the object ``target`` names, or None.
 
     Data (constants) resolve by name only; classes and functions by identity, so a name from
-    the defining module, a private module or the top level finds the one page.
+    the defining module, a private module or the top level finds the one page. A method or
+    attribute resolves through its class (``vvuq_twin.twin.declaration.Twin.build`` ->
+    ``vvuq_twin.twin.Twin.build``); only targets that exist are resolved.
+    """
+    names = canonical_names(target, alias, canonical_of_obj)
+    return names[0] if names else None
+
+
+def canonical_names(target: str, alias: dict[str, str],
+                    canonical_of_obj: dict[int, str]) -> list[str]:
+    """All documented names ``target`` may resolve to, best first (see :func:`canonical_name`).
+
+    An inherited method also resolves to the class that defines it
+    (``Gaussian.noise_values`` -> ``ObservationModel.noise_values``).
     """
     if target in alias:
-        return alias[target]
+        return [alias[target]]
     parts = target.split(".")
     if not parts or parts[0] != ROOT_PACKAGE:
-        return None
+        return []
+    out: list[str] = []
     for cut in range(len(parts) - 1, 0, -1):
         try:
             obj = importlib.import_module(".".join(parts[:cut]))
@@ -110,15 +124,79 @@ def canonical_name(target: str, alias: dict[str, str],
             continue
         rest = parts[cut:]
         try:
-            for p in rest[:1]:
+            head = getattr(obj, rest[0])
+            leaf = head
+            for p in rest[1:]:
+                leaf = getattr(leaf, p)
+        except AttributeError:
+            return []
+        base = canonical_of_obj.get(id(head))
+        if base is not None:
+            out.append(".".join([base, *rest[1:]]))
+        qual = getattr(leaf, "__qualname__", "")
+        mod = getattr(leaf, "__module__", None)
+        if len(rest) > 1 and mod and "." in qual and "<" not in qual:
+            try:
+                owner = importlib.import_module(mod)
+                for p in qual.split(".")[:-1]:
+                    owner = getattr(owner, p)
+                owner_name = canonical_of_obj.get(id(owner))
+                if owner_name:
+                    out.append(f"{owner_name}.{qual.rsplit('.', 1)[1]}")
+            except Exception:
+                pass
+        return out
+    return out
+
+
+def defining_module(fullname: str) -> str | None:
+    """The module that defines the object documented as ``fullname`` (for relative names)."""
+    parts = fullname.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except Exception:
+            continue
+        try:
+            for p in parts[cut:]:
                 obj = getattr(obj, p)
         except AttributeError:
             return None
-        base = canonical_of_obj.get(id(obj))
-        if base is None:
-            return None
-        return ".".join([base, *rest[1:]])
+        return getattr(obj, "__module__", None)
     return None
+
+
+def _project(name: str | None) -> bool:
+    return bool(name) and name.split(".")[0] in (ROOT_PACKAGE, "case_studies")
+
+
+def exists(target: str) -> bool:
+    """Whether ``target`` names a module, class, function, constant or field of this project.
+
+    Names imported into a project module from elsewhere (``typing.Any``, ``torch.Tensor``) do
+    not count; a dataclass field without a default (only in ``__annotations__``) does.
+    """
+    parts = target.split(".")
+    if not _project(parts[0]):
+        return False
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except Exception:
+            continue
+        for p in parts[cut:]:
+            if hasattr(obj, p):
+                obj = getattr(obj, p)
+            elif inspect.isclass(obj) and any(p in getattr(k, "__annotations__", {}) for k in obj.__mro__):
+                return _project(obj.__module__)      # an annotated field (dataclass)
+            else:
+                return False
+        if inspect.ismodule(obj):
+            return _project(obj.__name__)
+        if inspect.isclass(obj) or inspect.isroutine(obj):
+            return _project(getattr(obj, "__module__", None))
+        return True                                  # a constant defined in a project module
+    return False
 
 
 def _directive(obj) -> str:

@@ -58,6 +58,15 @@ def test_each_object_is_documented_once_under_its_first_public_module(api):
     assert vvuq_apigen.canonical_name("vvuq_twin.twin.declaration.Twin.build_model", alias, canon) \
         == "vvuq_twin.twin.Twin.build_model"
     assert vvuq_apigen.canonical_name("numpy.ndarray", alias, canon) is None
+    # a method inherited from a documented base class also resolves to the base's page
+    assert "vvuq_twin.twin.ObservationModel.noise_values" in vvuq_apigen.canonical_names(
+        "vvuq_twin.twin.observation.Gaussian.noise_values", alias, canon)
+    # names that do not exist resolve to nothing (the nitpicky build then fails on them)
+    assert vvuq_apigen.canonical_names("vvuq_twin.twin.Twin.no_such_method", alias, canon) == []
+    assert not vvuq_apigen.exists("vvuq_twin.twin.no_such_name")
+    assert vvuq_apigen.exists("vvuq_twin.inference.ledger.GENESIS")
+    assert vvuq_apigen.exists("vvuq_twin.inference.Diagnostics.checks")      # a dataclass field
+    assert not vvuq_apigen.exists("vvuq_twin.design.Any")                    # imported from typing
     # two different objects with one short name (design.QoI, loop.QoI) keep two pages
     assert alias["vvuq_twin.design.QoI"] != alias["vvuq_twin.loop.QoI"]
     # the page uses the directive that fits the object
