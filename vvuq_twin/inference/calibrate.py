@@ -23,6 +23,7 @@ from .._rng import RNGLike, as_generator, spawn_seeds
 from ..exceptions import CalibrationError, SamplerChoiceWarning
 from ..twin.data import TwinData
 from ..twin.declaration import OBSERVED_DATA_NAME, Twin
+from ._threads import small_matrix_threads
 from .diagnostics import Thresholds, compute_diagnostics
 from .ledger import Ledger
 from .results import TwinResult
@@ -41,22 +42,31 @@ def clear_compile_cache() -> None:
     _CACHE.clear()
 
 
-def _nutpie_compiled(model: pm.Model, key: tuple[str, str], y_observed: np.ndarray | None = None):
+def _nutpie_compiled(model: pm.Model, key: tuple[str, str], y_observed: np.ndarray | None = None,
+                     backend: str = "numba"):
+    """Compiled nutpie model and compile status (in-memory cache, then the on-disk cache)."""
     import nutpie
 
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        compiled = _CACHE[key]
+    mkey = (*key, backend)
+    if mkey in _CACHE:
+        _CACHE.move_to_end(mkey)
+        compiled = _CACHE[mkey]
         if y_observed is not None:
             compiled = compiled.with_data(**{OBSERVED_DATA_NAME: y_observed})
-        return compiled, 0.0
-    t0 = time.perf_counter()
-    compiled = nutpie.compile_pymc_model(model)
-    dt = time.perf_counter() - t0
-    _CACHE[key] = compiled
+        return compiled, {"compile_time_s": 0.0, "compile_cache": "memory", "compile_cache_hit": True}
+    if backend == "numba":
+        from ._compile_cache import compile_numba_cached
+
+        compiled, status = compile_numba_cached(model, *key)
+    else:
+        t0 = time.perf_counter()
+        compiled = nutpie.compile_pymc_model(model, backend="jax", gradient_backend="jax")
+        status = {"compile_time_s": time.perf_counter() - t0, "compile_cache": "off (jax backend)",
+                  "compile_cache_hit": False}
+    _CACHE[mkey] = compiled
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
-    return compiled, dt
+    return compiled, status
 
 
 def _resolve_method(twin: Twin, method: str) -> str:
@@ -99,6 +109,8 @@ def calibrate(
     thresholds: Thresholds | None = None,
     warn: bool = True,
     ledger: Ledger | None = None,
+    backend: Literal["numba", "jax"] = "numba",
+    mass_matrix: Literal["diag", "low_rank"] = "diag",
 ) -> TwinResult:
     """Calibrate ``twin`` to ``data``.
 
@@ -129,6 +141,16 @@ def calibrate(
         Emit a DiagnosticsWarning when diagnostics fail (default True).
     ledger : Ledger, optional
         Ledger to append the calibration record to (a new one by default).
+    backend : {"numba", "jax"}
+        nutpie's compiler for the log density (method "nutpie"). ``"numba"`` (default) is kept
+        compiled on disk across processes (see :mod:`vvuq_twin.inference._compile_cache`;
+        ``info["compile_cache_hit"]`` says whether this call reused it); ``"jax"`` needs the
+        ``jax`` extra and is compiled anew in every process. See ``benchmarks/RESULTS.md``
+        for the measurements behind the default.
+    mass_matrix : {"diag", "low_rank"}
+        nutpie's mass-matrix adaptation: diagonal (default) or ``"low_rank"`` (diagonal plus
+        low-rank corrections from the draws and gradients; helps strongly correlated
+        posteriors).
 
     Returns
     -------
@@ -141,6 +163,15 @@ def calibrate(
         raise ValueError(f"`tune` must be >= 0, got {tune}.")
     if target_accept is not None and not 0.0 < float(target_accept) < 1.0:
         raise ValueError(f"`target_accept` must lie in (0, 1), got {target_accept}.")
+    if backend not in ("numba", "jax"):
+        raise ValueError(f"`backend` must be 'numba' or 'jax', got {backend!r}.")
+    if mass_matrix not in ("diag", "low_rank"):
+        raise ValueError(f"`mass_matrix` must be 'diag' or 'low_rank', got {mass_matrix!r}.")
+    if backend == "jax":
+        import importlib.util
+
+        if importlib.util.find_spec("jax") is None:
+            raise ImportError("backend='jax' needs jax: pip install 'vvuq-twin[jax]' (or use backend='numba').")
     gen = as_generator(rng)
     seed_sample, seed_pp = spawn_seeds(gen, 2)
     resolved = _resolve_method(twin, method)
@@ -148,6 +179,7 @@ def calibrate(
     model = twin.build_model(data, check=False)
     t0 = time.perf_counter()
     compile_time = 0.0
+    compile_status: dict[str, Any] = {"compile_cache_hit": False, "compile_cache": "none"}
     import os
 
     ncores = cores if cores is not None else max(1, min(chains, os.cpu_count() or 1))
@@ -161,7 +193,9 @@ def calibrate(
         if resolved == "nutpie":
             try:
                 y_now = np.asarray(data.y, float)[np.asarray(data.observed_mask)]
-                compiled, compile_time = _nutpie_compiled(model, (twin.hash, data.structure_hash), y_now)
+                compiled, compile_status = _nutpie_compiled(
+                    model, (twin.hash, data.structure_hash), y_now, backend=backend)
+                compile_time = compile_status["compile_time_s"]
             except Exception as exc:  # noqa: BLE001 - fall back loudly
                 warnings.warn(
                     f"nutpie could not compile this twin ({type(exc).__name__}: {exc}); falling "
@@ -175,6 +209,8 @@ def calibrate(
 
             ts = time.perf_counter()
             extra = {} if target_accept is None else {"target_accept": float(target_accept)}
+            if mass_matrix == "low_rank":
+                extra["low_rank_modified_mass_matrix"] = True
             idata = nutpie.sample(
                 compiled, draws=draws, tune=tune, chains=chains, cores=ncores,
                 seed=seed_sample, progress_bar=progressbar, save_warmup=False, **extra,
@@ -204,7 +240,8 @@ def calibrate(
     finally:
         blas.restore_original_limits()
     pp_model = twin.build_model(data, check=False, conditional_roles=True) if twin.marginal_discrepancy() else model
-    idata = _arrange_groups(idata, pp_model, data, posterior_predictive, seed_pp)
+    with small_matrix_threads(data.n):
+        idata = _arrange_groups(idata, pp_model, data, posterior_predictive, seed_pp)
     diags = compute_diagnostics(
         idata, sampler=resolved, thresholds=thresholds,
         var_names=[v for v in idata.posterior.data_vars],
@@ -220,6 +257,10 @@ def calibrate(
         "seed_sample": int(seed_sample),
         "seed_posterior_predictive": int(seed_pp),
         "compile_time_s": float(compile_time),
+        "backend": backend if resolved == "nutpie" else None,
+        "mass_matrix": mass_matrix if resolved == "nutpie" else None,
+        "compile_cache_hit": bool(compile_status.get("compile_cache_hit", False)),
+        "compile_cache": str(compile_status.get("compile_cache", "none")),
         "sample_time_s": float(sample_time),
         "total_time_s": float(time.perf_counter() - t0),
         "versions": _versions(),
