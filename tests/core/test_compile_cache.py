@@ -1,0 +1,127 @@
+"""The compiled model of a declaration is kept on disk and reused by a new process.
+
+A first ``calibrate`` in this process compiles and saves the model; a second ``calibrate`` of
+the same declaration and data structure in a fresh Python process (subprocess) must report a
+disk cache hit in ``info`` and give the very same draws at the same seed (so the cached machine
+code is the model's own). Known answer: the conjugate linear-Gaussian posterior mean. Failure
+cases: another declaration or data structure gets another key; the cache can be switched off.
+The cache-hit flag is asserted, never a timing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import vvuq_twin as vt
+
+calmod = importlib.import_module("vvuq_twin.inference.calibrate")
+cc = importlib.import_module("vvuq_twin.inference._compile_cache")
+
+ROOT = Path(__file__).resolve().parents[2]
+SIGMA, PRIOR_SD = 0.3, 3.0
+KW = dict(draws=400, tune=300, chains=2, rng=5, warn=False)
+
+
+def line(X, p):
+    return p["a"] + p["b"] * X[:, 0]
+
+
+def make_twin(prior_sd: float = PRIOR_SD):
+    sim = vt.PytensorSimulator(line, name="line_disk_cache")
+    return vt.Twin("disk_cache", sim, [vt.Parameter("a", vt.Normal(0, prior_sd)),
+                                       vt.Parameter("b", vt.Normal(0, prior_sd))],
+                   observation=vt.Gaussian(sigma=SIGMA))
+
+
+def make_data(scale: float = 1.0):
+    rng = np.random.default_rng(3)
+    x = np.linspace(-1, 1, 10) * scale
+    return vt.TwinData(x=x, y=0.5 + 1.5 * x + rng.normal(0, SIGMA, x.size))
+
+
+def _digest(res) -> str:
+    post = res.posterior
+    blob = b"".join(np.ascontiguousarray(post[v].values).tobytes() for v in ("a", "b"))
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _summary(res) -> dict:
+    return {"info": {k: res.info[k] for k in ("compile_cache_hit", "compile_cache", "backend")},
+            "digest": _digest(res),
+            "mean": [float(res.posterior[v].mean()) for v in ("a", "b")]}
+
+
+def _closed_mean(x, y):
+    A = np.column_stack([np.ones_like(x), x])
+    cov = np.linalg.inv(A.T @ A / SIGMA**2 + np.eye(2) / PRIOR_SD**2)
+    return cov @ (A.T @ y / SIGMA**2)
+
+
+def test_a_new_process_reuses_the_compiled_model_from_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("VVUQ_TWIN_CACHE_DIR", str(tmp_path))
+    calmod.clear_compile_cache()
+    twin, data = make_twin(), make_data()
+    first = vt.calibrate(twin, data, **KW)
+    assert first.info["compile_cache_hit"] is False
+    assert first.info["compile_cache"] == "miss: saved"
+    assert list(tmp_path.glob("layout-*.json")), "nothing was written to the cache directory"
+    # in the same process the in-memory cache answers first
+    again = vt.calibrate(twin, data, **KW)
+    assert again.info["compile_cache"] == "memory" and _digest(again) == _digest(first)
+
+    out = tmp_path / "second.json"
+    env = {**os.environ, "VVUQ_TWIN_CACHE_DIR": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, __file__, str(out)], env=env, cwd=str(ROOT),
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    second = json.loads(out.read_text())
+    assert second["info"]["compile_cache_hit"] is True, second["info"]
+    assert second["info"]["compile_cache"] == "disk"
+    assert second["info"]["backend"] == "numba"
+    # the cached machine code is this model's: same seed, same draws, bit for bit
+    assert second["digest"] == _digest(first)
+    # and the posterior is the right one (conjugate closed form, within 4 MCSE)
+    import arviz as az
+
+    m = _closed_mean(np.asarray(data.x[:, 0]), np.asarray(data.y))
+    for i, v in enumerate(("a", "b")):
+        mcse = float(az.mcse(first.posterior[v].to_dataset(name="v"), method="mean")["v"])
+        assert abs(second["mean"][i] - m[i]) < 4 * mcse, (v, second["mean"][i], m[i])
+
+
+def test_cache_key_separates_declarations_structures_and_can_be_switched_off(monkeypatch, tmp_path):
+    t1, t2 = make_twin(), make_twin(prior_sd=2.0)
+    d1, d2 = make_data(), make_data(scale=2.0)
+    k = cc.cache_key(t1.hash, d1.structure_hash)
+    assert k == cc.cache_key(make_twin().hash, make_data().structure_hash)  # stable
+    assert k != cc.cache_key(t2.hash, d1.structure_hash)  # another prior
+    assert k != cc.cache_key(t1.hash, d2.structure_hash)  # other inputs
+    monkeypatch.setenv("VVUQ_TWIN_CACHE_DIR", str(tmp_path / "c"))
+    assert cc.cache_dir() == tmp_path / "c"
+    monkeypatch.setenv("VVUQ_TWIN_COMPILE_CACHE", "0")
+    assert not cc.cache_enabled()
+    monkeypatch.setenv("VVUQ_TWIN_COMPILE_CACHE", "1")
+    assert cc.cache_enabled()
+
+
+def test_bad_backend_and_mass_matrix_fail_before_compiling():
+    twin, data = make_twin(), make_data()
+    with pytest.raises(ValueError, match="backend"):
+        vt.calibrate(twin, data, backend="stan")
+    with pytest.raises(ValueError, match="mass_matrix"):
+        vt.calibrate(twin, data, mass_matrix="dense")
+
+
+if __name__ == "__main__":  # the second process of the first test
+    res = vt.calibrate(make_twin(), make_data(), **KW)
+    Path(sys.argv[1]).write_text(json.dumps(_summary(res)))
