@@ -311,6 +311,8 @@ def vs_numpyro(draws: int, tune: int, seeds=(1, 2, 3, 4, 5), chains: int = 2) ->
         for name, extra in (("nutpie_numba", {}), ("nutpie_numba_low_rank", {"mass_matrix": "low_rank"}),
                             ("nutpie_jax", {"backend": "jax"})):
             r = vt.calibrate(twin, data, rng=seed, **kw, **extra)
+            if r.info["sampler"] != "nutpie":
+                raise RuntimeError(f"{name}: calibrate fell back to {r.info['sampler']}; not comparable")
             ess = _min_ess(r.idata, ESS_NAMES)
             row[name] = {"sample_s": r.info["sample_time_s"], "min_ess_bulk": ess,
                          "ess_per_s": ess / r.info["sample_time_s"],

@@ -60,7 +60,9 @@ def _nutpie_compiled(model: pm.Model, key: tuple[str, str], y_observed: np.ndarr
         compiled, status = compile_numba_cached(model, *key)
     else:
         t0 = time.perf_counter()
-        compiled = nutpie.compile_pymc_model(model, backend="jax", gradient_backend="jax")
+        # not frozen (nutpie's default for jax), so that new observations reuse it (with_data)
+        compiled = nutpie.compile_pymc_model(model, backend="jax", gradient_backend="jax",
+                                             freeze_model=False)
         status = {"compile_time_s": time.perf_counter() - t0, "compile_cache": "off (jax backend)",
                   "compile_cache_hit": False}
     _CACHE[mkey] = compiled
