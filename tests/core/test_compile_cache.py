@@ -23,29 +23,15 @@ import pytest
 
 import vvuq_twin as vt
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 calmod = importlib.import_module("vvuq_twin.inference.calibrate")
 cc = importlib.import_module("vvuq_twin.inference._compile_cache")
 
+from _small_twins import check_known_answer, make_data, make_twin  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
-SIGMA, PRIOR_SD = 0.3, 3.0
 KW = dict(draws=400, tune=300, chains=2, rng=5, warn=False)
-
-
-def line(X, p):
-    return p["a"] + p["b"] * X[:, 0]
-
-
-def make_twin(prior_sd: float = PRIOR_SD):
-    sim = vt.PytensorSimulator(line, name="line_disk_cache")
-    return vt.Twin("disk_cache", sim, [vt.Parameter("a", vt.Normal(0, prior_sd)),
-                                       vt.Parameter("b", vt.Normal(0, prior_sd))],
-                   observation=vt.Gaussian(sigma=SIGMA))
-
-
-def make_data(scale: float = 1.0):
-    rng = np.random.default_rng(3)
-    x = np.linspace(-1, 1, 10) * scale
-    return vt.TwinData(x=x, y=0.5 + 1.5 * x + rng.normal(0, SIGMA, x.size))
 
 
 def _digest(res) -> str:
@@ -58,12 +44,6 @@ def _summary(res) -> dict:
     return {"info": {k: res.info[k] for k in ("compile_cache_hit", "compile_cache", "backend")},
             "digest": _digest(res),
             "mean": [float(res.posterior[v].mean()) for v in ("a", "b")]}
-
-
-def _closed_mean(x, y):
-    A = np.column_stack([np.ones_like(x), x])
-    cov = np.linalg.inv(A.T @ A / SIGMA**2 + np.eye(2) / PRIOR_SD**2)
-    return cov @ (A.T @ y / SIGMA**2)
 
 
 def test_a_new_process_reuses_the_compiled_model_from_disk(tmp_path, monkeypatch):
@@ -91,12 +71,7 @@ def test_a_new_process_reuses_the_compiled_model_from_disk(tmp_path, monkeypatch
     # the cached machine code is this model's: same seed, same draws, bit for bit
     assert second["digest"] == _digest(first)
     # and the posterior is the right one (conjugate closed form, within 4 MCSE)
-    import arviz as az
-
-    m = _closed_mean(np.asarray(data.x[:, 0]), np.asarray(data.y))
-    for i, v in enumerate(("a", "b")):
-        mcse = float(az.mcse(first.posterior[v].to_dataset(name="v"), method="mean")["v"])
-        assert abs(second["mean"][i] - m[i]) < 4 * mcse, (v, second["mean"][i], m[i])
+    check_known_answer(first, data, means=second["mean"])
 
 
 def test_cache_key_separates_declarations_structures_and_can_be_switched_off(monkeypatch, tmp_path):

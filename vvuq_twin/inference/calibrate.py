@@ -4,7 +4,9 @@ Compiled models are cached in memory, keyed by the declaration hash and the data
 hash (inputs, units, known sds, missing mask - not the observed values, which live in a data
 container): recalibrating the same twin with another seed or more draws, or on new
 observations at the same inputs (simulation-based calibration, repeated experiments), does not
-compile again.
+compile again. With nutpie's numba backend (the default) the compiled model is also kept on
+disk under the same key (:mod:`vvuq_twin.inference._compile_cache`), so a new process with the
+same declaration loads it instead of compiling (``info["compile_cache_hit"]``).
 """
 
 from __future__ import annotations
@@ -37,9 +39,19 @@ _CACHE: "OrderedDict[tuple[str, str], Any]" = OrderedDict()
 _CACHE_SIZE = 16
 
 
-def clear_compile_cache() -> None:
-    """Forget all cached compiled models."""
+def clear_compile_cache(disk: bool = False) -> None:
+    """Forget the compiled models cached in this process (and on disk with ``disk=True``).
+
+    The on-disk cache lives in :func:`vvuq_twin.inference._compile_cache.cache_dir`
+    (``$VVUQ_TWIN_CACHE_DIR``; ``VVUQ_TWIN_COMPILE_CACHE=0`` switches it off).
+    """
     _CACHE.clear()
+    if disk:
+        import shutil
+
+        from ._compile_cache import cache_dir
+
+        shutil.rmtree(cache_dir(), ignore_errors=True)
 
 
 def _nutpie_compiled(model: pm.Model, key: tuple[str, str], y_observed: np.ndarray | None = None,
