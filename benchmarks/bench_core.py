@@ -345,7 +345,7 @@ def vs_numpyro(draws: int, tune: int, seeds=(1, 2, 3, 4, 5), chains: int = 2) ->
 
 
 # --------------------------------------------------------------------------- README job
-def readme_job(seed: int = 1) -> dict:
+def readme_job(seed: int = 1, root: str | Path | None = None) -> dict:
     """``vvuq-twin run --out DIR`` twice in new processes, the first with empty caches.
 
     PyTensor's compile directory and vvuq_twin's compile cache point to a fresh temporary
@@ -361,7 +361,7 @@ def readme_job(seed: int = 1) -> dict:
 
     import xarray as xr
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[1]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items()

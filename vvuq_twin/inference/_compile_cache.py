@@ -418,6 +418,11 @@ def _compile_fresh(model, key: str, layout_path: Path, logp_sig, expand_sig):
     }
     compiled = _assemble(model, layout, logp_cf, expand_cf, shared_data)
     why = why1 + why2
+    data_names = {v.name for v in model.data_vars}
+    foreign = sorted(set(shared_data) - data_names)
+    if foreign:
+        # a later process could not refill these from its model: do not offer a layout
+        why.append(f"shared variables {foreign} are not data containers of the model")
     if why:
         return compiled, "miss: not cacheable (" + "; ".join(why)[:300] + ")"
     layout_path.parent.mkdir(parents=True, exist_ok=True)
