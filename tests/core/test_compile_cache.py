@@ -89,6 +89,22 @@ def test_cache_key_separates_declarations_structures_and_can_be_switched_off(mon
     assert cc.cache_enabled()
 
 
+def test_prune_keeps_the_most_recent_models_and_their_files(monkeypatch, tmp_path):
+    import time as _time
+
+    monkeypatch.setenv("VVUQ_TWIN_CACHE_DIR", str(tmp_path))
+    keys = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(5)]
+    for i, k in enumerate(keys):
+        for name in (f"layout-{k}.json", f"x vvuq_twin_logp-{k[:40]}.py311.nbi",
+                     f"x vvuq_twin_expand-{k[:40]}.py311.1.nbc"):
+            (tmp_path / name).write_text("{}")
+            os.utime(tmp_path / name, (_time.time() + i, _time.time() + i))
+    removed = cc.prune(3)
+    assert sorted(removed) == sorted(keys[:2])  # the two oldest
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert len(left) == 9 and not any(k[:40] in n for k in keys[:2] for n in left)
+
+
 def test_bad_backend_and_mass_matrix_fail_before_compiling():
     twin, data = make_twin(), make_data()
     with pytest.raises(ValueError, match="backend"):

@@ -36,10 +36,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["cache_dir", "cache_key", "compile_numba_cached", "CACHE_FORMAT"]
+__all__ = ["cache_dir", "cache_key", "compile_numba_cached", "prune", "CACHE_FORMAT", "MAX_MODELS"]
 
 #: bump when the generated source or the layout file changes
 CACHE_FORMAT = 1
+#: compiled models kept on disk (the least recently saved beyond this are removed)
+MAX_MODELS = 128
 
 _ENV_DIR = "VVUQ_TWIN_CACHE_DIR"
 _ENV_OFF = "VVUQ_TWIN_COMPILE_CACHE"
@@ -429,4 +431,28 @@ def _compile_fresh(model, key: str, layout_path: Path, logp_sig, expand_sig):
     tmp = layout_path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(layout))
     os.replace(tmp, layout_path)
+    prune(MAX_MODELS)
     return compiled, "miss: saved"
+
+
+def prune(keep: int) -> list[str]:
+    """Keep the ``keep`` most recently saved models in :func:`cache_dir`; return removed keys.
+
+    A model is its layout file plus the numba index and data files named by its key.
+    """
+    root = cache_dir()
+    layouts = sorted(root.glob("layout-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    removed = []
+    for path in layouts[max(0, int(keep)):]:
+        key = path.stem[len("layout-"):]
+        for f in root.glob(f"*{key[:40]}*"):
+            try:
+                f.unlink()
+            except OSError:  # another process removed it first
+                pass
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        removed.append(key)
+    return removed
