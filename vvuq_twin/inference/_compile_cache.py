@@ -274,8 +274,17 @@ def _initial_point_fn(model, names, shapes):
     return _rv_dict_to_flat_array_wrapper(_wrap_with_lock(fn), names=names, shapes=shapes)
 
 
-def _shared_values(model, names: list[str]) -> dict[str, np.ndarray]:
+def _model_shared(model) -> dict[str, Any]:
+    """The model's shared variables a later process can refill: data containers, dim lengths."""
     shared = {v.name: v for v in model.data_vars if hasattr(v, "get_value")}
+    for name, v in model.dim_lengths.items():
+        if hasattr(v, "get_value") and getattr(v, "name", None):
+            shared.setdefault(v.name, v)
+    return shared
+
+
+def _shared_values(model, names: list[str]) -> dict[str, np.ndarray]:
+    shared = _model_shared(model)
     out = {}
     for nm in names:
         if nm not in shared:
@@ -420,8 +429,7 @@ def _compile_fresh(model, key: str, layout_path: Path, logp_sig, expand_sig):
     }
     compiled = _assemble(model, layout, logp_cf, expand_cf, shared_data)
     why = why1 + why2
-    data_names = {v.name for v in model.data_vars}
-    foreign = sorted(set(shared_data) - data_names)
+    foreign = sorted(set(shared_data) - set(_model_shared(model)))
     if foreign:
         # a later process could not refill these from its model: do not offer a layout
         why.append(f"shared variables {foreign} are not data containers of the model")
