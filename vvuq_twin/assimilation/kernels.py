@@ -131,12 +131,17 @@ class GaussianMixtureProposal(NamedTuple):
         return self.means[k] + np.einsum("nij,nj->ni", self.chols[k], eps)
 
 
-def _mvn_logpdf(z: np.ndarray, mean: np.ndarray, L: np.ndarray) -> np.ndarray:
-    from scipy.linalg import solve_triangular
+def _tri_inv(L: np.ndarray) -> np.ndarray:
+    from scipy.linalg import lapack
 
-    r = solve_triangular(L, (z - mean).T, lower=True)
+    inv, info = lapack.dtrtri(L, lower=1)
+    return inv if info == 0 else np.linalg.inv(L)
+
+
+def _mvn_logpdf(z: np.ndarray, mean: np.ndarray, L: np.ndarray) -> np.ndarray:
+    r = (z - mean) @ _tri_inv(L).T
     d = z.shape[1]
-    return -0.5 * (r * r).sum(0) - np.log(np.diag(L)).sum() - 0.5 * d * np.log(2 * np.pi)
+    return -0.5 * (r * r).sum(1) - np.log(np.diag(L)).sum() - 0.5 * d * np.log(2 * np.pi)
 
 
 def _weighted_cov(z: np.ndarray, w: np.ndarray, jitter: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
@@ -205,6 +210,7 @@ def fit_gaussian_mixture(
         resp = np.exp(-0.5 * np.stack([((u - c) ** 2).sum(1) for c in centres], 1))
         resp = resp / np.maximum(resp.sum(1, keepdims=True), 1e-300)
         prop = None
+        prev = -np.inf
         for _ in range(int(n_iter)):
             rw = resp * w[:, None]
             nk = rw.sum(0)
@@ -218,7 +224,12 @@ def fit_gaussian_mixture(
                 chols.append(_chol(c))
             prop = GaussianMixtureProposal(np.log(nk), np.stack(means), np.stack(chols))
             comp = np.stack([_mvn_logpdf(z, m, L) for m, L in zip(prop.means, prop.chols)], 1) + prop.log_weights
-            resp = np.exp(comp - logsumexp(comp, axis=1, keepdims=True))
+            tot = logsumexp(comp, axis=1, keepdims=True)
+            resp = np.exp(comp - tot)
+            cur = float(w @ tot[:, 0])
+            if cur - prev < 1e-6 * max(1.0, abs(cur)):
+                break
+            prev = cur
         if prop is None:
             continue
         bic = -2 * loglik(prop) + n_par(K) * np.log(n_eff)
@@ -240,10 +251,9 @@ def independent_step(rng: np.random.Generator, state: MoveState, evaluate: Evalu
 def mala_step(rng: np.random.Generator, state: MoveState, evaluate: Evaluate, phi: float,
               step_size: float, chol: np.ndarray) -> tuple[MoveState, StepInfo]:
     """Preconditioned MALA: ``z' = z + (h^2/2) M grad + h L xi`` with ``M = L L^T``."""
-    from scipy.linalg import solve_triangular
-
     n, d = state.z.shape
     M = chol @ chol.T
+    Linv = _tri_inv(chol)
     g0 = state.ev.grad(phi)
     h = float(step_size)
     mean_f = state.z + 0.5 * h * h * g0 @ M
@@ -254,8 +264,8 @@ def mala_step(rng: np.random.Generator, state: MoveState, evaluate: Evaluate, ph
     mean_b = prop + 0.5 * h * h * g1 @ M
 
     def logq(x, m):  # log N(x; m, h^2 M) up to a constant shared by both directions
-        r = solve_triangular(chol, (x - m).T, lower=True)
-        return -0.5 * (r * r).sum(0) / (h * h)
+        r = (x - m) @ Linv.T
+        return -0.5 * (r * r).sum(1) / (h * h)
 
     with np.errstate(invalid="ignore", over="ignore"):
         log_a = (ev.logdensity(phi) + logq(state.z, mean_b)) - (state.ev.logdensity(phi) + logq(prop, mean_f))

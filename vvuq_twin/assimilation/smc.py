@@ -426,7 +426,7 @@ def smc_update(
     target = TemperedTarget(model, past, batch)
 
     z = model.to_unconstrained(posterior.values)
-    ll_new, _ = model.log_likelihood_z(z, batch, False)
+    ll_new, _ = target.safe_log_likelihood(z, batch, False)
     ll_new = np.where(np.isnan(np.asarray(ll_new, float)), -np.inf, np.asarray(ll_new, float))
     report.n_likelihood_evals = 1
     report.n_point_evals = N

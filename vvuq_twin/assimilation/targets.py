@@ -231,7 +231,7 @@ class TemperedTarget:
         self.n_outside_support = 0
         self.seconds = 0.0
 
-    def _ll(self, z: np.ndarray, data: Mapping[str, np.ndarray], grad: bool):
+    def safe_log_likelihood(self, z: np.ndarray, data: Mapping[str, np.ndarray], grad: bool):
         """Likelihood on a block of in-support particles; a raising block is split in halves."""
         try:
             with np.errstate(all="ignore"):
@@ -243,8 +243,8 @@ class TemperedTarget:
             if z.shape[0] == 1:
                 return np.full(1, -np.inf), (np.zeros_like(z) if grad else None)
             h = z.shape[0] // 2
-            a, ga = self._ll(z[:h], data, grad)
-            b, gb = self._ll(z[h:], data, grad)
+            a, ga = self.safe_log_likelihood(z[:h], data, grad)
+            b, gb = self.safe_log_likelihood(z[h:], data, grad)
             return np.concatenate([a, b]), (np.vstack([ga, gb]) if grad else None)
 
     def __call__(self, z: np.ndarray, grad: bool = False) -> Evaluation:
@@ -270,12 +270,12 @@ class TemperedTarget:
             acc = np.zeros(zs.shape[0])
             gacc = np.zeros_like(zs) if grad else None
             for chunk in self.past:
-                ll, g = self._ll(zs, chunk, grad)
+                ll, g = self.safe_log_likelihood(zs, chunk, grad)
                 acc = acc + ll
                 if grad:
                     gacc = gacc + g
             ll_past[ok] = acc
-            ll, g = self._ll(zs, self.batch, grad)
+            ll, g = self.safe_log_likelihood(zs, self.batch, grad)
             ll_new[ok] = ll
             if grad:
                 g_past[ok], g_new[ok] = gacc, g
