@@ -74,7 +74,7 @@ class TwinLogDensity:
         self._cache_size = int(cache_size)
         self._prior_fn: Callable | None = None
         self._space: tuple | None = None
-        self._prior_z: dict[bool, Callable] = {}
+        self._prior_z: Callable | None = None
         self.value_names: list[str] = []
         self.value_shapes: dict[str, tuple[int, ...]] = {}
         #: number of likelihood functions compiled (one per data chunk and gradient flag)
@@ -206,7 +206,10 @@ class TwinLogDensity:
         f_bwd = pytensor.function([batched[v] for v in vv], bwd_b, on_unused_input="ignore")
         names = [rv.name for rv in free]
         self._space = (names, f_fwd, f_bwd)
-        self._prior_z = {g: self._compile_z_fn(model, free, vv, batched, prior=True, grad=g) for g in (False, True)}
+        # one compiled function per density returns value and gradient: on these graphs the
+        # gradient costs little next to the value, and compiling twice would double the
+        # per-chunk compile time that dominates a streaming update
+        self._prior_z = self._compile_z_fn(model, free, vv, batched, prior=True, grad=True)
 
     @staticmethod
     def _compile_z_fn(model, free, vv, batched, *, prior: bool, grad: bool) -> Callable:
@@ -263,7 +266,7 @@ class TwinLogDensity:
     def log_prior_z(self, z: np.ndarray, grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """Log prior density in value-variable space (log-Jacobians included), and its gradient."""
         self._need_space()
-        out = self._prior_z[bool(grad)](*self._split_z(z))
+        out = self._prior_z(*self._split_z(z))
         lp = np.asarray(out[0], float)
         return lp, (self._flat(out[1:], z.shape[0]) if grad else None)
 
@@ -271,12 +274,12 @@ class TwinLogDensity:
                          grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """Log-likelihood of ``data`` at value-variable coordinates, and its gradient."""
         self._need_space()
-        key = ("z", bool(grad), self._key(data))
+        key = ("z", self._key(data))
         fn = self._cache.get(key)
         if fn is None:
             model = self.twin.build_model(self.twin_data(data), check=False)
             free, vv, batched = self._batched_values(model)
-            fn = self._compile_z_fn(model, free, vv, batched, prior=False, grad=grad)
+            fn = self._compile_z_fn(model, free, vv, batched, prior=False, grad=True)
             self._cache[key] = fn
             self.n_compiled += 1
             while len(self._cache) > self._cache_size:
