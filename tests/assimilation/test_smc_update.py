@@ -303,6 +303,6 @@ def test_assimilate_hierarchical_twin_units():
     sd = out.particles.sd()
     assert sd["k_z"][1] < sd["k_z"][0] and sd["k_z"][1] < sd["k_z"][2]
     with pytest.raises(DataValidationError, match=r"unit\(s\) \['u9'\] the twin does not know"):
-        assimilate(res, TwinData(x=[0.5], y=[0.4], unit=["u9"]), rng=1)
+        assimilate(res, TwinData(x=[0.5], y=[0.4], unit=["u9"]), new_units=False, rng=1)
     with pytest.raises(DataValidationError, match="unit labels exactly when"):
         assimilate(res, TwinData(x=[0.5], y=[0.4]), rng=1)

@@ -404,6 +404,7 @@ def assimilate(
     drift: CusumDetector | None = None,
     n_predictive: int = 1000,
     coverage_alpha: float = 0.05,
+    new_units: bool = True,
     rng: RNGLike = None,
     **smc_options: Any,
 ) -> TwinAssimilation:
@@ -444,6 +445,12 @@ def assimilate(
         With ``gate`` or ``drift`` given, the ledger entry ``"coverage_90"`` (central 90 %
         predictive interval of the new batch) passes when the exact binomial test of
         coverage = 0.9 has p-value >= ``coverage_alpha``.
+    new_units : bool
+        A hierarchical twin's batch may name units it has not seen: their per-unit parameters are
+        drawn, for every particle, from the population given that particle's population
+        parameters (the model's own conditional prior), appended to the unit coordinate, and then
+        moved with the rest by the SMC update (the likelihood of every data chunk is recompiled
+        for the larger model). ``False`` refuses such a batch.
     rng : Generator, int or None
     **smc_options
         Passed to :func:`~vvuq_twin.assimilation.smc_update`.
@@ -534,12 +541,17 @@ def assimilate(
     if twin.hierarchy is not None:
         twin_units = density.twin.hierarchy.units
         unknown = sorted(set(new_d["unit"].tolist()) - set(twin_units or ()))
-        if twin_units is not None and unknown:
+        if twin_units is not None and unknown and not new_units:
             raise DataValidationError(
                 f"`new_data` names unit(s) {unknown[:10]} the twin does not know (known: "
-                f"{list(twin_units)[:10]}). A new unit needs a recalibration (or a fuse)."
+                f"{list(twin_units)[:10]}). Pass new_units=True to draw their per-unit parameters "
+                "from the population and assimilate them, or recalibrate."
             )
     density.prepare(chunks[0])
+    added_units: list[str] = []
+    if twin.hierarchy is not None and density.twin.hierarchy.units is not None:
+        known = set(density.twin.hierarchy.units)
+        added_units = [u for u in dict.fromkeys(new_d["unit"].tolist()) if u not in known]
     if particles is None:
         post = result.idata.posterior
         missing = [n for n in density.free_names if n not in post]
@@ -557,6 +569,8 @@ def assimilate(
         particles = ParticlePosterior(values)
         ll0, _ = density.log_likelihood_z(density.to_unconstrained(particles.values), chunks[0], False)
         particles = ParticlePosterior(particles.values, None, ll0)
+    if added_units:
+        twin, density, particles = _add_units(twin, density, particles, chunks[0], added_units, g)
 
     vv: dict[str, Any] = {}
     if gate is not None or drift is not None:
@@ -597,6 +611,50 @@ def assimilate(
     return TwinAssimilation(twin=twin, particles=new_particles, data=_concat_twin_data(old_data, new_data),
                             reports=reports + [report], density=density, chunks=chunks + [new_d],
                             ledger=ledger, rejected=rejected, pit_history=pit_history)
+
+
+def _add_units(twin: Any, density: TwinLogDensity, particles: ParticlePosterior,
+               template: Mapping[str, np.ndarray], added: list[str], rng: np.random.Generator
+               ) -> tuple[Any, TwinLogDensity, ParticlePosterior]:
+    """Extend a hierarchical twin by ``added`` units: each particle's new per-unit values are
+    drawn from the population conditional on its population parameters (PyMC forward sampling
+    of the model's per-unit variables, given the other free variables)."""
+    from pymc.sampling.forward import compile_forward_sampling_function
+
+    from ..twin import Hierarchy
+
+    old_units = tuple(density.twin.hierarchy.units)
+    units = old_units + tuple(added)
+    twin = dataclasses.replace(twin, hierarchy=Hierarchy(dim=twin.hierarchy.dim, units=units))
+    new_density = TwinLogDensity(twin, units=units, input_names=density.input_names)
+    new_density.prepare(template)
+    model = twin.build_model(new_density.twin_data(template), check=False)
+    dim = twin.hierarchy.dim
+    dims = {rv.name: tuple(model.named_vars_to_dims.get(rv.name) or ()) for rv in model.free_RVs}
+    per_unit = [rv for rv in model.free_RVs if dim in dims[rv.name]]
+    others = [rv for rv in model.free_RVs if dim not in dims[rv.name]]
+    if not per_unit:
+        return twin, new_density, particles
+    fn, _ = compile_forward_sampling_function(per_unit, vars_in_trace=others, basic_rvs=model.basic_RVs,
+                                              random_seed=int(rng.integers(2**31 - 1)))
+    n = particles.n_particles
+    wanted = {v.name for v in fn.maker.fgraph.inputs if getattr(v, "name", None)}
+    given = [rv.name for rv in others if rv.name in wanted]
+    draws = {rv.name: [] for rv in per_unit}
+    for i in range(n):
+        out = fn(**{k: particles.values[k][i] for k in given})
+        for rv, v in zip(per_unit, out):
+            draws[rv.name].append(np.asarray(v, float))
+    values = dict(particles.values)
+    k0 = len(old_units)
+    for rv in per_unit:
+        axis = dims[rv.name].index(dim)
+        new = np.stack(draws[rv.name])  # (n, ..., n_units_new, ...)
+        sl = [slice(None)] * new.ndim
+        sl[axis + 1] = slice(k0, None)
+        values[rv.name] = np.concatenate([values[rv.name], new[tuple(sl)]], axis=axis + 1)
+    # the stored cumulative log-likelihood is unchanged: the past data do not involve new units
+    return twin, new_density, ParticlePosterior(values, particles.log_weights, particles.log_likelihood)
 
 
 def _predictive_y(twin: Any, old_data: Any, particles: ParticlePosterior, new_data: Any,
