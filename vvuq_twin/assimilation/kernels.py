@@ -15,6 +15,8 @@ info as NamedTuples):
   mixture) proposal fitted to the particles (:func:`fit_gaussian_mixture`; PyMC's SMC kernel);
 * :func:`mala_step` - Metropolis-adjusted Langevin preconditioned by the particle covariance,
   step size adapted between steps to a target acceptance (Buchholz, Chopin & Jacob 2021);
+* :func:`hmc_step` - Hamiltonian Monte Carlo (``N_LEAPFROG`` leapfrog steps, mass matrix the
+  inverse particle covariance), step size adapted likewise;
 * :func:`rwm_step` - random-walk Metropolis, the gradient-free fallback.
 
 :func:`rejuvenate` chooses the kernel (a one-step pilot of each candidate, scored by the expected
@@ -41,6 +43,7 @@ __all__ = [
     "fit_gaussian_mixture",
     "independent_step",
     "mala_step",
+    "hmc_step",
     "rwm_step",
     "rank_correlation",
     "MoveResult",
@@ -49,10 +52,13 @@ __all__ = [
 ]
 
 #: Kernel names accepted by :func:`rejuvenate` (``"auto"`` chooses among them).
-KERNELS = ("independent", "mixture", "mala", "rwm")
+KERNELS = ("independent", "mixture", "mala", "hmc", "rwm")
 
 #: Default target acceptance of the adapted kernels (Roberts & Rosenthal 1998/2001).
-TARGET_ACCEPTANCE = {"mala": 0.57, "rwm": 0.3}
+TARGET_ACCEPTANCE = {"mala": 0.57, "hmc": 0.65, "rwm": 0.3}
+
+#: Leapfrog steps of the HMC kernel (its cost per step, in gradient evaluations).
+N_LEAPFROG = 8
 
 
 class Evaluation(NamedTuple):
@@ -272,6 +278,30 @@ def mala_step(rng: np.random.Generator, state: MoveState, evaluate: Evaluate, ph
     return _accept(rng, state, prop, ev, log_a)
 
 
+def hmc_step(rng: np.random.Generator, state: MoveState, evaluate: Evaluate, phi: float,
+             step_size: float, chol: np.ndarray, n_leapfrog: int = 8) -> tuple[MoveState, StepInfo]:
+    """HMC with mass matrix the inverse particle covariance (leapfrog in whitened coordinates
+    ``z = L w``), ``n_leapfrog`` steps of size ``step_size`` (jittered by +-20 %)."""
+    n, d = state.z.shape
+    h = float(step_size) * rng.uniform(0.8, 1.2)
+    p0 = rng.standard_normal((n, d))
+    z, ev = state.z, state.ev
+    g = ev.grad(phi) @ chol  # gradient in w: L^T grad_z, row-wise
+    p = p0 + 0.5 * h * g
+    alive = np.ones(n, dtype=bool)
+    for i in range(int(n_leapfrog)):
+        z = z + h * p @ chol.T
+        ev = evaluate(z, True)
+        ok = np.isfinite(ev.log_prior) & np.isfinite(ev.logdensity(phi))
+        alive &= ok
+        g = np.where(alive[:, None], np.nan_to_num(ev.grad(phi)) @ chol, 0.0)
+        p = p + (h if i < n_leapfrog - 1 else 0.5 * h) * g
+    with np.errstate(invalid="ignore", over="ignore"):
+        log_a = (ev.logdensity(phi) - 0.5 * (p * p).sum(1)) - (state.ev.logdensity(phi) - 0.5 * (p0 * p0).sum(1))
+    log_a = np.where(alive, log_a, -np.inf)
+    return _accept(rng, state, z, ev, log_a)
+
+
 def rwm_step(rng: np.random.Generator, state: MoveState, evaluate: Evaluate, phi: float,
              step_size: float, chol: np.ndarray) -> tuple[MoveState, StepInfo]:
     """Random-walk Metropolis with proposal ``N(z, h^2 L L^T)``."""
@@ -331,6 +361,7 @@ class MoveResult(NamedTuple):
     converged: bool
     pilot_scores: dict[str, float]
     n_components: int
+    adapted: dict[str, float]  # step sizes after adaptation, to start the next stage from
 
 
 def rejuvenate(
@@ -345,7 +376,7 @@ def rejuvenate(
     max_steps: int = 30,
     max_rank_correlation: float = 0.1,
     target_acceptance: float | None = None,
-    step_size: float | None = None,
+    step_size: dict[str, float] | None = None,
     max_components: int = 3,
 ) -> MoveResult:
     """Move equally weighted particles until they decorrelate from their start.
@@ -358,13 +389,13 @@ def rejuvenate(
     evaluate : callable ``(z, grad) -> Evaluation``
     phi : float
         Tempering exponent of the new batch.
-    kernel : {"auto", "independent", "mixture", "mala", "rwm"}
+    kernel : {"auto", "independent", "mixture", "mala", "hmc", "rwm"}
         ``"auto"`` pilots one step of each candidate (independent Gaussian; Gaussian mixture when
-        BIC prefers more than one component; MALA with a gradient, else random walk) from the same
+        BIC prefers more than one component; MALA and HMC with a gradient, else random walk) from the same
         start and keeps the one with the largest expected squared jump relative to the particle
         variance per density evaluation.
     has_gradient : bool
-        Whether ``evaluate`` can return gradients (needed by ``"mala"``).
+        Whether ``evaluate`` can return gradients (needed by ``"mala"`` and ``"hmc"``).
     min_steps, max_steps : int
         Bounds on the number of steps.
     max_rank_correlation : float
@@ -373,16 +404,17 @@ def rejuvenate(
         threshold used is ``max(max_rank_correlation, 3.5 / sqrt(n))``.
     target_acceptance : float, optional
         Target of the step-size adaptation (default 0.57 for MALA, 0.3 for the random walk).
-    step_size : float, optional
-        Starting step size of MALA / the random walk (relative to the particle covariance);
-        default ``1.6 d^(-1/6)`` (MALA) or ``2.38 / sqrt(d)`` (random walk).
+    step_size : dict kernel -> float, optional
+        Starting step sizes (relative to the particle covariance) of ``"mala"``, ``"hmc"`` and
+        ``"rwm"``, e.g. the adapted values of the previous stage (:attr:`MoveResult.adapted`);
+        defaults ``1.6 d^(-1/6)``, ``d^(-1/4)`` and ``2.38 / sqrt(d)``.
     max_components : int
         Largest Gaussian-mixture proposal tried.
     """
     if kernel not in ("auto",) + KERNELS:
         raise ValueError(f"`kernel` must be 'auto' or one of {KERNELS}, got {kernel!r}.")
-    if kernel == "mala" and not has_gradient:
-        raise ValueError("kernel='mala' needs the gradient of the log density; this target has "
+    if kernel in ("mala", "hmc") and not has_gradient:
+        raise ValueError(f"kernel={kernel!r} needs the gradient of the log density; this target has "
                          "none. Use kernel='auto', 'independent', 'mixture' or 'rwm'.")
     z0 = state.z
     n, d = z0.shape
@@ -392,10 +424,25 @@ def rejuvenate(
     gmm = fit_gaussian_mixture(z0, None, max_components=max_components, rng=rng) if max_components > 1 \
         else GaussianMixtureProposal(np.zeros(1), mean[None], L[None])
     single = GaussianMixtureProposal(np.zeros(1), mean[None], L[None])
-    local = "mala" if has_gradient else "rwm"
-    h = {"mala": 1.6 * d ** (-1 / 6), "rwm": 2.38 / np.sqrt(d)}
+    local = ["mala", "hmc"] if has_gradient else ["rwm"]
+    h = {"mala": 1.6 * d ** (-1 / 6), "hmc": 1.0 * d ** (-1 / 4), "rwm": 2.38 / np.sqrt(d)}
+    n_leap = N_LEAPFROG
+    curvature = 1.0
+    if has_gradient and (kernel in ("auto", "mala", "hmc")):
+        # local curvature relative to the particle spread: the variance of the gradient in
+        # whitened coordinates is 1 for a Gaussian target and large on thin curved ridges and
+        # funnels, where the step must shrink by its square root
+        if state.ev.grad_base is None:
+            state = MoveState(state.z, evaluate(state.z, True))
+        gw = np.nan_to_num(state.ev.grad(phi)) @ L
+        curvature = float(max(1.0, np.max(gw.var(0))))
+        h["mala"] /= np.sqrt(curvature)
+        h["hmc"] = 1.5 * d ** (-1 / 4) / np.sqrt(curvature)
     if step_size is not None:
-        h[local] = float(step_size)
+        h.update({k: float(v) for k, v in step_size.items()} if isinstance(step_size, dict) else {})
+    if has_gradient:
+        # trajectories of about 1.5 particle sds, at most 4 x N_LEAPFROG gradients per step
+        n_leap = int(np.clip(np.ceil(1.5 / h["hmc"]), 2, 4 * N_LEAPFROG))
 
     def need_grad(s: MoveState) -> MoveState:
         if s.ev.grad_base is None:
@@ -409,6 +456,8 @@ def rejuvenate(
             return independent_step(rng, s, evaluate, phi, gmm)
         if name == "mala":
             return mala_step(rng, need_grad(s), evaluate, phi, h["mala"], L)
+        if name == "hmc":
+            return hmc_step(rng, need_grad(s), evaluate, phi, h["hmc"], L, n_leap)
         return rwm_step(rng, s, evaluate, phi, h["rwm"], L)
 
     def adapt(name: str, acc: float) -> None:
@@ -420,34 +469,45 @@ def rejuvenate(
     steps: list[float] = []
     scores: dict[str, float] = {}
     if kernel == "auto":
-        cands = ["independent"] + (["mixture"] if gmm.n_components > 1 else []) + [local]
+        cands = ["independent"] + (["mixture"] if gmm.n_components > 1 else []) + local
         best_name, best_state, best_info = None, None, None
         for name in cands:
             s1, info = one(name, state)
-            cost = 2.0 if name == "mala" else 1.0  # a gradient costs about one more evaluation
+            # cost in density evaluations (a gradient comes with its value at about the same cost)
+            cost = {"mala": 1.0, "hmc": float(n_leap)}.get(name, 1.0)
             scores[name] = _scaled_jump(z0, s1.z) / cost
             adapt(name, info.acceptance)
             if best_name is None or scores[name] > scores[best_name]:
                 best_name, best_state, best_info = name, s1, info
         chosen = best_name
+        ranked = sorted(scores, key=lambda k: -scores[k])
         reason = ("largest expected squared jump per evaluation in a one-step pilot ("
-                  + ", ".join(f"{k} {v:.3g}" for k, v in scores.items()) + ")")
+                  + ", ".join(f"{k} {v:.3g}" for k, v in scores.items())
+                  + f"; curvature {curvature:.3g}" + (f", HMC {n_leap} leapfrog steps" if has_gradient else "") + ")")
         state = best_state
         acceptance.append(best_info.acceptance)
         steps.append(h.get(chosen, float("nan")))
     else:
-        chosen, reason = kernel, "requested"
+        chosen, reason, ranked = kernel, "requested", [kernel]
     rho = rank_correlation(z0, state.z) if acceptance else np.ones(d)
+    n_low = 0
     while len(acceptance) < max_steps and (len(acceptance) < min_steps or np.max(np.abs(rho)) > threshold):
         state, info = one(chosen, state)
         acceptance.append(info.acceptance)
         steps.append(h.get(chosen, float("nan")))
         adapt(chosen, info.acceptance)
         rho = rank_correlation(z0, state.z)
+        # an automatically chosen kernel that stops moving (acceptance < 5 % three times running)
+        # gives way to the next best of the pilot
+        n_low = n_low + 1 if info.acceptance < 0.05 else 0
+        if kernel == "auto" and n_low >= 3 and ranked.index(chosen) + 1 < len(ranked):
+            nxt = ranked[ranked.index(chosen) + 1]
+            reason += f"; switched {chosen} -> {nxt} after 3 steps with acceptance < 0.05"
+            chosen, n_low = nxt, 0
     crit = float(np.max(np.abs(rho)))
     return MoveResult(state, chosen, reason, acceptance, steps, len(acceptance), rho, threshold,
                       bool(crit <= threshold), scores,
-                      gmm.n_components if chosen == "mixture" else 1)
+                      gmm.n_components if chosen == "mixture" else 1, dict(h))
 
 
 def _as_list(x: Sequence[float]) -> list[float]:

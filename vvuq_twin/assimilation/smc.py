@@ -358,7 +358,7 @@ def smc_update(
         starts from (``ess_target * N`` after a resample).
     resample_threshold : float in (0, 1]
         Resample-move when the final ESS falls below this fraction of N.
-    kernel : {"auto", "independent", "mixture", "mala", "rwm"}
+    kernel : {"auto", "independent", "mixture", "mala", "hmc", "rwm"}
         Rejuvenation kernel in unconstrained space (see
         :func:`~vvuq_twin.assimilation.kernels.rejuvenate`); ``"auto"`` pilots the candidates at
         every stage and keeps the one that moves the particles furthest per evaluation. The
@@ -371,7 +371,8 @@ def smc_update(
         The decorrelation criterion. An update that does not meet it within ``max_mcmc_steps``
         warns (:class:`MixingWarning`) and says so in its report.
     target_acceptance : float, optional
-        Target acceptance of the step-size adaptation (default 0.57 MALA, 0.3 random walk).
+        Target acceptance of the step-size adaptation (default 0.57 MALA, 0.65 HMC, 0.3
+        random walk).
     transforms : dict name -> spec, optional
         For plain callables: the transform to unconstrained space of each bounded parameter
         (``"log"``, ``("interval", a, b)``, ``("lower", a)``, ``("upper", b)``); see
@@ -409,8 +410,8 @@ def smc_update(
         raise ValueError(f"`kernel` must be 'auto' or one of {KERNELS}, got {kernel!r}.")
     t_start = time.perf_counter()
     model = _model_for(log_likelihood, log_prior, posterior, transforms)
-    if kernel == "mala" and not model.has_gradient:
-        raise ValueError("kernel='mala' needs gradients, which this model does not provide; use "
+    if kernel in ("mala", "hmc") and not model.has_gradient:
+        raise ValueError(f"kernel={kernel!r} needs gradients, which this model does not provide; use "
                          "'auto', 'independent', 'mixture' or 'rwm' (or pass a twin's TwinLogDensity).")
     g = as_generator(rng)
     N = posterior.n_particles
@@ -474,7 +475,7 @@ def smc_update(
     lp, _ = model.log_prior_z(z, False)
     ev = Evaluation(np.asarray(lp, float), ll_past, ll_new)
     phi = 0.0
-    step_size: float | None = None
+    step_size: dict[str, float] | None = None
     mixing: dict[str, float] = {}
     while phi < 1.0:
         if len(report.phis) >= max_stages:
@@ -502,8 +503,7 @@ def smc_update(
             report.kernel_reason = res.kernel_reason
             report.n_moves.append(int(res.n_steps))
             report.step_sizes.append(float(res.step_sizes[-1]))
-            if res.kernel in ("mala", "rwm"):
-                step_size = float(res.step_sizes[-1])
+            step_size = res.adapted
             report.mixing_threshold = float(res.criterion)
             mixing = _mixing_by_parameter(res.rank_correlation, posterior)
             report.mixing = mixing
