@@ -255,3 +255,17 @@ def test_proposals_outside_support_are_not_evaluated():
     assert np.all(out2.values["s"] <= 2.5)
     with pytest.raises(ValueError, match="Transform of 's' must be"):
         smc_update(post, {"y": y}, loglik, logprior, transforms={"s": "exp"})
+
+
+def test_update_report_with_mixing_and_cost_roundtrips_through_json(hier_case):
+    import json
+
+    from vvuq_twin.assimilation import UpdateReport
+
+    m, batches = hier_case
+    g = np.random.default_rng(9)
+    _, rep = smc_update(ParticlePosterior(m.sample_prior(500, g)), batches[0], m.model(), rng=g)
+    back = UpdateReport.from_dict(json.loads(json.dumps(rep.to_dict())))
+    assert back.kernel == rep.kernel and back.mixing == rep.mixing and back.n_moves == rep.n_moves
+    assert back.n_point_evals == rep.n_point_evals > 0 and back.mixing_ok == rep.mixing_ok
+    assert back.seconds == pytest.approx(rep.seconds)
