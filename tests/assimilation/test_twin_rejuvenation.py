@@ -165,9 +165,14 @@ def test_hierarchical_growth_twin_with_unknown_scale_matches_nuts_refit():
     assert all(r.mixing_ok is not False for r in cur.reports)
     ref = calibrate(twin, cur.data, draws=2000, tune=1000, chains=4, rng=7, warn=False,
                     posterior_predictive=False).idata.posterior
+    dm, rs = {}, {}
     for name in ("A_mu", "A_sigma", "r", "sigma_obs", "A_z"):
         nd = ref[name].stack(s=("chain", "draw")).transpose("s", ...).values
         m_ref, s_ref = nd.mean(0), nd.std(0)
         m, s = cur.particles.mean()[name], cur.particles.sd()[name]
-        np.testing.assert_array_less(np.abs(m - m_ref), 0.1 * s_ref + 1e-12, err_msg=name)
-        np.testing.assert_allclose(s, s_ref, rtol=0.2, err_msg=name)
+        dm[name] = np.max(np.abs(m - m_ref) / s_ref)
+        rs[name] = np.max(np.abs(s / s_ref - 1))
+    print("max |mean diff| / NUTS sd:", {k: round(float(v), 3) for k, v in dm.items()})
+    print("max |sd ratio - 1|:", {k: round(float(v), 3) for k, v in rs.items()})
+    print("kernels", [r.kernel for r in cur.reports], "moves", [r.n_moves for r in cur.reports])
+    assert max(dm.values()) < 0.1 and max(rs.values()) < 0.2

@@ -281,9 +281,11 @@ def mala_step(rng: np.random.Generator, state: MoveState, evaluate: Evaluate, ph
 def hmc_step(rng: np.random.Generator, state: MoveState, evaluate: Evaluate, phi: float,
              step_size: float, chol: np.ndarray, n_leapfrog: int = 8) -> tuple[MoveState, StepInfo]:
     """HMC with mass matrix the inverse particle covariance (leapfrog in whitened coordinates
-    ``z = L w``), ``n_leapfrog`` steps of size ``step_size`` (jittered by +-20 %)."""
+    ``z = L w``), ``n_leapfrog`` steps of size ``step_size`` (jittered per particle)."""
     n, d = state.z.shape
-    h = float(step_size) * rng.uniform(0.8, 1.2)
+    # per-particle step sizes jittered in [0.6, 1.2] x step_size: a particle in a narrow region
+    # (a funnel's neck) still gets short steps now and then
+    h = (float(step_size) * rng.uniform(0.6, 1.2, n))[:, None]
     p0 = rng.standard_normal((n, d))
     z, ev = state.z, state.ev
     g = ev.grad(phi) @ chol  # gradient in w: L^T grad_z, row-wise
@@ -361,6 +363,7 @@ class MoveResult(NamedTuple):
     converged: bool
     pilot_scores: dict[str, float]
     n_components: int
+    stuck_fraction: float  # particles never moved by the accepted steps of this stage
     adapted: dict[str, float]  # step sizes after adaptation, to start the next stage from
 
 
@@ -378,6 +381,7 @@ def rejuvenate(
     target_acceptance: float | None = None,
     step_size: dict[str, float] | None = None,
     max_components: int = 3,
+    max_stuck: float = 0.01,
 ) -> MoveResult:
     """Move equally weighted particles until they decorrelate from their start.
 
@@ -410,6 +414,9 @@ def rejuvenate(
         defaults ``1.6 d^(-1/6)``, ``d^(-1/4)`` and ``2.38 / sqrt(d)``.
     max_components : int
         Largest Gaussian-mixture proposal tried.
+    max_stuck : float
+        Also keep moving while more than this fraction of the particles has not moved at all in
+        this stage (stuck particles, e.g. in a funnel's neck, hardly change a rank correlation).
     """
     if kernel not in ("auto",) + KERNELS:
         raise ValueError(f"`kernel` must be 'auto' or one of {KERNELS}, got {kernel!r}.")
@@ -468,6 +475,7 @@ def rejuvenate(
     acceptance: list[float] = []
     steps: list[float] = []
     scores: dict[str, float] = {}
+    moved = np.zeros(n, dtype=bool)
     if kernel == "auto":
         cands = ["independent"] + (["mixture"] if gmm.n_components > 1 else []) + local
         best_name, best_state, best_info = None, None, None
@@ -485,14 +493,17 @@ def rejuvenate(
                   + ", ".join(f"{k} {v:.3g}" for k, v in scores.items())
                   + f"; curvature {curvature:.3g}" + (f", HMC {n_leap} leapfrog steps" if has_gradient else "") + ")")
         state = best_state
+        moved |= best_info.accepted
         acceptance.append(best_info.acceptance)
         steps.append(h.get(chosen, float("nan")))
     else:
         chosen, reason, ranked = kernel, "requested", [kernel]
     rho = rank_correlation(z0, state.z) if acceptance else np.ones(d)
     n_low = 0
-    while len(acceptance) < max_steps and (len(acceptance) < min_steps or np.max(np.abs(rho)) > threshold):
+    while len(acceptance) < max_steps and (len(acceptance) < min_steps or np.max(np.abs(rho)) > threshold
+                                           or 1.0 - moved.mean() > max_stuck):
         state, info = one(chosen, state)
+        moved |= info.accepted
         acceptance.append(info.acceptance)
         steps.append(h.get(chosen, float("nan")))
         adapt(chosen, info.acceptance)
@@ -505,9 +516,10 @@ def rejuvenate(
             reason += f"; switched {chosen} -> {nxt} after 3 steps with acceptance < 0.05"
             chosen, n_low = nxt, 0
     crit = float(np.max(np.abs(rho)))
+    stuck = float(1.0 - moved.mean())
     return MoveResult(state, chosen, reason, acceptance, steps, len(acceptance), rho, threshold,
-                      bool(crit <= threshold), scores,
-                      gmm.n_components if chosen == "mixture" else 1, dict(h))
+                      bool(crit <= threshold and stuck <= max_stuck), scores,
+                      gmm.n_components if chosen == "mixture" else 1, stuck, dict(h))
 
 
 def _as_list(x: Sequence[float]) -> list[float]:

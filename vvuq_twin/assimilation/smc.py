@@ -228,8 +228,9 @@ class UpdateReport:
     mixing: dict[str, float] = field(default_factory=dict)
     mixing_threshold: float = float("nan")
     mixing_ok: bool | None = None
-    #: distinct particles after the last move / N
+    #: distinct particles after the last move / N; largest fraction of particles a stage left unmoved
     unique_fraction: float = float("nan")
+    stuck_fraction: float = float("nan")
     #: cost: vectorised likelihood calls with gradient, particle x chunk likelihood evaluations,
     #: proposals refused on the prior alone, data chunks evaluated per move, wall-clock seconds
     n_gradient_evals: int = 0
@@ -240,7 +241,7 @@ class UpdateReport:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("ess_one_step", "ess_final", "mixing_threshold", "unique_fraction", "seconds"):
+        for k in ("ess_one_step", "ess_final", "mixing_threshold", "unique_fraction", "stuck_fraction", "seconds"):
             d[k] = None if not np.isfinite(d[k]) else float(d[k])
         d["step_sizes"] = [None if not np.isfinite(v) else float(v) for v in d["step_sizes"]]
         d["time_range"] = [
@@ -252,7 +253,7 @@ class UpdateReport:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "UpdateReport":
         d = dict(d)
-        for k in ("ess_one_step", "ess_final", "mixing_threshold", "unique_fraction", "seconds"):
+        for k in ("ess_one_step", "ess_final", "mixing_threshold", "unique_fraction", "stuck_fraction", "seconds"):
             d[k] = float("nan") if d.get(k) is None else float(d[k])
         d["step_sizes"] = [float("nan") if v is None else float(v) for v in d.get("step_sizes", [])]
         return cls(**d)
@@ -509,6 +510,8 @@ def smc_update(
             report.mixing = mixing
             report.mixing_ok = bool(res.converged) and report.mixing_ok is not False
             report.unique_fraction = float(np.unique(z, axis=0).shape[0] / N)
+            report.stuck_fraction = float(res.stuck_fraction if not np.isfinite(report.stuck_fraction)
+                                          else max(report.stuck_fraction, res.stuck_fraction))
             report.status = "resample-move"
             if acc < min_acceptance:
                 return collapse(f"move acceptance rate {acc:.3g} ({res.kernel}) below "
@@ -525,7 +528,8 @@ def smc_update(
         worst = sorted(mixing.items(), key=lambda kv: -kv[1])[:5]
         msg = (f"Batch {batch_index}: the particles did NOT decorrelate within max_mcmc_steps="
                f"{max_mcmc_steps} ({report.kernel[-1]} kernel, acceptance {report.acceptance[-1]:.2f}): "
-               f"rank correlation start-vs-end above {report.mixing_threshold:.3g} for "
+               f"largest fraction of particles never moved {report.stuck_fraction:.3f}; "
+               f"rank correlation start-vs-end (threshold {report.mixing_threshold:.3g}): "
                + ", ".join(f"{k} {v:.2f}" for k, v in worst)
                + ". The posterior may be too narrow; raise max_mcmc_steps, use more particles, "
                "or refit.")
