@@ -511,6 +511,15 @@ def rejuvenate(
         # an automatically chosen kernel that stops moving (acceptance < 5 % three times running)
         # gives way to the next best of the pilot
         n_low = n_low + 1 if info.acceptance < 0.05 else 0
+        stuck_only = np.max(np.abs(rho)) <= threshold and 1.0 - moved.mean() > max_stuck
+        if kernel == "auto" and stuck_only and chosen in ("independent", "mixture") and len(acceptance) >= 5:
+            # an independent proposal decorrelated the bulk but leaves particles in regions it
+            # rarely proposes (tails, a funnel's neck): a local kernel moves those
+            loc = [k for k in ranked if k in ("mala", "hmc", "rwm")]
+            if loc:
+                reason += f"; switched {chosen} -> {loc[0]} to move {1.0 - moved.mean():.3f} stuck particles"
+                chosen = loc[0]
+                continue
         if kernel == "auto" and n_low >= 3 and ranked.index(chosen) + 1 < len(ranked):
             nxt = ranked[ranked.index(chosen) + 1]
             reason += f"; switched {chosen} -> {nxt} after 3 steps with acceptance < 0.05"
