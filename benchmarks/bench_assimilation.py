@@ -196,7 +196,12 @@ def main(quick: bool = False) -> dict:
                   f"({labels[int(np.abs(sd_ratio - 1).argmax())]}), energy distance SMC-NUTS {e_smc:.4f} vs "
                   f"NUTS-NUTS {ref_second:.4f}", flush=True)
         rows.append(row)
+        if k in refit_at:  # partial results survive an interrupted run
+            _write(rows, agreement, state, K, quick, t_cal, t_all, partial=k < K)
+    return _write(rows, agreement, state, K, quick, t_cal, t_all, partial=False, show=True)
 
+
+def _write(rows, agreement, state, K, quick, t_cal, t_all, *, partial: bool, show: bool = False) -> dict:
     cost = []
     for r in rows:
         if "nuts_total_seconds" in r:
@@ -219,15 +224,19 @@ def main(quick: bool = False) -> dict:
         "min_unique_fraction_after_move": float(min(r["unique_fraction"] for r in moved)) if moved else None,
         "all_mixing_ok": bool(all(r["mixing_ok"] for r in moved)),
         "wall_time_s": time.perf_counter() - t_all,
+        "partial": partial,
+        "last_k": rows[-1]["k"],
     }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=1, default=float))
+    if not show:
+        return result
     print("cost (seconds)   k  SMC update  NUTS compile+sample  NUTS sample  ratio(c+s)  ratio(s)")
     for c in cost:
         print(f"              {c['k']:3d}  {c['smc_update_seconds']:10.1f}  {c['nuts_compile_plus_sample_seconds']:19.1f}"
               f"  {c['nuts_sample_only_seconds']:11.1f}  {c['ratio_compile_plus_sample']:10.1f}  {c['ratio_sample_only']:8.1f}")
     print(f"acceptance range {result['acceptance_range']}, min unique fraction after move "
           f"{result['min_unique_fraction_after_move']}, all mixing ok {result['all_mixing_ok']}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1, default=float))
     return result
 
 
