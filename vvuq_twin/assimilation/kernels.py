@@ -20,11 +20,15 @@ info as NamedTuples):
 * :func:`rwm_step` - random-walk Metropolis, the gradient-free fallback.
 
 :func:`rejuvenate` chooses the kernel (a one-step pilot of each candidate, scored by the expected
-squared jump relative to the particle variance per likelihood evaluation), then repeats steps,
+squared jump relative to the particle variance per likelihood evaluation; step sizes start from
+the measured curvature, the gradient variance in whitened coordinates), then repeats steps,
 adapting the step size, until the particles have decorrelated from their start: the Spearman rank
 correlation between start and end positions is at most ``max_rank_correlation`` for every
-coordinate. It reports the per-coordinate correlations, and says so when the criterion was not
-met within ``max_steps``.
+coordinate and at most ``max_stuck`` of the particles never moved. An automatically chosen
+kernel that stops accepting gives way to the next best, and an independent proposal that leaves
+stuck particles (tails, a funnel's neck) hands over to the best local kernel. It reports the
+per-coordinate correlations and the stuck fraction, and says so when the criterion was not met
+within ``max_steps``.
 """
 
 from __future__ import annotations
