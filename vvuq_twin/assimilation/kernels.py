@@ -33,7 +33,7 @@ within ``max_steps``.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple
 
 import numpy as np
 from scipy import stats
@@ -533,7 +533,3 @@ def rejuvenate(
     return MoveResult(state, chosen, reason, acceptance, steps, len(acceptance), rho, threshold,
                       bool(crit <= threshold and stuck <= max_stuck), scores,
                       gmm.n_components if chosen == "mixture" else 1, stuck, dict(h))
-
-
-def _as_list(x: Sequence[float]) -> list[float]:
-    return [float(v) for v in x]
