@@ -5,6 +5,12 @@
    twin with a GP discrepancy. Goal: >= 3x.
 2. Calibration time vs n for the discrepancy: exact GP vs HSGP at n = 200, 1000, 5000 (time per
    log-density gradient measured for all; exact GP above n = 200 projected, see ``gp_vs_hsgp``).
+3. Against numpyro (``vs_numpyro``): the same hierarchical twin written in numpyro (same priors,
+   same marginalised GP), ESS/s over paired seeds (median and spread) for nutpie's numba backend
+   (diagonal and low-rank mass matrix), nutpie's JAX backend and numpyro's NUTS; compile times
+   of each, cold and from the on-disk cache.
+4. The README main job (``vvuq-twin run``) as a new user meets it (``readme_job``): a first run
+   with empty PyTensor and vvuq_twin caches, then a second run in a new process.
 """
 
 from __future__ import annotations
@@ -164,7 +170,9 @@ def gp_vs_hsgp(ns, draws: int, tune: int, exact_max_n: int) -> list[dict]:
 
 def main(quick: bool = False) -> dict:
     draws, tune = (300, 300) if quick else (1000, 1000)
-    out = {"ess": ess_per_second(draws, tune)}
+    out = {"readme_job": readme_job()}
+    out["vs_numpyro"] = vs_numpyro(draws, tune)
+    out["ess"] = ess_per_second(draws, tune)
     out["gp_vs_hsgp"] = gp_vs_hsgp([200, 1000] if quick else [200, 1000, 5000],
                                    draws=200 if quick else 500, tune=200 if quick else 500,
                                    exact_max_n=200)
@@ -182,6 +190,209 @@ def main(quick: bool = False) -> dict:
     OUT.mkdir(exist_ok=True)
     (OUT / "core.json").write_text(json.dumps(out, indent=2, default=float))
     return out
+
+
+# --------------------------------------------------------------------------- vs numpyro
+ESS_NAMES = ["k", "k_mu", "k_sigma", "sigma_obs", "delta_ls", "delta_eta"]
+
+
+def numpyro_hierarchical_gp(data):
+    """The twin of :func:`hierarchical_gp_twin` in numpyro: same priors, same marginalised GP.
+
+    k_u = exp(k_mu + k_sigma z_u); y ~ MvNormal(10 exp(-k_u t), eta^2 ExpQuad(ls) + (1e-6 +
+    sigma^2) I), as ``Twin.build_model`` builds it (the GP discrepancy's jitter is 1e-6).
+    """
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    t = jnp.asarray(np.asarray(data.x)[:, 0])
+    labels = np.asarray(data.unit).astype(str)
+    units = list(dict.fromkeys(labels.tolist()))
+    uidx = jnp.asarray([units.index(u) for u in labels])
+    n, U = t.shape[0], len(units)
+    d2 = (t[:, None] - t[None, :]) ** 2
+
+    def model(y=None):
+        k_mu = numpyro.sample("k_mu", dist.Normal(np.log(0.5), 1.0))
+        k_sigma = numpyro.sample("k_sigma", dist.HalfNormal(0.5))
+        with numpyro.plate("unit", U):
+            z = numpyro.sample("k_z", dist.Normal(0.0, 1.0))
+        k = numpyro.deterministic("k", jnp.exp(k_mu + k_sigma * z))
+        ls = numpyro.sample("delta_ls", dist.LogNormal(0.0, 0.5))
+        eta = numpyro.sample("delta_eta", dist.HalfNormal(0.5))
+        sigma = numpyro.sample("sigma_obs", dist.HalfNormal(0.5))
+        mu = 10.0 * jnp.exp(-k[uidx] * t)
+        K = eta**2 * jnp.exp(-0.5 * d2 / ls**2) + (1e-6 + sigma**2) * jnp.eye(n)
+        numpyro.sample("y", dist.MultivariateNormal(mu, covariance_matrix=K), obs=y)
+
+    return model
+
+
+def _numpyro_run(mcmc, seed: int, y) -> tuple[float, dict]:
+    import jax
+
+    t0 = time.perf_counter()
+    mcmc.run(jax.random.PRNGKey(seed), y=y)
+    jax.block_until_ready(mcmc.get_samples())
+    return time.perf_counter() - t0, mcmc.get_samples(group_by_chain=True)
+
+
+def _ess_from_samples(samples: dict) -> float:
+    post = az.from_dict(posterior={k: np.asarray(v) for k, v in samples.items() if k in ESS_NAMES})
+    return _min_ess(post, ESS_NAMES)
+
+
+def _agreement(post, samples: dict) -> dict:
+    """|mean difference| / combined MCSE per scalar parameter, nutpie (jax run) vs numpyro."""
+    other = az.from_dict(posterior={k: np.asarray(v) for k, v in samples.items() if k in ESS_NAMES}).posterior
+    out = {}
+    for v in ("k_mu", "k_sigma", "sigma_obs", "delta_ls", "delta_eta"):
+        m1 = float(post[v].mean())
+        m2 = float(other[v].mean())
+        s1 = float(az.mcse(post[[v]], method="mean")[v])
+        s2 = float(az.mcse(other[[v]], method="mean")[v])
+        out[v] = abs(m1 - m2) / np.hypot(s1, s2)
+    return out
+
+
+def vs_numpyro(draws: int, tune: int, seeds=(1, 2, 3, 4, 5), chains: int = 2) -> dict:
+    """Paired seeds: nutpie (numba diag / numba low-rank / jax) vs numpyro NUTS, same twin.
+
+    ESS/s = minimum bulk ESS over the parameters / sampling wall time of that run (compile
+    apart). numpyro compiles inside its first ``run``; its JIT time is the first run minus the
+    median of its later runs (the same shapes reuse the compiled kernel).
+    """
+    import os
+
+    os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={chains}")
+    try:
+        import jax
+        import numpyro
+        from numpyro.infer import MCMC, NUTS
+    except ImportError as exc:
+        return {"status": f"skipped: {exc} (pip install -e '.[bench]')"}
+    jax.config.update("jax_enable_x64", True)
+    numpyro.set_host_device_count(chains)
+    from vvuq_twin.inference import _compile_cache as cc
+
+    twin, data = hierarchical_gp_twin()
+    kw = dict(method="nutpie", draws=draws, tune=tune, chains=chains, warn=False,
+              posterior_predictive=False)
+    out: dict = {"draws": draws, "tune": tune, "chains": chains, "seeds": list(seeds),
+                 "load_average_1min_start": os.getloadavg()[0]}
+    # compile times: cold (no disk cache), from disk, jax backend
+    import tempfile
+
+    old = os.environ.get("VVUQ_TWIN_CACHE_DIR")
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["VVUQ_TWIN_CACHE_DIR"] = tmp
+        clear_compile_cache()
+        r = vt.calibrate(twin, data, rng=0, **kw)
+        out["nutpie_numba_compile_cold_s"] = r.info["compile_time_s"]
+        clear_compile_cache()
+        r = vt.calibrate(twin, data, rng=0, **kw)
+        out["nutpie_numba_compile_from_disk_s"] = r.info["compile_time_s"]
+        out["nutpie_numba_disk_hit"] = r.info["compile_cache_hit"]
+    if old is None:
+        os.environ.pop("VVUQ_TWIN_CACHE_DIR", None)
+    else:
+        os.environ["VVUQ_TWIN_CACHE_DIR"] = old
+    r = vt.calibrate(twin, data, rng=0, backend="jax", **kw)
+    out["nutpie_jax_compile_s"] = r.info["compile_time_s"]
+    t0 = time.perf_counter()
+    model = numpyro_hierarchical_gp(data)
+    mcmc = MCMC(NUTS(model, target_accept_prob=0.8), num_warmup=tune, num_samples=draws,
+                num_chains=chains, chain_method="parallel", progress_bar=False)
+    first_s, _ = _numpyro_run(mcmc, 0, np.asarray(data.y))
+    rows = []
+    for seed in seeds:
+        row = {"seed": seed}
+        for name, extra in (("nutpie_numba", {}), ("nutpie_numba_low_rank", {"mass_matrix": "low_rank"}),
+                            ("nutpie_jax", {"backend": "jax"})):
+            r = vt.calibrate(twin, data, rng=seed, **kw, **extra)
+            if r.info["sampler"] != "nutpie":
+                raise RuntimeError(f"{name}: calibrate fell back to {r.info['sampler']}; not comparable")
+            ess = _min_ess(r.idata, ESS_NAMES)
+            row[name] = {"sample_s": r.info["sample_time_s"], "min_ess_bulk": ess,
+                         "ess_per_s": ess / r.info["sample_time_s"],
+                         "divergences": int(r.idata.sample_stats["diverging"].sum())}
+        s, samp = _numpyro_run(mcmc, seed, np.asarray(data.y))
+        ess = _ess_from_samples(samp)
+        row["numpyro"] = {"sample_s": s, "min_ess_bulk": ess, "ess_per_s": ess / s,
+                          "divergences": int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())}
+        if seed == seeds[0]:
+            out["posterior_agreement_z"] = _agreement(r.idata.posterior, samp)
+        row["load_average_1min"] = os.getloadavg()[0]
+        rows.append(row)
+        print(f"  seed {seed}: ESS/s numba {row['nutpie_numba']['ess_per_s']:.1f}, low-rank "
+              f"{row['nutpie_numba_low_rank']['ess_per_s']:.1f}, jax {row['nutpie_jax']['ess_per_s']:.1f}, "
+              f"numpyro {row['numpyro']['ess_per_s']:.1f} (load {row['load_average_1min']:.1f})", flush=True)
+    out["rows"] = rows
+    out["numpyro_jit_s"] = first_s - float(np.median([r["numpyro"]["sample_s"] for r in rows]))
+    summary = {}
+    for name in ("nutpie_numba", "nutpie_numba_low_rank", "nutpie_jax", "numpyro"):
+        v = np.array([r[name]["ess_per_s"] for r in rows])
+        summary[name] = {"ess_per_s_median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
+        if name != "numpyro":
+            ratio = v / np.array([r["numpyro"]["ess_per_s"] for r in rows])
+            summary[name]["ratio_to_numpyro_median"] = float(np.median(ratio))
+            summary[name]["ratio_to_numpyro_min"] = float(ratio.min())
+            summary[name]["ratio_to_numpyro_max"] = float(ratio.max())
+    out["summary"] = summary
+    out["load_average_1min_end"] = os.getloadavg()[0]
+    return out
+
+
+# --------------------------------------------------------------------------- README job
+def readme_job(seed: int = 1, root: str | Path | None = None) -> dict:
+    """``vvuq-twin run --out DIR`` twice in new processes, the first with empty caches.
+
+    PyTensor's compile directory and vvuq_twin's compile cache point to a fresh temporary
+    directory (as on a fresh install); BLAS thread variables set by this package are removed,
+    as a user's shell would not have them. Wall and CPU (user + sys) seconds of each run, and
+    whether the two runs wrote the same draws.
+    """
+    import os
+    import resource
+    import subprocess
+    import sys
+    import tempfile
+
+    import xarray as xr
+
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[1]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")}
+        env["PYTENSOR_FLAGS"] = f"base_compiledir={tmp}/pytensor"
+        env["VVUQ_TWIN_CACHE_DIR"] = f"{tmp}/vvuq"
+        env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+        for run in ("first", "second"):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "vvuq_twin", "run", "--out", f"{tmp}/{run}",
+                                   "--no-progress", "--seed", str(seed)], env=env, cwd=str(root),
+                                  capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if proc.returncode != 0:
+                return {"status": "failed", "stderr": proc.stderr[-2000:]}
+            info = json.loads(Path(f"{tmp}/{run}/default_summary.json").read_text())["info"]
+            rows.append({"run": run, "wall_s": wall,
+                         "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+                         "compile_s": info["compile_time_s"], "sample_s": info["sample_time_s"],
+                         "compile_cache": info.get("compile_cache"),
+                         "load_average_1min": os.getloadavg()[0]})
+            print(f"  README job, {run} run: {wall:.1f} s wall, {rows[-1]['cpu_s']:.1f} s CPU "
+                  f"(compile {info['compile_time_s']:.1f} s, {info.get('compile_cache')})", flush=True)
+        a = xr.open_dataset(f"{tmp}/first/default_result.nc", group="posterior")
+        b = xr.open_dataset(f"{tmp}/second/default_result.nc", group="posterior")
+        same = all(np.array_equal(a[v].values, b[v].values) for v in a.data_vars)
+        a.close()
+        b.close()
+    return {"runs": rows, "second_run_draws_identical": bool(same)}
 
 
 if __name__ == "__main__":

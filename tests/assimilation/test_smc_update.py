@@ -115,7 +115,10 @@ def test_tempering_keeps_ess_at_target_on_informative_batch():
     assert rep.ess_one_step < 50
     assert len(rep.phis) >= 3 and rep.phis[-1] == 1.0 and np.all(np.diff(rep.phis) > 0)
     assert rep.ess_final >= 0.5 * 1000 - 1e-6
-    assert all(0.05 < a < 0.9 for a in rep.acceptance)
+    # every stage's moves were accepted often enough and decorrelated the particles
+    assert all(0.2 < a <= 1.0 for a in rep.acceptance) and rep.mixing_ok
+    assert len(rep.kernel) == len(rep.acceptance) and set(rep.kernel) <= {"independent", "mixture", "rwm"}
+    assert max(rep.mixing.values()) <= rep.mixing_threshold
     assert "tempered" in rep.reason
 
 
@@ -296,10 +299,17 @@ def test_assimilate_hierarchical_twin_units():
     new = TwinData(x=np.linspace(0, 1, 5), y=0.9 * np.linspace(0, 1, 5), unit=["u2"] * 5)
     out = assimilate(res, new, rng=1)
     assert out.particles.values["k_z"].shape == (n, 3)
-    # only unit u2's offset is informed by the new batch: its posterior sd shrinks most
-    sd = out.particles.sd()
-    assert sd["k_z"][1] < sd["k_z"][0] and sd["k_z"][1] < sd["k_z"][2]
+    # unit u2's slope k = k_mu + k_sigma z_2 is pinned by its 4 + 5 rows (noise sd 0.2, little
+    # pooling at these data): its posterior mean is near the least-squares slope of those rows
+    v = out.particles.values
+    k2 = v["k_mu"] + v["k_sigma"] * v["k_z"][:, 1]
+    w = np.exp(out.particles.log_weights)
+    x2 = np.r_[data.x[units == "u2", 0], new.x[:, 0]]
+    y2 = np.r_[data.y[units == "u2"], new.y]
+    slope = float(x2 @ y2 / (x2 @ x2))
+    assert abs(float(w @ k2) - slope) < 0.15, (float(w @ k2), slope)
+    assert np.sqrt(float(w @ (k2 - w @ k2) ** 2)) < 0.2
     with pytest.raises(DataValidationError, match=r"unit\(s\) \['u9'\] the twin does not know"):
-        assimilate(res, TwinData(x=[0.5], y=[0.4], unit=["u9"]), rng=1)
+        assimilate(res, TwinData(x=[0.5], y=[0.4], unit=["u9"]), new_units=False, rng=1)
     with pytest.raises(DataValidationError, match="unit labels exactly when"):
         assimilate(res, TwinData(x=[0.5], y=[0.4]), rng=1)

@@ -73,7 +73,12 @@ def test_particle_posterior_matches_exact_on_linear_gaussian():
     e, p = exact.summary(), pp.summary()
     np.testing.assert_allclose(p["mean"], e["mean"], atol=0.03)
     np.testing.assert_allclose(p["sd"], e["sd"], rtol=0.05)
-    assert len(pp.acceptance) >= 1 and 0.05 < np.mean(pp.acceptance) < 0.95  # resample-move ran
+    # resample-move ran, through the package's SMC engine, and the moves decorrelated the particles
+    assert len(pp.acceptance) >= 1 and 0.2 < np.mean(pp.acceptance) <= 1.0
+    moved = [r for r in pp.reports if r.status == "resample-move"]
+    assert moved and all(r.mixing_ok for r in moved)
+    from vvuq_twin.assimilation import ParticlePosterior as EngineParticles
+    assert isinstance(pp.state, EngineParticles)
 
 
 def _replications(n_reps: int, n_steps: int, grid: int, budget: dict, n_particles: int) -> dict:

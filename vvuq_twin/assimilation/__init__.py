@@ -1,7 +1,9 @@
 """Streaming assimilation: keep a twin's posterior and state current as data arrive.
 
 * static parameters: :func:`smc_update` (reweight, adaptive tempering, systematic resampling,
-  random-walk Metropolis rejuvenation, refit fallback) on a :class:`ParticlePosterior`, and the
+  rejuvenation in unconstrained space by adapted kernels - :func:`rejuvenate`: independent
+  Gaussian / mixture proposals, MALA, random walk - until the particles decorrelate, refit
+  fallback) on a :class:`ParticlePosterior`, and the
   checkpointed, validated stream :class:`AssimilationRun`; :func:`assimilate` applies the update
   to a calibrated twin (its own PyMC model compiled as a vectorised likelihood);
 * evolving states: :func:`kalman_filter`, :func:`ensemble_kalman_filter` (stochastic EnKF and
@@ -16,13 +18,16 @@ from .filters import (
     kalman_filter,
     particle_filter,
 )
+from .kernels import rejuvenate
 from .smc import (
+    MixingWarning,
     ParticleCollapseError,
     ParticlePosterior,
     UpdateReport,
     concat_data,
     smc_update,
 )
+from .targets import CallableModel, ParticleModel
 from .stream import AssimilationRun, StreamDataError, batch_rng, validate_batch
 from .twin_adapter import TwinAssimilation, TwinLogDensity, assimilate, twin_log_density
 from .weights import effective_sample_size, normalize_log_weights, systematic_resample
@@ -36,7 +41,11 @@ __all__ = [
     "ParticlePosterior",
     "UpdateReport",
     "ParticleCollapseError",
+    "MixingWarning",
     "smc_update",
+    "rejuvenate",
+    "CallableModel",
+    "ParticleModel",
     "concat_data",
     "AssimilationRun",
     "StreamDataError",

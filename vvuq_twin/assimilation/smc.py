@@ -10,10 +10,17 @@ assimilated so far. :func:`smc_update` adds one batch:
    (``ess_target * N`` after a resample; Jasra et al. 2011);
 2. **resample** (systematic) when the ESS falls below ``resample_threshold * N`` and at every
    intermediate stage;
-3. **move** each resampled particle by random-walk Metropolis steps whose proposal covariance is
-   the particle covariance scaled by ``2.38^2 / d``, targeting
-   ``prior x likelihood(all past data) x likelihood(new batch)^phi`` - so the past data are kept
-   (concatenated) and their log-likelihood is recomputed at the proposals;
+3. **move** the resampled particles in the unconstrained space of the parameters (log / logit
+   transforms, Jacobians included; :mod:`~vvuq_twin.assimilation.targets`) by Metropolis-Hastings
+   kernels targeting ``prior x likelihood(all past data) x likelihood(new batch)^phi`` - so the
+   past data are kept (as chunks) and their log-likelihood is recomputed at the proposals. The
+   kernel (independent Gaussian or Gaussian-mixture proposal fitted to the particles, MALA with
+   the model's gradient, or random walk) is chosen by a one-step pilot and adapted between
+   steps (step size to a target acceptance); steps continue until the rank correlation between
+   start and end positions is small for every coordinate, or a :class:`MixingWarning` says it was
+   not (:mod:`~vvuq_twin.assimilation.kernels`). Proposals outside the support are rejected on
+   the prior, without evaluating the likelihood. The report records kernel, acceptance, step
+   sizes, per-parameter mixing and the cost (likelihood calls, particle evaluations, seconds);
 4. **fall back** to a full refit callback when the particle approximation collapses (ESS of the
    one-step reweight below ``collapse_ess * N``, more than ``max_stages`` tempering stages, or an
    MCMC acceptance rate below ``min_acceptance``), recording why.
@@ -26,6 +33,8 @@ observations, so that evaluating it on concatenated batches equals the sum over 
 
 from __future__ import annotations
 
+import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
@@ -34,12 +43,15 @@ import xarray as xr
 
 from .._rng import RNGLike, as_generator
 from ..exceptions import VVUQError
+from .kernels import KERNELS, Evaluation, MoveState, rejuvenate
+from .targets import CallableModel, ParticleModel, TemperedTarget
 from .weights import effective_sample_size, normalize_log_weights, systematic_resample
 
 __all__ = [
     "ParticlePosterior",
     "UpdateReport",
     "ParticleCollapseError",
+    "MixingWarning",
     "LogDensity",
     "RefitFn",
     "smc_update",
@@ -62,6 +74,10 @@ RefitFn = Callable[[Data, np.random.Generator], "ParticlePosterior | Mapping[str
 
 class ParticleCollapseError(VVUQError, RuntimeError):
     """The particle approximation collapsed and no refit callback was given to recover."""
+
+
+class MixingWarning(UserWarning):
+    """The rejuvenation moves did not decorrelate the particles (the posterior may be too narrow)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,11 +217,33 @@ class UpdateReport:
     n_likelihood_evals: int = 0
     reason: str = ""
     time_range: list[Any] = field(default_factory=list)
+    #: rejuvenation kernel used at each move stage, and why the last was chosen
+    kernel: list[str] = field(default_factory=list)
+    kernel_reason: str = ""
+    #: move steps and final step size (MALA / random walk; NaN for independent proposals) per stage
+    n_moves: list[int] = field(default_factory=list)
+    step_sizes: list[float] = field(default_factory=list)
+    #: per parameter: largest |Spearman rank correlation| between start and end positions of the
+    #: last stage's moves (0: fully decorrelated); the threshold and whether every stage met it
+    mixing: dict[str, float] = field(default_factory=dict)
+    mixing_threshold: float = float("nan")
+    mixing_ok: bool | None = None
+    #: distinct particles after the last move / N; largest fraction of particles a stage left unmoved
+    unique_fraction: float = float("nan")
+    stuck_fraction: float = float("nan")
+    #: cost: vectorised likelihood calls with gradient, particle x chunk likelihood evaluations,
+    #: proposals refused on the prior alone, data chunks evaluated per move, wall-clock seconds
+    n_gradient_evals: int = 0
+    n_point_evals: int = 0
+    n_outside_support: int = 0
+    n_chunks: int = 1
+    seconds: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("ess_one_step", "ess_final"):
+        for k in ("ess_one_step", "ess_final", "mixing_threshold", "unique_fraction", "stuck_fraction", "seconds"):
             d[k] = None if not np.isfinite(d[k]) else float(d[k])
+        d["step_sizes"] = [None if not np.isfinite(v) else float(v) for v in d["step_sizes"]]
         d["time_range"] = [
             v.item() if isinstance(v, (np.integer, np.floating)) else (v if isinstance(v, (int, float)) else str(v))
             for v in d["time_range"]
@@ -215,8 +253,9 @@ class UpdateReport:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "UpdateReport":
         d = dict(d)
-        for k in ("ess_one_step", "ess_final"):
+        for k in ("ess_one_step", "ess_final", "mixing_threshold", "unique_fraction", "stuck_fraction", "seconds"):
             d[k] = float("nan") if d.get(k) is None else float(d[k])
+        d["step_sizes"] = [float("nan") if v is None else float(v) for v in d.get("step_sizes", [])]
         return cls(**d)
 
 
@@ -232,18 +271,6 @@ def concat_data(parts: list[Data]) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------------------------
 # The update
 # --------------------------------------------------------------------------------------------
-def _eval(fn, theta, *args) -> np.ndarray:
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        out = np.asarray(fn(theta, *args), dtype=float)
-    n = next(iter(theta.values())).shape[0]
-    if out.shape != (n,):
-        raise ValueError(
-            f"{getattr(fn, '__name__', 'log density')} returned shape {out.shape}; expected "
-            f"({n},), one value per particle. Vectorise it over the leading particle axis."
-        )
-    return np.where(np.isnan(out), -np.inf, out)
-
-
 def _next_phi(log_w: np.ndarray, ll: np.ndarray, phi: float, target: float) -> float:
     """Largest phi' in (phi, 1] with ESS(log_w + (phi' - phi) ll) >= target (bisection)."""
     def ess(p: float) -> float:
@@ -263,48 +290,45 @@ def _next_phi(log_w: np.ndarray, ll: np.ndarray, phi: float, target: float) -> f
     return max(lo, phi + 1e-12)
 
 
-def _move(parts, ll_past, ll_new, phi, log_prior, log_likelihood, past, batch, n_steps, rng, scale):
-    """Random-walk Metropolis moves targeting prior x L(past) x L(new)^phi. Returns the moved
-    particles, their log-likelihoods, mean acceptance rate and number of likelihood calls."""
-    X = parts._matrix()
-    n, d = X.shape
-    cov = np.atleast_2d(np.cov(X, rowvar=False)) + 1e-12 * np.eye(d)
-    L = np.linalg.cholesky(cov * scale * 2.38**2 / d)
-    lp = _eval(log_prior, parts.values)
-    cur = lp + ll_past + phi * ll_new
-    acc_total, evals = 0.0, 0
-    for _ in range(n_steps):
-        prop = X + rng.standard_normal((n, d)) @ L.T
-        th = parts._from_matrix(prop)
-        lp_p = _eval(log_prior, th)
-        ok = np.isfinite(lp_p)
-        llp_past = np.zeros(n)
-        for chunk in past:
-            llp_past = llp_past + _eval(log_likelihood, th, chunk)
-        llp_new = _eval(log_likelihood, th, batch)
-        evals += 1 + len(past)
-        new = np.where(ok, lp_p + llp_past + phi * llp_new, -np.inf)
-        log_u = np.log(rng.random(n))
-        accept = ok & (log_u < new - cur)
-        X = np.where(accept[:, None], prop, X)
-        cur = np.where(accept, new, cur)
-        ll_past = np.where(accept, llp_past, ll_past)
-        ll_new = np.where(accept, llp_new, ll_new)
-        acc_total += accept.mean()
-    moved = ParticlePosterior(parts._from_matrix(X), None, ll_past)
-    return moved, ll_past, ll_new, acc_total / max(n_steps, 1), evals
+def _model_for(log_likelihood: Any, log_prior: Any, posterior: ParticlePosterior,
+               transforms: Mapping[str, Any] | None) -> ParticleModel:
+    if isinstance(log_likelihood, ParticleModel):
+        if transforms:
+            raise ValueError("`transforms` applies to plain callables; a ParticleModel (e.g. a "
+                             "twin's TwinLogDensity) defines its own unconstrained space.")
+        return log_likelihood
+    if not callable(log_likelihood) or not callable(log_prior):
+        raise TypeError("`log_likelihood` must be a ParticleModel or a callable (theta, data) -> (n,), "
+                        "with `log_prior` a callable (theta) -> (n,).")
+    shapes = {k: v.shape[1:] for k, v in posterior.values.items()}
+    return CallableModel(log_likelihood, log_prior, shapes, transforms)
+
+
+def _mixing_by_parameter(rho: np.ndarray, posterior: ParticlePosterior) -> dict[str, float]:
+    """Largest |rank correlation| (start vs end of the moves) over each parameter's coordinates."""
+    out, j = {}, 0
+    for k, v in posterior.values.items():
+        size = int(np.prod(v.shape[1:], dtype=int))
+        out[k] = float(np.max(np.abs(rho[j:j + size]))) if size else 0.0
+        j += size
+    return out
 
 
 def smc_update(
     posterior: ParticlePosterior,
     batch: Data,
-    log_likelihood: LogDensity,
-    log_prior: LogDensity,
+    log_likelihood: LogDensity | ParticleModel,
+    log_prior: LogDensity | None = None,
     *,
     past_data: Data | Sequence[Data] | None = None,
     ess_target: float = 0.5,
     resample_threshold: float = 0.5,
-    n_mcmc_steps: int = 10,
+    kernel: str = "auto",
+    n_mcmc_steps: int = 1,
+    max_mcmc_steps: int = 30,
+    max_rank_correlation: float = 0.1,
+    target_acceptance: float | None = None,
+    transforms: Mapping[str, Any] | None = None,
     max_stages: int = 30,
     collapse_ess: float = 0.0,
     min_acceptance: float = 0.02,
@@ -321,27 +345,45 @@ def smc_update(
         particle's log-likelihood of ``past_data`` (the moves compare proposals against it).
     batch : dict of arrays
         The new data (variables and ``time`` along the observation axis).
-    log_likelihood : callable ``(theta, data) -> (n,)``
-        Vectorised over particles, additive over observations.
-    log_prior : callable ``(theta) -> (n,)``
-        Log prior density (``-inf`` outside the support).
+    log_likelihood : ParticleModel or callable ``(theta, data) -> (n,)``
+        A :class:`~vvuq_twin.assimilation.targets.ParticleModel` (the twin's compiled model,
+        with its own unconstrained space and gradients), or a natural-scale callable vectorised
+        over particles and additive over observations.
+    log_prior : callable ``(theta) -> (n,)``, optional
+        Log prior density (``-inf`` outside the support); not needed with a ParticleModel.
     past_data : dict of arrays or list of them, optional
-        All data assimilated so far (needed by the MCMC moves): one dict of concatenated
-        arrays, or a list of chunks whose log-likelihoods are summed (useful when the
-        likelihood is compiled per data set, as for twins).
+        All data assimilated so far (needed by the moves): one dict of concatenated arrays, or a
+        list of chunks whose log-likelihoods are summed.
     ess_target : float in (0, 1)
         Tempering keeps the ESS after each stage at ``ess_target`` times the ESS the stage
         starts from (``ess_target * N`` after a resample).
     resample_threshold : float in (0, 1]
         Resample-move when the final ESS falls below this fraction of N.
-    n_mcmc_steps : int
-        Metropolis steps per move.
+    kernel : {"auto", "independent", "mixture", "mala", "hmc", "rwm"}
+        Rejuvenation kernel in unconstrained space (see
+        :func:`~vvuq_twin.assimilation.kernels.rejuvenate`); ``"auto"`` pilots the candidates at
+        every stage and keeps the one that moves the particles furthest per evaluation. The
+        kernel used is reported.
+    n_mcmc_steps, max_mcmc_steps : int
+        Least and most move steps per stage; between them the moves continue until every
+        coordinate's rank correlation between start and end positions is at most
+        ``max_rank_correlation`` (with at most ``3.5/sqrt(N)``, the sampling noise floor).
+    max_rank_correlation : float
+        The decorrelation criterion. An update that does not meet it within ``max_mcmc_steps``
+        warns (:class:`MixingWarning`) and says so in its report.
+    target_acceptance : float, optional
+        Target acceptance of the step-size adaptation (default 0.57 MALA, 0.65 HMC, 0.3
+        random walk).
+    transforms : dict name -> spec, optional
+        For plain callables: the transform to unconstrained space of each bounded parameter
+        (``"log"``, ``("interval", a, b)``, ``("lower", a)``, ``("upper", b)``); see
+        :class:`~vvuq_twin.assimilation.targets.CallableModel`.
     max_stages : int
         More tempering stages than this counts as a collapse.
     collapse_ess : float in [0, 1)
         A one-step-reweight ESS below ``collapse_ess * N`` counts as a collapse (0: never).
     min_acceptance : float
-        A Metropolis acceptance rate below this counts as a collapse (the moves do not mix).
+        A move acceptance rate below this counts as a collapse (the moves do not mix).
     refit : callable ``(all_data, rng) -> ParticlePosterior | dict``, optional
         Full refit used on collapse. Without it, a collapse raises
         :class:`ParticleCollapseError` (the input posterior is untouched).
@@ -361,8 +403,17 @@ def smc_update(
         raise ValueError(f"`resample_threshold` must lie in (0, 1], got {resample_threshold}.")
     if not 0 <= collapse_ess < 1:
         raise ValueError(f"`collapse_ess` must lie in [0, 1), got {collapse_ess}.")
-    if n_mcmc_steps < 1:
-        raise ValueError(f"`n_mcmc_steps` must be >= 1, got {n_mcmc_steps}.")
+    if n_mcmc_steps < 1 or max_mcmc_steps < n_mcmc_steps:
+        raise ValueError(f"Need 1 <= n_mcmc_steps <= max_mcmc_steps, got {n_mcmc_steps} and {max_mcmc_steps}.")
+    if not 0 < max_rank_correlation < 1:
+        raise ValueError(f"`max_rank_correlation` must lie in (0, 1), got {max_rank_correlation}.")
+    if kernel not in ("auto",) + KERNELS:
+        raise ValueError(f"`kernel` must be 'auto' or one of {KERNELS}, got {kernel!r}.")
+    t_start = time.perf_counter()
+    model = _model_for(log_likelihood, log_prior, posterior, transforms)
+    if kernel in ("mala", "hmc") and not model.has_gradient:
+        raise ValueError(f"kernel={kernel!r} needs gradients, which this model does not provide; use "
+                         "'auto', 'independent', 'mixture' or 'rwm' (or pass a twin's TwinLogDensity).")
     g = as_generator(rng)
     N = posterior.n_particles
     if past_data is None:
@@ -372,16 +423,28 @@ def smc_update(
     else:
         past = [dict(c) for c in past_data if c]
     n_obs = int(np.asarray(next(iter(batch.values()))).shape[0]) if batch else 0
-    report = UpdateReport(batch_index=batch_index, status="reweighted", n_obs=n_obs)
+    report = UpdateReport(batch_index=batch_index, status="reweighted", n_obs=n_obs,
+                          n_chunks=len(past) + 1)
+    target = TemperedTarget(model, past, batch)
 
-    ll_new = _eval(log_likelihood, posterior.values, batch)
+    z = model.to_unconstrained(posterior.values)
+    ll_new, _ = target.safe_log_likelihood(z, batch, False)
+    ll_new = np.where(np.isnan(np.asarray(ll_new, float)), -np.inf, np.asarray(ll_new, float))
     report.n_likelihood_evals = 1
+    report.n_point_evals = N
     if not np.isfinite(ll_new).any():
         raise ParticleCollapseError(
             f"Batch {batch_index}: the new data have zero likelihood under every particle; the "
             "posterior is left unchanged. Check the data (units, outliers) or refit."
         )
     report.ess_one_step = effective_sample_size(posterior.log_weights + ll_new)
+
+    def finish_costs() -> None:
+        report.n_likelihood_evals += target.n_calls
+        report.n_gradient_evals = target.n_gradient_calls
+        report.n_point_evals += target.n_point_evals
+        report.n_outside_support = target.n_outside_support
+        report.seconds = time.perf_counter() - t_start
 
     def collapse(reason: str) -> tuple[ParticlePosterior, UpdateReport]:
         if refit is None:
@@ -393,11 +456,12 @@ def smc_update(
         new = refit(all_data, g)
         if not isinstance(new, ParticlePosterior):
             new = ParticlePosterior(dict(new))
-        ll_all = _eval(log_likelihood, new.values, all_data)
+        ll_all, _ = model.log_likelihood_z(model.to_unconstrained(new.values), all_data, False)
         new = ParticlePosterior(new.values, new.log_weights, ll_all)
         report.status, report.reason = "refit", f"{reason}; fell back to a full refit"
         report.ess_final = new.ess
         report.n_likelihood_evals += 1
+        finish_costs()
         return new, report
 
     if report.ess_one_step < collapse_ess * N:
@@ -407,37 +471,69 @@ def smc_update(
             f"threshold collapse_ess={collapse_ess}"
         )
 
-    parts = posterior
     log_w = posterior.log_weights.copy()
     ll_past = posterior.log_likelihood.copy()
-    phi, scale = 0.0, 1.0
+    lp, _ = model.log_prior_z(z, False)
+    ev = Evaluation(np.asarray(lp, float), ll_past, ll_new)
+    phi = 0.0
+    step_size: dict[str, float] | None = None
+    mixing: dict[str, float] = {}
     while phi < 1.0:
         if len(report.phis) >= max_stages:
             return collapse(f"tempering needed more than max_stages={max_stages} stages "
                             f"(reached phi={phi:.3g})")
         # each stage keeps ESS >= ess_target x the ESS it starts from (N after a resample)
-        target = ess_target * effective_sample_size(log_w)
-        phi_next = _next_phi(log_w, ll_new, phi, target)
-        log_w = normalize_log_weights(log_w + (phi_next - phi) * np.where(np.isfinite(ll_new), ll_new, -np.inf))
+        tgt = ess_target * effective_sample_size(log_w)
+        phi_next = _next_phi(log_w, ev.ll_new, phi, tgt)
+        log_w = normalize_log_weights(log_w + (phi_next - phi) * np.where(np.isfinite(ev.ll_new), ev.ll_new, -np.inf))
         phi = phi_next
         report.phis.append(float(phi))
         if phi < 1.0 or effective_sample_size(log_w) < resample_threshold * N:
             idx = systematic_resample(log_w, g)
-            resampled = ParticlePosterior({k: v[idx] for k, v in parts.values.items()}, None, ll_past[idx])
-            parts, ll_past, ll_new_m, acc, evals = _move(
-                resampled, ll_past[idx], ll_new[idx], phi, log_prior, log_likelihood, past, batch,
-                n_mcmc_steps, g, scale)
-            ll_new = ll_new_m
+            state = MoveState(z[idx], Evaluation(*(None if a is None else a[idx] for a in ev)))
+            res = rejuvenate(g, state, target, phi, kernel=kernel, has_gradient=model.has_gradient,
+                             min_steps=n_mcmc_steps, max_steps=max_mcmc_steps,
+                             max_rank_correlation=max_rank_correlation,
+                             target_acceptance=target_acceptance,
+                             step_size=step_size)
+            z, ev = res.state.z, res.state.ev
             log_w = np.full(N, -np.log(N))
-            report.acceptance.append(float(acc))
-            report.n_likelihood_evals += evals
+            acc = float(np.mean(res.acceptance))
+            report.acceptance.append(acc)
+            report.kernel.append(res.kernel)
+            report.kernel_reason = res.kernel_reason
+            report.n_moves.append(int(res.n_steps))
+            report.step_sizes.append(float(res.step_sizes[-1]))
+            step_size = res.adapted
+            report.mixing_threshold = float(res.criterion)
+            mixing = _mixing_by_parameter(res.rank_correlation, posterior)
+            report.mixing = mixing
+            report.mixing_ok = bool(res.converged) and report.mixing_ok is not False
+            report.unique_fraction = float(np.unique(z, axis=0).shape[0] / N)
+            report.stuck_fraction = float(res.stuck_fraction if not np.isfinite(report.stuck_fraction)
+                                          else max(report.stuck_fraction, res.stuck_fraction))
             report.status = "resample-move"
             if acc < min_acceptance:
-                return collapse(f"MCMC acceptance rate {acc:.3g} below min_acceptance={min_acceptance}")
-            scale = float(np.clip(scale * np.exp(acc - 0.3), 0.05, 2.0))
-    out = ParticlePosterior(parts.values, log_w, ll_past + ll_new)
+                return collapse(f"move acceptance rate {acc:.3g} ({res.kernel}) below "
+                                f"min_acceptance={min_acceptance}")
+    finish_costs()
+    values = model.from_unconstrained(z)
+    values = {k: np.asarray(values[k], float).reshape(posterior.values[k].shape) for k in posterior.values}
+    out = ParticlePosterior(values, log_w, ev.ll_past + ev.ll_new)
     report.ess_final = out.ess
     if not report.reason:
         report.reason = (f"tempered in {len(report.phis)} stages" if len(report.phis) > 1
                          else ("reweighted" if report.status == "reweighted" else "reweighted, resampled and moved"))
+    if report.mixing_ok is False:
+        worst = sorted(mixing.items(), key=lambda kv: -kv[1])[:5]
+        msg = (f"Batch {batch_index}: the particles did NOT decorrelate within max_mcmc_steps="
+               f"{max_mcmc_steps} ({report.kernel[-1]} kernel, acceptance {report.acceptance[-1]:.2f}): "
+               f"largest fraction of particles never moved {report.stuck_fraction:.3f}; "
+               f"rank correlation start-vs-end (threshold {report.mixing_threshold:.3g}): "
+               + ", ".join(f"{k} {v:.2f}" for k, v in worst)
+               + ". The posterior may be too narrow; raise max_mcmc_steps, use more particles, "
+               "or refit.")
+        report.reason += "; " + msg
+        warnings.warn(msg, MixingWarning, stacklevel=2)
     return out, report
+

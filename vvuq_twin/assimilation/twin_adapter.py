@@ -70,9 +70,15 @@ class TwinLogDensity:
             twin = dataclasses.replace(twin, hierarchy=Hierarchy(dim=twin.hierarchy.dim, units=tuple(units)))
         self.twin = twin
         self.input_names = input_names
-        self._cache: OrderedDict[str, Callable] = OrderedDict()
+        self._cache: OrderedDict[Any, Callable] = OrderedDict()
         self._cache_size = int(cache_size)
         self._prior_fn: Callable | None = None
+        self._space: tuple | None = None
+        self._prior_z: Callable | None = None
+        self.value_names: list[str] = []
+        self.value_shapes: dict[str, tuple[int, ...]] = {}
+        #: number of likelihood functions compiled (one per data chunk and gradient flag)
+        self.n_compiled = 0
         self.free_names: list[str] | None = None
         self.free_shapes: dict[str, tuple[int, ...]] = {}
 
@@ -150,6 +156,138 @@ class TwinLogDensity:
         """Compile the prior (and learn the free variables) from a data set."""
         if self._prior_fn is None:
             self._prior_fn = self._compile(data, prior=True)
+        if self._space is None:
+            self._compile_space(data)
+
+    # ------------------------------------------------------------------------------------------
+    # unconstrained space: PyMC's value variables (transforms and Jacobians as PyMC defines them)
+    # ------------------------------------------------------------------------------------------
+    has_gradient = True
+
+    def _batched_values(self, model):
+        import pytensor.tensor as pt
+
+        free = list(model.free_RVs)
+        vv = [model.rvs_to_values[rv] for rv in free]
+        batched = {v: pt.tensor(name=f"{v.name}_particles", shape=(None,) + v.type.shape, dtype=v.dtype)
+                   for v in vv}
+        return free, vv, batched
+
+    def _compile_space(self, d: Mapping[str, np.ndarray]) -> None:
+        """Maps natural values <-> flat value-variable coordinates, and the unconstrained prior."""
+        import pytensor
+        import pytensor.tensor as pt
+        from pytensor.graph.replace import graph_replace, vectorize_graph
+
+        model = self.twin.build_model(self.twin_data(d), check=False)
+        free, vv, batched = self._batched_values(model)
+        if [rv.name for rv in free] != list(self.free_names or [rv.name for rv in free]):
+            raise TwinSpecificationError("The twin's free variables changed between data sets.")
+        self.value_names = [v.name for v in vv]
+        self.value_shapes = {v.name: tuple(int(s) for s in model.initial_point()[v.name].shape) for v in vv}
+        # natural -> value (forward transforms), vectorised over particles
+        nat_in = {rv: pt.tensor(name=f"{rv.name}_nat", shape=(None,) + rv.type.shape, dtype=rv.dtype)
+                  for rv in free}
+        nat_one = {rv: rv.type(name=f"{rv.name}_nat1") for rv in free}
+        fwd = []
+        for rv in free:
+            tr = model.rvs_to_transforms.get(rv)
+            fwd.append(nat_one[rv] if tr is None else tr.forward(nat_one[rv], *rv.owner.inputs))
+        fwd = graph_replace(fwd, {rv: nat_one[rv] for rv in free}, strict=False)
+        fwd_b = vectorize_graph(fwd, replace={nat_one[rv]: nat_in[rv] for rv in free})
+        f_fwd = pytensor.function([nat_in[rv] for rv in free], fwd_b, on_unused_input="ignore")
+        # value -> natural (backward transforms)
+        bwd = []
+        for rv, v in zip(free, vv):
+            tr = model.rvs_to_transforms.get(rv)
+            bwd.append(v if tr is None else tr.backward(v, *rv.owner.inputs))
+        bwd = model.replace_rvs_by_values(bwd)
+        bwd_b = vectorize_graph(bwd, replace=batched)
+        f_bwd = pytensor.function([batched[v] for v in vv], bwd_b, on_unused_input="ignore")
+        names = [rv.name for rv in free]
+        self._space = (names, f_fwd, f_bwd)
+        # one compiled function per density returns value and gradient: on these graphs the
+        # gradient costs little next to the value, and compiling twice would double the
+        # per-chunk compile time that dominates a streaming update
+        self._prior_z = self._compile_z_fn(model, free, vv, batched, prior=True, grad=True)
+
+    @staticmethod
+    def _compile_z_fn(model, free, vv, batched, *, prior: bool, grad: bool) -> Callable:
+        import pytensor
+        import pytensor.tensor as pt
+        from pytensor.graph.replace import vectorize_graph
+
+        out = model.logp(vars=free, jacobian=True) if prior else model.logp(vars=[model["y"]])
+        out_b = vectorize_graph(out, replace=batched)
+        ins = [batched[v] for v in vv]
+        outs = [out_b]
+        if grad:
+            outs += list(pt.grad(out_b.sum(), ins, disconnected_inputs="ignore"))
+        return pytensor.function(ins, outs, on_unused_input="ignore")
+
+    def _split_z(self, z: np.ndarray) -> list[np.ndarray]:
+        n, j, out = z.shape[0], 0, []
+        for name in self.value_names:
+            shp = self.value_shapes[name]
+            size = int(np.prod(shp, dtype=int))
+            out.append(np.ascontiguousarray(z[:, j:j + size]).reshape((n,) + shp))
+            j += size
+        return out
+
+    @staticmethod
+    def _flat(parts: list[np.ndarray], n: int) -> np.ndarray:
+        return np.hstack([np.asarray(p, float).reshape(n, -1) for p in parts])
+
+    def _need_space(self) -> None:
+        if self._space is None:
+            raise RuntimeError("Call prepare(data) once before using the unconstrained space.")
+
+    def to_unconstrained(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Flat value-variable coordinates (n, d) of natural parameter values."""
+        self._need_space()
+        names, f_fwd, _ = self._space
+        n = np.asarray(values[names[0]]).shape[0]
+        with np.errstate(all="ignore"):
+            out = f_fwd(*[np.asarray(values[k], float) for k in names])
+        z = self._flat(out, n)
+        if not np.all(np.isfinite(z)):
+            bad = sorted({names[i] for i, o in enumerate(out) if not np.all(np.isfinite(o))})
+            raise ValueError(f"Particles of {bad} lie outside their support (log/logit of a boundary value).")
+        return z
+
+    def from_unconstrained(self, z: np.ndarray) -> dict[str, np.ndarray]:
+        """Natural parameter values of flat value-variable coordinates."""
+        self._need_space()
+        names, _, f_bwd = self._space
+        with np.errstate(all="ignore"):
+            out = f_bwd(*self._split_z(z))
+        return {k: np.asarray(v, float) for k, v in zip(names, out)}
+
+    def log_prior_z(self, z: np.ndarray, grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Log prior density in value-variable space (log-Jacobians included), and its gradient."""
+        self._need_space()
+        out = self._prior_z(*self._split_z(z))
+        lp = np.asarray(out[0], float)
+        return lp, (self._flat(out[1:], z.shape[0]) if grad else None)
+
+    def log_likelihood_z(self, z: np.ndarray, data: Mapping[str, np.ndarray],
+                         grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Log-likelihood of ``data`` at value-variable coordinates, and its gradient."""
+        self._need_space()
+        key = ("z", self._key(data))
+        fn = self._cache.get(key)
+        if fn is None:
+            model = self.twin.build_model(self.twin_data(data), check=False)
+            free, vv, batched = self._batched_values(model)
+            fn = self._compile_z_fn(model, free, vv, batched, prior=False, grad=True)
+            self._cache[key] = fn
+            self.n_compiled += 1
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        out = fn(*self._split_z(z))
+        return np.asarray(out[0], float), (self._flat(out[1:], z.shape[0]) if grad else None)
 
 
 def twin_log_density(twin: Any, *, units: tuple[str, ...] | None = None,
@@ -266,6 +404,7 @@ def assimilate(
     drift: CusumDetector | None = None,
     n_predictive: int = 1000,
     coverage_alpha: float = 0.05,
+    new_units: bool = True,
     rng: RNGLike = None,
     **smc_options: Any,
 ) -> TwinAssimilation:
@@ -306,6 +445,12 @@ def assimilate(
         With ``gate`` or ``drift`` given, the ledger entry ``"coverage_90"`` (central 90 %
         predictive interval of the new batch) passes when the exact binomial test of
         coverage = 0.9 has p-value >= ``coverage_alpha``.
+    new_units : bool
+        A hierarchical twin's batch may name units it has not seen: their per-unit parameters are
+        drawn, for every particle, from the population given that particle's population
+        parameters (the model's own conditional prior), appended to the unit coordinate, and then
+        moved with the rest by the SMC update (the likelihood of every data chunk is recompiled
+        for the larger model). ``False`` refuses such a batch.
     rng : Generator, int or None
     **smc_options
         Passed to :func:`~vvuq_twin.assimilation.smc_update`.
@@ -396,12 +541,17 @@ def assimilate(
     if twin.hierarchy is not None:
         twin_units = density.twin.hierarchy.units
         unknown = sorted(set(new_d["unit"].tolist()) - set(twin_units or ()))
-        if twin_units is not None and unknown:
+        if twin_units is not None and unknown and not new_units:
             raise DataValidationError(
                 f"`new_data` names unit(s) {unknown[:10]} the twin does not know (known: "
-                f"{list(twin_units)[:10]}). A new unit needs a recalibration (or a fuse)."
+                f"{list(twin_units)[:10]}). Pass new_units=True to draw their per-unit parameters "
+                "from the population and assimilate them, or recalibrate."
             )
     density.prepare(chunks[0])
+    added_units: list[str] = []
+    if twin.hierarchy is not None and density.twin.hierarchy.units is not None:
+        known = set(density.twin.hierarchy.units)
+        added_units = [u for u in dict.fromkeys(new_d["unit"].tolist()) if u not in known]
     if particles is None:
         post = result.idata.posterior
         missing = [n for n in density.free_names if n not in post]
@@ -417,7 +567,10 @@ def assimilate(
             idx = np.sort(g.choice(total, size=int(n_particles), replace=False))
             values = {k: v[idx] for k, v in values.items()}
         particles = ParticlePosterior(values)
-        particles = ParticlePosterior(particles.values, None, density.log_likelihood(particles.values, chunks[0]))
+        ll0, _ = density.log_likelihood_z(density.to_unconstrained(particles.values), chunks[0], False)
+        particles = ParticlePosterior(particles.values, None, ll0)
+    if added_units:
+        twin, density, particles = _add_units(twin, density, particles, chunks[0], added_units, g)
 
     vv: dict[str, Any] = {}
     if gate is not None or drift is not None:
@@ -452,12 +605,56 @@ def assimilate(
         # one merged chunk: compiled lazily, only if a move needs the past likelihood
         chunks = [concat_data(chunks)]
     new_particles, report = smc_update(
-        particles, new_d, density.log_likelihood, density.log_prior, past_data=chunks,
+        particles, new_d, density, past_data=chunks,
         refit=refit_fn, batch_index=len(reports), rng=g, **smc_options,
     )
     return TwinAssimilation(twin=twin, particles=new_particles, data=_concat_twin_data(old_data, new_data),
                             reports=reports + [report], density=density, chunks=chunks + [new_d],
                             ledger=ledger, rejected=rejected, pit_history=pit_history)
+
+
+def _add_units(twin: Any, density: TwinLogDensity, particles: ParticlePosterior,
+               template: Mapping[str, np.ndarray], added: list[str], rng: np.random.Generator
+               ) -> tuple[Any, TwinLogDensity, ParticlePosterior]:
+    """Extend a hierarchical twin by ``added`` units: each particle's new per-unit values are
+    drawn from the population conditional on its population parameters (PyMC forward sampling
+    of the model's per-unit variables, given the other free variables)."""
+    from pymc.sampling.forward import compile_forward_sampling_function
+
+    from ..twin import Hierarchy
+
+    old_units = tuple(density.twin.hierarchy.units)
+    units = old_units + tuple(added)
+    twin = dataclasses.replace(twin, hierarchy=Hierarchy(dim=twin.hierarchy.dim, units=units))
+    new_density = TwinLogDensity(twin, units=units, input_names=density.input_names)
+    new_density.prepare(template)
+    model = twin.build_model(new_density.twin_data(template), check=False)
+    dim = twin.hierarchy.dim
+    dims = {rv.name: tuple(model.named_vars_to_dims.get(rv.name) or ()) for rv in model.free_RVs}
+    per_unit = [rv for rv in model.free_RVs if dim in dims[rv.name]]
+    others = [rv for rv in model.free_RVs if dim not in dims[rv.name]]
+    if not per_unit:
+        return twin, new_density, particles
+    fn, _ = compile_forward_sampling_function(per_unit, vars_in_trace=others, basic_rvs=model.basic_RVs,
+                                              random_seed=int(rng.integers(2**31 - 1)))
+    n = particles.n_particles
+    wanted = {v.name for v in fn.maker.fgraph.inputs if getattr(v, "name", None)}
+    given = [rv.name for rv in others if rv.name in wanted]
+    draws = {rv.name: [] for rv in per_unit}
+    for i in range(n):
+        out = fn(**{k: particles.values[k][i] for k in given})
+        for rv, v in zip(per_unit, out):
+            draws[rv.name].append(np.asarray(v, float))
+    values = dict(particles.values)
+    k0 = len(old_units)
+    for rv in per_unit:
+        axis = dims[rv.name].index(dim)
+        new = np.stack(draws[rv.name])  # (n, ..., n_units_new, ...)
+        sl = [slice(None)] * new.ndim
+        sl[axis + 1] = slice(k0, None)
+        values[rv.name] = np.concatenate([values[rv.name], new[tuple(sl)]], axis=axis + 1)
+    # the stored cumulative log-likelihood is unchanged: the past data do not involve new units
+    return twin, new_density, ParticlePosterior(values, particles.log_weights, particles.log_likelihood)
 
 
 def _predictive_y(twin: Any, old_data: Any, particles: ParticlePosterior, new_data: Any,

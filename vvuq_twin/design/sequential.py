@@ -1,7 +1,7 @@
 """Sequential steering: design -> measure -> assimilate -> redesign (an Emukit-like outer loop).
 
-The loop (:func:`steer`) keeps a posterior -- :class:`ParticlePosterior` (importance sampling
-over prior particles with resample-move SMC steps, in torch) for any problem, or
+The loop (:func:`steer`) keeps a posterior -- :class:`ParticlePosterior` (weighted particles
+updated by the package's SMC engine, :func:`vvuq_twin.assimilation.smc_update`) for any problem, or
 :class:`GaussianPosterior` (exact) for a linear-Gaussian one -- and at every step
 
 1. designs the next measurement(s) under the current posterior (the problem's prior is replaced
@@ -87,13 +87,30 @@ def _weighted_summary(th: torch.Tensor, w: torch.Tensor) -> dict[str, Any]:
             "ess": float(1.0 / (w**2).sum())}
 
 
-class ParticlePosterior:
-    """Posterior by importance sampling over prior particles, with resample-move SMC steps.
+def _support_transform(prior: Distribution) -> Any:
+    """The unconstrained-space transform of a torch prior's support (one for the whole vector)."""
+    sup = prior.support
+    while isinstance(sup, constraints.independent):
+        sup = sup.base_constraint
+    if sup is constraints.positive:
+        return "log"
+    if isinstance(sup, constraints.interval):
+        lo, hi = torch.as_tensor(sup.lower_bound), torch.as_tensor(sup.upper_bound)
+        if lo.numel() == 1 and hi.numel() == 1:
+            return ("interval", float(lo), float(hi))
+    return None
 
-    After each update the weights are multiplied by the likelihood; when the effective sample
-    size falls below ``ess_threshold * n_particles`` the particles are resampled and moved by
-    ``n_moves`` random-walk Metropolis steps targeting the full posterior (prior x all data so
-    far), with a proposal scaled to the particles' covariance.
+
+class ParticlePosterior:
+    """Posterior as weighted particles, updated by the package's SMC engine.
+
+    The particles are a :class:`vvuq_twin.assimilation.ParticlePosterior` (the one particle class
+    of the package) holding the parameter vector ``theta`` (n, p); each :meth:`update` runs
+    :func:`vvuq_twin.assimilation.smc_update`: reweighting by the new observations, adaptive
+    tempering, and when the ESS falls below ``ess_threshold * n_particles`` resampling and moves
+    in unconstrained space (kernel chosen automatically; MALA uses the torch gradient of the
+    prior and the likelihood) until the particles decorrelate. The update reports are kept in
+    :attr:`reports`.
 
     Parameters
     ----------
@@ -102,11 +119,18 @@ class ParticlePosterior:
     n_particles : int
     ess_threshold : float in (0, 1]
     n_moves : int
+        Least number of move steps per stage (more are taken until the particles decorrelate,
+        at most ``max_moves``).
+    max_moves : int
+    kernel : str
+        Rejuvenation kernel (see :func:`vvuq_twin.assimilation.smc_update`), default ``"auto"``.
     rng : Generator, int or None
     """
 
     def __init__(self, problem: DesignProblem, n_particles: int = 4000, *, ess_threshold: float = 0.5,
-                 n_moves: int = 5, rng: RNGLike = None) -> None:
+                 n_moves: int = 1, max_moves: int = 30, kernel: str = "auto", rng: RNGLike = None) -> None:
+        from ..assimilation.smc import ParticlePosterior as _Particles
+
         if n_particles < 10:
             raise ValueError(f"ParticlePosterior needs n_particles >= 10; got {n_particles}.")
         if not 0 < ess_threshold <= 1:
@@ -114,53 +138,90 @@ class ParticlePosterior:
         self.problem = problem
         self.prior = problem.prior
         self.n_moves = int(n_moves)
+        self.max_moves = int(max_moves)
+        self.kernel = kernel
         self.ess_threshold = float(ess_threshold)
         self._rng = as_generator(rng)
         with torch_seed(self._rng, problem.device):
-            self.particles = problem.sample_prior(n_particles)
-        self.log_weights = torch.zeros(n_particles, dtype=problem.dtype, device=problem.device)
+            th = problem.sample_prior(n_particles)
+        self.state = _Particles({"theta": th.detach().cpu().numpy().astype(float)})
+        self.past: list[dict[str, np.ndarray]] = []
         self.designs: list[torch.Tensor] = []
         self.ys: list[torch.Tensor] = []
         self.acceptance: list[float] = []
+        self.reports: list[Any] = []
+        self._transform = _support_transform(self.prior)
 
-    def _loglik_all(self, th: torch.Tensor) -> torch.Tensor:
-        tot = torch.zeros(th.shape[0], dtype=self.problem.dtype, device=self.problem.device)
-        for x, y in zip(self.designs, self.ys):
-            tot = tot + self.problem.log_likelihood(y, th, x[None])
-        return tot
+    # natural-scale densities for the engine (numpy in, numpy out; torch inside) ---------------
+    def _t(self, a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(a, float), dtype=self.problem.dtype, device=self.problem.device)
+
+    def _log_prior_t(self, th: torch.Tensor) -> torch.Tensor:
+        ok = self.prior.support.check(th)
+        if ok.ndim > 1:
+            ok = ok.all(-1)
+        safe = torch.where(ok[:, None], th, self.particles.mean(0)[None, :].to(th))
+        lp = self.prior.log_prob(safe)
+        return torch.where(ok, lp, torch.full_like(lp, -math.inf))
+
+    def _log_lik_t(self, th: torch.Tensor, data: dict[str, np.ndarray]) -> torch.Tensor:
+        x, y = self._t(data["design"]), self._t(data["y"])
+        return self.problem.log_likelihood(y, th, x[None])
+
+    def _log_prior(self, theta: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.no_grad():
+            return self._log_prior_t(self._t(theta["theta"])).cpu().numpy()
+
+    def _log_lik(self, theta: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.no_grad():
+            return self._log_lik_t(self._t(theta["theta"]), data).cpu().numpy()
+
+    def _grad(self, fn: Callable[[torch.Tensor], torch.Tensor], theta: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        th = self._t(theta["theta"]).requires_grad_(True)
+        with torch.enable_grad():
+            out = fn(th)
+            (g,) = torch.autograd.grad(out.sum(), th)
+        return {"theta": torch.nan_to_num(g).cpu().numpy()}
+
+    def _model(self):
+        from ..assimilation.targets import CallableModel
+
+        p = self.problem.n_params
+        return CallableModel(
+            self._log_lik, self._log_prior, {"theta": (p,)},
+            None if self._transform is None else {"theta": self._transform},
+            grad_log_likelihood=lambda th, d: self._grad(lambda t: self._log_lik_t(t, d), th),
+            grad_log_prior=lambda th: self._grad(self._log_prior_t, th),
+        )
+
+    @property
+    def particles(self) -> torch.Tensor:
+        return self._t(self.state.values["theta"])
+
+    @property
+    def log_weights(self) -> torch.Tensor:
+        return self._t(self.state.log_weights)
 
     def update(self, design: torch.Tensor, y: torch.Tensor) -> None:
         """Assimilate observations ``y`` (n_obs,) taken at ``design`` (n_obs, d)."""
-        ll = self.problem.log_likelihood(y, self.particles, design[None])
-        if torch.isnan(ll).any():
+        from ..assimilation.smc import smc_update
+
+        batch = {"design": design.detach().cpu().numpy().astype(float),
+                 "y": y.detach().cpu().numpy().astype(float).reshape(-1)}
+        ll = self._log_lik(self.state.values, batch)
+        if np.isnan(ll).any():
             raise ObservationModelError("The log-likelihood of the new observation is NaN for some particles; "
                                         "the observation model is undefined at this design.")
+        self.state, rep = smc_update(
+            self.state, batch, self._model(), past_data=self.past,
+            resample_threshold=self.ess_threshold, kernel=self.kernel, n_mcmc_steps=self.n_moves,
+            max_mcmc_steps=self.max_moves, batch_index=len(self.reports), rng=self._rng)
+        self.past.append(batch)
         self.designs.append(design)
         self.ys.append(y)
-        self.log_weights = self.log_weights + ll
-        w = torch.softmax(self.log_weights, 0)
-        if float(1.0 / (w**2).sum()) < self.ess_threshold * len(w):
-            self._resample_move(w)
-
-    def _resample_move(self, w: torch.Tensor) -> None:
-        n, p = self.particles.shape
-        with torch_seed(self._rng, self.problem.device):
-            idx = torch.multinomial(w, n, replacement=True)
-            th = self.particles[idx]
-            lp = self.prior.log_prob(th) + self._loglik_all(th)
-            cov = torch.cov(th.T).reshape(p, p) + 1e-9 * torch.eye(p, dtype=th.dtype, device=th.device)
-            L = torch.linalg.cholesky(cov) * (2.38 / math.sqrt(p))
-            acc = 0.0
-            for _ in range(self.n_moves):
-                prop = th + torch.randn_like(th) @ L.T
-                lp_new = self.prior.log_prob(prop) + self._loglik_all(prop)
-                a = torch.log(torch.rand(n, dtype=th.dtype, device=th.device)) < (lp_new - lp)
-                th = torch.where(a[:, None], prop, th)
-                lp = torch.where(a, lp_new, lp)
-                acc += float(a.double().mean())
-        self.particles = th
-        self.log_weights = torch.zeros(n, dtype=th.dtype, device=th.device)
-        self.acceptance.append(acc / max(1, self.n_moves))
+        self.reports.append(rep)
+        if rep.acceptance:
+            self.acceptance.append(float(np.mean(rep.acceptance)))
 
     def as_distribution(self) -> Distribution:
         """The current posterior as a weighted-particle distribution."""

@@ -8,7 +8,9 @@ Compiled models are cached in memory, keyed by the declaration hash and the data
 hash (inputs, units, known sds, missing mask - not the observed values, which live in a data
 container): recalibrating the same twin with another seed or more draws, or on new
 observations at the same inputs (simulation-based calibration, repeated experiments), does not
-compile again.
+compile again. With nutpie's numba backend (the default) the compiled model is also kept on
+disk under the same key (:mod:`vvuq_twin.inference._compile_cache`), so a new process with the
+same declaration loads it instead of compiling (``info["compile_cache_hit"]``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ..twin.data import TwinData
 from ..twin.declaration import OBSERVED_DATA_NAME, Twin
 from ._checks import check_calibrate_args
 from ..twin.declaration import ROLE_DETERMINISTICS as _ROLE_DETERMINISTICS
+from ._threads import small_matrix_threads
 from .diagnostics import Thresholds, compute_diagnostics
 from .ledger import Ledger
 from .results import TwinResult
@@ -52,27 +55,48 @@ _CACHE_SIZE = 16
 _log = logging.getLogger("vvuq_twin.calibrate")
 
 
-def clear_compile_cache() -> None:
-    """Forget all cached compiled models."""
+def clear_compile_cache(disk: bool = False) -> None:
+    """Forget the compiled models cached in this process (and on disk with ``disk=True``).
+
+    The on-disk cache lives in :func:`vvuq_twin.inference._compile_cache.cache_dir`
+    (``$VVUQ_TWIN_CACHE_DIR``; ``VVUQ_TWIN_COMPILE_CACHE=0`` switches it off).
+    """
     _CACHE.clear()
+    if disk:
+        import shutil
+
+        from ._compile_cache import cache_dir
+
+        shutil.rmtree(cache_dir(), ignore_errors=True)
 
 
-def _nutpie_compiled(model: pm.Model, key: tuple[str, str], y_observed: np.ndarray | None = None):
+def _nutpie_compiled(model: pm.Model, key: tuple[str, str], y_observed: np.ndarray | None = None,
+                     backend: str = "numba"):
+    """Compiled nutpie model and compile status (in-memory cache, then the on-disk cache)."""
     import nutpie
 
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        compiled = _CACHE[key]
+    mkey = (*key, backend)
+    if mkey in _CACHE:
+        _CACHE.move_to_end(mkey)
+        compiled = _CACHE[mkey]
         if y_observed is not None:
             compiled = compiled.with_data(**{OBSERVED_DATA_NAME: y_observed})
-        return compiled, 0.0
-    t0 = time.perf_counter()
-    compiled = nutpie.compile_pymc_model(model)
-    dt = time.perf_counter() - t0
-    _CACHE[key] = compiled
+        return compiled, {"compile_time_s": 0.0, "compile_cache": "memory", "compile_cache_hit": True}
+    if backend == "numba":
+        from ._compile_cache import compile_numba_cached
+
+        compiled, status = compile_numba_cached(model, *key)
+    else:
+        t0 = time.perf_counter()
+        # not frozen (nutpie's default for jax), so that new observations reuse it (with_data)
+        compiled = nutpie.compile_pymc_model(model, backend="jax", gradient_backend="jax",
+                                             freeze_model=False)
+        status = {"compile_time_s": time.perf_counter() - t0, "compile_cache": "off (jax backend)",
+                  "compile_cache_hit": False}
+    _CACHE[mkey] = compiled
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
-    return compiled, dt
+    return compiled, status
 
 
 def _resolve_method(twin: Twin, method: str) -> str:
@@ -132,6 +156,8 @@ def calibrate(
     warn: bool = True,
     ledger: Ledger | None = None,
     smc: SMCOptions | dict[str, Any] | None = None,
+    backend: Literal["numba", "jax"] = "numba",
+    mass_matrix: Literal["diag", "low_rank"] = "diag",
 ) -> TwinResult:
     """Calibrate ``twin`` to ``data``.
 
@@ -171,6 +197,16 @@ def calibrate(
     smc : SMCOptions or dict, optional
         SMC controls (kernel, tempering and correlation thresholds, parallel runs, SMC
         diagnostic thresholds); see :class:`~vvuq_twin.inference.smc.SMCOptions`. Only for SMC.
+    backend : {"numba", "jax"}
+        nutpie's compiler for the log density (method "nutpie"). ``"numba"`` (default) is kept
+        compiled on disk across processes (see :mod:`vvuq_twin.inference._compile_cache`;
+        ``info["compile_cache_hit"]`` says whether this call reused it); ``"jax"`` needs the
+        ``jax`` extra and is compiled anew in every process. See ``benchmarks/RESULTS.md``
+        for the measurements behind the default.
+    mass_matrix : {"diag", "low_rank"}
+        nutpie's mass-matrix adaptation: diagonal (default) or ``"low_rank"`` (diagonal plus
+        low-rank corrections from the draws and gradients; helps strongly correlated
+        posteriors).
 
     Returns
     -------
@@ -197,6 +233,15 @@ def calibrate(
         raise ValueError(f"`tune` must be >= 0, got {tune}.")
     if target_accept is not None and not 0.0 < float(target_accept) < 1.0:
         raise ValueError(f"`target_accept` must lie in (0, 1), got {target_accept}.")
+    if backend not in ("numba", "jax"):
+        raise ValueError(f"`backend` must be 'numba' or 'jax', got {backend!r}.")
+    if mass_matrix not in ("diag", "low_rank"):
+        raise ValueError(f"`mass_matrix` must be 'diag' or 'low_rank', got {mass_matrix!r}.")
+    if backend == "jax":
+        import importlib.util
+
+        if importlib.util.find_spec("jax") is None:
+            raise ImportError("backend='jax' needs jax: pip install 'vvuq-twin[jax]' (or use backend='numba').")
     gen = as_generator(rng)
     seed_sample, seed_pp = spawn_seeds(gen, 2)
     resolved = _resolve_method(twin, method)
@@ -210,6 +255,7 @@ def calibrate(
     model = twin.build_model(data, check=False)
     t0 = time.perf_counter()
     compile_time = 0.0
+    compile_status: dict[str, Any] = {"compile_cache_hit": False, "compile_cache": "none"}
     import os
 
     ncores = cores if cores is not None else max(1, min(chains, os.cpu_count() or 1))
@@ -229,7 +275,9 @@ def calibrate(
         if resolved == "nutpie":
             try:
                 y_now = np.asarray(data.y, float)[np.asarray(data.observed_mask)]
-                compiled, compile_time = _nutpie_compiled(model, (twin.hash, data.structure_hash), y_now)
+                compiled, compile_status = _nutpie_compiled(
+                    model, (twin.hash, data.structure_hash), y_now, backend=backend)
+                compile_time = compile_status["compile_time_s"]
             except Exception as exc:  # noqa: BLE001 - fall back loudly
                 warnings.warn(
                     f"nutpie could not compile this twin ({type(exc).__name__}: {exc}); falling "
@@ -243,6 +291,8 @@ def calibrate(
 
             ts = time.perf_counter()
             extra = {} if target_accept is None else {"target_accept": float(target_accept)}
+            if mass_matrix == "low_rank":
+                extra["low_rank_modified_mass_matrix"] = True
             idata = nutpie.sample(
                 compiled, draws=draws, tune=tune, chains=chains, cores=ncores,
                 seed=seed_sample, progress_bar=progressbar, save_warmup=False, **extra,
@@ -305,7 +355,8 @@ def calibrate(
     finally:
         blas.restore_original_limits()
     pp_model = twin.build_model(data, check=False, conditional_roles=True) if twin.marginal_discrepancy() else model
-    idata = _arrange_groups(idata, pp_model, data, posterior_predictive, seed_pp)
+    with small_matrix_threads(data.n):
+        idata = _arrange_groups(idata, pp_model, data, posterior_predictive, seed_pp)
     diags = compute_diagnostics(
         idata, sampler=resolved, thresholds=thresholds,
         var_names=[v for v in idata.posterior.data_vars],
@@ -323,6 +374,10 @@ def calibrate(
         "seed_sample": int(seed_sample),
         "seed_posterior_predictive": int(seed_pp),
         "compile_time_s": float(compile_time),
+        "backend": backend if resolved == "nutpie" else None,
+        "mass_matrix": mass_matrix if resolved == "nutpie" else None,
+        "compile_cache_hit": bool(compile_status.get("compile_cache_hit", False)),
+        "compile_cache": str(compile_status.get("compile_cache", "none")),
         "sample_time_s": float(sample_time),
         "total_time_s": float(time.perf_counter() - t0),
         "versions": _versions(),

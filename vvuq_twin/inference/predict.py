@@ -12,6 +12,7 @@ from .._rng import RNGLike, seed_int
 from ..exceptions import DataValidationError
 from ..twin.declaration import PredictSpec
 from ._checks import check_predict_args
+from ._threads import small_matrix_threads
 from .results import TwinResult
 
 __all__ = ["predict"]
@@ -99,7 +100,7 @@ def predict(
     names = ["eta_new", "delta_new", "zeta_new"] + (["y_new"] if include_y else [])
     if new_unit:
         names += [f"{p}_new" for p in twin.per_unit_names]
-    with model:
+    with model, small_matrix_threads(max(data.n, X.shape[0])):
         pp = pm.sample_posterior_predictive(
             result.idata, var_names=names, random_seed=seed_int(rng), progressbar=False,
             return_inferencedata=True,

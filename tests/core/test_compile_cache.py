@@ -1,0 +1,118 @@
+"""The compiled model of a declaration is kept on disk and reused by a new process.
+
+A first ``calibrate`` in this process compiles and saves the model; a second ``calibrate`` of
+the same declaration and data structure in a fresh Python process (subprocess) must report a
+disk cache hit in ``info`` and give the very same draws at the same seed (so the cached machine
+code is the model's own). Known answer: the conjugate linear-Gaussian posterior mean. Failure
+cases: another declaration or data structure gets another key; the cache can be switched off.
+The cache-hit flag is asserted, never a timing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import vvuq_twin as vt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+calmod = importlib.import_module("vvuq_twin.inference.calibrate")
+cc = importlib.import_module("vvuq_twin.inference._compile_cache")
+
+from _small_twins import check_known_answer, make_data, make_twin  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+KW = dict(draws=400, tune=300, chains=2, rng=5, warn=False)
+
+
+def _digest(res) -> str:
+    post = res.posterior
+    blob = b"".join(np.ascontiguousarray(post[v].values).tobytes() for v in ("a", "b"))
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _summary(res) -> dict:
+    return {"info": {k: res.info[k] for k in ("compile_cache_hit", "compile_cache", "backend")},
+            "digest": _digest(res),
+            "mean": [float(res.posterior[v].mean()) for v in ("a", "b")]}
+
+
+def test_a_new_process_reuses_the_compiled_model_from_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("VVUQ_TWIN_CACHE_DIR", str(tmp_path))
+    calmod.clear_compile_cache()
+    twin, data = make_twin(), make_data()
+    first = vt.calibrate(twin, data, **KW)
+    assert first.info["compile_cache_hit"] is False
+    assert first.info["compile_cache"] == "miss: saved"
+    assert list(tmp_path.glob("layout-*.json")), "nothing was written to the cache directory"
+    # in the same process the in-memory cache answers first
+    again = vt.calibrate(twin, data, **KW)
+    assert again.info["compile_cache"] == "memory" and _digest(again) == _digest(first)
+
+    out = tmp_path / "second.json"
+    env = {**os.environ, "VVUQ_TWIN_CACHE_DIR": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, __file__, str(out)], env=env, cwd=str(ROOT),
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    second = json.loads(out.read_text())
+    assert second["info"]["compile_cache_hit"] is True, second["info"]
+    assert second["info"]["compile_cache"] == "disk"
+    assert second["info"]["backend"] == "numba"
+    # the cached machine code is this model's: same seed, same draws, bit for bit
+    assert second["digest"] == _digest(first)
+    # and the posterior is the right one (conjugate closed form, within 4 MCSE)
+    check_known_answer(first, data, means=second["mean"])
+
+
+def test_cache_key_separates_declarations_structures_and_can_be_switched_off(monkeypatch, tmp_path):
+    t1, t2 = make_twin(), make_twin(prior_sd=2.0)
+    d1, d2 = make_data(), make_data(scale=2.0)
+    k = cc.cache_key(t1.hash, d1.structure_hash)
+    assert k == cc.cache_key(make_twin().hash, make_data().structure_hash)  # stable
+    assert k != cc.cache_key(t2.hash, d1.structure_hash)  # another prior
+    assert k != cc.cache_key(t1.hash, d2.structure_hash)  # other inputs
+    monkeypatch.setenv("VVUQ_TWIN_CACHE_DIR", str(tmp_path / "c"))
+    assert cc.cache_dir() == tmp_path / "c"
+    monkeypatch.setenv("VVUQ_TWIN_COMPILE_CACHE", "0")
+    assert not cc.cache_enabled()
+    monkeypatch.setenv("VVUQ_TWIN_COMPILE_CACHE", "1")
+    assert cc.cache_enabled()
+
+
+def test_prune_keeps_the_most_recent_models_and_their_files(monkeypatch, tmp_path):
+    import time as _time
+
+    monkeypatch.setenv("VVUQ_TWIN_CACHE_DIR", str(tmp_path))
+    keys = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(5)]
+    for i, k in enumerate(keys):
+        for name in (f"layout-{k}.json", f"x vvuq_twin_logp-{k[:40]}.py311.nbi",
+                     f"x vvuq_twin_expand-{k[:40]}.py311.1.nbc"):
+            (tmp_path / name).write_text("{}")
+            os.utime(tmp_path / name, (_time.time() + i, _time.time() + i))
+    removed = cc.prune(3)
+    assert sorted(removed) == sorted(keys[:2])  # the two oldest
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert len(left) == 9 and not any(k[:40] in n for k in keys[:2] for n in left)
+
+
+def test_bad_backend_and_mass_matrix_fail_before_compiling():
+    twin, data = make_twin(), make_data()
+    with pytest.raises(ValueError, match="backend"):
+        vt.calibrate(twin, data, backend="stan")
+    with pytest.raises(ValueError, match="mass_matrix"):
+        vt.calibrate(twin, data, mass_matrix="dense")
+
+
+if __name__ == "__main__":  # the second process of the first test
+    res = vt.calibrate(make_twin(), make_data(), **KW)
+    Path(sys.argv[1]).write_text(json.dumps(_summary(res)))
