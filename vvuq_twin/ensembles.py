@@ -41,7 +41,7 @@ class EnsembleResult:
 
     Attributes
     ----------
-    outputs : ndarray, shape (n_runs, *output_shape)
+    outputs : ndarray, shape (n_runs, ...) (run axis first, then the output shape)
         Model outputs; rows of failed runs are NaN.
     failures : list of FailedRun
         Every run that failed, with its inputs and error.

@@ -258,7 +258,7 @@ def kalman_filter(model: StateSpaceModel, observations) -> xr.Dataset:
     Returns
     -------
     Dataset
-        ``mean``, ``std``, ``forecast_mean`` (time, state), ``cov`` (time, state, state_) and
+        ``mean``, ``std``, ``forecast_mean`` (time, state), ``cov`` (time, state, ``state_``) and
         ``log_likelihood`` (time, the log predictive density of each observation); attr
         ``log_evidence`` (their sum).
     """

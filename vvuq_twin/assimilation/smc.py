@@ -223,8 +223,8 @@ class UpdateReport:
     #: move steps and final step size (MALA / random walk; NaN for independent proposals) per stage
     n_moves: list[int] = field(default_factory=list)
     step_sizes: list[float] = field(default_factory=list)
-    #: per parameter: largest |Spearman rank correlation| between start and end positions of the
-    #: last stage's moves (0: fully decorrelated); the threshold and whether every stage met it
+    #: per parameter: largest absolute Spearman rank correlation between start and end positions of
+    #: the last stage's moves (0: fully decorrelated); the threshold and whether every stage met it
     mixing: dict[str, float] = field(default_factory=dict)
     mixing_threshold: float = float("nan")
     mixing_ok: bool | None = None

@@ -3,7 +3,7 @@
 ======================  ==========================================  =============================
 method                  estimator                                   bias
 ======================  ==========================================  =============================
-``"closed_form"``       ½ log det(I + X Σ Xᵀ / σ²) (linear-Gaussian)  exact
+``"closed_form"``       ½ log det(I + X Σ Xᵀ/σ²), linear-Gaussian   exact
 ``"nmc"``               nested Monte Carlo, inner samples reused     upward, ~ C/M (estimated)
 ``"pce"``               prior contrastive estimation                 lower bound, ≤ log(M+1)
 ``"laplace"``           Laplace approximation of each posterior      non-Gaussian posteriors

@@ -258,7 +258,7 @@ def fuse_posteriors(
     Returns
     -------
     xarray.Dataset
-        ``mean`` (param), ``cov`` (param, param_), ``sd`` (param) of the fused posterior, and
+        ``mean`` (param), ``cov`` (param, ``param_``), ``sd`` (param) of the fused posterior, and
         ``input_mean`` (source, param), ``input_sd`` (source, param); ``attrs["lineage"]``.
     """
     results = list(results)

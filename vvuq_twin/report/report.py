@@ -138,7 +138,7 @@ class Report:
     Examples
     --------
     >>> rep = Report("Tumor twin", seed=1)
-    >>> rep.add_summary(decision="image again on day 14", assumptions=["log-normal noise"])
+    >>> rep = rep.add_summary(decision="image again on day 14", assumptions=["log-normal noise"])
     >>> paths = rep.write("out/tumor")  # doctest: +SKIP
     """
 

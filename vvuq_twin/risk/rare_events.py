@@ -4,8 +4,8 @@ All methods work in standard-normal space ``u ~ N(0, I_dim)``; a ``transform`` m
 physical inputs ``theta`` (e.g. ``lambda u: dist.ppf(norm.cdf(u))`` for independent marginals,
 or a Nataf/Rosenblatt map). Every limit-state evaluation goes through
 :func:`vvuq_twin.ensembles.evaluate`, so a :class:`concurrent.futures.Executor` (process pool,
-Dask) can run them; failed or non-finite evaluations raise :class:`~vvuq_twin.exceptions.
-SimulatorError` (a rare-event estimate cannot silently drop runs).
+Dask) can run them; failed or non-finite evaluations raise
+:class:`~vvuq_twin.exceptions.SimulatorError` (a rare-event estimate cannot silently drop runs).
 """
 
 from __future__ import annotations

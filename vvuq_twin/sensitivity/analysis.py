@@ -19,7 +19,7 @@ method     what                                                     runs spent
 =========  =======================================================  ======================
 sobol      SALib Saltelli/Sobol sampling + ``sobol.analyze``        ``n (d + 2)`` or
                                                                     ``n (2d + 2)``
-morris     SALib Morris elementary effects (``mu_star``, ``sigma``) ``n (d + 1)``
+morris     SALib Morris elementary effects: ``mu_star``, ``sigma``  ``n (d + 1)``
 fast       SALib extended FAST (``S1``, ``ST``)                     ``n d``
 rbd_fast   SALib RBD-FAST (``S1``) on a Latin hypercube             ``n``
 dgsm       SALib derivative-based measures (``vi``, ``dgsm``)       ``n (d + 1)``
