@@ -121,3 +121,9 @@ class LogNormalObs(ObservationModel):
                 f"LogNormalObs needs positive observations; y <= 0 at rows {bad[:10].tolist()}. "
                 "Use Gaussian/StudentT, or remove/shift those values."
             )
+
+
+# Names that say they are observation models (the priors are NormalPrior, StudentTPrior, ...).
+GaussianObs = Gaussian
+StudentTObs = StudentT
+__all__ += ["GaussianObs", "StudentTObs"]
