@@ -105,3 +105,29 @@ class Progress:
         if self.enabled:
             dt = time.perf_counter() - self.t0
             self._write(f"{self.label}: {'failed' if exc_type else 'done'} after {dt:.1f} s")
+
+
+def with_progress(label: str):
+    """Decorator: run the function inside :class:`Progress` and give it a keyword-only
+    ``progressbar: bool | None = None`` argument (on by default, ``False`` silences it)."""
+    import functools
+    import inspect
+
+    def deco(fn):
+        sig = inspect.signature(fn)
+        params = list(sig.parameters.values())
+        if "progressbar" not in sig.parameters:
+            extra = inspect.Parameter("progressbar", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                      annotation="bool | None")
+            var_kw = [i for i, p in enumerate(params) if p.kind == p.VAR_KEYWORD]
+            params.insert(var_kw[0] if var_kw else len(params), extra)
+
+        @functools.wraps(fn)
+        def wrapper(*args, progressbar: bool | None = None, **kwargs):
+            with Progress(label, progress_enabled(progressbar)):
+                return fn(*args, **kwargs)
+
+        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        return wrapper
+
+    return deco

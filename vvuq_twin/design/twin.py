@@ -43,6 +43,7 @@ import xarray as xr
 from scipy import special, stats
 
 from .._rng import RNGLike, as_generator, seed_int
+from ..progress import with_progress
 from .problem import BudgetError, DesignError, EstimatorNotApplicableError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -155,6 +156,7 @@ def _check_batches(batches: Any, n_rows: int) -> list[tuple[int, ...]]:
 
 
 # ------------------------------------------------------------------ the twin utilities
+@with_progress("design utilities")
 def twin_design_utilities(
     result: "TwinResult",
     x: Any,
@@ -196,6 +198,8 @@ def twin_design_utilities(
         Default: all draws, at most 2000.
     rng : Generator, int or None
         Seed of the predictive draws, the subset and the simulated outcomes.
+    progressbar : bool or None
+        Progress lines on stderr (on by default, see :mod:`vvuq_twin.progress`).
     min_ess : float
         Warn when, for 5% of the simulated outcomes, the importance weights have an effective
         sample size below this (the QoI/EVSI estimates are then unreliable: use more draws).
