@@ -17,7 +17,7 @@ Data: R's ``datasets::Theoph`` (Boeckmann, Sheiner & Beal 1994), typed in from t
 
 Run (one command, about a minute of sampling with the small default budget)::
 
-    python examples/theophylline.py              # --holdout 12 --draws 500 --tune 500 --chains 4
+    python examples/theophylline.py              # --holdout 12 --draws 400 --tune 400 --chains 4
     python examples/theophylline.py --no-progress --out theoph_out
 """
 
@@ -64,7 +64,7 @@ def _conc(y, p):
     return y[:, 1] / p["V"]
 
 
-def build_twin(max_step: float = 0.1) -> vt.Twin:
+def build_twin(max_step: float = 0.2) -> vt.Twin:
     """The hierarchical PK twin; inputs are (time in h, dose in mg/kg)."""
     sim = vt.ODESimulator(rhs=_rhs, y0=_y0, output=_conc, max_step=max_step, name="one_compartment")
     return vt.Twin(
@@ -97,11 +97,11 @@ def split(d: dict[str, np.ndarray], holdout: str):
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--holdout", default="12", help="subject to hold out (default 12)")
-    ap.add_argument("--draws", type=int, default=500)
-    ap.add_argument("--tune", type=int, default=500)
+    ap.add_argument("--draws", type=int, default=400)
+    ap.add_argument("--tune", type=int, default=400)
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--max-step", type=float, default=0.1, help="ODE step bound in hours")
+    ap.add_argument("--max-step", type=float, default=0.2, help="ODE step bound in hours")
     ap.add_argument("--out", type=Path, default=None, help="folder for result.nc and summary.json")
     ap.add_argument("--no-progress", action="store_true", help="silence progress output")
     args = ap.parse_args(argv)

@@ -276,7 +276,9 @@ class ODESimulator(Simulator):
     time_column : int
         Column of ``x`` holding the time.
     rtol, atol : float
-        Tolerances of the local error check (relative to the state, absolute).
+        Tolerances of the local error check, relative to the state and absolute (default
+        1e-3 and 1e-6, scipy's ``solve_ivp`` defaults; set ``atol`` to the scale at which a
+        state is negligible).
     name : str
 
     Examples
@@ -299,8 +301,8 @@ class ODESimulator(Simulator):
     time_column: int = 0
     name: str = "ode"
     max_step: float | None = None
-    rtol: float = 1e-4
-    atol: float = 1e-8
+    rtol: float = 1e-3
+    atol: float = 1e-6
 
     def __post_init__(self) -> None:
         if int(self.n_steps) < 1:
