@@ -111,11 +111,12 @@ def main(argv: list[str] | None = None) -> dict:
     data, x_new, y_new = split(d, args.holdout)
     twin = build_twin(args.max_step)
     res = vt.calibrate(twin, data, draws=args.draws, tune=args.tune, chains=args.chains,
-                       rng=args.seed, progressbar=not args.no_progress)
+                       rng=args.seed, progressbar=False if args.no_progress else None)
     t_cal = time.perf_counter() - t_start
     print(res)
     print(res.summary())
-    pred = vt.predict(res, x_new, unit="new", rng=args.seed + 1, progressbar=not args.no_progress)
+    pred = vt.predict(res, x_new, unit="new", rng=args.seed + 1,
+                      progressbar=False if args.no_progress else None)
     score = crps(pred["y"], y_new)
     cov = interval_coverage(pred["y"], y_new, prob=0.9)
     u = pit(pred["y"], y_new)

@@ -138,6 +138,16 @@ def calibrate(
     Returns
     -------
     TwinResult
+        With a pointwise ``log_likelihood`` group (closed form for Gaussian, Student-t and
+        log-normal observations; otherwise call ``res.compute_log_likelihood()``).
+
+    Raises
+    ------
+    SimulatorInstabilityError
+        Posterior draws met non-finite, absurd or (ODE) beyond-tolerance simulator output
+        (see :mod:`vvuq_twin.inference.simcheck`); the result is attached as ``.result``.
+    CalibrationError
+        The sampler failed.
     """
     for nm, v in (("draws", draws), ("chains", chains)):
         if int(v) < 1:

@@ -404,13 +404,16 @@ class ODESimulator(Simulator):
 
         k1_0 = pt.as_tensor_variable(self._call_rhs(float(grid[0]), y0, p_traj, x_t))
         k1_0 = (pt.zeros_like(y0) + k1_0).astype("float64")
-        (ys, _, errs), _ = pytensor.scan(
-            step,
+        scan_kw = dict(
             sequences=[pt.as_tensor_variable(grid[:-1]), pt.as_tensor_variable(np.diff(grid))],
             outputs_info=[y0, k1_0, pt.zeros((n,), dtype="float64")],
             non_sequences=[x_t, *vals],
             strict=False,
         )
+        if "return_updates" in inspect.signature(pytensor.scan).parameters:
+            ys, _, errs = pytensor.scan(step, return_updates=False, **scan_kw)
+        else:  # older pytensor
+            (ys, _, errs), _ = pytensor.scan(step, **scan_kw)
         all_y = pt.concatenate([y0[None], ys], axis=0)
         all_e = pt.concatenate([pt.zeros((1, n), dtype="float64"), errs], axis=0)
         y_at = all_y[idx, traj]
