@@ -269,7 +269,7 @@ def _arrange_groups(idata, model, data: TwinData, posterior_predictive: bool, se
     internal = [v for v in post.data_vars if v == "delta_gp" or v.endswith("__")]
     # PyMC's own auxiliary variables (e.g. the latent GP's non-centred `delta_gp_rotated_`) are
     # needed to predict but are not parameters: kept in their own group, out of the posterior
-    latent = [v for v in post.data_vars if v.endswith("_") and v not in internal]
+    latent = [v for v in post.data_vars if v.endswith("_rotated_") and v not in internal]
     pp = post[roles]
     new_post = post.drop_vars(roles + internal + latent)
     missing_roles = [v for v in ROLE_DETERMINISTICS if v not in post]
