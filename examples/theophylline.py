@@ -79,7 +79,7 @@ def build_twin(max_step: float = 0.1) -> vt.Twin:
         [
             # per-unit: the prior is the population location of log(rate)
             vt.Parameter("ka", vt.NormalPrior(np.log(1.5), 0.5), per_unit=True, link="log",
-                         pop_scale=vt.HalfNormal(0.4)),
+                         pop_scale=vt.HalfNormal(0.25)),
             vt.Parameter("ke", vt.NormalPrior(np.log(0.08), 0.5), per_unit=True, link="log",
                          pop_scale=vt.HalfNormal(0.3)),
             vt.Parameter("V", vt.LogNormalPrior(np.log(0.5), 0.3)),
