@@ -22,25 +22,42 @@ _EXPORTS = {
         "SMCOptions",
     ),
     "vvuq_twin.twin": (
-        "Beta", "BiasDiscrepancy", "BlackBoxSimulator", "Exponential", "Gamma", "Gaussian",
+        "Beta", "BiasDiscrepancy", "BlackBoxSimulator", "Exponential", "Gamma", "GaussianObs",
         "GPDiscrepancy", "HalfCauchy", "HalfNormal", "Hierarchy", "HSGPDiscrepancy",
-        "InverseGamma", "LogNormal", "LogNormalObs", "NegativeBinomial", "NoDiscrepancy", "Normal",
-        "ODESimulator", "Poisson",
-        "Parameter", "PytensorSimulator", "StudentT", "StudentTPrior", "SurrogateSimulator",
-        "Twin", "TwinData", "Uniform",
+        "InverseGamma", "LogNormal", "LogNormalObs", "LogNormalPrior", "NegativeBinomial",
+        "NoDiscrepancy", "NormalPrior", "ODESimulator", "Poisson", "Parameter",
+        "PytensorSimulator", "StudentTObs", "StudentTPrior", "SurrogateSimulator", "Twin",
+        "TwinData", "Uniform",
     ),
 }
 _EXPORTS["vvuq_twin.exceptions"] = (
     "VVUQError", "TwinSpecificationError", "DataValidationError", "SimulatorError",
     "CalibrationError", "EnsembleError", "DiagnosticsWarning", "SamplerChoiceWarning",
-    "ExtrapolationWarning",
+    "ExtrapolationWarning", "SimulatorInstabilityError", "SimulatorWarning",
+    "MarginalizationWarning",
 )
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 
 __all__ = ["__version__", *sorted(_WHERE)]
 
 
+#: deprecated top-level names (prior vs observation model): old -> new
+_DEPRECATED = {"Normal": "NormalPrior", "Gaussian": "GaussianObs", "StudentT": "StudentTObs"}
+
+
 def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED:
+        import warnings
+
+        new = _DEPRECATED[name]
+        warnings.warn(
+            f"vvuq_twin.{name} is deprecated: use vvuq_twin.{new} "
+            f"({'the prior' if new.endswith('Prior') else 'the observation model'}; priors end in "
+            "'Prior' where a name could be either, observation models in 'Obs'). The old name "
+            "will be removed in a future release.",
+            DeprecationWarning, stacklevel=2,
+        )
+        return __getattr__(new)
     if name in _WHERE:
         value = getattr(importlib.import_module(_WHERE[name]), name)
         globals()[name] = value

@@ -40,11 +40,11 @@ def _run_default(args) -> int:
     twin, data = default_twin()
     steps.set_postfix_str("calibrate (NUTS via nutpie)")
     res = vt.calibrate(twin, data, rng=args.seed, draws=1000, tune=1000, chains=4,
-                       target_accept=0.95, progressbar=not args.no_progress)
+                       target_accept=0.95, progressbar=False if args.no_progress else None)
     steps.update()
     steps.set_postfix_str("predict")
     x_new = np.linspace(0.0, 6.0, 13)
-    pred = vt.predict(res, x_new, rng=args.seed + 1)
+    pred = vt.predict(res, x_new, rng=args.seed + 1, progressbar=False if args.no_progress else None)
     steps.update()
     theta = res.posterior["theta"].values.ravel()
     lo, hi = np.percentile(theta, [2.5, 97.5])
@@ -119,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--out", default="results", help="output directory (default ./results)")
     p_run.add_argument("--quick", action="store_true", help="case studies: quick mode")
     p_run.add_argument("--data", default=None, help="data directory (or set VVUQ_TWIN_DATA)")
-    p_run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p_run.add_argument("--no-progress", action="store_true",
+                       help="hide progress (bars in a terminal, periodic lines otherwise)")
     p_val = sub.add_parser("validate", help="run a validation suite (exit 1 when a case fails)")
     p_val.add_argument("rest", nargs=argparse.REMAINDER)
     if argv is None:

@@ -26,6 +26,7 @@ __all__ = [
     "TwinSpecificationError",
     "DataValidationError",
     "SimulatorError",
+    "SimulatorInstabilityError",
     "CalibrationError",
     "EnsembleError",
     "SimulatorCalibrationError",
@@ -63,6 +64,8 @@ __all__ = [
     "LineageError",
     "OperationError",
     "ReportError",
+    "SimulatorWarning",
+    "MarginalizationWarning",
 ]
 
 
@@ -80,6 +83,21 @@ class DataValidationError(VVUQError, ValueError):
 
 class SimulatorError(VVUQError, RuntimeError):
     """The simulator failed, returned the wrong shape, or returned non-finite values."""
+
+
+class SimulatorInstabilityError(SimulatorError):
+    """Posterior draws met simulator outputs that are non-finite, absurd (beyond the bound of
+    :data:`vvuq_twin.inference.simcheck.ABSURD_FACTOR` times the data scale) or outside the
+    integrator's error tolerance (an ODE step too long for a stiff draw).
+
+    ``result`` holds the calibration result (so the draws can be inspected) and ``report`` the
+    counts per kind of failure.
+    """
+
+    def __init__(self, message: str, *, result=None, report=None):
+        super().__init__(message)
+        self.result = result
+        self.report = report or {}
 
 
 class CalibrationError(VVUQError, RuntimeError):
@@ -311,3 +329,13 @@ class DiagnosticsGateError(GateError):
 
 class ValidationGateError(GateError):
     """A decision or design step consumes a twin that failed validation."""
+
+
+class SimulatorWarning(UserWarning):
+    """Some predictive draws met unreliable simulator outputs (non-finite, absurd or outside the
+    integrator's tolerance); they are counted and flagged (``simulator_unreliable``)."""
+
+
+class MarginalizationWarning(UserWarning):
+    """The GP discrepancy cannot be integrated out analytically and is sampled as a latent GP
+    (the message says why and what it costs)."""

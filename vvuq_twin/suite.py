@@ -602,9 +602,30 @@ def _scalar(x: Any, what: str) -> float:
     return float(arr.reshape(()))
 
 
+#: predictives already computed in this process, shared by cases naming the same function and
+#: keyword arguments (a twin's predict runs once per suite, not once per metric)
+_PREDICTIVE_CACHE: dict[tuple[str, str, str], Any] = {}
+_PREDICTIVE_CACHE_SIZE = 8
+
+
+def _predictive(case: Case, fn: Callable[..., Any]) -> Any:
+    import inspect
+
+    try:
+        src = inspect.getfile(fn)
+    except TypeError:
+        src = repr(fn)
+    key = (case.target, src, repr(sorted(case.kwargs.items())))
+    if key not in _PREDICTIVE_CACHE:
+        if len(_PREDICTIVE_CACHE) >= _PREDICTIVE_CACHE_SIZE:
+            _PREDICTIVE_CACHE.pop(next(iter(_PREDICTIVE_CACHE)))
+        _PREDICTIVE_CACHE[key] = fn(**case.kwargs)
+    return _PREDICTIVE_CACHE[key]
+
+
 def _evaluate(case: Case) -> float:
     fn = _resolve(case.target, case.file, case)
-    out = fn(**case.kwargs)
+    out = _predictive(case, fn) if case.target_kind == "predictive" else fn(**case.kwargs)
     if case.target_kind == "predictive":
         if not (isinstance(out, tuple) and len(out) == 2):
             raise TypeError(
@@ -734,6 +755,7 @@ def run_suite(
     select: str | None = None,
     stream: TextIO | None = None,
     root: str | Path | None = None,
+    progressbar: bool | None = None,
 ) -> SuiteResult:
     """Run the validation suite under ``path``.
 
@@ -752,6 +774,9 @@ def run_suite(
     root : str or Path, optional
         Suite root whose ``suite.toml`` declares the local modules (default: ``path``, or the
         directory of a file); must contain ``path``.
+    progressbar : bool or None
+        A line on stderr per case as it starts and ends, plus periodic lines during long cases
+        (on by default, see :mod:`vvuq_twin.progress`); ``False`` silences it.
 
     Returns
     -------
@@ -767,7 +792,13 @@ def run_suite(
     n_all = len(discover_cases(path, "full", root=root))
     if select:
         cases = [c for c in cases if select in c.name]
-    results = [run_case(c) for c in cases]
+    from .progress import Progress, progress_enabled
+
+    on = progress_enabled(progressbar)
+    results = []
+    for i, c in enumerate(cases):
+        with Progress(f"validate case {i + 1}/{len(cases)} {c.name!r}", on):
+            results.append(run_case(c))
     res = SuiteResult(str(path), tier, results, n_not_selected=n_all - len(cases)
                       if not select else 0)
     print(res.summary_table(), file=stream if stream is not None else sys.stdout)
@@ -812,6 +843,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="suite root holding suite.toml (default: PATH, or its directory for a "
                              "file); must contain PATH")
     parser.add_argument("--list", action="store_true", help="list the selected cases and exit")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress lines on stderr (default: one per case, and periodic)")
     args = parser.parse_args(list(argv) if argv is not None else None)
     try:
         if args.list:
@@ -819,7 +852,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not args.select or args.select in c.name:
                     print(f"{c.tier:5}  {c.name}  ({c.file})  {c.criterion}")
             return 0
-        res = run_suite(args.path, args.tier, args.junit, select=args.select, root=args.root)
+        res = run_suite(args.path, args.tier, args.junit, select=args.select, root=args.root,
+                        progressbar=False if args.no_progress else None)
     except SuiteConfigError as err:
         print(f"vvuq-twin validate: error: {err}", file=sys.stderr)
         return 2

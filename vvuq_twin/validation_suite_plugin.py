@@ -1,8 +1,18 @@
 """pytest plugin: ``pytest validation_suite/`` runs the declarative validation cases.
 
 Registered as a ``pytest11`` entry point. Importing it is cheap (only pytest, which is already
-loaded); it does nothing unless pytest meets ``*.toml`` files inside a directory named
-``validation_suite`` (configurable with the ini option ``vvuq_suite_dirs``). Each case becomes
+loaded). It collects a ``*.toml`` file as a case file when
+
+* it lies inside a directory named on the command line (``pytest my_suite/``) and holds
+  ``[[case]]`` tables - other TOML files there are left alone; or
+* it lies inside a directory listed in the ini option ``vvuq_suite_dirs`` (default
+  ``validation_suite``): an entry without ``/`` matches a directory *name* at any depth, an
+  entry with ``/`` a path relative to the rootdir, e.g. in ``pyproject.toml``::
+
+      [tool.pytest.ini_options]
+      vvuq_suite_dirs = ["validation_suite", "checks/twin_cases"]
+
+Each case becomes
 one pytest item; ``--vvuq-tier quick`` (default) runs the quick cases and skips the others,
 ``--vvuq-tier full`` runs all. Cases are run by :func:`vvuq_twin.suite.run_case`, so the
 ``vvuq-twin validate`` command and pytest agree.
@@ -27,20 +37,65 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "vvuq_suite_dirs", type="linelist", default=["validation_suite"],
-        help="directory names whose *.toml files are vvuq-twin validation cases",
+        help="directories whose *.toml files are vvuq-twin validation cases: a name (any depth) "
+             "or a path relative to the rootdir (contains '/')",
     )
 
 
+def _is_case_file(path: Path) -> bool:
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        return isinstance(tomllib.loads(path.read_text(encoding="utf-8")).get("case"), list)
+    except (OSError, ValueError):
+        return True  # malformed: collect it, so the error is reported instead of hidden
+
+
+def _in_configured_dir(config: pytest.Config, file_path: Path) -> bool:
+    root = Path(str(config.rootpath)).resolve()
+    resolved = file_path.resolve()
+    for entry in config.getini("vvuq_suite_dirs"):
+        entry = str(entry).strip().rstrip("/")
+        if not entry:
+            continue
+        if "/" in entry or entry in (".", ".."):
+            base = (root / entry).resolve()
+            if base == resolved.parent or base in resolved.parents:
+                return True
+        elif entry in file_path.parent.parts:
+            return True
+    return False
+
+
+def _in_named_dir(config: pytest.Config, file_path: Path) -> bool:
+    resolved = file_path.resolve()
+    for arg in config.args:
+        p = Path(str(arg).split("::")[0])
+        if not p.is_absolute():
+            p = Path(str(config.invocation_params.dir)) / p
+        p = p.resolve()
+        if p.is_dir() and (p == resolved.parent or p in resolved.parents):
+            return True
+    return False
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    """Collect ``*.toml`` case files that lie inside a validation-suite directory."""
+    """Collect ``*.toml`` case files in a configured suite directory or one named on the
+    command line (there only files that hold ``[[case]]`` tables)."""
     if file_path.suffix != ".toml":
         return None
-    dirs = set(parent.config.getini("vvuq_suite_dirs"))
-    if not dirs.intersection(file_path.parent.parts):
-        return None
-    if file_path.name == "suite.toml" and file_path.parent.name in dirs:
+    if file_path.name == "suite.toml":
         return None  # the suite manifest (declared local modules), not a case file
-    return CaseFile.from_parent(parent, path=file_path)
+    config = parent.config
+    if _in_configured_dir(config, file_path):
+        return CaseFile.from_parent(parent, path=file_path)
+    if _in_named_dir(config, file_path) and _is_case_file(file_path):
+        return CaseFile.from_parent(parent, path=file_path)
+    return None
 
 
 class CaseFailure(Exception):

@@ -276,3 +276,53 @@ def test_same_module_name_in_two_suites_does_not_shadow(tmp_path):
         (d / "c.toml").write_text(case.format(v=v))
         res = run_suite(d, stream=sys.stderr)
         assert res.ok and res.results[0].value == v
+
+
+# --------------------------------------------------------------- issue 20: any directory, shared predictive
+def test_pytest_plugin_collects_a_directory_named_on_the_command_line(tmp_path, capsys, monkeypatch):
+    # a suite in a directory not called validation_suite used to be silently ignored
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "my_suite"
+    (root / "deep").mkdir(parents=True)
+    (root / "helpers_tmp.py").write_text(HELPERS)
+    (root / "deep" / "good.toml").write_text(textwrap.dedent(GOOD))
+    (root / "settings.toml").write_text("not = 'a case'\n")  # other TOML there: left alone
+    code, out = _run_pytest([root], capsys)
+    assert code == 0, out
+    assert "3 passed, 1 skipped" in out
+
+
+def test_pytest_plugin_ini_option_names_paths(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "checks" / "twin_cases"
+    root.mkdir(parents=True)
+    (root / "helpers_tmp.py").write_text(HELPERS)
+    (root / "good.toml").write_text(textwrap.dedent(GOOD))
+    (tmp_path / "pytest.ini").write_text("[pytest]\nvvuq_suite_dirs =\n    checks/twin_cases\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_nothing.py").write_text("def test_ok():\n    pass\n")
+    code, out = _run_pytest([tmp_path], capsys)  # the whole project, suite dir configured
+    assert code == 0, out
+    assert "4 passed, 1 skipped" in out
+
+
+def test_predictive_cases_share_one_predictive(tmp_path):
+    counter = tmp_path / "calls.txt"
+    helpers = HELPERS + f'''
+
+def counted(n=200, seed=1):
+    with open({str(counter)!r}, "a") as fh:
+        fh.write("x")
+    return gaussian(n=n, seed=seed)
+'''
+    cases = "".join(
+        f'[[case]]\nname = "{m}"\npredictive = "helpers_tmp:counted"\nkwargs = {{ seed = 5 }}\n'
+        f'metric = "{m}"\nthreshold = 1e9\ncomparison = "<"\n\n'
+        for m in ("crps", "coverage", "pit_ks_pvalue"))
+    root = tmp_path / "validation_suite"
+    root.mkdir()
+    (root / "helpers_tmp.py").write_text(helpers)
+    (root / "c.toml").write_text(cases)
+    res = run_suite(root, stream=sys.stderr, progressbar=False)
+    assert res.ok and len(res.results) == 3
+    assert counter.read_text() == "x"  # one predict for three metrics

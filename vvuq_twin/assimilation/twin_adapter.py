@@ -479,7 +479,9 @@ def assimilate(
             )
         # new batches (and all data after the update) must use the calibration's HSGP basis
         twin = twin.with_frozen_discrepancy(old_data)
-        posterior = result.idata.posterior
+        from ..inference.results import full_posterior
+
+        posterior = full_posterior(result.idata)  # with a latent GP's auxiliary variables
         units = None
         if twin.hierarchy is not None:
             if twin.hierarchy.units is not None:

@@ -44,6 +44,7 @@ from scipy import special
 
 from .._rng import RNGLike, as_generator, seed_int
 from ..exceptions import BudgetError, DesignError, EstimatorNotApplicableError
+from ..progress import with_progress
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..inference.results import TwinResult
@@ -160,6 +161,7 @@ def preposterior_utility(L: np.ndarray, *, qoi: np.ndarray | None = None,
 
 
 # ------------------------------------------------------------------ the twin utilities
+@with_progress("design utilities")
 def twin_design_utilities(
     result: "TwinResult",
     x: Any,
@@ -201,6 +203,8 @@ def twin_design_utilities(
         Default: all draws, at most 2000.
     rng : Generator, int or None
         Seed of the predictive draws, the subset and the simulated outcomes.
+    progressbar : bool or None
+        Progress lines on stderr (on by default, see :mod:`vvuq_twin.progress`).
     min_ess : float
         Warn when, for 5% of the simulated outcomes, the importance weights have an effective
         sample size below this (the QoI/EVSI estimates are then unreliable: use more draws).

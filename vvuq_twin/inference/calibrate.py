@@ -33,6 +33,7 @@ from ..exceptions import (
     SimulatorCalibrationError,
     SimulatorError,
 )
+from ..progress import Progress, progress_enabled
 from ..twin.data import TwinData
 from ..twin.declaration import OBSERVED_DATA_NAME, Twin
 from ._checks import check_calibrate_args
@@ -43,6 +44,9 @@ from .ledger import Ledger
 from .results import TwinResult
 from .smc import SMCOptions, smc_checks, smc_sample_stats, smc_summary
 from .sampler_choice import choose_sampler_by_cost, is_python_op_simulator
+from .results import TwinResult, add_latent_group, data_groups
+from .loglik import has_closed_form
+from .simcheck import check_calibration, pop_accuracy
 
 __all__ = ["calibrate", "clear_compile_cache", "ROLE_DETERMINISTICS"]
 
@@ -149,7 +153,7 @@ def calibrate(
     chains: int = 4,
     rng: RNGLike = None,
     target_accept: float | None = None,
-    progressbar: bool = False,
+    progressbar: bool | None = None,
     posterior_predictive: bool = True,
     cores: int | None = None,
     thresholds: Thresholds | None = None,
@@ -182,8 +186,10 @@ def calibrate(
     target_accept : float, optional
         NUTS target acceptance rate, for nutpie and PyMC alike (raise it, e.g. to 0.95, when
         divergences are reported). Default: each sampler's own (nutpie 0.8, PyMC 0.9).
-    progressbar : bool
-        Show the sampler's progress bar.
+    progressbar : bool or None
+        Progress feedback, on by default (``None``; ``VVUQ_TWIN_PROGRESS=0`` turns the default
+        off): the sampler's bar in a terminal, periodic plain-text lines on stderr otherwise
+        (see :mod:`vvuq_twin.progress`). ``False`` silences it.
     posterior_predictive : bool
         Also draw ``y`` from the posterior predictive.
     cores : int, optional
@@ -212,6 +218,9 @@ def calibrate(
     -------
     TwinResult
 
+        With a pointwise ``log_likelihood`` group (closed form for Gaussian, Student-t and
+        log-normal observations; otherwise call ``res.compute_log_likelihood()``).
+
     Raises
     ------
     ValueError, TypeError
@@ -220,6 +229,11 @@ def calibrate(
         The simulator raised or returned NaN/inf (or the wrong shape) while sampling; the
         message names the parameter values. With every sampler this ends calibration - it is not
         counted as a rejected proposal. It is both a SimulatorError and a CalibrationError.
+    SimulatorInstabilityError
+        Posterior draws met non-finite, absurd or (ODE) beyond-tolerance simulator output
+        (see :mod:`vvuq_twin.inference.simcheck`); the result is attached as ``.result``.
+    CalibrationError
+        The sampler failed.
     """
     check_calibrate_args(twin, data, method=method, draws=draws, tune=tune, chains=chains, rng=rng,
                          target_accept=target_accept, progressbar=progressbar,
@@ -271,6 +285,10 @@ def calibrate(
     from threadpoolctl import threadpool_limits
 
     blas = threadpool_limits(limits=max(1, (os.cpu_count() or 1) // ncores), user_api="blas")
+    prog = Progress(f"calibrate twin {twin.name!r} ({resolved}, {chains} chains x {tune} tune + "
+                    f"{draws} draws)", progress_enabled(progressbar))
+    progressbar = prog.bar
+    prog.__enter__()
     try:
         if resolved == "nutpie":
             try:
@@ -344,6 +362,7 @@ def calibrate(
             )
             sample_time = time.perf_counter() - ts
     except Exception as exc:
+        prog.__exit__(type(exc), exc, None)
         sim_err = _simulator_error_in(exc)
         if sim_err is not None:  # the simulator's own error, naming its parameter values
             raise SimulatorCalibrationError(
@@ -354,7 +373,9 @@ def calibrate(
         ) from exc
     finally:
         blas.restore_original_limits()
+    prog.__exit__(None, None, None)
     pp_model = twin.build_model(data, check=False, conditional_roles=True) if twin.marginal_discrepancy() else model
+    idata, sim_accuracy = pop_accuracy(idata)
     with small_matrix_threads(data.n):
         idata = _arrange_groups(idata, pp_model, data, posterior_predictive, seed_pp)
     diags = compute_diagnostics(
@@ -399,10 +420,14 @@ def calibrate(
         "calibration", "sampler_diagnostics", twin=twin, data_hash=data.hash,
         passed=diags.passed, result={"sampler": resolved, **{k: v["value"] for k, v in diags.checks.items()}},
     )
-    return TwinResult(
+    res = TwinResult(
         idata=idata, twin=twin, data=data, declaration_hash=twin.hash, data_hash=data.hash,
         diagnostics=diags, ledger=led, info=info,
     )
+    check_calibration(res, sim_accuracy)  # non-finite / absurd / inaccurate simulator output
+    if has_closed_form(twin):  # pointwise log-likelihood for az.loo (closed form, no compile)
+        res.compute_log_likelihood()
+    return res
 
 
 def _arrange_groups(idata, model, data: TwinData, posterior_predictive: bool, seed: int):
@@ -411,8 +436,11 @@ def _arrange_groups(idata, model, data: TwinData, posterior_predictive: bool, se
     roles = [v for v in ROLE_DETERMINISTICS if v in post]
     # internal variables: the latent GP duplicate and sampler-space (transformed) values
     internal = [v for v in post.data_vars if v == "delta_gp" or v.endswith("__")]
+    # PyMC's own auxiliary variables (e.g. the latent GP's non-centred `delta_gp_rotated_`) are
+    # needed to predict but are not parameters: kept in their own group, out of the posterior
+    latent = [v for v in post.data_vars if v.endswith("_rotated_") and v not in internal]
     pp = post[roles]
-    new_post = post.drop_vars(roles + internal)
+    new_post = post.drop_vars(roles + internal + latent)
     missing_roles = [v for v in ROLE_DETERMINISTICS if v not in post]
     want = missing_roles + (["y"] if posterior_predictive else [])
     if want:
@@ -438,8 +466,10 @@ def _arrange_groups(idata, model, data: TwinData, posterior_predictive: bool, se
         posterior=new_post,
         posterior_predictive=pp,
         sample_stats=idata.sample_stats if "sample_stats" in idata.groups() else xr.Dataset(),
-        observed_data=data.to_dataset(),
+        **data_groups(data),
     )
+    if latent:
+        add_latent_group(out, post[latent])
     return out
 
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import arviz as az
 import numpy as np
 import pymc as pm
 import xarray as xr
 
 from .._rng import RNGLike, seed_int
+from ..progress import Progress, progress_enabled
 from ..exceptions import DataValidationError
-from ..twin.declaration import PredictSpec
+from ..twin.declaration import ACCURACY_VAR, PredictSpec
 from ._checks import check_predict_args
 from ._threads import small_matrix_threads
-from .results import TwinResult
+from .results import TwinResult, full_posterior
+from .simcheck import flag_unreliable
 
 __all__ = ["predict"]
 
@@ -26,6 +29,7 @@ def predict(
     rng: RNGLike = None,
     include_y: bool = True,
     domain: Any = "calibration",
+    progressbar: bool | None = None,
 ) -> xr.Dataset:
     """Posterior predictive of the twin at new inputs.
 
@@ -52,12 +56,19 @@ def predict(
         Each prediction row gets ``extrapolation`` (distance measure, <= 1 inside) and
         ``out_of_domain`` (flag); an :class:`~vvuq_twin.exceptions.ExtrapolationWarning` is
         emitted when any row leaves it. ``None`` skips the check.
+    progressbar : bool or None
+        Progress feedback, on by default (see :mod:`vvuq_twin.progress`); ``False`` silences it.
 
     Returns
     -------
     xarray.Dataset
         ``eta``, ``delta``, ``zeta`` (and ``y``) with dims (chain, draw, obs); coordinate ``x``
         holds the inputs. For a new unit, the drawn per-unit parameters ``<name>_new`` too.
+        Coordinate ``simulator_unreliable`` (chain, draw, obs) flags draws whose simulator
+        output is non-finite, absurd or beyond the integrator's tolerance (see
+        :mod:`vvuq_twin.inference.simcheck`; attribute ``n_unreliable_draws`` counts them and a
+        :class:`~vvuq_twin.exceptions.SimulatorWarning` says so); the validation metrics refuse
+        to score flagged draws. ``eta_accuracy`` holds an ODE's error indicator.
     """
     check_predict_args(result, unit=unit, rng=rng, include_y=include_y)  # before any build
     if result.twin is None or result.data is None:
@@ -91,7 +102,8 @@ def predict(
         unknown = sorted(set(labels.tolist()) - set(lookup))
         if unknown:
             raise DataValidationError(
-                f"Unknown unit(s) {unknown}; known units: {list(units)[:10]}. Use unit='new' for a "
+                f"Unknown unit(s) {unknown}; known units: {list(units)[:10]}"
+                f"{f' ... ({len(units)} in all)' if len(units) > 10 else ''}. Use unit='new' for a "
                 "unit not in the calibration data."
             )
         unit_idx = np.array([lookup[u] for u in labels], dtype=int)
@@ -100,13 +112,18 @@ def predict(
     names = ["eta_new", "delta_new", "zeta_new"] + (["y_new"] if include_y else [])
     if new_unit:
         names += [f"{p}_new" for p in twin.per_unit_names]
-    with model, small_matrix_threads(max(data.n, X.shape[0])):
+    if f"{ACCURACY_VAR}_new" in model.named_vars:
+        names.append(f"{ACCURACY_VAR}_new")
+    with model, small_matrix_threads(max(data.n, X.shape[0])), Progress(f"predict twin {twin.name!r} at {X.shape[0]} point(s)",
+                         progress_enabled(progressbar)) as prog:
         pp = pm.sample_posterior_predictive(
-            result.idata, var_names=names, random_seed=seed_int(rng), progressbar=False,
+            az.InferenceData(posterior=full_posterior(result.idata)), var_names=names, random_seed=seed_int(rng), progressbar=prog.bar,
             return_inferencedata=True,
         ).posterior_predictive
-    out = pp.rename({k: k[: -len("_new")] for k in ("eta_new", "delta_new", "zeta_new", "y_new") if k in pp})
+    out = pp.rename({k: k[: -len("_new")] for k in ("eta_new", "delta_new", "zeta_new", "y_new",
+                                                     f"{ACCURACY_VAR}_new") if k in pp})
     out = out.rename({"obs_new": "obs"}) if "obs_new" in out.dims else out
+    out = flag_unreliable(out, data.y)
     for j, name in enumerate(data.input_names):
         out = out.assign_coords({name: ("obs", X[:, j])})
     if unit_idx is not None:

@@ -14,7 +14,53 @@ from ..exceptions import DataValidationError, LedgerIntegrityError, ResultFileEr
 from .diagnostics import Diagnostics
 from .ledger import Ledger
 
-__all__ = ["TwinResult", "load_result", "verify_result_file", "ResultFileError"]
+__all__ = ["TwinResult", "load_result", "verify_result_file", "ResultFileError", "data_groups",
+           "full_posterior", "LATENT_GROUP"]
+
+#: InferenceData group holding PyMC's auxiliary variables (e.g. ``delta_gp_rotated_``)
+LATENT_GROUP = "latent_posterior"
+
+
+def data_groups(data: Any) -> dict[str, Any]:
+    """``observed_data`` (only ``y``, on the dims of the likelihood) and ``constant_data``
+    (the inputs ``x``, known sds ``y_sd``, the observed mask and unit labels) of a TwinData.
+
+    The split is ArviZ's: ``az.plot_ppc`` / ``az.loo_pit`` pair every observed variable with
+    the posterior predictive, so inputs must not sit in ``observed_data``.
+    """
+    import numpy as np
+    import xarray as xr
+
+    full = data.to_dataset()
+    mask = np.asarray(data.observed_mask)
+    if mask.all():
+        obs = xr.Dataset({"y": full["y"].drop_vars([c for c in full["y"].coords if c != "obs"])})
+    else:
+        labels = [o for o, m in zip(data.obs, mask) if m]
+        obs = xr.Dataset({"y": ("obs_observed", np.asarray(data.y, float)[mask])},
+                         coords={"obs_observed": labels})
+    const = full.drop_vars("y")
+    if not mask.all():
+        const["observed_mask"] = ("obs", mask)
+    return {"observed_data": obs, "constant_data": const}
+
+
+def add_latent_group(idata: az.InferenceData, latent: Any) -> None:
+    """Store PyMC's auxiliary variables in :data:`LATENT_GROUP` (out of the posterior)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a non-standard group, on purpose
+        idata.add_groups({LATENT_GROUP: latent})
+
+
+def full_posterior(idata: az.InferenceData):
+    """The posterior with the auxiliary variables of :data:`LATENT_GROUP` merged back in
+    (what ``pm.sample_posterior_predictive`` needs to reproduce a latent GP)."""
+    post = idata.posterior
+    if LATENT_GROUP in idata.groups():
+        post = post.merge(idata[LATENT_GROUP], compat="override")
+    return post
 
 
 @dataclass
@@ -26,7 +72,10 @@ class TwinResult:
     idata : arviz.InferenceData
         ``posterior`` (parameters and latent variables), ``posterior_predictive`` (``eta``
         simulator output, ``delta`` discrepancy, ``zeta`` true process, ``y`` observations),
-        ``observed_data``, ``sample_stats``.
+        ``log_likelihood`` (pointwise ``y``, so ``az.loo(res.idata)`` works),
+        ``observed_data`` (``y`` only), ``constant_data`` (inputs ``x``, ``y_sd``, unit
+        labels), ``sample_stats``; PyMC's auxiliary variables (``*_rotated_`` of a latent GP)
+        live in ``latent_posterior``, not in the posterior.
     twin : Twin or None
         The declaration (None after :func:`load_result` without ``twin=``).
     data : TwinData or None
@@ -46,6 +95,44 @@ class TwinResult:
     diagnostics: Diagnostics | None = None
     ledger: Ledger = field(default_factory=Ledger)
     info: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        name = getattr(self.twin, "name", "?") if self.twin is not None else "(no twin attached)"
+        post = self.idata.posterior
+        nc, nd = int(post.sizes.get("chain", 0)), int(post.sizes.get("draw", 0))
+        params = ", ".join(f"{k}{list(post[k].shape[2:]) if post[k].ndim > 2 else ''}"
+                           for k in list(post.data_vars)[:8])
+        more = f", ... ({len(post.data_vars)} in all)" if len(post.data_vars) > 8 else ""
+        diag = "no diagnostics" if self.diagnostics is None else (
+            "diagnostics PASS" if self.diagnostics.passed else
+            "diagnostics FAIL: " + "; ".join(self.diagnostics.failures))
+        n_obs = getattr(self.data, "n", None)
+        t = self.info.get("total_time_s")
+        return (f"TwinResult(twin={name!r}, sampler={self.info.get('sampler', '?')}, {nc} chains x "
+                f"{nd} draws, {'' if n_obs is None else f'{n_obs} obs, '}"
+                f"declaration {self.declaration_hash[:12]}, data {self.data_hash[:12]}"
+                f"{'' if t is None else f', {t:.1f} s'})\n"
+                f"  parameters: {params}{more}\n  groups: {', '.join(self.idata.groups())}\n  {diag}")
+
+    def compute_log_likelihood(self) -> "TwinResult":
+        """Add (or recompute) the pointwise ``log_likelihood`` group; returns ``self``.
+
+        Closed form for Gaussian / Student-t / log-normal observations (no compilation), see
+        :mod:`vvuq_twin.inference.loglik`. Needs the twin and data attached.
+        """
+        if self.twin is None or self.data is None:
+            raise DataValidationError(
+                "compute_log_likelihood needs the twin and data: load the result with "
+                "load_result(path, twin=..., data=...)."
+            )
+        from .loglik import pointwise_log_likelihood
+
+        ll = pointwise_log_likelihood(self.twin, self.data, self.idata)
+        if "log_likelihood" in self.idata.groups():
+            self.idata.log_likelihood = ll
+        else:
+            self.idata.add_groups({"log_likelihood": ll})
+        return self
 
     @property
     def posterior(self):
@@ -90,6 +177,8 @@ class TwinResult:
 
         if is_raw_smc_stats(idata.get("sample_stats", None)):  # PyMC's ragged SMC stats
             idata.sample_stats = smc_sample_stats(idata.sample_stats, nchain=int(idata.posterior.sizes["chain"]))
+        if self.diagnostics is not None and len(self.diagnostics.table.data_vars):
+            idata = _with_group(idata, DIAGNOSTICS_GROUP, self.diagnostics.table)  # checksummed too
         attrs[INTEGRITY_ATTR] = _integrity_record(idata, attrs)
         idata.posterior.attrs.update(attrs)
         write_netcdf(idata, path, engine="h5netcdf")
@@ -241,11 +330,14 @@ def load_result(path: str | Path, *, twin: Any = None, data: Any = None) -> Twin
 
         try:
             d = json.loads(diag_json)
-            diagnostics = Diagnostics(table=xr.Dataset(), checks=d["checks"], sampler=d["sampler"],
+            table = idata[DIAGNOSTICS_GROUP].load() if DIAGNOSTICS_GROUP in idata.groups() else xr.Dataset()
+            diagnostics = Diagnostics(table=table, checks=d["checks"], sampler=d["sampler"],
                                       thresholds=Thresholds(**d["thresholds"]))
         except (TypeError, ValueError, KeyError) as exc:
             raise ResultFileError(f"{path}: attribute 'vvuq_twin_diagnostics' is malformed "
                                   f"({type(exc).__name__}: {exc}).") from exc
+    if DIAGNOSTICS_GROUP in idata.groups():
+        idata = _with_group(idata, DIAGNOSTICS_GROUP, None)
     try:
         ledger = Ledger.from_json(attrs.get("vvuq_twin_ledger", "[]") or "[]")
     except LedgerIntegrityError as exc:
@@ -261,3 +353,19 @@ def load_result(path: str | Path, *, twin: Any = None, data: Any = None) -> Twin
                       diagnostics=diagnostics, ledger=ledger, info=info)
 
 
+
+
+#: group of the saved NetCDF file holding the diagnostics table (restored by load_result)
+DIAGNOSTICS_GROUP = "vvuq_twin_diagnostics"
+
+
+def _with_group(idata: az.InferenceData, name: str, ds: Any) -> az.InferenceData:
+    """A copy of ``idata`` with group ``name`` set to ``ds`` (or removed when ``ds`` is None)."""
+    import warnings
+
+    groups = {g: idata[g] for g in idata.groups() if g != name}
+    if ds is not None:
+        groups[name] = ds
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return az.InferenceData(**groups)

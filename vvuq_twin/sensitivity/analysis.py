@@ -49,6 +49,7 @@ from scipy import stats
 from .._rng import RNGLike, seed_int, spawn_seeds
 from ..exceptions import DependentInputsError, InputSpecificationError
 from ..spaces import ParameterSpace, PosteriorSpace, as_space
+from ..progress import with_progress
 
 __all__ = ["METHODS", "sensitivity", "shapley_effects", "posterior_inputs", "plot_indices"]
 
@@ -121,6 +122,7 @@ def _saltelli_vec(yA, yB, yAB):
     return S1, ST
 
 
+@with_progress("sensitivity analysis")
 def sensitivity(
     qoi: Callable[[np.ndarray], Any],
     *,
@@ -163,6 +165,8 @@ def sensitivity(
         Confidence level of the intervals.
     convergence_tol : float
         Largest allowed change between half and full budget for ``converged``.
+    progressbar : bool or None
+        Progress lines on stderr (on by default, see :mod:`vvuq_twin.progress`).
     **options
         Method options: ``num_levels`` (morris), ``M`` (fast, rbd_fast), ``delta`` (dgsm),
         ``max_order``/``q_norm`` (pce), ``n_mc``/``n_paths`` (gp), and those of

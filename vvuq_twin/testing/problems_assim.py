@@ -260,7 +260,7 @@ class ExponentialDecay:
         """The same model declared as a vvuq_twin :class:`~vvuq_twin.Twin` (input ``time``)."""
         import pytensor.tensor as pt
 
-        from ..twin import Gaussian, LogNormal, Parameter, PytensorSimulator, Twin
+        from ..twin import GaussianObs as Gaussian, LogNormal, Parameter, PytensorSimulator, Twin
 
         return Twin(
             name="exponential_decay",

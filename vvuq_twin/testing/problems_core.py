@@ -41,7 +41,7 @@ def bo2014_twin(discrepancy=None):
     return vt.Twin(
         "bo2014",
         vt.PytensorSimulator(lambda X, p: p["theta"] * X[:, 0], name="eta=theta*x"),
-        [vt.Parameter("theta", vt.Normal(0.5, 0.5))],
+        [vt.Parameter("theta", vt.NormalPrior(0.5, 0.5))],
         discrepancy=discrepancy,
-        observation=vt.Gaussian(sigma=0.01),
+        observation=vt.GaussianObs(sigma=0.01),
     )

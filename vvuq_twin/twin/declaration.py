@@ -32,7 +32,7 @@ from .priors import HalfNormal, Normal, Prior, PriorLike, StudentT, as_prior, pr
 from .simulators import Simulator
 
 __all__ = ["Parameter", "Hierarchy", "Twin", "TwinBuild", "PredictSpec", "ROLE_VARS", "ROLE_DETERMINISTICS",
-           "OBSERVED_DATA_NAME"]
+           "OBSERVED_DATA_NAME", "ACCURACY_VAR"]
 
 #: names of the role variables in every twin model
 ROLE_VARS = ("eta", "delta", "zeta", "y")
@@ -40,6 +40,8 @@ ROLE_VARS = ("eta", "delta", "zeta", "y")
 ROLE_DETERMINISTICS = ROLE_VARS[:3]
 #: name of the data container holding the (observed part of the) observations in the model
 OBSERVED_DATA_NAME = "y_observed"
+#: Deterministic holding the simulator's numerical accuracy indicator (<= 1 is within tolerance)
+ACCURACY_VAR = "eta_accuracy"
 
 _LINKS = {
     "identity": (lambda v: v, lambda v: v),
@@ -503,9 +505,12 @@ class Twin:
             for k, v in ref.items()
         }
         try:
-            out = self.simulator(pt.as_tensor_variable(data.x), params)
+            X = pt.as_tensor_variable(data.x)
+            out = self.simulator(X, params)
+            acc = self.simulator.accuracy(X, params)
             f = pytensor.function([], pt.as_tensor_variable(out), mode="FAST_COMPILE")
             val = np.asarray(f(), dtype=float)
+            acc_val = None if acc is None else np.asarray(acc.eval(mode="FAST_COMPILE"), dtype=float)
         except SimulatorError:
             raise
         except Exception as exc:  # noqa: BLE001 - reported with the parameters that failed
@@ -525,6 +530,13 @@ class Twin:
                 f"The simulator of twin {self.name!r} returned non-finite values at rows "
                 f"{bad[:10].tolist()} at the prior reference values {ref}. Fix the simulator or "
                 "the priors."
+            )
+        if acc_val is not None and not np.all(acc_val <= 1.0):
+            raise SimulatorError(
+                f"The simulator of twin {self.name!r} exceeds its numerical error tolerance at the "
+                f"prior reference values {ref} (largest scaled error estimate "
+                f"{float(np.nanmax(acc_val)):.3g} > 1, rows "
+                f"{np.flatnonzero(~(acc_val <= 1.0))[:10].tolist()}). Lower the ODE's `max_step`."
             )
         multiplicative = getattr(self.observation, "discrepancy_scale", "additive") == "log"
         if self.observation.positive and np.any(val <= 0) and (
@@ -599,6 +611,9 @@ class Twin:
             }
             X = pt.as_tensor_variable(data.x)
             eta = pm.Deterministic("eta", self.simulator(X, per_obs), dims="obs")
+            acc = self.simulator.accuracy(X, per_obs)
+            if acc is not None:  # numerical error indicator (ODE): checked after sampling
+                pm.Deterministic(ACCURACY_VAR, acc, dims="obs")
             ctx = BuildContext(X=data.x, unit_idx=unit_idx, n_units=len(units), unit_dim=udim)
             marginal = self.marginal_discrepancy()
             if marginal:
@@ -662,6 +677,9 @@ class Twin:
                 new_vals[p.name] = values[p.name][spec.unit_idx]
         Xn = pt.as_tensor_variable(spec.X)
         eta_n = pm.Deterministic("eta_new", self.simulator(Xn, new_vals), dims="obs_new")
+        acc_n = self.simulator.accuracy(Xn, new_vals)
+        if acc_n is not None:
+            pm.Deterministic(f"{ACCURACY_VAR}_new", acc_n, dims="obs_new")
         d = handle.at(spec.X, spec.unit_idx, spec.new_unit, "delta_new_raw")
         delta_n = pm.Deterministic("delta_new", d, dims="obs_new")
         zeta_n = pm.Deterministic("zeta_new", self.observation.combine(eta_n, delta_n), dims="obs_new")

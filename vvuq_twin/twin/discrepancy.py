@@ -333,6 +333,18 @@ class GPDiscrepancy(Discrepancy):
         Where the constraint holds.
     jitter : float
         Added to the covariance diagonal for numerical stability.
+    marginalize : {"auto", True, False}
+        Whether delta is integrated out of the likelihood analytically:
+        ``y ~ MvNormal(eta, K + diag(sd^2))``, exact and cheap (NUTS sees only theta and the GP
+        hyperparameters; delta is drawn from its Gaussian conditional afterwards). This needs
+        a Gaussian observation model whose noise sd does not depend on delta, i.e. without a
+        ``relative`` term (that term scales with the true process ``zeta = eta + delta``).
+        ``"auto"`` (default) marginalises when possible and otherwise falls back to a latent GP
+        - one sampled variable per observation, often 10-100x slower and with harder geometry -
+        with a :class:`~vvuq_twin.exceptions.MarginalizationWarning` saying why; ``False``
+        asks for the latent GP explicitly (no warning); ``True`` raises when the marginal is
+        impossible. The latent GP's internal non-centred variable (``delta_gp_rotated_``) is
+        kept out of the posterior group (in ``idata["latent_posterior"]``).
     """
 
     ls: PriorLike | None = None
@@ -416,6 +428,24 @@ class GPDiscrepancy(Discrepancy):
             raise TwinSpecificationError(
                 "GPDiscrepancy(marginalize=True) needs a Gaussian observation model without a "
                 "`relative` noise term; use marginalize='auto' or False."
+            )
+        if self.marginalize == "auto" and not ok:
+            import warnings
+
+            from ..exceptions import MarginalizationWarning
+
+            why = (f"the observation model {type(observation).__name__} is not Gaussian"
+                   if type(observation) is not Gaussian else
+                   "the Gaussian observation model has a `relative` noise term, whose sd scales "
+                   "with the true process eta + delta, so delta cannot be integrated out")
+            warnings.warn(
+                f"GPDiscrepancy(marginalize='auto'): {why}. Falling back to a latent GP: one "
+                "sampled variable per observation (n extra dimensions for NUTS; often 10-100x "
+                "slower, with harder geometry and more divergences). To keep the analytic "
+                "marginal, drop `relative` (or model it with known per-observation sds, "
+                "TwinData(y_sd=...)); for large n use HSGPDiscrepancy; pass marginalize=False to "
+                "choose the latent GP explicitly and silence this warning.",
+                MarginalizationWarning, stacklevel=3,
             )
         return ok if self.marginalize == "auto" else bool(self.marginalize)
 

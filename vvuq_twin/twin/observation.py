@@ -405,3 +405,9 @@ class NegativeBinomial(_CountModel):
 
     def spec(self):
         return {**super().spec(), "alpha": prior_spec(self.alpha)}
+
+
+# Names that say they are observation models (the priors are NormalPrior, StudentTPrior, ...).
+GaussianObs = Gaussian
+StudentTObs = StudentT
+__all__ += ["GaussianObs", "StudentTObs"]

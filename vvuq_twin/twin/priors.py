@@ -31,6 +31,9 @@ __all__ = [
     "StudentT",
     "HalfCauchy",
     "Beta",
+    "NormalPrior",
+    "StudentTPrior",
+    "LogNormalPrior",
     "PriorLike",
     "as_prior",
 ]
@@ -342,6 +345,13 @@ class Beta(Prior):
 
 
 PriorLike = Union[Prior, float, int]
+
+# Names that say they are priors (``vt.Normal`` and the observation model ``vt.Gaussian`` are the
+# same distribution in two roles; ``vt.StudentT`` was the observation model). The classes keep
+# their names, so declaration hashes do not change.
+NormalPrior = Normal
+StudentTPrior = StudentT
+LogNormalPrior = LogNormal
 
 
 def as_prior(value: PriorLike, where: str, *, positive: bool = False) -> Prior | float:

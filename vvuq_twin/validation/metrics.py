@@ -15,6 +15,8 @@ References
 ----------
 Gneiting & Raftery (2007), "Strictly proper scoring rules, prediction, and estimation", JASA.
 Ferro (2014), "Fair scores for ensemble forecasts", QJRMS (the fair / unbiased CRPS).
+Laio & Tamea (2007), "Verification tools for probabilistic forecasts of continuous hydrological
+variables", HESS 11:1267-1277 (the quantile decomposition of the CRPS).
 Ferson, Oberkampf & Ginzburg (2008), "Model validation and predictive capability for the thermal
 challenge problem", CMAME 197:2408-2430 (the area validation metric and u-pooling).
 Säilynoja, Bürkner & Vehtari (2022), "Graphical test for discrete uniformity ...", Stat. Comput.
@@ -35,6 +37,7 @@ from ._errors import MetricInputError
 
 __all__ = [
     "DEFAULT_SAMPLE_DIMS",
+    "ABSURD_RATIO",
     "UniformityTest",
     "crps_gaussian",
     "crps",
@@ -83,7 +86,10 @@ def _prepare(
     coords (used to label outputs). ``core_dims`` are observation dims that stay at the end
     (e.g. the variable dim of the energy score).
     """
+    _check_flagged(predictive, fname)
     if isinstance(predictive, xr.DataArray):
+        if "simulator_unreliable" in predictive.coords:
+            predictive = predictive.drop_vars("simulator_unreliable")
         sample_dims = (sample_dims,) if isinstance(sample_dims, str) else tuple(sample_dims)
         missing = [d for d in sample_dims if d not in predictive.dims]
         if missing:
@@ -142,7 +148,49 @@ def _prepare(
         )
     _check_finite(samples, "predictive", fname)
     _check_finite(obs, "observed", fname)
+    _check_absurd(samples, obs, fname)
     return samples, obs, template
+
+
+#: predictive draws beyond this multiple of the data scale are refused as absurd (see _check_absurd)
+ABSURD_RATIO: float = 1e8
+
+
+def _check_absurd(samples: np.ndarray, obs: np.ndarray, fname: str) -> None:
+    """Refuse predictive draws that are numerically absurd rather than merely wide.
+
+    The scale is ``max(max |observed|, 1.4826 * MAD of all draws)``; a draw with
+    ``|x| > ABSURD_RATIO * scale`` (1e8 by default) is a numerical failure of the model (an
+    unstable integrator, an overflow), for which any score would be meaningless. Even a Cauchy
+    predictive puts only ~6e-9 of its draws beyond 1e8 MADs.
+    """
+    centre = float(np.median(samples))
+    mad = 1.4826 * float(np.median(np.abs(samples - centre)))
+    scale = max(float(np.max(np.abs(obs))) if obs.size else 0.0, mad, abs(centre))
+    if scale <= 0:
+        return
+    bad = np.abs(samples) > ABSURD_RATIO * scale
+    if bad.any():
+        raise MetricInputError(
+            f"{fname}: `predictive` contains {int(bad.sum())} absurd draw(s) (|x| up to "
+            f"{float(np.max(np.abs(samples))):.3g}, more than {ABSURD_RATIO:g} x the data scale "
+            f"{scale:.3g}). Such draws come from a numerical failure of the model (e.g. an "
+            "unstable ODE step) and would make any score meaningless; fix the simulator (for an "
+            "ODESimulator lower `max_step`) instead of scoring them."
+        )
+
+
+def _check_flagged(predictive: Any, fname: str) -> None:
+    """Refuse predictives whose draws :func:`vvuq_twin.predict` flagged as unreliable."""
+    flag = getattr(predictive, "coords", {}).get("simulator_unreliable") if isinstance(
+        predictive, xr.DataArray) else None
+    if flag is not None and bool(np.any(flag.values)):
+        raise MetricInputError(
+            f"{fname}: {int(np.sum(flag.values))} predictive draw(s) are flagged "
+            "`simulator_unreliable` by predict (non-finite, absurd or inaccurate simulator "
+            "output). Fix the simulator (for an ODESimulator lower `max_step`) or drop those "
+            "draws explicitly before scoring."
+        )
 
 
 def _wrap(values: np.ndarray, template: xr.DataArray | None, name: str,
@@ -194,15 +242,27 @@ def crps_gaussian(mu: Any, sigma: Any, y: Any) -> Any:
 
 
 def _crps_samples_array(samples: np.ndarray, y: np.ndarray, fair: bool) -> np.ndarray:
+    """CRPS of the sample predictive as a sum of non-negative terms (no cancellation).
+
+    With the sorted, centred draws ``d_(i) = x_(i) - y``, the empirical CRPS is the quantile
+    decomposition ``(2/m) sum_i d_(i) (1{d_(i) > 0} - (i - 1/2)/m)``, every term of which is
+    ``>= 0`` (Laio & Tamea 2007; scoringrules' "qd" estimator). The fair estimator subtracts
+    ``S / (m^2 (m - 1))`` with ``S = sum_{i<j} |x_i - x_j| = sum_k g_k k (m - k)`` over the
+    gaps ``g_k = x_(k+1) - x_(k) >= 0``, again a sum of non-negative terms. (The textbook form
+    ``E|X - y| - E|X - X'|/2`` subtracts two large numbers and returns 0.0 or garbage for
+    predictives with huge draws.)
+    """
     m = samples.shape[0]
-    term1 = np.mean(np.abs(samples - y[None, ...]), axis=0)
-    xs = np.sort(samples, axis=0)
-    idx = np.arange(1, m + 1, dtype=float).reshape((m,) + (1,) * (samples.ndim - 1))
-    # sum_{i<j} |x_i - x_j| = sum_i x_(i) (2 i - m - 1)
-    pair_sum = np.sum(xs * (2.0 * idx - m - 1.0), axis=0)
-    if fair:
-        return term1 - pair_sum / (m * (m - 1.0))
-    return term1 - pair_sum / (m * m)
+    shape = (m,) + (1,) * (samples.ndim - 1)
+    d = np.sort(samples - y[None, ...], axis=0)
+    i = np.arange(1, m + 1, dtype=float).reshape(shape)
+    w = (d > 0).astype(float) - (i - 0.5) / m
+    biased = (2.0 / m) * np.sum(d * w, axis=0)
+    if not fair:
+        return biased
+    k = np.arange(1, m, dtype=float).reshape((m - 1,) + shape[1:])
+    s_pairs = np.sum(np.diff(d, axis=0) * (k * (m - k)), axis=0)
+    return biased - s_pairs / (m * m * (m - 1.0))
 
 
 def crps(
@@ -217,7 +277,12 @@ def crps(
     ``CRPS(F, y) = E|X - y| - 1/2 E|X - X'|``. The ``"fair"`` estimator (default) divides the
     pair sum by ``m (m - 1)`` and is unbiased for the CRPS of the distribution the ``m`` samples
     come from (Ferro 2014); ``"biased"`` divides by ``m^2`` (the CRPS of the empirical
-    distribution of the samples). Pair sums use the sorted-sample identity, O(m log m).
+    distribution of the samples). Both are computed from sorted draws as sums of non-negative
+    terms (quantile decomposition and gap form of the pair sum), O(m log m), so huge draws do
+    not cancel into a spurious perfect score. Non-finite draws, draws beyond ``ABSURD_RATIO``
+    (1e8) times the data scale and draws that :func:`~vvuq_twin.predict` flagged
+    ``simulator_unreliable`` raise :class:`MetricInputError` (a score of such a predictive
+    would be a number without meaning).
 
     Parameters
     ----------
@@ -246,7 +311,8 @@ def _energy_score_array(samples: np.ndarray, y: np.ndarray, fair: bool,
                         max_elements: int = 4_000_000) -> np.ndarray:
     # samples (m, *batch, d); y (*batch, d). Pairwise norms in row blocks bounded in memory.
     m = samples.shape[0]
-    term1 = np.mean(np.linalg.norm(samples - y[None, ...], axis=-1), axis=0)
+    samples = samples - y[None, ...]  # centred on the observation: no large common offset
+    term1 = np.mean(np.linalg.norm(samples, axis=-1), axis=0)
     pair = np.zeros(samples.shape[1:-1])
     chunk = max(1, int(max_elements // max(1, samples[0].size * m)))
     for start in range(0, m, chunk):
