@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "VVUQError",
+    "MixingWarning",
     "SuiteRefusedError",
     "GateError",
     "DiagnosticsGateError",
@@ -339,3 +340,8 @@ class SimulatorWarning(UserWarning):
 class MarginalizationWarning(UserWarning):
     """The GP discrepancy cannot be integrated out analytically and is sampled as a latent GP
     (the message says why and what it costs)."""
+
+
+# ------------------------------------------------------------ assimilation (rejuvenation)
+class MixingWarning(UserWarning):
+    """The rejuvenation moves did not decorrelate the particles (the posterior may be too narrow)."""

@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("inference",),
     ("domain",),
     ("twin",),
-    ("_rng", "exceptions", "_version", "_io"),
+    ("_rng", "exceptions", "_version", "_io", "progress"),
 )
 # allowed arrows inside one layer (importer -> imported)
 SAME_LAYER: frozenset[tuple[str, str]] = frozenset({

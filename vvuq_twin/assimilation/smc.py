@@ -76,8 +76,7 @@ class ParticleCollapseError(VVUQError, RuntimeError):
     """The particle approximation collapsed and no refit callback was given to recover."""
 
 
-class MixingWarning(UserWarning):
-    """The rejuvenation moves did not decorrelate the particles (the posterior may be too narrow)."""
+from ..exceptions import MixingWarning  # noqa: E402 - re-exported
 
 
 # --------------------------------------------------------------------------------------------

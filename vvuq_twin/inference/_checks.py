@@ -70,8 +70,9 @@ def check_calibrate_args(twin: Any, data: Any, *, method: Any, draws: Any, tune:
                 or not 0.0 < float(target_accept) < 1.0:
             raise ValueError(f"{fn}: `target_accept` must be a number in (0, 1), got {target_accept!r}.")
     _rng(rng, fn)
-    for name, v in (("progressbar", progressbar), ("posterior_predictive", posterior_predictive),
-                    ("warn", warn)):
+    if progressbar is not None:  # None: the default progress display (vvuq_twin.progress)
+        _flag("progressbar", progressbar, fn)
+    for name, v in (("posterior_predictive", posterior_predictive), ("warn", warn)):
         _flag(name, v, fn)
     if thresholds is not None and not isinstance(thresholds, Thresholds):
         raise TypeError(f"{fn}: `thresholds` must be a Thresholds, got {type(thresholds).__name__}.")

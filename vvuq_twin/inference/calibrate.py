@@ -217,7 +217,6 @@ def calibrate(
     Returns
     -------
     TwinResult
-
         With a pointwise ``log_likelihood`` group (closed form for Gaussian, Student-t and
         log-normal observations; otherwise call ``res.compute_log_likelihood()``).
 

@@ -53,10 +53,10 @@ def pointwise_log_likelihood(twin: Any, data: Any, idata: Any) -> xr.Dataset:
     zeta = pp["zeta"].isel(obs=idx).rename({"obs": dim}) if dim != "obs" else pp["zeta"]
     zeta = zeta.transpose("chain", "draw", dim)
     yv = np.asarray(data.y, float)[idx]
-    sigma = _noise_value(post, obs.sigma, "sigma_obs")
+    sigma = _noise_value(post, obs.sigma, obs.NOISE_VARS["sigma"])
     var = xr.zeros_like(zeta) + sigma ** 2
     if obs.relative is not None:
-        rel = _noise_value(post, obs.relative, "sigma_rel")
+        rel = _noise_value(post, obs.relative, obs.NOISE_VARS["relative"])
         base = np.log(zeta) if obs.positive else zeta
         var = var + (rel * np.abs(base)) ** 2
     if data.y_sd is not None:
@@ -67,7 +67,7 @@ def pointwise_log_likelihood(twin: Any, data: Any, idata: Any) -> xr.Dataset:
     if type(obs) is Gaussian:
         ll = stats.norm.logpdf(y, z, sd)
     elif type(obs) is StudentT:
-        nu = _noise_value(post, obs.nu, "nu_obs")
+        nu = _noise_value(post, obs.nu, obs.NOISE_VARS["nu"])
         nu = np.asarray(nu.values if isinstance(nu, xr.DataArray) else nu, float)
         nu = nu[..., None] if nu.ndim == 2 else nu
         ll = stats.t.logpdf(y, nu, z, sd)
@@ -88,7 +88,7 @@ def _pymc_log_likelihood(twin: Any, data: Any, idata: Any) -> xr.Dataset:
     import arviz as az
     import pymc as pm
 
-    from .results import full_posterior
+    from ._groups import full_posterior
 
     marginal = twin.marginal_discrepancy()
     model = twin.build_model(data, check=False, conditional_roles=marginal)

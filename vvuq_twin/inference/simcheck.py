@@ -120,7 +120,16 @@ def check_calibration(result: Any, accuracy: xr.DataArray | None) -> None:
     if accuracy is not None:
         pp["eta_accuracy"] = accuracy
     flag, counts = unreliable_draws(pp["eta"], accuracy, data_scale(result.data.y))
-    result.info["simulator_check"] = {k: (float(v) if isinstance(v, float) else v) for k, v in counts.items()}
+    def _plain(v):  # JSON-exact: numpy ints -> int, NaN -> None (so a saved result compares equal)
+        if isinstance(v, (bool, np.bool_)):
+            return bool(v)
+        if isinstance(v, (int, np.integer)):
+            return int(v)
+        if isinstance(v, (float, np.floating)):
+            return float(v) if np.isfinite(v) else None
+        return v
+
+    result.info["simulator_check"] = {k: _plain(v) for k, v in counts.items()}
     if counts["draws"]:
         raise SimulatorInstabilityError(
             f"Calibration of twin {result.twin.name!r}: {describe(counts)}. The posterior cannot be "
