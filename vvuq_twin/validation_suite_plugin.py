@@ -83,6 +83,19 @@ def _in_named_dir(config: pytest.Config, file_path: Path) -> bool:
     return False
 
 
+def _manifest_root(file_path: Path, boundary: Path) -> Path | None:
+    """The nearest directory from the case file up to ``boundary`` (pytest's rootdir) holding a
+    ``suite.toml`` manifest: the suite root whose declared local modules the cases may call
+    (modules themselves load from that root only, never from further up)."""
+    file_path, boundary = file_path.resolve(), boundary.resolve()
+    for d in file_path.parents:
+        if (d / "suite.toml").is_file():
+            return d
+        if d == boundary:
+            break
+    return None
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     """Collect ``*.toml`` case files in a configured suite directory or one named on the
     command line (there only files that hold ``[[case]]`` tables)."""
@@ -109,7 +122,8 @@ class CaseFile(pytest.File):
         from .suite import load_case_file, suite_root_for
 
         tier = self.config.getoption("--vvuq-tier")
-        root = suite_root_for(self.path, self.config.getini("vvuq_suite_dirs"))
+        root = _manifest_root(self.path, Path(str(self.config.rootpath))) or suite_root_for(
+            self.path, self.config.getini("vvuq_suite_dirs"))
         for case in load_case_file(self.path, suite_root=root):
             item = CaseItem.from_parent(self, name=case.name, case=case)
             if tier == "quick" and case.tier != "quick":

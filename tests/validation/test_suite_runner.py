@@ -285,6 +285,7 @@ def test_pytest_plugin_collects_a_directory_named_on_the_command_line(tmp_path, 
     root = tmp_path / "my_suite"
     (root / "deep").mkdir(parents=True)
     (root / "helpers_tmp.py").write_text(HELPERS)
+    (root / "suite.toml").write_text('[suite]\nmodules = ["helpers_tmp"]\n')  # declared local module
     (root / "deep" / "good.toml").write_text(textwrap.dedent(GOOD))
     (root / "settings.toml").write_text("not = 'a case'\n")  # other TOML there: left alone
     code, out = _run_pytest([root], capsys)
@@ -297,6 +298,7 @@ def test_pytest_plugin_ini_option_names_paths(tmp_path, capsys, monkeypatch):
     root = tmp_path / "checks" / "twin_cases"
     root.mkdir(parents=True)
     (root / "helpers_tmp.py").write_text(HELPERS)
+    (root / "suite.toml").write_text('[suite]\nmodules = ["helpers_tmp"]\n')
     (root / "good.toml").write_text(textwrap.dedent(GOOD))
     (tmp_path / "pytest.ini").write_text("[pytest]\nvvuq_suite_dirs =\n    checks/twin_cases\n")
     (tmp_path / "tests").mkdir()
@@ -322,6 +324,7 @@ def counted(n=200, seed=1):
     root = tmp_path / "validation_suite"
     root.mkdir()
     (root / "helpers_tmp.py").write_text(helpers)
+    (root / "suite.toml").write_text('[suite]\nmodules = ["helpers_tmp"]\n')  # declared local module
     (root / "c.toml").write_text(cases)
     res = run_suite(root, stream=sys.stderr, progressbar=False)
     assert res.ok and len(res.results) == 3

@@ -49,6 +49,7 @@ def full_posterior(idata: az.InferenceData):
     """The posterior with the auxiliary variables of :data:`LATENT_GROUP` merged back in
     (what ``pm.sample_posterior_predictive`` needs to reproduce a latent GP)."""
     post = idata.posterior
-    if LATENT_GROUP in idata.groups():
+    groups = idata.groups() if hasattr(idata, "groups") else ()  # duck-typed results have none
+    if LATENT_GROUP in groups:
         post = post.merge(idata[LATENT_GROUP], compat="override")
     return post
