@@ -6,6 +6,8 @@ import re
 import numpy as np
 import pytest
 
+import pytensor.tensor as pt
+
 import vvuq_twin as vt
 from vvuq_twin.loop import (PROVISIONAL, Assimilate, Calibrate, DataSplit, Decide,
                             DiagnosticsGateError, LoopSpecError, Operate, QoI, Sensitivity, Status,
@@ -218,3 +220,22 @@ def test_readme_loop_example_runs_as_written(tmp_path, monkeypatch):
     assert res["decide"].values["decision"] == "accept" and res["decide"].values["p_exceed"] < 0.01
     assert (tmp_path / "out/loop/loop_summary.json").exists()
     assert (tmp_path / "out/loop/report/report.html").exists()
+
+
+def test_verify_checks_the_ode_solver_the_twin_runs():
+    """An ODE twin: Verify refines the max_step of the very ODESimulator object the twin holds
+    (Dormand-Prince 5(4), formal order 5) at the calibration inputs; a claimed order 4 fails."""
+    ode = vt.ODESimulator(rhs=lambda t, y, p: -p["k"] * y, y0=lambda p: pt.ones((1,)),
+                          output=lambda y, p: y[:, 0], name="decay")
+    twin = vt.Twin("decay", ode, [vt.Parameter("k", vt.LogNormalPrior(0.0, 0.3))],
+                   observation=vt.GaussianObs(sigma=0.01))
+    t = np.linspace(0.25, 3.0, 12)
+    data = vt.TwinData(x=t, y=np.exp(-t), input_names=["t"])
+    split = DataSplit(data)
+    k_ref = twin.parameters[0].reference_value()
+    exact = lambda: np.exp(-k_ref * t)  # noqa: E731
+    ok = VVUQLoop(twin, split, [Verify(reference=exact)], progress=False).run()["verify"]
+    assert ok.status is Status.PASS, ok.reason
+    assert ok.values["formal_order"] == 5.0 and abs(ok.values["observed_order"] - 5.0) < 0.3
+    bad = VVUQLoop(twin, split, [Verify(reference=exact, formal_order=4.0)], progress=False).run()["verify"]
+    assert bad.status is Status.FAIL

@@ -182,8 +182,10 @@ class Verify(Step):
     reference : callable or None
         ``reference() -> array``: the exact solution (manufactured or closed form). Without it
         the finest level is the reference (order from three or more levels).
-    h : sequence of float
-        Refinement levels, coarse to fine.
+    h : sequence of float, optional
+        Refinement levels, coarse to fine. Default: ``(0.1, 0.05, 0.025, 0.0125)`` for a given
+        ``solver``; for the simulator's own solver, the time span of the calibration inputs
+        divided by 40, 80, 160 and 320 (an ODE's ``max_step``).
     formal_order : float
         Formal order of the scheme; the step passes when the observed order is within ``tol``.
     """
@@ -192,40 +194,51 @@ class Verify(Step):
 
     def __init__(self, name: str = "verify", *, solver: Callable[[float], Any] | None = None,
                  reference: Callable[[], Any] | None = None,
-                 h: Sequence[float] = (0.1, 0.05, 0.025, 0.0125), formal_order: float | None = None,
+                 h: Sequence[float] | None = None, formal_order: float | None = None,
                  tol: float = 0.3, **kw: Any) -> None:
         super().__init__(name, **kw)
         self.solver, self.reference = solver, reference
-        self.h, self.formal_order, self.tol = tuple(float(v) for v in h), formal_order, float(tol)
+        self.h = None if h is None else tuple(float(v) for v in h)
+        self.formal_order, self.tol = formal_order, float(tol)
 
     def config(self) -> dict[str, Any]:
         return {"solver": _code_id(self.solver), "reference": _code_id(self.reference),
-                "h": list(self.h), "formal_order": self.formal_order, "tol": self.tol}
+                "h": None if self.h is None else list(self.h), "formal_order": self.formal_order,
+                "tol": self.tol}
 
     def run(self, ctx: LoopContext) -> tuple[StepResult, Any]:
         from ..verification import observed_order
 
         sim = ctx.twin.simulator
         solver, formal = self.solver, self.formal_order
+        levels = self.h if self.h is not None else (0.1, 0.05, 0.025, 0.0125)
         if solver is None and hasattr(sim, "verification_solver"):
+            # the discretisation the calibration runs: this simulator object, refined
             solver, formal_sim = sim.verification_solver(ctx.twin, ctx.split.calibration)
             formal = formal if formal is not None else formal_sim
+            if self.h is None:
+                x = np.asarray(ctx.split.calibration.x, float)[:, getattr(sim, "time_column", 0)]
+                span = float(x.max() - min(float(getattr(sim, "t0", 0.0)), float(x.min())))
+                levels = tuple(span / n for n in (40, 80, 160, 320))
         if solver is None:
             return self._result(
                 Status.NOT_APPLICABLE,
                 f"The simulator ({type(sim).__name__}) is evaluated in closed form: there is no "
                 "discretisation to verify. Pass Verify(solver=...) for a solver the twin runs.",
                 {"simulator": type(sim).__name__}), None
-        outs = [np.asarray(solver(h), float).ravel() for h in self.h]
+        outs = [np.asarray(solver(h), float).ravel() for h in levels]
+        eff = getattr(solver, "effective_h", None)
+        if eff is not None:  # the step sizes the solver really took
+            levels = tuple(eff(h) for h in levels)
         if self.reference is not None:
             ref = np.asarray(self.reference(), float).ravel()
             errs = [float(np.max(np.abs(o - ref))) for o in outs]
-            hs = list(self.h)
+            hs = list(levels)
         else:
             if len(outs) < 3:
                 raise LoopSpecError("Verify without a reference needs at least 3 refinement levels.")
             errs = [float(np.max(np.abs(o - outs[-1]))) for o in outs[:-1]]
-            hs = list(self.h[:-1])
+            hs = list(levels[:-1])
         res = observed_order(hs, errs, theoretical_order=formal, tol=self.tol)
         p = float(res.order)
         vals = {"h": hs, "errors": errs, "observed_order": p, "formal_order": formal,

@@ -25,7 +25,7 @@ import hashlib
 import inspect
 import textwrap
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import pytensor
@@ -316,6 +316,42 @@ class ODESimulator(Simulator):
                 f"ODESimulator: rtol and atol must be > 0, got rtol={self.rtol}, atol={self.atol}."
             )
         self._cache: dict[Any, Any] = {}
+
+    #: formal order of the propagated Dormand-Prince solution (what verification checks)
+    formal_order: ClassVar[float] = 5.0
+
+    def verification_solver(self, twin: Any, data: Any) -> tuple[Callable[[float], np.ndarray], float]:
+        """``(solve(h), formal_order)`` for code verification of *this* simulator object.
+
+        ``solve(h)`` evaluates the simulator at the inputs of ``data`` (e.g. the calibration
+        data) with the twin's prior reference parameter values and ``max_step = h``: the
+        discretisation the calibration runs, refined. Used by
+        :class:`vvuq_twin.loop.Verify` (observed order of accuracy).
+        """
+        import dataclasses
+
+        import pytensor
+
+        n = int(data.n)
+        params = {}
+        for p in twin.parameters:
+            v = float(p.reference_value())
+            params[p.name] = np.full(n, v) if p.per_unit else np.float64(v)
+        X = np.asarray(data.x, dtype=float)
+
+        def solve(h: float) -> np.ndarray:
+            sim = dataclasses.replace(self, max_step=float(h))
+            out = sim(pt.as_tensor_variable(X), {k: pt.as_tensor_variable(v) for k, v in params.items()})
+            return np.asarray(pytensor.function([], out, mode="FAST_COMPILE")(), dtype=float)
+
+        def effective_h(h: float) -> float:
+            # observation times are grid nodes, so a gap is split into ceil(gap / h) steps: the
+            # longest step actually taken, not h, is the refinement parameter
+            grid, _ = dataclasses.replace(self, max_step=float(h)).time_grid(X[:, self.time_column])
+            return float(np.max(np.diff(grid)))
+
+        solve.effective_h = effective_h  # type: ignore[attr-defined]
+        return solve, float(self.formal_order)
 
     # ------------------------------------------------------------------ grid
     def time_grid(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
