@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
+from .._io import atomic_write_text as _atomic_write_text
 from .status import (PROVISIONAL, DiagnosticsGateError, GateError, Status, StepResult,
                      ValidationGateError, jsonable)
 from .steps import DataSplit, LoopContext, LoopSpecError, Step
@@ -37,21 +36,6 @@ from .steps import DataSplit, LoopContext, LoopSpecError, Step
 __all__ = ["VVUQLoop", "LoopResult"]
 
 _FORMAT = 1
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _digest(obj: Any) -> str:

@@ -10,7 +10,7 @@ identical results.
 
 from __future__ import annotations
 
-import inspect
+import abc
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,15 +29,11 @@ from ..exceptions import LoopSpecError
 
 
 def _code_id(fn: Any) -> str:
-    """Identity of a user callable for resume fingerprints: its source when available."""
-    if fn is None:
-        return "none"
-    try:
-        src = inspect.getsource(fn)
-    except (OSError, TypeError):
-        src = ""
-    name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
-    return f"{name}:{zlib.crc32(src.encode()):08x}"
+    """Identity of a user callable for resume fingerprints: the declaration's own
+    :func:`~vvuq_twin.twin.simulators.source_hash` (source and the values it closes over)."""
+    from ..twin.simulators import source_hash
+
+    return "none" if fn is None else source_hash(fn)
 
 
 @dataclass(frozen=True)
@@ -134,7 +130,7 @@ class LoopContext:
             self.progress(msg)
 
 
-class Step:
+class Step(abc.ABC):
     """Base of the loop's steps.
 
     Subclasses set ``kind`` and implement :meth:`run`; ``needs`` are gated inputs, ``uses``
@@ -154,8 +150,9 @@ class Step:
         """JSON-ready configuration (part of the resume fingerprint)."""
         return {}
 
-    def run(self, ctx: LoopContext) -> tuple[StepResult, Any]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def run(self, ctx: LoopContext) -> tuple[StepResult, Any]:
+        """Run the step: its typed result and its output object."""
 
     def save(self, obj: Any, directory: Path, ctx: LoopContext) -> None:
         """Persist the output object (default: nothing to persist)."""
@@ -635,25 +632,14 @@ class Steer(Step):
 
 
 # --------------------------------------------------------------------------- assimilation
-def _rows(data: Any, idx: Sequence[int]) -> Any:
-    from ..twin import TwinData
-
-    idx = np.asarray(idx, int)
-    return TwinData(x=np.asarray(data.x)[idx], y=np.asarray(data.y, float)[idx],
-                    unit=None if data.unit is None else np.asarray(data.unit)[idx],
-                    y_sd=None if data.y_sd is None else np.asarray(data.y_sd)[idx],
-                    input_names=data.input_names)
-
-
 def _concat(parts: Sequence[Any]) -> Any:
-    from ..twin import TwinData
+    """All assimilated data, concatenated exactly as :func:`~vvuq_twin.assimilation.assimilate`
+    does (so that the data hash of the updated twin matches on reload)."""
+    import functools
 
-    a = parts[0]
-    return TwinData(x=np.vstack([np.asarray(p.x) for p in parts]),
-                    y=np.concatenate([np.asarray(p.y, float) for p in parts]),
-                    unit=None if a.unit is None else np.concatenate([np.asarray(p.unit) for p in parts]),
-                    y_sd=None if a.y_sd is None else np.concatenate([np.asarray(p.y_sd) for p in parts]),
-                    input_names=a.input_names)
+    from ..assimilation.twin_adapter import _concat_twin_data
+
+    return functools.reduce(_concat_twin_data, parts)
 
 
 class Assimilate(Step):
@@ -702,7 +688,7 @@ class Assimilate(Step):
                 if s.name == self.steer:
                     cands = s.candidates
             if cands is not None and np.isfinite(np.asarray(cands.y, float)[best]):
-                out.append((f"steered:{step.values['best_label']}", _rows(cands, [best])))
+                out.append((f"steered:{step.values['best_label']}", cands.subset([best])))
         out += [(f"stream[{i}]", b) for i, b in enumerate(ctx.split.stream)]
         return out
 

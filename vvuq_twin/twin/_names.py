@@ -20,6 +20,7 @@ import numpy as np
 import pytensor.tensor as pt
 
 from ..exceptions import TwinSpecificationError
+from ._spec import PredictSpec
 from .simulators import Simulator
 
 __all__ = ["builder_names", "check_parameter_names"]
@@ -57,9 +58,6 @@ def _probe_data(twin: Any):
 
 
 def _build_all(twin: Any) -> set[str]:
-    # the twin's own module defines PredictSpec (no import of declaration: it imports us)
-    PredictSpec = twin.predict_spec_type
-
     probe = dataclasses.replace(twin, simulator=_ProbeSimulator())
     data = _probe_data(probe)
     names: set[str] = set()

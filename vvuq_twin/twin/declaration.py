@@ -27,6 +27,7 @@ import pytensor.tensor as pt
 from ..exceptions import DataValidationError, SimulatorError, TwinSpecificationError
 from .data import TwinData
 from .discrepancy import BuildContext, Discrepancy, DiscrepancyHandle, NoDiscrepancy
+from ._spec import PredictSpec
 from .observation import Gaussian, LogNormalObs, ObservationModel
 from .priors import HalfNormal, Normal, Prior, PriorLike, StudentT, as_prior, prior_spec
 from .simulators import Simulator
@@ -169,15 +170,6 @@ class Hierarchy:
 
 
 @dataclass
-class PredictSpec:
-    """New points at which the model also computes eta, delta, zeta, y (suffix ``_new``)."""
-
-    X: np.ndarray
-    unit_idx: np.ndarray | None = None
-    new_unit: bool = False
-
-
-@dataclass
 class Twin:
     """A digital twin declared as a Bayesian (hierarchical) model.
 
@@ -258,11 +250,6 @@ class Twin:
             return self
         new = freeze(np.asarray(data.x, float))
         return self if new is self.discrepancy else _dc.replace(self, discrepancy=new)
-
-    @property
-    def predict_spec_type(self) -> type:
-        """The class describing prediction points of :meth:`build_model` (``PredictSpec``)."""
-        return PredictSpec
 
     @property
     def parameter_names(self) -> list[str]:

@@ -117,22 +117,19 @@ class ObservationModel(abc.ABC):
         v = np.asarray(noise[key], float)
         return v.reshape(-1, *([1] * (np.ndim(like) - 1))) if v.ndim == 1 and np.ndim(like) > 1 else v
 
+    @abc.abstractmethod
     def logpdf(self, y: Any, zeta: Any, sd: Any, noise: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """Elementwise log-density of ``y`` given the true process ``zeta`` and measurement ``sd``.
 
         numpy, broadcasting (draws along the first axis); ``noise`` holds the other noise values
-        per draw (e.g. ``nu`` of the Student-t), as from :meth:`noise_values`.
+        per draw (e.g. ``nu`` of the Student-t), as from :meth:`noise_values`. Every
+        observation model implements it (the declaration's numpy answers rest on it).
         """
-        raise NotImplementedError(
-            f"{type(self).__name__} has no numpy log-density; implement logpdf(y, zeta, sd, noise)."
-        )
 
+    @abc.abstractmethod
     def sample(self, zeta: Any, sd: Any, noise: Mapping[str, np.ndarray] | None,
                rng: np.random.Generator) -> np.ndarray:
         """Draw measurements ``y | zeta`` (numpy, shape of ``zeta``)."""
-        raise NotImplementedError(
-            f"{type(self).__name__} cannot sample in numpy; implement sample(zeta, sd, noise, rng)."
-        )
 
     def scale(self, noise, zeta, y_sd=None, extra_var=None):
         var = noise["sigma"] ** 2
