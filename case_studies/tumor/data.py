@@ -42,7 +42,7 @@ from .._data import (
     verify_checksum,
 )
 
-__all__ = ["TUMOR_DATASETS", "load_tumor", "tumor_twin_data"]
+__all__ = ["TUMOR_DATASETS", "load_tumor", "tumor_twin_data", "decision_day", "split_at_decision_day"]
 
 _CITATION_BENZEKRY = (
     "Benzekry S, Lamont C, Beheshti A, Tracz A, Ebos JML, Hlatky L, Hahnfeldt P (2014). "
@@ -221,3 +221,66 @@ def tumor_twin_data(ds: xr.Dataset, part: Literal["train", "holdout", "all"] = "
     sub = ds.isel(obs=np.flatnonzero(keep))
     return TwinData(x=sub["time"].values, y=np.log(sub["volume"].values),
                     unit=sub["subject"].values, input_names=["time"], obs=sub["obs"].values)
+
+
+def decision_day(ds: xr.Dataset, threshold: float) -> float:
+    """The latest measurement day at which no reading so far has reached ``threshold``.
+
+    At that day every mouse's decision (when to image next) is still open. Volumes of 0 mm³
+    are left out; every mouse must have at least one reading up to that day.
+
+    Raises
+    ------
+    ValueError
+        When the first reading day already has a volume at or above the threshold, or when
+        some mouse has no reading up to the decision day.
+    """
+    keep = ~ds["below_detection"].values
+    t = ds["time"].values[keep]
+    v = ds["volume"].values[keep]
+    u = ds["subject"].values[keep].astype(str)
+    days = np.unique(t)
+    first_hit = t[v >= threshold].min() if np.any(v >= threshold) else np.inf
+    open_days = days[days < first_hit]
+    if open_days.size == 0:
+        raise ValueError(f"Already the first reading day has a volume >= {threshold:g} mm³: no decision day "
+                         "with every decision open exists; raise the threshold.")
+    d = float(open_days.max())
+    late = sorted(set(u) - set(u[t <= d]))
+    if late:
+        raise ValueError(f"Mice {late} have no reading up to the decision day {d:g}: they cannot be "
+                         "calibrated before the decision; raise the threshold or leave them out.")
+    return d
+
+
+def split_at_decision_day(ds: xr.Dataset, threshold: float) -> dict:
+    """Calibration (readings up to :func:`decision_day`) and hold-out (after it) of a tumor dataset.
+
+    Returns
+    -------
+    dict
+        ``t_now`` (the decision day), ``calibration`` and ``holdout`` (TwinData: x = time,
+        y = log volume, unit = mouse), ``candidates`` (TwinData: the first held-back reading of
+        each mouse, the measurements a design step may choose) and ``readings`` (mouse ->
+        (times, volumes) of its held-back readings, against which decisions are judged).
+    """
+    t_now = decision_day(ds, threshold)
+    keep = ~ds["below_detection"].values
+    sub = ds.isel(obs=np.flatnonzero(keep))
+    t = sub["time"].values
+    u = sub["subject"].values.astype(str)
+    y = np.log(sub["volume"].values)
+
+    def td(sel: np.ndarray) -> TwinData:
+        return TwinData(x=t[sel], y=y[sel], unit=u[sel], input_names=["time"], obs=sub["obs"].values[sel])
+
+    cal, hold = t <= t_now, t > t_now
+    first = np.zeros(t.size, bool)
+    readings = {}
+    for m in dict.fromkeys(u.tolist()):
+        idx = np.flatnonzero(hold & (u == m))
+        if idx.size:
+            first[idx[np.argmin(t[idx])]] = True
+            readings[m] = (t[idx].tolist(), np.exp(y[idx]).tolist())
+    return {"t_now": t_now, "calibration": td(cal), "holdout": td(hold), "candidates": td(first),
+            "readings": readings}
