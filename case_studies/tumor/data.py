@@ -223,37 +223,43 @@ def tumor_twin_data(ds: xr.Dataset, part: Literal["train", "holdout", "all"] = "
                     unit=sub["subject"].values, input_names=["time"], obs=sub["obs"].values)
 
 
-def decision_day(ds: xr.Dataset, threshold: float) -> float:
-    """The latest measurement day at which no reading so far has reached ``threshold``.
+def decision_day(ds: xr.Dataset, threshold: float, open_fraction: float = 0.85) -> float:
+    """The latest measurement day at which at least ``open_fraction`` of the mice are still open.
 
-    At that day every mouse's decision (when to image next) is still open. Volumes of 0 mm³
-    are left out; every mouse must have at least one reading up to that day.
+    A mouse's decision (when to image next) is open while none of its readings so far has
+    reached ``threshold``. Volumes of 0 mm³ are left out; every mouse must have at least one
+    reading up to that day.
 
     Raises
     ------
     ValueError
-        When the first reading day already has a volume at or above the threshold, or when
-        some mouse has no reading up to the decision day.
+        When ``open_fraction`` is outside (0, 1], when no day keeps that many decisions open, or
+        when some mouse has no reading up to the decision day.
     """
+    if not 0.0 < float(open_fraction) <= 1.0:
+        raise ValueError(f"open_fraction must lie in (0, 1], got {open_fraction!r}.")
     keep = ~ds["below_detection"].values
     t = ds["time"].values[keep]
     v = ds["volume"].values[keep]
     u = ds["subject"].values[keep].astype(str)
+    mice = sorted(set(u.tolist()))
+    first_hit = {m: (t[(u == m) & (v >= threshold)].min() if np.any((u == m) & (v >= threshold)) else np.inf)
+                 for m in mice}
     days = np.unique(t)
-    first_hit = t[v >= threshold].min() if np.any(v >= threshold) else np.inf
-    open_days = days[days < first_hit]
-    if open_days.size == 0:
-        raise ValueError(f"Already the first reading day has a volume >= {threshold:g} mm³: no decision day "
-                         "with every decision open exists; raise the threshold.")
-    d = float(open_days.max())
-    late = sorted(set(u) - set(u[t <= d]))
+    n_open = np.array([sum(first_hit[m] > d for m in mice) for d in days])
+    ok = days[n_open >= open_fraction * len(mice) - 1e-9]
+    if ok.size == 0:
+        raise ValueError(f"Already the first reading day has fewer than {open_fraction:.0%} of the mice below "
+                         f"{threshold:g} mm³: no decision day keeps the decisions open; raise the threshold.")
+    d = float(ok.max())
+    late = sorted(set(mice) - set(u[t <= d].tolist()))
     if late:
         raise ValueError(f"Mice {late} have no reading up to the decision day {d:g}: they cannot be "
                          "calibrated before the decision; raise the threshold or leave them out.")
     return d
 
 
-def split_at_decision_day(ds: xr.Dataset, threshold: float) -> dict:
+def split_at_decision_day(ds: xr.Dataset, threshold: float, open_fraction: float = 0.85) -> dict:
     """Calibration (readings up to :func:`decision_day`) and hold-out (after it) of a tumor dataset.
 
     Returns
@@ -264,7 +270,7 @@ def split_at_decision_day(ds: xr.Dataset, threshold: float) -> dict:
         each mouse, the measurements a design step may choose) and ``readings`` (mouse ->
         (times, volumes) of its held-back readings, against which decisions are judged).
     """
-    t_now = decision_day(ds, threshold)
+    t_now = decision_day(ds, threshold, open_fraction)
     keep = ~ds["below_detection"].values
     sub = ds.isel(obs=np.flatnonzero(keep))
     t = sub["time"].values

@@ -75,6 +75,7 @@ def case_summary(res: Any, *, ds: Any, prov: Any, split: dict, plain: dict, fits
         "median_bias_after": val2.get("median_bias", {}).get("value"),
         "validation_after_status": val2.get("status"),
         "discrepancy": "HSGP (eta ~ HalfNormal(0.1))" if has_disc else "none",
+        "comparison": _vals(res, "compare_discrepancy"),
         "k_median": float(k_q[1]), "k_90": [float(k_q[0]), float(k_q[2])], "K_median_mm3": float(np.exp(k_q[1])),
         "beta_median": float(np.median(beta_pop)),
         "K_no_discrepancy_fit_mm3": plain["K_mm3"], "k_no_discrepancy_fit": plain["k"],

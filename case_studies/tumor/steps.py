@@ -31,7 +31,7 @@ from .loop import crossing_times, imaging_day, stack_draws
 
 __all__ = ["bimodality_coefficient", "exceedance_band", "render_decision", "observed_crossing",
            "time_to_threshold_qoi", "imaging_rule", "MouseDecisions", "FocusSensitivity",
-           "FocusSteer", "FocusDecide", "ValidateRest"]
+           "FocusSteer", "FocusDecide", "ValidateRest", "CompareTwin"]
 
 
 def bimodality_coefficient(x: Any) -> float:
@@ -315,3 +315,48 @@ class ValidateRest(Validate):
         keep = ~((np.asarray(ho.unit).astype(str) == str(c.unit[0])) & np.isclose(np.asarray(ho.x, float)[:, 0],
                                                                                      float(np.asarray(c.x)[0, 0])))
         return ho.subset(keep)
+
+
+class CompareTwin(Step):
+    """Calibrate an alternative declaration on the same split and judge it as :class:`Validate` does.
+
+    Reported only (status RECORD): the figures compare the carrying capacity, the sampler
+    diagnostics and the hold-out judgement of the loop's twin with those of ``twin`` (e.g. the
+    same twin with an HSGP discrepancy), so that the summary shows what the discrepancy does to
+    the physical parameter and to the forecasts.
+    """
+
+    kind = "validation"
+
+    def __init__(self, name: str = "compare_discrepancy", *, twin: Any, label: str, level: float = 0.9,
+                 **calibrate_kwargs: Any) -> None:
+        super().__init__(name)
+        self.twin, self.label, self.level, self.kwargs = twin, label, float(level), calibrate_kwargs
+
+    def config(self) -> dict[str, Any]:
+        return {"twin": self.twin.hash, "label": self.label, "level": self.level,
+                "kwargs": {k: repr(v) for k, v in sorted(self.kwargs.items())}}
+
+    def run(self, ctx: Any) -> tuple[Any, Any]:
+        import warnings
+
+        from vvuq_twin import calibrate, predict
+        from vvuq_twin.validation.judge import judge_predictive
+
+        seed = ctx.step_seed(self.name)
+        res = calibrate(self.twin, ctx.split.calibration, rng=seed, warn=False, **self.kwargs)
+        ho = ctx.split.holdout
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            pred = predict(res, ho.x, unit=[str(u) for u in np.asarray(ho.unit)], rng=seed)
+        d = pred["y"].stack(s=("chain", "draw")).transpose("s", ...).values
+        j = judge_predictive(np.asarray(ho.y, float), d.reshape(d.shape[0], -1), level=self.level, rng=seed)
+        k = res.posterior["k"].values.ravel()
+        diag = res.diagnostics
+        vals = {"twin": self.label, "K_median_mm3": float(np.exp(np.median(k))),
+                "K_90_mm3": [float(v) for v in np.exp(np.quantile(k, [0.05, 0.95]))],
+                "diagnostics_passed": bool(diag.passed), "diagnostics_failures": list(diag.failures),
+                "validation": j.to_dict()}
+        return self._result(Status.RECORD, f"{self.label}: K = {vals['K_median_mm3']:.0f} mm³, validation "
+                                           f"{j.status} ({j.bias.value:.0%} of held-back readings above the "
+                                           "predictive median).", vals), None

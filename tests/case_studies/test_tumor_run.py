@@ -196,19 +196,28 @@ def test_pooled_gompertz_fit_recovers_noiseless_parameters():
         pooled_gompertz_fit(t, y, us)
 
 
-def test_decision_day_keeps_every_decision_open(data_dir):
+def test_decision_day_keeps_the_decisions_open(data_dir):
     from case_studies.tumor.data import decision_day, load_tumor, split_at_decision_day
 
     ds, _ = load_tumor(data_dir)
     # mouse 14 reads 1776 mm³ on day 14: day 13 is the last day with every reading < 1000 mm³
-    assert decision_day(ds, 1000.0) == 13.0
-    s = split_at_decision_day(ds, 1000.0)
-    assert s["calibration"].n + s["holdout"].n == 188
-    assert np.max(s["calibration"].x) <= 13.0 < np.min(s["holdout"].x)
-    assert np.all(np.exp(s["calibration"].y) < 1000.0)
-    assert s["candidates"].n == 20 and set(s["readings"]) == set(np.asarray(s["candidates"].unit).astype(str))
+    assert decision_day(ds, 1000.0, 1.0) == 13.0
+    # day 15: mice 12 (1007 mm³ on day 15), 14 and 19 (1070 mm³ on day 15) have passed, 17 of 20
+    # are open (85%); day 16 adds mouse 15 (1026 mm³): 80%
+    assert decision_day(ds, 1000.0, 0.85) == 15.0
+    assert decision_day(ds, 1000.0, 0.8) == 16.0
+    s = split_at_decision_day(ds, 1000.0, 0.85)
+    assert s["t_now"] == 15.0 and s["calibration"].n == 122 and s["holdout"].n == 66
+    assert np.max(s["calibration"].x) <= 15.0 < np.min(s["holdout"].x)
+    # mouse 14's last reading is day 14: no held-back reading, no candidate
+    assert s["candidates"].n == 19 and "14" not in s["readings"]
+    assert set(s["readings"]) == set(np.asarray(s["candidates"].unit).astype(str))
     with pytest.raises(ValueError, match="first reading day"):
+        decision_day(ds, 10.0, 1.0)
+    with pytest.raises(ValueError, match=r"Mice \['0', .* have no reading up to the decision day 5"):
         decision_day(ds, 10.0)
+    with pytest.raises(ValueError, match="open_fraction"):
+        decision_day(ds, 1000.0, 0.0)
 
 
 # ------------------------------------------------------------------ bad input (fast)
@@ -239,10 +248,10 @@ def _step(s, name):
 @pytest.mark.slow
 def test_tumor_steps_and_standard_keys(tumor):
     names = [r["step"] for r in tumor["loop"]["steps"]]
-    assert names == ["verify", "sbc", "calibrate", "validate", "decisions", "sensitivity", "decide", "steer",
+    assert names == ["verify", "sbc", "calibrate", "validate", "compare_discrepancy", "decisions", "sensitivity", "decide", "steer",
                      "assimilate", "validate_after", "decide_after", "operate"]
     assert tumor["case"] == "tumor" and tumor["quick"] is True and tumor["seed"] == 1
-    assert tumor["n_train"] == 83 and tumor["n_holdout"] == 105 and tumor["t_now"] == 13.0
+    assert tumor["n_train"] == 122 and tumor["n_holdout"] == 66 and tumor["t_now"] == 15.0
     # closed-form growth law: nothing to discretise, so verification says NOT APPLICABLE
     assert tumor["verification_status"] == "NOT APPLICABLE" and tumor["verification_order"] is None
     json.dumps(tumor)
@@ -335,10 +344,19 @@ def test_tumor_structural_correlation_matches_vaghi_2020(tumor, data_dir):
 
 @pytest.mark.slow
 def test_tumor_carrying_capacity_against_the_no_discrepancy_fit(tumor):
-    # the no-discrepancy least-squares fit and the twin's K are reported side by side
+    # independent fit: least squares of the same reduced Gompertz without discrepancy lies in the
+    # loop twin's (no-discrepancy) 90% interval of k
+    assert tumor["discrepancy"] == "none"
+    k_lo, k_hi = tumor["k_90"]
+    assert k_lo < tumor["k_no_discrepancy_fit"] < k_hi
     assert tumor["K_ratio_to_no_discrepancy_fit"] == pytest.approx(
         tumor["K_median_mm3"] / tumor["K_no_discrepancy_fit_mm3"])
     assert 0.03 < tumor["beta_median"] < 0.4
+    # the HSGP twin beside it: confounded, its carrying capacity is lower
+    c = tumor["comparison"]
+    assert c["twin"] == "with HSGP discrepancy"
+    assert c["K_median_mm3"] < tumor["K_median_mm3"]
+    assert c["validation"]["median_bias"]["value"] >= tumor["median_bias"]
 
 
 @pytest.mark.slow
