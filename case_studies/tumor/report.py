@@ -55,7 +55,9 @@ def case_summary(res: Any, *, ds: Any, prov: Any, split: dict, plain: dict, fits
     batches = assim.get("batches", [])
     d0, d1 = _vals(res, "decide"), _vals(res, "decide_after")
     op = _vals(res, "operate")
-    has_disc = "delta_eta" in post
+    from vvuq_twin import NoDiscrepancy
+
+    has_disc = not isinstance(res.objects["calibrate"].twin.discrepancy, NoDiscrepancy)
     return {
         "case": "tumor", "quick": bool(quick), "dataset": dataset, "seed": int(res.meta["seed"]),
         "status": res.status.value, "provisional_steps": res.provisional_steps,
