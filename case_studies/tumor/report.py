@@ -132,6 +132,25 @@ def _decisions_figure(s: dict) -> Any:
     return fig
 
 
+def _capacity_figure(s: dict) -> Any:
+    plt = _plt()
+    c = s["comparison"]
+    rows = [("loop twin (no discrepancy)", s["K_median_mm3"], np.exp(s["k_90"])),
+            (c["twin"], c["K_median_mm3"], c["K_90_mm3"]),
+            ("least squares, no discrepancy", s["K_no_discrepancy_fit_mm3"], None)]
+    fig, ax = plt.subplots(figsize=(6.4, 2.6))
+    for i, (lab, med, iv) in enumerate(rows):
+        if iv is not None:
+            ax.plot(list(iv), [i, i], color="0.6", lw=4)
+        ax.plot(med, i, "ko")
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("carrying capacity K (mm³): median and 90% interval")
+    ax.set_ylabel("fit")
+    fig.tight_layout()
+    return fig
+
+
 def write(res: Any, summary: dict, out: Path, *, split: dict, grid: Any) -> dict[str, Path]:
     """Render the loop's report with the case figures; write it and ``case_summary.json``."""
     out = Path(out)
@@ -143,6 +162,14 @@ def write(res: Any, summary: dict, out: Path, *, split: dict, grid: Any) -> dict
                             "days (triangles) fall before the crossings read from the held-back data (x); "
                             f"{real.get('n_violated')} of {real.get('n_judged')} judged decisions were late "
                             f"(band {real.get('band')})."))
+    c = summary["comparison"]
+    rep.add_figure("compare_discrepancy (validation)", _capacity_figure(summary),
+                   caption=(f"Carrying capacity with and without the HSGP discrepancy: a reader should conclude "
+                            f"that the discrepancy pulls K down ({c['K_median_mm3']:.0f} vs "
+                            f"{summary['K_median_mm3']:.0f} mm³; least squares without discrepancy "
+                            f"{summary['K_no_discrepancy_fit_mm3']:.0f} mm³) - it is confounded with K - and "
+                            f"forecasts worse ({c['validation']['median_bias']['value']:.0%} vs "
+                            f"{summary['median_bias']:.0%} of held-back readings above the predictive median)."))
     paths = dict(rep.write(out))
     paths["case_summary"] = out / "case_summary.json"
     paths["case_summary"].write_text(json.dumps(summary, indent=1, default=str) + "\n", encoding="utf-8")

@@ -252,3 +252,15 @@ def test_sbc_step_runs_sbc_on_the_calibration_design(twin, split):
     assert r.values["n_sims"] == 8
     assert r.values["passed"] == (r.status is Status.PASS) == (r.values["failed_quantities"] == [])
     assert r.status is Status.PASS, r.reason
+
+
+def test_assimilation_report_values_leave_wall_clock_seconds_out():
+    """Two runs with the same seed give the same step values: the UpdateReport's wall-clock
+    ``seconds`` is kept out of the assimilation step's figures (lists are left out as before)."""
+    from vvuq_twin.assimilation.smc import UpdateReport
+    from vvuq_twin.loop.steps import _report_dict
+
+    a = _report_dict(UpdateReport(batch_index=0, status="reweighted", n_obs=1, ess_one_step=900.0, seconds=3.1))
+    b = _report_dict(UpdateReport(batch_index=0, status="reweighted", n_obs=1, ess_one_step=900.0, seconds=7.4))
+    assert a == b and "seconds" not in a
+    assert a["status"] == "reweighted" and a["ess_one_step"] == 900.0 and a["n_obs"] == 1

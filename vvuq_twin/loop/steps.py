@@ -741,9 +741,14 @@ def _report_dict(rep: Any) -> dict[str, Any]:
         {k: getattr(rep, k) for k in getattr(rep, "__dataclass_fields__", {})})
     keep = {}
     for k, v in jsonable(d).items():
-        if isinstance(v, (int, float, str, bool)) or v is None:
+        # wall-clock seconds differ between two runs with the same seed: not a comparable figure
+        if k not in _VOLATILE_REPORT_KEYS and (isinstance(v, (int, float, str, bool)) or v is None):
             keep[k] = v
     return keep
+
+
+#: UpdateReport fields that are timings (kept out of the step's comparable values).
+_VOLATILE_REPORT_KEYS = frozenset({"seconds"})
 
 
 # --------------------------------------------------------------------------- operation
