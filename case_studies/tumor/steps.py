@@ -171,7 +171,7 @@ class MouseDecisions(Step):
         z = stack_draws(pred["zeta"]).reshape(n_chain * n_draw, len(mice), ng)
         T = crossing_times(z, self.grid, float(np.log(self.threshold)), self.horizon)
         cand_unit = np.asarray(self.candidates.unit).astype(str)
-        rows, violations = [], []
+        rows, violations, notes = [], [], set()
         for j, m in enumerate(mice):
             dec = imaging_day(T[:, j], self.epsilon, self.t_now, self.horizon, rng=int(g.integers(2**31)))
             p_now = float(np.mean(T[:, j] <= self.t_now))
@@ -192,12 +192,13 @@ class MouseDecisions(Step):
                    "observed_crossing": t_obs, "judged": judged, "violated": violated, "utility": None}
             k = np.flatnonzero(cand_unit == m)
             if dec.feasible and k.size and np.var(T[:, j]) > 0:
-                with warnings.catch_warnings(record=True):
+                with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
                     u = twin_design_utilities(res, np.asarray(self.candidates.x, float)[k[:1]], unit=[m],
                                               target=T[:, j].reshape(n_chain, n_draw),
                                               n_draws=min(self.n_design_draws, n_chain * n_draw),
                                               rng=int(g.integers(2**31)))
+                notes.update(f"mouse {m}: {w.message}" for w in caught)
                 row["utility"] = float(u["utility"].values[0])
                 row["utility_se"] = float(u["utility_se"].values[0])
             rows.append(row)
@@ -214,7 +215,7 @@ class MouseDecisions(Step):
         counts = {lab: sum(r["decision"].startswith(lab) for r in rows)
                   for lab in ("image by day", "image now", "already exceeded")}
         vals = {"t_now": self.t_now, "threshold": self.threshold, "epsilon": self.epsilon, "mice": rows,
-                "decision_counts": counts, "n_open": len(open_rows),
+                "decision_counts": counts, "n_open": len(open_rows), "notes": sorted(notes),
                 "realised": {"n_judged": n_j, "n_violated": n_v, "rate": rate, "band": list(band),
                              "nominal": self.epsilon, "status": "PASS" if ok else ("FAIL" if n_j else "NOT INFORMATIVE")},
                 "focus": focus_row["mouse"], "focus_utility": focus_row["utility"],
@@ -346,7 +347,7 @@ class CompareTwin(Step):
         seed = ctx.step_seed(self.name)
         res = calibrate(self.twin, ctx.split.calibration, rng=seed, warn=False, **self.kwargs)
         ho = ctx.split.holdout
-        with warnings.catch_warnings(record=True):
+        with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             pred = predict(res, ho.x, unit=[str(u) for u in np.asarray(ho.unit)], rng=seed)
         d = pred["y"].stack(s=("chain", "draw")).transpose("s", ...).values
@@ -356,7 +357,7 @@ class CompareTwin(Step):
         vals = {"twin": self.label, "K_median_mm3": float(np.exp(np.median(k))),
                 "K_90_mm3": [float(v) for v in np.exp(np.quantile(k, [0.05, 0.95]))],
                 "diagnostics_passed": bool(diag.passed), "diagnostics_failures": list(diag.failures),
-                "validation": j.to_dict()}
+                "validation": j.to_dict(), "notes": sorted({str(w.message) for w in caught})}
         return self._result(Status.RECORD, f"{self.label}: K = {vals['K_median_mm3']:.0f} mm³, validation "
                                            f"{j.status} ({j.bias.value:.0%} of held-back readings above the "
                                            "predictive median).", vals), None
