@@ -153,9 +153,10 @@ def preposterior_utility(L: np.ndarray, *, qoi: np.ndarray | None = None,
         v = np.maximum(W @ q**2 - m**2, 1e-300)
         u = 0.5 * (np.log(np.var(q)) - np.log(v))
     else:
-        loss = np.asarray(loss, dtype=float)
-        prior_risk = float(np.min(loss.mean(axis=0)))
-        u = prior_risk - np.min(W @ loss, axis=1)
+        from ..decisions.voi import preposterior_terms
+
+        # the one EVSI formula of the package (vvuq_twin.decisions.voi)
+        u, _, _ = preposterior_terms(np.asarray(loss, dtype=float), W @ np.asarray(loss, dtype=float))
     return u, ess_q05
 
 
