@@ -268,7 +268,8 @@ def split_at_decision_day(ds: xr.Dataset, threshold: float, open_fraction: float
         ``t_now`` (the decision day), ``calibration`` and ``holdout`` (TwinData: x = time,
         y = log volume, unit = mouse), ``candidates`` (TwinData: the first held-back reading of
         each mouse, the measurements a design step may choose) and ``readings`` (mouse ->
-        (times, volumes) of its held-back readings, against which decisions are judged).
+        (times, volumes) of all its readings, from which the crossing of the threshold is read
+        to judge the decisions: a reading at the decision day may already be above it).
     """
     t_now = decision_day(ds, threshold, open_fraction)
     keep = ~ds["below_detection"].values
@@ -287,6 +288,7 @@ def split_at_decision_day(ds: xr.Dataset, threshold: float, open_fraction: float
         idx = np.flatnonzero(hold & (u == m))
         if idx.size:
             first[idx[np.argmin(t[idx])]] = True
-            readings[m] = (t[idx].tolist(), np.exp(y[idx]).tolist())
+        every = np.flatnonzero(u == m)
+        readings[m] = (t[every].tolist(), np.exp(y[every]).tolist())
     return {"t_now": t_now, "calibration": td(cal), "holdout": td(hold), "candidates": td(first),
             "readings": readings}

@@ -30,7 +30,8 @@ PROSE = {
     "decisions": "Every mouse gets a decision at the decision day: 'image by day d' (the latest day "
                  "with P(threshold passed before d) <= epsilon), 'image now' or 'already exceeded' "
                  "when no day meets the constraint. The realised violation rate of the open decisions, "
-                 "read from the held-back readings, is judged against its binomial band.",
+                 "read from the mouse's readings (log-linear between readings), is judged against its "
+                 "binomial band.",
     "assimilate": "The steered reading is assimilated by SMC with the library's default rejuvenation "
                   "(no forced resampling); the move diagnostics are in the table.",
 }
@@ -126,7 +127,7 @@ def _decisions_figure(s: dict) -> Any:
     ax.axvline(s["t_now"], color="purple", ls="--", lw=1)
     ax.set_yticks(range(len(rows)), [f"{r['mouse']}: {r['decision']}" for r in rows], fontsize=6)
     ax.set_xlabel("days after injection (grey: 90% interval of the time-to-threshold; triangle: imaging "
-                  "day; x: crossing read from held-back data)", fontsize=7)
+                  "day; x: crossing read from the readings)", fontsize=7)
     ax.set_ylabel("mouse and decision")
     fig.tight_layout()
     return fig
@@ -159,7 +160,7 @@ def write(res: Any, summary: dict, out: Path, *, split: dict, grid: Any) -> dict
     real = summary["realised_exceedance"] or {}
     rep.add_figure("decisions (decision)", _decisions_figure(summary),
                    caption=(f"Decisions at day {summary['t_now']:g}: a reader should check that the imaging "
-                            "days (triangles) fall before the crossings read from the held-back data (x); "
+                            "days (triangles) fall before the crossings read from the mouse's readings (x); "
                             f"{real.get('n_violated')} of {real.get('n_judged')} judged decisions were late "
                             f"(band {real.get('band')})."))
     c = summary["comparison"]

@@ -5,7 +5,7 @@ burden threshold, for every mouse the latest next imaging day ``d`` with
 ``P(T < d) <= epsilon`` (``T``: the mouse's time-to-threshold of its true volume). A mouse for
 which no day meets the constraint gets a decision, not NaN: *image now* (the constraint is
 violated already at ``t_now``) or *already exceeded* (its volume has passed the threshold with
-probability > 1/2). The realised exceedance rate of the decisions - held-back readings show the
+probability > 1/2). The realised exceedance rate of the decisions - the mouse's readings show the
 threshold passed before the recommended day - is judged against its binomial band.
 
 The focus mouse (the one whose decision the sensitivity, steering and re-decision study) is the
@@ -131,7 +131,8 @@ class MouseDecisions(Step):
     candidates : TwinData
         The next (held-back) reading of each mouse: where its goal-oriented utility is computed.
     readings : mapping of str to (times, volumes)
-        Held-back readings of each mouse, against which the decisions are judged.
+        Readings of each mouse (calibration and held back), from which the crossing of the
+        threshold is read (log-linear interpolation) to judge the decisions.
     n_design_draws : int
         Posterior draws of the design utilities.
     """

@@ -210,8 +210,11 @@ def test_decision_day_keeps_the_decisions_open(data_dir):
     assert s["t_now"] == 15.0 and s["calibration"].n == 122 and s["holdout"].n == 66
     assert np.max(s["calibration"].x) <= 15.0 < np.min(s["holdout"].x)
     # mouse 14's last reading is day 14: no held-back reading, no candidate
-    assert s["candidates"].n == 19 and "14" not in s["readings"]
-    assert set(s["readings"]) == set(np.asarray(s["candidates"].unit).astype(str))
+    assert s["candidates"].n == 19 and "14" not in set(np.asarray(s["candidates"].unit).astype(str))
+    # decisions are judged on every reading of a mouse (mouse 19 read 1070 mm³ on day 15)
+    assert len(s["readings"]) == 20 and sum(len(t) for t, _ in s["readings"].values()) == 188
+    t19, v19 = s["readings"]["19"]
+    assert v19[t19.index(15.0)] == pytest.approx(1070.0, abs=1.0)
     with pytest.raises(ValueError, match="first reading day"):
         decision_day(ds, 10.0, 1.0)
     with pytest.raises(ValueError, match=r"Mice \['0', .* have no reading up to the decision day 5"):
