@@ -247,6 +247,20 @@ def test_build_record_and_discrepancy_handle():
         b2.discrepancy.conditional(name="d")
     with pytest.raises(vt.TwinSpecificationError, match="is not integrated out"):
         b2.discrepancy.condition_on(None, None, np.arange(3))
+    # each discrepancy keeps its own typed build state in its handle (no shared dict)
+    from vvuq_twin.twin.discrepancy import BuildContext, Conditioning, GPState, HSGPState
+
+    assert not hasattr(BuildContext, "handles") and "handles" not in BuildContext.__dataclass_fields__
+    st = b.discrepancy.state
+    assert isinstance(st, GPState) and st.gp is None and st.Z.shape[0] == data.x.shape[0]
+    assert isinstance(b.discrepancy.conditioning, Conditioning)   # recorded by Twin.build
+    assert isinstance(b2.discrepancy.state, HSGPState) and b2.discrepancy.conditioning is None
+    # a discrepancy registered under another name is evaluated at new inputs from its own state
+    with pm.Model():
+        ctx = BuildContext(X=data2.x, unit_idx=None, n_units=1)
+        h = twin2.discrepancy.add(ctx, "other")
+        d_new = h.at(data2.x[:3], None, False, "other_new")
+        assert d_new.eval().shape == (3,) and h.state.beta.name == "other_hsgp_coeffs"
 
 
 def test_supports_marginal_is_asked_of_every_discrepancy():

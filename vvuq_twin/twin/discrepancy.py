@@ -37,6 +37,10 @@ __all__ = [
     "ConstrainedExpQuad",
     "BuildContext",
     "DiscrepancyHandle",
+    "Conditioning",
+    "BiasState",
+    "GPState",
+    "HSGPState",
 ]
 
 _KERNELS = {
@@ -56,7 +60,45 @@ class BuildContext:
     n_units: int
     unit_dim: str = "unit"
     obs_dim: str = "obs"
-    handles: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """Residuals ``y - eta`` at the observed rows ``idx`` and their covariance ``Sigma``: what
+    an integrated-out discrepancy is conditioned on (:meth:`DiscrepancyHandle.condition_on`)."""
+
+    idx: np.ndarray
+    Sigma: pt.TensorVariable
+    resid: pt.TensorVariable
+
+
+@dataclass(frozen=True)
+class BiasState:
+    """Build state of a :class:`BiasDiscrepancy`: its offset variable (per unit or scalar)."""
+
+    b: pt.TensorVariable
+
+
+@dataclass(frozen=True)
+class GPState:
+    """Build state of a :class:`GPDiscrepancy`: the latent GP (None when integrated out), its
+    covariance function, the input columns it reads and the training inputs ``Z``."""
+
+    gp: Any
+    cov: Any
+    cols: list[int]
+    Z: np.ndarray
+
+
+@dataclass(frozen=True)
+class HSGPState:
+    """Build state of an :class:`HSGPDiscrepancy`: the HSGP (boundary frozen at the training
+    basis), its coefficients, the square root of the spectral density and the input columns."""
+
+    gp: Any
+    beta: pt.TensorVariable
+    sqrt_psd: pt.TensorVariable
+    cols: list[int]
 
 
 def _value(v: Prior | float, name: str):
@@ -77,6 +119,10 @@ class DiscrepancyHandle:
     marginal_cov : TensorVariable or None
         Prior covariance (n, n) of delta at the training inputs when it is integrated out
         (exact GP, Gaussian noise: ``y ~ MvNormal(eta, marginal_cov + S)``); else None.
+    state : BiasState, GPState, HSGPState or None
+        What the discrepancy registered in the model (its own typed build state).
+    conditioning : Conditioning or None
+        The residuals an integrated-out discrepancy is conditioned on, once recorded.
     """
 
     discrepancy: "Discrepancy"
@@ -84,6 +130,8 @@ class DiscrepancyHandle:
     name: str = "delta"
     delta: pt.TensorVariable | None = None
     marginal_cov: pt.TensorVariable | None = None
+    state: Any = None
+    conditioning: Conditioning | None = None
 
     @property
     def marginal(self) -> bool:
@@ -97,13 +145,13 @@ class DiscrepancyHandle:
         For an integrated-out discrepancy this is its Gaussian conditional given the residuals
         recorded by :meth:`conditional` / :meth:`condition_on`.
         """
-        if self.marginal and "marginal" not in self.ctx.handles:
+        if self.marginal and self.conditioning is None:
             raise TwinSpecificationError(
                 "An integrated-out discrepancy is evaluated at new inputs from its conditional given "
                 "the data: call handle.condition_on(resid, Sigma, idx) first."
             )
-        return self.discrepancy._at(self.ctx, np.asarray(X_new), unit_idx_new, new_unit,
-                                    name if name is not None else f"{self.name}_new")
+        return self.discrepancy._at(self.state, self.ctx, np.asarray(X_new), unit_idx_new, new_unit,
+                                    name if name is not None else f"{self.name}_new", self.conditioning)
 
     def condition_on(self, resid: pt.TensorVariable, Sigma: pt.TensorVariable, idx: np.ndarray) -> None:
         """Record the residuals ``y - eta`` at the observed rows ``idx`` and their covariance."""
@@ -111,7 +159,7 @@ class DiscrepancyHandle:
             raise TwinSpecificationError(
                 f"{type(self.discrepancy).__name__} is not integrated out; it has no conditional."
             )
-        self.ctx.handles["marginal"] = {"idx": idx, "Sigma": Sigma, "resid": resid}
+        self.conditioning = Conditioning(idx=np.asarray(idx), Sigma=Sigma, resid=resid)
 
     def conditional(self, resid: pt.TensorVariable | None = None, Sigma: pt.TensorVariable | None = None,
                     idx: np.ndarray | None = None, *, name: str | None = None, dims: Any = None) -> pt.TensorVariable:
@@ -121,18 +169,21 @@ class DiscrepancyHandle:
         """
         if resid is not None:
             self.condition_on(resid, Sigma, idx)
-        if not self.marginal or "marginal" not in self.ctx.handles:
+        if not self.marginal or self.conditioning is None:
             raise TwinSpecificationError("conditional() needs an integrated-out discrepancy and its residuals.")
         return self.discrepancy._marginal_conditional(
-            self.ctx, self.ctx.handles["marginal_Z"], name if name is not None else self.name, dims=dims)
+            self.state, self.state.Z, self.conditioning, name if name is not None else self.name, dims=dims)
 
 
 class Discrepancy(abc.ABC):
     """Base class of discrepancy models.
 
-    A subclass implements ``_add`` (register delta at the training inputs, return a tensor of
-    shape (n,)) and ``_at`` (delta at new inputs in the same model), and, when it can be
-    integrated out of a Gaussian likelihood, ``supports_marginal`` and ``_add_marginal``.
+    A subclass implements ``_add`` (register delta at the training inputs; return the tensor of
+    shape (n,) and the subclass's typed build state) and ``_at`` (delta at new inputs in the same
+    model, from that state), and, when it can be integrated out of a Gaussian likelihood,
+    ``supports_marginal``, ``_add_marginal`` (prior covariance and state) and
+    ``_marginal_conditional``. The state travels in the :class:`DiscrepancyHandle`, never in a
+    shared dictionary.
     """
 
     per_unit: bool = False
@@ -144,33 +195,38 @@ class Discrepancy(abc.ABC):
         registered and the handle carries the prior covariance ``marginal_cov`` instead of delta.
         """
         if marginal:
-            return DiscrepancyHandle(self, ctx, name, marginal_cov=self._add_marginal(ctx, name))
-        return DiscrepancyHandle(self, ctx, name, delta=self._add(ctx, name))
+            K, state = self._add_marginal(ctx, name)
+            return DiscrepancyHandle(self, ctx, name, marginal_cov=K, state=state)
+        delta, state = self._add(ctx, name)
+        return DiscrepancyHandle(self, ctx, name, delta=delta, state=state)
 
     def supports_marginal(self, observation: Any) -> bool:
         """Whether delta can be integrated out analytically under ``observation``."""
         return False
 
-    def _add_marginal(self, ctx: BuildContext, name: str) -> pt.TensorVariable:
+    def _add_marginal(self, ctx: BuildContext, name: str) -> tuple[pt.TensorVariable, Any]:
         raise TwinSpecificationError(f"{type(self).__name__} cannot be integrated out of the likelihood.")
 
-    def _marginal_conditional(self, ctx: BuildContext, Z_new: np.ndarray, name: str, dims=None):
+    def _marginal_conditional(self, state: Any, Z_new: np.ndarray, cond: Conditioning, name: str,
+                              dims: Any = None) -> pt.TensorVariable:
         raise TwinSpecificationError(f"{type(self).__name__} is not integrated out; it has no conditional.")
 
     @abc.abstractmethod
-    def _add(self, ctx: BuildContext, name: str = "delta") -> pt.TensorVariable:
-        """Register delta at the training inputs; return a tensor of shape (n,)."""
+    def _add(self, ctx: BuildContext, name: str = "delta") -> tuple[pt.TensorVariable, Any]:
+        """Register delta at the training inputs; return (tensor of shape (n,), build state)."""
 
     @abc.abstractmethod
     def _at(
         self,
+        state: Any,
         ctx: BuildContext,
         X_new: np.ndarray,
         unit_idx_new: np.ndarray | None,
         new_unit: bool,
         name: str,
+        cond: Conditioning | None = None,
     ) -> pt.TensorVariable:
-        """delta at new inputs given the posterior (call after :meth:`add`, same model)."""
+        """delta at new inputs given the posterior (after :meth:`add`, same model, its state)."""
 
     @abc.abstractmethod
     def spec(self) -> dict[str, Any]:
@@ -205,9 +261,9 @@ class NoDiscrepancy(Discrepancy):
     """delta(x) = 0."""
 
     def _add(self, ctx, name="delta"):
-        return pt.zeros((ctx.X.shape[0],))
+        return pt.zeros((ctx.X.shape[0],)), None
 
-    def _at(self, ctx, X_new, unit_idx_new, new_unit, name):
+    def _at(self, state, ctx, X_new, unit_idx_new, new_unit, name, cond=None):
         return pt.zeros((X_new.shape[0],))
 
     def spec(self):
@@ -228,14 +284,12 @@ class BiasDiscrepancy(Discrepancy):
                     "BiasDiscrepancy(per_unit=True) needs a hierarchy (units in the data)."
                 )
             b = self.prior.dist(f"{name}_bias", dims=ctx.unit_dim)
-            ctx.handles[name] = b
-            return b[ctx.unit_idx]
+            return b[ctx.unit_idx], BiasState(b)
         b = self.prior.dist(f"{name}_bias")
-        ctx.handles[name] = b
-        return pt.ones((ctx.X.shape[0],)) * b
+        return pt.ones((ctx.X.shape[0],)) * b, BiasState(b)
 
-    def _at(self, ctx, X_new, unit_idx_new, new_unit, name):
-        b = ctx.handles["delta"]
+    def _at(self, state, ctx, X_new, unit_idx_new, new_unit, name, cond=None):
+        b = state.b
         m = X_new.shape[0]
         if self.per_unit:
             if new_unit:
@@ -462,18 +516,15 @@ class GPDiscrepancy(Discrepancy):
         cov, cols = self._cov(ctx, name)
         Z = self._inputs(ctx.X, cols, ctx.unit_idx)
         K = cov(Z) + self.jitter * np.eye(Z.shape[0])
-        ctx.handles[name] = (None, cov, cols)
-        ctx.handles["marginal_Z"] = Z
-        return K
+        return K, GPState(gp=None, cov=cov, cols=cols, Z=Z)
 
-    def _marginal_conditional(self, ctx: BuildContext, Z_new: np.ndarray, name: str, dims=None):
-        _, cov, _ = ctx.handles["delta"]
-        m = ctx.handles["marginal"]
-        Z_obs = ctx.handles["marginal_Z"][m["idx"]]
+    def _marginal_conditional(self, state, Z_new, cond, name, dims=None):
+        cov = state.cov
+        Z_obs = state.Z[cond.idx]
         Kx = cov(Z_obs, Z_new)
-        Lc = pt.linalg.cholesky(m["Sigma"])
+        Lc = pt.linalg.cholesky(cond.Sigma)
         A = pt.linalg.solve_triangular(Lc, Kx, lower=True)
-        r = pt.linalg.solve_triangular(Lc, m["resid"], lower=True)
+        r = pt.linalg.solve_triangular(Lc, cond.resid, lower=True)
         mu = A.T @ r
         C = cov(Z_new) - A.T @ A
         C = 0.5 * (C + C.T) + self.jitter * pt.eye(Z_new.shape[0])
@@ -494,13 +545,12 @@ class GPDiscrepancy(Discrepancy):
         gp = pm.gp.Latent(cov_func=cov)
         Z = self._inputs(ctx.X, cols, ctx.unit_idx)
         f = gp.prior(f"{name}_gp", X=Z, dims=ctx.obs_dim, jitter=self.jitter)
-        ctx.handles[name] = (gp, cov, cols)
-        return f
+        return f, GPState(gp=gp, cov=cov, cols=cols, Z=Z)
 
-    def _at(self, ctx, X_new, unit_idx_new, new_unit, name):
-        gp, cov, cols = ctx.handles["delta"]
-        if "marginal" in ctx.handles and not (new_unit and self.per_unit):
-            return self._marginal_conditional(ctx, self._inputs(X_new, cols, unit_idx_new), name)
+    def _at(self, state, ctx, X_new, unit_idx_new, new_unit, name, cond=None):
+        gp, cov, cols = state.gp, state.cov, state.cols
+        if cond is not None and not (new_unit and self.per_unit):
+            return self._marginal_conditional(state, self._inputs(X_new, cols, unit_idx_new), cond, name)
         if new_unit and self.per_unit:
             Z = X_new[:, cols].astype(float)
             base = cov.factor_list[0] if hasattr(cov, "factor_list") else cov
@@ -644,11 +694,10 @@ class HSGPDiscrepancy(Discrepancy):
         else:
             beta = pm.Normal(f"{name}_hsgp_coeffs", 0.0, 1.0, shape=(nb,))
             f = phi @ (beta * sqrt_psd)
-        ctx.handles[name] = (gp, beta, sqrt_psd, cols)
-        return f
+        return f, HSGPState(gp=gp, beta=beta, sqrt_psd=sqrt_psd, cols=cols)
 
-    def _at(self, ctx, X_new, unit_idx_new, new_unit, name):
-        gp, beta, sqrt_psd, cols = ctx.handles["delta"]
+    def _at(self, state, ctx, X_new, unit_idx_new, new_unit, name, cond=None):
+        gp, beta, sqrt_psd, cols = state.gp, state.beta, state.sqrt_psd, state.cols
         phi_new, _ = gp.prior_linearized(X_new[:, cols].astype(float))
         if self.per_unit:
             if new_unit:
