@@ -34,6 +34,9 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
 from ..exceptions import SimulatorError, TwinSpecificationError
+from ._blas import explain_missing_blas
+
+explain_missing_blas()  # PyTensor's pip-install BLAS warning, explained once
 
 __all__ = [
     "Simulator",
