@@ -123,8 +123,8 @@ def split(d: dict[str, np.ndarray], holdout: str):
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--holdout", default="12", help="subject to hold out (default 12)")
-    ap.add_argument("--draws", type=int, default=400)
-    ap.add_argument("--tune", type=int, default=400)
+    ap.add_argument("--draws", type=int, default=1000)
+    ap.add_argument("--tune", type=int, default=500)
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-step", type=float, default=MAX_STEP, help="ODE step bound in hours")
