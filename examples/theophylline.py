@@ -6,19 +6,27 @@ rate ``ka`` into one compartment of volume ``V`` (per kg) and eliminated with ra
     dA_gut/dt = -ka A_gut,   dA_c/dt = ka A_gut - ke A_c,   A_gut(0) = dose,  A_c(0) = 0,
     concentration = A_c / V,
 
+integrated as ``dA_c/dt = ka dose exp(-ka t) - ke A_c`` (the depot's exact solution is the
+absorption input; see ``_rhs``) on a grid graded after the dose (``first_step`` 1e-3 h,
+``max_step`` 0.25 h), which resolves every absorption rate up to 1000/h;
 ``ka`` and ``ke`` partially pooled across subjects on the log scale, ``V`` shared, additive
 Gaussian measurement noise. The dose (mg/kg) is a per-subject covariate: input column 1, handed
-to ``y0`` by the ODESimulator. One subject is held out; its concentrations are predicted for a
+to ``rhs`` by the ODESimulator. One subject is held out; its concentrations are predicted for a
 new subject drawn from the fitted population (``unit="new"``) and scored (CRPS, 90 % interval
 coverage, PIT).
 
 Data: R's ``datasets::Theoph`` (Boeckmann, Sheiner & Beal 1994), typed in from the table in
 ``examples/theophylline_data.csv``.
 
-Run (one command, about a minute of sampling with the small default budget)::
+Run (one command)::
 
-    python examples/theophylline.py              # --holdout 12 --draws 400 --tune 400 --chains 4
+    python examples/theophylline.py              # --holdout 12 --draws 1000 --tune 500 --chains 4
     python examples/theophylline.py --no-progress --out theoph_out
+
+Measured (seed 1, default budget): diagnostics PASS (R-hat 1.008, bulk ESS 684, 0 divergences),
+held-out subject 12 mean CRPS 0.65 mg/L, 90 % coverage 1.00; wall time 801 s (calibration 789 s)
+on a 2-core machine shared by seven engineers' jobs (load average 12-18; the process got 24 % of
+one core), so a few minutes on an idle machine. Details: ``examples/README.md``.
 """
 
 from __future__ import annotations
