@@ -152,9 +152,20 @@ def _depot_input_sim(**kw):
         y0=lambda p: np.array([0.0]), output=lambda y, p: y[:, 0] / V, rtol=1e-3, atol=1e-4, **kw)
 
 
+_COMPILED: dict = {}
+
+
 def _eval(sim, t, ka):
-    X, P = pt.as_tensor_variable(np.asarray(t)[:, None]), {"ka": pt.as_tensor_variable(float(ka))}
-    return sim(X, P).eval(), sim.accuracy(X, P).eval()
+    # one compiled function per grid setting, ka symbolic (compiles are slow on 2 shared cores)
+    import pytensor
+
+    key = (sim.max_step, sim.first_step, tuple(np.asarray(t)))
+    if key not in _COMPILED:
+        k = pt.dscalar("ka")
+        X = pt.as_tensor_variable(np.asarray(t, dtype=float)[:, None])
+        _COMPILED[key] = pytensor.function([k], [sim(X, {"ka": k}), sim.accuracy(X, {"ka": k})])
+    eta, acc = _COMPILED[key](float(ka))
+    return np.asarray(eta), np.asarray(acc)
 
 
 T_OBS = np.array([0.25, 0.5, 1.0, 2.0, 3.5, 5.0, 7.0, 9.0, 12.0, 24.0])
