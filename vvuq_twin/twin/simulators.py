@@ -380,12 +380,15 @@ class ODESimulator(Simulator):
         X = np.asarray(data.x, dtype=float)
 
         def _refined(h: float) -> "ODESimulator":
-            # a graded grid is refined as a whole: first_step scales with max_step
-            kw: dict[str, Any] = {"max_step": float(h)}
+            # a graded grid is refined as a whole: the bound h(t) = min(max_step, first_step +
+            # (step_growth - 1) t) is scaled by h / max_step - first_step *and* the growth slope
+            # (with the slope fixed, the steps of the graded stretch would not refine)
+            sim = dataclasses.replace(self, max_step=float(h))
             if self.first_step is not None:
-                base = self.max_step if self.max_step is not None else h
-                kw["first_step"] = float(self.first_step) * float(h) / float(base)
-            return dataclasses.replace(self, **kw)
+                r = float(h) / float(self.max_step if self.max_step is not None else h)
+                sim.first_step = float(self.first_step) * r
+                sim.step_growth = 1.0 + (float(self.step_growth) - 1.0) * r  # private copy
+            return sim
 
         def solve(h: float) -> np.ndarray:
             sim = _refined(h)
