@@ -6,19 +6,27 @@ rate ``ka`` into one compartment of volume ``V`` (per kg) and eliminated with ra
     dA_gut/dt = -ka A_gut,   dA_c/dt = ka A_gut - ke A_c,   A_gut(0) = dose,  A_c(0) = 0,
     concentration = A_c / V,
 
+integrated as ``dA_c/dt = ka dose exp(-ka t) - ke A_c`` (the depot's exact solution is the
+absorption input; see ``_rhs``) on a grid graded after the dose (``first_step`` 1e-3 h,
+``max_step`` 0.25 h), which resolves every absorption rate up to 1000/h;
 ``ka`` and ``ke`` partially pooled across subjects on the log scale, ``V`` shared, additive
 Gaussian measurement noise. The dose (mg/kg) is a per-subject covariate: input column 1, handed
-to ``y0`` by the ODESimulator. One subject is held out; its concentrations are predicted for a
+to ``rhs`` by the ODESimulator. One subject is held out; its concentrations are predicted for a
 new subject drawn from the fitted population (``unit="new"``) and scored (CRPS, 90 % interval
 coverage, PIT).
 
 Data: R's ``datasets::Theoph`` (Boeckmann, Sheiner & Beal 1994), typed in from the table in
 ``examples/theophylline_data.csv``.
 
-Run (one command, about a minute of sampling with the small default budget)::
+Run (one command)::
 
-    python examples/theophylline.py              # --holdout 12 --draws 400 --tune 400 --chains 4
+    python examples/theophylline.py              # --holdout 12 --draws 1000 --tune 500 --chains 4
     python examples/theophylline.py --no-progress --out theoph_out
+
+Measured (seed 1, default budget): diagnostics PASS (R-hat 1.008, bulk ESS 684, 0 divergences),
+held-out subject 12 mean CRPS 0.65 mg/L, 90 % coverage 1.00; wall time 801 s (calibration 789 s)
+on a 2-core machine shared by seven engineers' jobs (load average 12-18; the process got 24 % of
+one core), so a few minutes on an idle machine. Details: ``examples/README.md``.
 """
 
 from __future__ import annotations
@@ -48,38 +56,58 @@ def load_theoph(path: Path = DATA) -> dict[str, np.ndarray]:
             "conc": np.array(col["conc"], float)}
 
 
-def _rhs(t, y, p):
-    ka = p["ka"][:, None] if getattr(p["ka"], "ndim", 0) else p["ka"]
-    ke = p["ke"][:, None] if getattr(p["ke"], "ndim", 0) else p["ke"]
-    gut, central = y[:, :1], y[:, 1:]
-    return pt.concatenate([-ka * gut, ka * gut - ke * central], axis=1)
+def _per_traj(v):
+    return v[:, None] if getattr(v, "ndim", 0) else v
+
+
+def _rhs(t, y, p, x):
+    # the depot's equation dA_gut/dt = -ka A_gut is linear and uncoupled: A_gut = dose e^{-ka t}
+    # exactly, so it enters as the absorption input instead of as a state. As a state it would
+    # bind the explicit integrator's stability to ka (ka * step < ~3.3 for *all* later steps,
+    # long after the depot is empty); as an input only its transient must be resolved, which
+    # the graded grid does for every ka up to 1 / FIRST_STEP.
+    ka, ke = _per_traj(p["ka"]), _per_traj(p["ke"])
+    dose = x[:, 1:2]
+    return ka * dose * pt.exp(-ka * t) - ke * y
 
 
 def _y0(p, x):
-    dose = x[:, 1]
-    return pt.stack([dose, pt.zeros_like(dose)], axis=1)
+    return pt.zeros_like(x[:, 1:2])
 
 
 def _conc(y, p):
-    return y[:, 1] / p["V"]
+    return y[:, 0] / p["V"]
 
 
-def build_twin(max_step: float = 0.05) -> vt.Twin:
+#: graded ODE grid (hours): steps start at FIRST_STEP after the dose and grow by 20 % per step
+#: up to MAX_STEP, so every absorption rate up to 1 / FIRST_STEP = 1000 / h is resolved
+FIRST_STEP, MAX_STEP = 1e-3, 0.25
+
+
+def build_twin(max_step: float = MAX_STEP, first_step: float = FIRST_STEP) -> vt.Twin:
     """The hierarchical PK twin; inputs are (time in h, dose in mg/kg).
 
-    The step bound 0.05 h keeps absorption rates up to ~36/h within the error check; its
-    tolerances (1 % relative, 1e-3 mg/kg absolute per step) are set to what matters against an
-    assay noise of ~0.5 mg/L (the resulting concentration error is below 0.01 mg/L).
+    Priors on the PK scale (per kg of body weight), weakly informative around the adult
+    theophylline literature (Ogilvie 1978, Clin. Pharmacokinet. 3:267-293: volume of
+    distribution ~0.5 L/kg, elimination half-life ~8 h in healthy non-smoking adults, so
+    ke ~ 0.09/h; immediate-release absorption rapid and complete, peak after 1-2 h, i.e.
+    ka ~ 1-3/h): population log ka ~ N(log 1.5, 0.5), log ke ~ N(log 0.08, 0.5), V ~
+    LogNormal(log 0.5, 0.3); between-subject SDs on the log scale HalfNormal(0.5) for ka (the
+    nlme fit of Pinheiro & Bates 2000, sec. 6.4, estimates 0.64) and HalfNormal(0.3) for ke.
+
+    The ODE tolerances (0.1 % relative, 1e-4 mg/kg absolute per step) are far below the assay
+    noise (~0.5 mg/L).
     """
-    sim = vt.ODESimulator(rhs=_rhs, y0=_y0, output=_conc, max_step=max_step, rtol=1e-2,
-                          atol=1e-3, name="one_compartment")
+    sim = vt.ODESimulator(rhs=_rhs, y0=_y0, output=_conc, max_step=max_step,
+                          first_step=first_step, step_growth=1.2, rtol=1e-3, atol=1e-4,
+                          name="one_compartment")
     return vt.Twin(
         "theophylline",
         sim,
         [
             # per-unit: the prior is the population location of log(rate)
             vt.Parameter("ka", vt.NormalPrior(np.log(1.5), 0.5), per_unit=True, link="log",
-                         pop_scale=vt.HalfNormal(0.25)),
+                         pop_scale=vt.HalfNormal(0.5)),
             vt.Parameter("ke", vt.NormalPrior(np.log(0.08), 0.5), per_unit=True, link="log",
                          pop_scale=vt.HalfNormal(0.3)),
             vt.Parameter("V", vt.LogNormalPrior(np.log(0.5), 0.3)),
@@ -103,11 +131,13 @@ def split(d: dict[str, np.ndarray], holdout: str):
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--holdout", default="12", help="subject to hold out (default 12)")
-    ap.add_argument("--draws", type=int, default=400)
-    ap.add_argument("--tune", type=int, default=400)
+    ap.add_argument("--draws", type=int, default=1000)
+    ap.add_argument("--tune", type=int, default=500)
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--max-step", type=float, default=0.05, help="ODE step bound in hours")
+    ap.add_argument("--max-step", type=float, default=MAX_STEP, help="ODE step bound in hours")
+    ap.add_argument("--first-step", type=float, default=FIRST_STEP,
+                    help="first ODE step after the dose in hours (graded grid)")
     ap.add_argument("--out", type=Path, default=None, help="folder for result.nc and summary.json")
     ap.add_argument("--no-progress", action="store_true", help="silence progress output")
     args = ap.parse_args(argv)
@@ -115,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
     t_start = time.perf_counter()
     d = load_theoph()
     data, x_new, y_new = split(d, args.holdout)
-    twin = build_twin(args.max_step)
+    twin = build_twin(args.max_step, args.first_step)
     res = vt.calibrate(twin, data, draws=args.draws, tune=args.tune, chains=args.chains,
                        rng=args.seed, progressbar=False if args.no_progress else None)
     t_cal = time.perf_counter() - t_start

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "VVUQError",
+    "BLASWarning",
     "MixingWarning",
     "SuiteRefusedError",
     "GateError",
@@ -345,3 +346,9 @@ class MarginalizationWarning(UserWarning):
 # ------------------------------------------------------------ assimilation (rejuvenation)
 class MixingWarning(UserWarning):
     """The rejuvenation moves did not decorrelate the particles (the posterior may be too narrow)."""
+
+
+# ------------------------------------------------------------ environment
+class BLASWarning(UserWarning):
+    """PyTensor found no BLAS library to link its C matrix products against (typical of a pip
+    install); the message says what it costs and how to fix or silence it. Shown once."""

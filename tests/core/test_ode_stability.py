@@ -16,7 +16,8 @@ import pytest
 import xarray as xr
 
 import vvuq_twin as vt
-from vvuq_twin.exceptions import SimulatorError, SimulatorInstabilityError, SimulatorWarning
+from vvuq_twin.exceptions import (SimulatorError, SimulatorInstabilityError, SimulatorWarning,
+                                  TwinSpecificationError)
 from vvuq_twin.inference.results import TwinResult
 from vvuq_twin.twin.priors import LogNormal, Normal
 from vvuq_twin.validation import MetricInputError, crps, interval_coverage
@@ -141,3 +142,102 @@ def test_stiff_posterior_is_a_named_error_in_calibration():
     assert err.report["draws"] > 0 and err.report["max_accuracy"] > 1
     assert err.result is not None and "eta_accuracy" in err.result.idata.posterior_predictive
     assert "eta_accuracy" not in err.result.idata.posterior
+
+
+# ---------------------------------------------------------------- graded grid (fast transients)
+def _depot_input_sim(**kw):
+    # central compartment only; the depot dose*exp(-ka t) enters as the absorption input
+    return vt.ODESimulator(
+        rhs=lambda t, y, p: p["ka"] * DOSE * pt.exp(-p["ka"] * t) - 0.1 * y,
+        y0=lambda p: np.array([0.0]), output=lambda y, p: y[:, 0] / V, rtol=1e-3, atol=1e-4, **kw)
+
+
+_COMPILED: dict = {}
+
+
+def _eval(sim, t, ka):
+    # one compiled function per grid setting, ka symbolic (compiles are slow on 2 shared cores)
+    import pytensor
+
+    key = (sim.max_step, sim.first_step, tuple(np.asarray(t)))
+    if key not in _COMPILED:
+        k = pt.dscalar("ka")
+        X = pt.as_tensor_variable(np.asarray(t, dtype=float)[:, None])
+        _COMPILED[key] = pytensor.function([k], [sim(X, {"ka": k}), sim.accuracy(X, {"ka": k})])
+    eta, acc = _COMPILED[key](float(ka))
+    return np.asarray(eta), np.asarray(acc)
+
+
+T_OBS = np.array([0.25, 0.5, 1.0, 2.0, 3.5, 5.0, 7.0, 9.0, 12.0, 24.0])
+
+
+def test_graded_grid_starts_at_first_step_and_grows_geometrically_to_max_step():
+    sim = _depot_input_sim(max_step=0.25, first_step=1e-3, step_growth=1.2)
+    grid, idx = sim.time_grid(T_OBS)
+    h = np.diff(grid)
+    np.testing.assert_allclose(grid[idx], T_OBS)
+    assert h[0] == pytest.approx(1e-3) and h.max() <= 0.25 + 1e-12
+    # the bound h(t) = min(max_step, first_step + 0.2 t) holds at every step
+    assert np.all(h <= np.minimum(0.25, 1e-3 + 0.2 * grid[:-1]) + 1e-12)
+    # ~log(250)/log(1.2) = 30 graded steps, then 0.25-h steps: far fewer than a uniform 1e-3 grid
+    assert h.size < 150
+    with pytest.raises(TwinSpecificationError, match="step_growth must be in"):
+        _depot_input_sim(max_step=0.25, first_step=1e-3, step_growth=1.5)
+    with pytest.raises(TwinSpecificationError, match="first_step must be a positive number"):
+        _depot_input_sim(max_step=0.25, first_step=0.0)
+
+
+@pytest.mark.parametrize("ka", [1.5, 36.0, 300.0])
+def test_graded_grid_resolves_fast_absorption_that_a_uniform_grid_cannot(ka):
+    exact = pk_closed_form(T_OBS, ka, 0.1)
+    eta, acc = _eval(_depot_input_sim(max_step=0.25, first_step=1e-3), T_OBS, ka)
+    assert acc.max() <= 1.0 and np.max(np.abs(eta - exact)) < 1e-4
+    eta_u, acc_u = _eval(_depot_input_sim(max_step=0.25), T_OBS, ka)
+    if ka >= 36:  # the uniform 0.25-h grid is wrong by > 0.5 mg/L at such rates
+        assert np.max(np.abs(eta_u - exact)) > 0.5
+    if ka >= 300:  # ... and its error check says so
+        assert acc_u.max() > 1.0
+
+
+def test_graded_grid_does_not_silence_the_stability_limit_of_a_stiff_state():
+    # the depot kept as a state: ka * max_step = 25 leaves DP5's stability region for every
+    # later step, so the check must still fire although the first steps are tiny
+    sim = vt.ODESimulator(rhs=pk_rhs, y0=lambda p: np.array([DOSE, 0.0]),
+                          output=lambda y, p: y[:, 1] / V, max_step=0.25, first_step=1e-3)
+    X = pt.as_tensor_variable(T_OBS[:, None])
+    P = {"ka": pt.as_tensor_variable(100.0), "ke": pt.as_tensor_variable(0.1)}
+    assert not np.all(sim.accuracy(X, P).eval() <= 1.0)
+
+
+def test_one_state_error_estimate_of_either_sign_is_finite():
+    # regression: PyTensor rewrote sqrt(mean(sqr(r))) over a length-1 state axis into NaN for
+    # r < 0, so a slow, accurately integrated one-state ODE read as 'beyond tolerance' (inf)
+    for ka in (0.3, 1.1):
+        eta, acc = _eval(_depot_input_sim(max_step=0.25), T_OBS, ka)
+        assert np.all(np.isfinite(acc)) and acc.max() < 1e-3
+        np.testing.assert_allclose(eta, pk_closed_form(T_OBS, ka, 0.1), atol=1e-5)
+
+
+def test_graded_grid_changes_the_spec_only_when_set():
+    plain = _depot_input_sim(max_step=0.25).spec()
+    assert "first_step" not in plain
+    assert _depot_input_sim(max_step=0.25, first_step=1e-3).spec()["first_step"] == 1e-3
+
+
+def test_verification_refines_a_graded_grid_as_a_whole_at_order_five():
+    # verification_solver scales first_step with max_step, so every step shrinks together and
+    # the observed order is the scheme's 5 (with first_step held fixed the early steps would
+    # not refine)
+    sim = vt.ODESimulator(rhs=lambda t, y, p: -p["k"] * y, y0=lambda p: pt.ones((1,)),
+                          output=lambda y, p: y[:, 0], max_step=0.4, first_step=0.02)
+    twin = vt.Twin("decay", sim, [vt.Parameter("k", LogNormal(np.log(3.0), 0.1))],
+                   observation=vt.twin.observation.Gaussian(sigma=0.01))
+    t = np.linspace(0.25, 3.0, 12)
+    data = vt.TwinData(x=t[:, None], y=np.exp(-3.0 * t), input_names=("t",))
+    solve, formal = sim.verification_solver(twin, data)
+    k_ref = twin.parameters[0].reference_value()
+    hs = [0.2, 0.1, 0.05]
+    errs = [np.max(np.abs(solve(h) - np.exp(-k_ref * t))) for h in hs]
+    eff = [solve.effective_h(h) for h in hs]
+    orders = np.diff(np.log(errs)) / np.diff(np.log(eff))
+    assert formal == 5.0 and np.all(np.abs(orders - 5.0) < 0.5), orders

@@ -32,9 +32,6 @@ def test_theophylline_data_is_the_published_table():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="work in progress (issue 20): one fast-absorbing subject's draws still "
-                          "exceed the ODE's error tolerance, so calibration stops with "
-                          "SimulatorInstabilityError; see examples/README.md", strict=False)
 def test_theophylline_example_runs_passes_diagnostics_and_scores_holdout(tmp_path):
     out = _load().main(["--out", str(tmp_path), "--no-progress"])
     assert out["diagnostics_passed"], out["diagnostics"]
