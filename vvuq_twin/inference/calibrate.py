@@ -273,7 +273,6 @@ def calibrate(
     t0 = time.perf_counter()
     compile_time = 0.0
     compile_status: dict[str, Any] = {"compile_cache_hit": False, "compile_cache": "none"}
-    import os
 
     ncores = cores if cores is not None else max(1, min(chains, os.cpu_count() or 1))
     choice: dict[str, Any] | None = None
