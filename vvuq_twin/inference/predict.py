@@ -114,11 +114,12 @@ def predict(
     if "posterior_predictive" in groups and "eta" in result.idata.posterior_predictive:
         post = post.assign(eta=result.idata.posterior_predictive["eta"])
     seed = seed_int(rng)
-    with small_matrix_threads(max(data.n, X.shape[0])):
+    with small_matrix_threads(max(data.n, X.shape[0])), Progress(
+            f"predict twin {twin.name!r} at {X.shape[0]} point(s)", progress_enabled(progressbar)) as prog:
         # numpy, vectorised over draws, where it applies (see ._fast_predictive); else PyMC
         pp = predict_numpy(twin, data, post, X, unit_idx, new_unit, include_y, seed)
-    if pp is None:
-        pp = _predict_pymc(result, twin, data, X, unit_idx, new_unit, include_y, seed, progressbar)
+        if pp is None:
+            pp = _predict_pymc(result, twin, data, X, unit_idx, new_unit, include_y, seed, prog.bar)
     out = pp.rename({k: k[: -len("_new")] for k in ("eta_new", "delta_new", "zeta_new", "y_new",
                                                      f"{ACCURACY_VAR}_new") if k in pp})
     out = out.rename({"obs_new": "obs"}) if "obs_new" in out.dims else out
@@ -137,7 +138,7 @@ def predict(
     return out
 
 
-def _predict_pymc(result, twin, data, X, unit_idx, new_unit, include_y, seed, progressbar) -> xr.Dataset:
+def _predict_pymc(result, twin, data, X, unit_idx, new_unit, include_y, seed, bar) -> xr.Dataset:
     """PyMC's path: ``pm.sample_posterior_predictive`` on the model built with ``predict_at``."""
     spec = PredictSpec(X=X, unit_idx=unit_idx, new_unit=new_unit)
     model = twin.build_model(data, predict_at=spec, check=False)
@@ -146,9 +147,8 @@ def _predict_pymc(result, twin, data, X, unit_idx, new_unit, include_y, seed, pr
         names += [f"{p}_new" for p in twin.per_unit_names]
     if f"{ACCURACY_VAR}_new" in model.named_vars:
         names.append(f"{ACCURACY_VAR}_new")
-    with model, small_matrix_threads(max(data.n, X.shape[0])), Progress(f"predict twin {twin.name!r} at {X.shape[0]} point(s)",
-                         progress_enabled(progressbar)) as prog:
+    with model:
         return pm.sample_posterior_predictive(
-            az.InferenceData(posterior=full_posterior(result.idata)), var_names=names, random_seed=seed, progressbar=prog.bar,
+            az.InferenceData(posterior=full_posterior(result.idata)), var_names=names, random_seed=seed, progressbar=bar,
             return_inferencedata=True,
         ).posterior_predictive
