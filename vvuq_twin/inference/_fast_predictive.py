@@ -162,7 +162,7 @@ def posterior_predictive_numpy(twin: Twin, data: TwinData, post: xr.Dataset, wan
     if "zeta" in want:
         out["zeta"] = zeta
     if "y" in want:
-        out["y"] = np.asarray(twin.observation.sample(zeta, sd, noise, rng), float)
+        out["y"] = np.asarray(twin.observation.sample(zeta, sd, noise, rng))  # its own dtype (counts: int)
     return _dataset(out, nc, nd, data.obs)
 
 
@@ -200,5 +200,5 @@ def predict_numpy(twin: Twin, data: TwinData, post: xr.Dataset, X: np.ndarray,
     out = {"eta": eta_n, "delta": delta_n, "zeta": zeta_n}
     if include_y:
         sd = twin.observation.scale_numpy(noise, zeta_n, None, None)
-        out["y"] = np.asarray(twin.observation.sample(zeta_n, sd, noise, rng), float)
+        out["y"] = np.asarray(twin.observation.sample(zeta_n, sd, noise, rng))
     return _dataset(out, nc, nd, range(X.shape[0]))
