@@ -127,6 +127,13 @@ def _dataset(arrays: dict[str, np.ndarray], nc: int, nd: int, obs: Any, dim: str
     )
 
 
+def _y_dtype(twin: Twin, y: np.ndarray) -> np.ndarray:
+    """Draws of y in PyMC's dtype: integers for count observation models, floats otherwise."""
+    from ..twin.observation import _CountModel
+
+    return np.asarray(y).astype(np.int64) if isinstance(twin.observation, _CountModel) else np.asarray(y, float)
+
+
 def _supported(twin: Twin, data: TwinData) -> bool:
     return bool(np.all(data.observed_mask)) and _plain_simulator(twin, np.asarray(data.x, float))
 
@@ -162,7 +169,7 @@ def posterior_predictive_numpy(twin: Twin, data: TwinData, post: xr.Dataset, wan
     if "zeta" in want:
         out["zeta"] = zeta
     if "y" in want:
-        out["y"] = np.asarray(twin.observation.sample(zeta, sd, noise, rng))  # its own dtype (counts: int)
+        out["y"] = _y_dtype(twin, twin.observation.sample(zeta, sd, noise, rng))
     return _dataset(out, nc, nd, data.obs)
 
 
@@ -179,6 +186,8 @@ def predict_numpy(twin: Twin, data: TwinData, post: xr.Dataset, X: np.ndarray,
 
     if not fast_predictive_enabled() or new_unit or not _supported(twin, data):
         return None
+    if unit_idx is None and twin.unit_index(data)[0] is not None:
+        return None  # a twin with units needs one (PyMC's path says so, with what to do)
     marginal = twin.marginal_discrepancy()
     if not marginal and not isinstance(twin.discrepancy, NoDiscrepancy):
         return None
@@ -200,5 +209,5 @@ def predict_numpy(twin: Twin, data: TwinData, post: xr.Dataset, X: np.ndarray,
     out = {"eta": eta_n, "delta": delta_n, "zeta": zeta_n}
     if include_y:
         sd = twin.observation.scale_numpy(noise, zeta_n, None, None)
-        out["y"] = np.asarray(twin.observation.sample(zeta_n, sd, noise, rng))
+        out["y"] = _y_dtype(twin, twin.observation.sample(zeta_n, sd, noise, rng))
     return _dataset(out, nc, nd, range(X.shape[0]))
