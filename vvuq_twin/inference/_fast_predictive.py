@@ -12,7 +12,7 @@ at once, and the simulator through one batched graph (``pytensor.graph.vectorize
 compiled in Python mode (no C compiler).
 
 The draws follow the same distribution as PyMC's (checked against it in
-``tests/core/test_backends.py``) but from another random stream: a given seed gives other
+``tests/core/test_fast_predictive.py``) but from another random stream: a given seed gives other
 (equally valid) numbers than the PyMC path, and always the same ones. Where a twin is outside
 what is implemented here (ODE simulators with an accuracy indicator, surrogates with a
 predictive variance, missing observations, new units, latent GP discrepancies at new inputs)
