@@ -36,7 +36,7 @@ def predict(
     The discrepancy is evaluated by its GP conditional given the posterior (not re-drawn from
     the prior); for a new unit, per-unit parameters are drawn from the fitted population and a
     per-unit discrepancy from its prior. The draws are computed in numpy, all at once, where
-    the twin allows (:mod:`vvuq_twin.inference._fast_predictive`; ``VVUQ_TWIN_FAST_PREDICTIVE=0``
+    the twin allows (``vvuq_twin.inference._fast_predictive``; ``VVUQ_TWIN_FAST_PREDICTIVE=0``
     uses ``pm.sample_posterior_predictive`` throughout).
 
     Parameters
