@@ -439,7 +439,7 @@ def _arrange_groups(idata, model, data: TwinData, posterior_predictive: bool, se
     """Move role Deterministics to posterior_predictive, add y draws and observed data.
 
     ``model`` is the PyMC model (or a function building it, called only when needed). With
-    ``twin``, the draws come from the numpy path of :mod:`._fast_predictive` where it applies.
+    ``twin``, the draws come from the numpy path of ``_fast_predictive`` where it applies.
     """
     post = idata.posterior
     roles = [v for v in ROLE_DETERMINISTICS if v in post]
