@@ -111,10 +111,9 @@ def predict(
         unit_idx = np.array([lookup[u] for u in labels], dtype=int)
     from ._fast_predictive import predict_numpy
 
+    # eta at the calibration inputs is simulated from the posterior draws themselves (a stored
+    # posterior-predictive eta may belong to other draws, e.g. after assimilation)
     post = full_posterior(result.idata)
-    groups = result.idata.groups() if hasattr(result.idata, "groups") else ()
-    if "posterior_predictive" in groups and "eta" in result.idata.posterior_predictive:
-        post = post.assign(eta=result.idata.posterior_predictive["eta"])
     seed = seed_int(rng)
     with small_matrix_threads(max(data.n, X.shape[0])), Progress(
             f"predict twin {twin.name!r} at {X.shape[0]} point(s)", progress_enabled(progressbar)) as prog:
