@@ -8,7 +8,8 @@
 3. Against numpyro (``vs_numpyro``): the same hierarchical twin written in numpyro (same priors,
    same marginalised GP), ESS/s over paired seeds (median and spread) for nutpie's numba backend
    (diagonal and low-rank mass matrix), nutpie's JAX backend and numpyro's NUTS; compile times
-   of each, cold and from the on-disk cache.
+   of each, cold and from the on-disk cache; the same on the tumor case-study twin
+   (``vs_numpyro_case``, built through ``case_studies.tumor`` public functions).
 4. The README main job (``vvuq-twin run``) as a new user meets it (``readme_job``): a first run
    with empty PyTensor and vvuq_twin caches, then a second run in a new process.
 """
@@ -172,6 +173,7 @@ def main(quick: bool = False) -> dict:
     draws, tune = (300, 300) if quick else (1000, 1000)
     out = {"readme_job": readme_job()}
     out["vs_numpyro"] = vs_numpyro(draws, tune)
+    out["vs_numpyro_tumor"] = vs_numpyro_case(draws, tune)
     out["ess"] = ess_per_second(draws, tune)
     out["gp_vs_hsgp"] = gp_vs_hsgp([200, 1000] if quick else [200, 1000, 5000],
                                    draws=200 if quick else 500, tune=200 if quick else 500,
@@ -339,6 +341,170 @@ def vs_numpyro(draws: int, tune: int, seeds=(1, 2, 3, 4, 5), chains: int = 2) ->
             summary[name]["ratio_to_numpyro_median"] = float(np.median(ratio))
             summary[name]["ratio_to_numpyro_min"] = float(ratio.min())
             summary[name]["ratio_to_numpyro_max"] = float(ratio.max())
+    out["summary"] = summary
+    out["load_average_1min_end"] = os.getloadavg()[0]
+    return out
+
+
+# --------------------------------------------------------------------------- case-study twin
+TUMOR_ESS_NAMES = ["beta", "beta_mu", "beta_sigma", "k", "delta_ls", "delta_eta", "sigma_obs"]
+
+
+def tumor_twin_and_data():
+    """The tumor case study's twin and training data, through its public functions.
+
+    ``case_studies.tumor.run.build_twin(quick=True)`` (hierarchical reduced Gompertz on the log
+    scale, per-mouse beta, HSGP discrepancy with m = 8) on ``tumor_twin_data(load_tumor(), "train")``
+    (``$VVUQ_TWIN_DATA``).
+    """
+    from case_studies.tumor.data import load_tumor, tumor_twin_data
+    from case_studies.tumor.run import build_twin
+
+    loaded = load_tumor()
+    ds = loaded[0] if isinstance(loaded, tuple) else loaded
+    return build_twin(quick=True), tumor_twin_data(ds, "train")
+
+
+def numpyro_tumor(twin, data):
+    """The tumor twin in numpyro: same priors, same HSGP basis (the declaration's numpy basis).
+
+    log V = log V_rg(t; beta_u, k) with V(0) = 1 (reduced Gompertz: k (1 - exp(-beta t))),
+    beta_u = exp(beta_mu + beta_sigma z_u), delta = phi (coeffs * eta sqrt(S_ls(omega))),
+    y ~ Normal(log V + delta, sigma_obs). Checked against ``Twin.log_prior + Twin.log_likelihood``
+    at random points by :func:`_check_numpyro_density`.
+    """
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    from vvuq_twin.twin.discrepancy import _default_ls, _hsgp_basis
+
+    disc = twin.discrepancy
+    X = np.asarray(data.x, float)
+    phi, omega = _hsgp_basis(disc, X)
+    ls_prior = disc.ls if disc.ls is not None else _default_ls(X, disc._cols(X))
+    t = jnp.asarray(X[:, 0])
+    uidx, units = twin.unit_index(data)
+    uidx = jnp.asarray(uidx)
+    phi_j, om = jnp.asarray(phi), jnp.asarray(omega[:, 0])
+    beta_p = next(p for p in twin.parameters if p.name == "beta")
+    k_p = next(p for p in twin.parameters if p.name == "k")
+
+    def model(y=None):
+        beta_mu = numpyro.sample("beta_mu", dist.Normal(beta_p.prior.mu, beta_p.prior.sigma))
+        beta_sigma = numpyro.sample("beta_sigma", dist.HalfNormal(beta_p.pop_scale.sigma))
+        with numpyro.plate("mouse", len(units)):
+            z = numpyro.sample("beta_z", dist.Normal(0.0, 1.0))
+        beta = numpyro.deterministic("beta", jnp.exp(beta_mu + beta_sigma * z))
+        k = numpyro.sample("k", dist.Normal(k_p.prior.mu, k_p.prior.sigma))
+        ls = numpyro.sample("delta_ls", dist.LogNormal(ls_prior.mu, ls_prior.sigma))
+        eta = numpyro.sample("delta_eta", dist.HalfNormal(disc.eta.sigma))
+        coeffs = numpyro.sample("delta_hsgp_coeffs", dist.Normal(0.0, 1.0).expand([phi.shape[1]]))
+        sigma = numpyro.sample("sigma_obs", dist.HalfNormal(twin.observation.sigma.sigma))
+        sqrt_psd = eta * jnp.sqrt(jnp.sqrt(2 * jnp.pi) * ls * jnp.exp(-0.5 * om**2 * ls**2))
+        delta = phi_j @ (coeffs * sqrt_psd)
+        log_v = k * (1.0 - jnp.exp(-beta[uidx] * t))
+        numpyro.sample("y", dist.Normal(log_v + delta, sigma), obs=y)
+
+    return model
+
+
+def _check_numpyro_density(twin, data, model, n: int = 5, seed: int = 0) -> float:
+    """max |numpyro log joint - (Twin.log_prior + Twin.log_likelihood)| at prior-ish points."""
+    from numpyro.infer.util import log_density
+
+    rng = np.random.default_rng(seed)
+    uidx, units = twin.unit_index(data)
+    worst = 0.0
+    for _ in range(n):
+        pt_ = {"beta_mu": rng.normal(np.log(0.08), 0.3), "beta_sigma": abs(rng.normal(0, 0.3)),
+               "beta_z": rng.normal(size=len(units)), "k": rng.normal(9, 0.5),
+               "delta_ls": np.exp(rng.normal(1.5, 0.3)), "delta_eta": abs(rng.normal(0, 0.2)),
+               "delta_hsgp_coeffs": rng.normal(size=int(twin.discrepancy.m)),
+               "sigma_obs": abs(rng.normal(0.3, 0.1))}
+        lj, _ = log_density(model, (), {"y": np.asarray(data.y)}, pt_)
+        draws = {k: np.asarray(v, float)[None, ...] for k, v in pt_.items()}
+        ours = twin.log_prior(draws, data)[0] + twin.log_likelihood(draws, data)[0]
+        worst = max(worst, abs(float(lj) - float(ours)))
+    return worst
+
+
+def vs_numpyro_case(draws: int = 1000, tune: int = 1000, seeds=(1, 2, 3, 4, 5), chains: int = 2) -> dict:
+    """Paired seeds on the tumor case-study twin: nutpie (numba, jax) vs numpyro NUTS.
+
+    Same definitions as :func:`vs_numpyro` (ESS/s = minimum bulk ESS over beta, beta_mu,
+    beta_sigma, k, delta_ls, delta_eta, sigma_obs / sampling wall time; numpyro's JIT = first
+    run minus the median of its later runs).
+    """
+    import os
+
+    os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={chains}")
+    try:
+        import jax
+        import numpyro
+        from numpyro.infer import MCMC, NUTS
+    except ImportError as exc:
+        return {"status": f"skipped: {exc} (pip install -e '.[bench]')"}
+    try:
+        twin, data = tumor_twin_and_data()
+    except Exception as exc:  # noqa: BLE001 - data missing or the case study changed
+        return {"status": f"skipped: tumor case study unavailable ({type(exc).__name__}: {exc})"}
+    jax.config.update("jax_enable_x64", True)
+    numpyro.set_host_device_count(chains)
+    kw = dict(method="nutpie", draws=draws, tune=tune, chains=chains, warn=False,
+              posterior_predictive=False)
+    model = numpyro_tumor(twin, data)
+    out: dict = {"twin": twin.name, "n_obs": int(data.n), "draws": draws, "tune": tune,
+                 "chains": chains, "seeds": list(seeds), "load_average_1min_start": os.getloadavg()[0],
+                 "numpyro_density_max_abs_diff": _check_numpyro_density(twin, data, model)}
+    clear_compile_cache()
+    r = vt.calibrate(twin, data, rng=0, **kw)
+    out["nutpie_numba_compile_s"] = r.info["compile_time_s"]
+    out["nutpie_numba_compile_cache"] = r.info["compile_cache"]
+    r = vt.calibrate(twin, data, rng=0, backend="jax", **kw)
+    out["nutpie_jax_compile_s"] = r.info["compile_time_s"]
+    mcmc = MCMC(NUTS(model, target_accept_prob=0.8), num_warmup=tune, num_samples=draws,
+                num_chains=chains, chain_method="parallel", progress_bar=False)
+    first_s, _ = _numpyro_run(mcmc, 0, np.asarray(data.y))
+    rows = []
+    for seed in seeds:
+        row = {"seed": seed}
+        for name, extra in (("nutpie_numba", {}), ("nutpie_jax", {"backend": "jax"})):
+            r = vt.calibrate(twin, data, rng=seed, **kw, **extra)
+            if r.info["sampler"] != "nutpie":
+                raise RuntimeError(f"{name}: calibrate fell back to {r.info['sampler']}; not comparable")
+            ess = _min_ess(r.idata, TUMOR_ESS_NAMES)
+            row[name] = {"sample_s": r.info["sample_time_s"], "min_ess_bulk": ess,
+                         "ess_per_s": ess / r.info["sample_time_s"],
+                         "divergences": int(r.idata.sample_stats["diverging"].sum())}
+        s, samp = _numpyro_run(mcmc, seed, np.asarray(data.y))
+        post = az.from_dict(posterior={k: np.asarray(v) for k, v in samp.items() if k in TUMOR_ESS_NAMES})
+        ess = _min_ess(post, TUMOR_ESS_NAMES)
+        row["numpyro"] = {"sample_s": s, "min_ess_bulk": ess, "ess_per_s": ess / s,
+                          "divergences": int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())}
+        if seed == seeds[0]:
+            z = {}
+            for v in ("beta_mu", "beta_sigma", "k", "delta_ls", "delta_eta", "sigma_obs"):
+                a, b = r.idata.posterior[[v]], post.posterior[[v]]
+                z[v] = abs(float(a[v].mean()) - float(b[v].mean())) / np.hypot(
+                    float(az.mcse(a, method="mean")[v]), float(az.mcse(b, method="mean")[v]))
+            out["posterior_agreement_z"] = z
+        row["load_average_1min"] = os.getloadavg()[0]
+        rows.append(row)
+        print(f"  tumor seed {seed}: ESS/s numba {row['nutpie_numba']['ess_per_s']:.1f}, jax "
+              f"{row['nutpie_jax']['ess_per_s']:.1f}, numpyro {row['numpyro']['ess_per_s']:.1f} "
+              f"(load {row['load_average_1min']:.1f})", flush=True)
+    out["rows"] = rows
+    out["numpyro_jit_s"] = first_s - float(np.median([r["numpyro"]["sample_s"] for r in rows]))
+    summary = {}
+    for name in ("nutpie_numba", "nutpie_jax", "numpyro"):
+        v = np.array([r[name]["ess_per_s"] for r in rows])
+        summary[name] = {"ess_per_s_median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
+        if name != "numpyro":
+            ratio = v / np.array([r["numpyro"]["ess_per_s"] for r in rows])
+            summary[name].update(ratio_to_numpyro_median=float(np.median(ratio)),
+                                 ratio_to_numpyro_min=float(ratio.min()),
+                                 ratio_to_numpyro_max=float(ratio.max()))
     out["summary"] = summary
     out["load_average_1min_end"] = os.getloadavg()[0]
     return out

@@ -3,7 +3,9 @@
 Known answer: the linear-Gaussian posterior mean of (a, b) (within 4 MCSE, sds within 10 %)
 for nutpie's JAX backend and for the low-rank mass-matrix adaptation; the JAX backend also
 reuses its compiled model for new observations at the same inputs and gets their own
-posterior. Failure case: a calibrate that fell back to another sampler fails the check.
+posterior (the second run takes its backend from ``$VVUQ_TWIN_BACKEND``). Failure cases: a
+calibrate that fell back to another sampler fails the check; an unknown backend in the
+environment is refused before anything compiles.
 """
 
 from __future__ import annotations
@@ -28,14 +30,21 @@ def test_low_rank_mass_matrix_gives_the_conjugate_posterior():
     check_known_answer(res, data)
 
 
-def test_jax_backend_gives_the_conjugate_posterior_and_reuses_its_compilation():
+def test_jax_backend_gives_the_conjugate_posterior_and_reuses_its_compilation(monkeypatch):
     pytest.importorskip("jax")
     d1, d2 = make_data(a=1.0, b=2.0, seed=1), make_data(a=-2.0, b=0.5, seed=2)
     r1 = vt.calibrate(make_twin(), d1, rng=3, backend="jax", **KW)
-    r2 = vt.calibrate(make_twin(), d2, rng=3, backend="jax", **KW)
+    monkeypatch.setenv("VVUQ_TWIN_BACKEND", "jax")  # the default backend from the environment
+    r2 = vt.calibrate(make_twin(), d2, rng=3, **KW)
     for r in (r1, r2):
         assert r.info["sampler"] == "nutpie", "fell back from nutpie's JAX backend"
         assert r.info["backend"] == "jax"
     assert r2.info["compile_cache"] == "memory"
     check_known_answer(r1, d1)
     check_known_answer(r2, d2)
+
+
+def test_backend_from_the_environment_is_checked_before_compiling(monkeypatch):
+    monkeypatch.setenv("VVUQ_TWIN_BACKEND", "cuda")
+    with pytest.raises(ValueError, match=r"VVUQ_TWIN_BACKEND.*'cuda'"):
+        vt.calibrate(make_twin(), make_data(a=1.0, b=2.0, seed=1), rng=3, **KW)

@@ -16,6 +16,7 @@ same declaration loads it instead of compiling (``info["compile_cache_hit"]``).
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from collections import OrderedDict
@@ -160,7 +161,7 @@ def calibrate(
     warn: bool = True,
     ledger: Ledger | None = None,
     smc: SMCOptions | dict[str, Any] | None = None,
-    backend: Literal["numba", "jax"] = "numba",
+    backend: Literal["numba", "jax"] | None = None,
     mass_matrix: Literal["diag", "low_rank"] = "diag",
 ) -> TwinResult:
     """Calibrate ``twin`` to ``data``.
@@ -203,8 +204,9 @@ def calibrate(
     smc : SMCOptions or dict, optional
         SMC controls (kernel, tempering and correlation thresholds, parallel runs, SMC
         diagnostic thresholds); see :class:`~vvuq_twin.inference.smc.SMCOptions`. Only for SMC.
-    backend : {"numba", "jax"}
-        nutpie's compiler for the log density (method "nutpie"). ``"numba"`` (default) is kept
+    backend : {"numba", "jax"}, optional
+        nutpie's compiler for the log density (method "nutpie"). Default: ``$VVUQ_TWIN_BACKEND``
+        when set, else ``"numba"``. ``"numba"`` is kept
         compiled on disk across processes (see :mod:`vvuq_twin.inference._compile_cache`;
         ``info["compile_cache_hit"]`` says whether this call reused it); ``"jax"`` needs the
         ``jax`` extra and is compiled anew in every process. See ``benchmarks/RESULTS.md``
@@ -246,8 +248,10 @@ def calibrate(
         raise ValueError(f"`tune` must be >= 0, got {tune}.")
     if target_accept is not None and not 0.0 < float(target_accept) < 1.0:
         raise ValueError(f"`target_accept` must lie in (0, 1), got {target_accept}.")
+    if backend is None:
+        backend = os.environ.get("VVUQ_TWIN_BACKEND", "").strip().lower() or "numba"
     if backend not in ("numba", "jax"):
-        raise ValueError(f"`backend` must be 'numba' or 'jax', got {backend!r}.")
+        raise ValueError(f"`backend` (or $VVUQ_TWIN_BACKEND) must be 'numba' or 'jax', got {backend!r}.")
     if mass_matrix not in ("diag", "low_rank"):
         raise ValueError(f"`mass_matrix` must be 'diag' or 'low_rank', got {mass_matrix!r}.")
     if backend == "jax":
@@ -269,7 +273,6 @@ def calibrate(
     t0 = time.perf_counter()
     compile_time = 0.0
     compile_status: dict[str, Any] = {"compile_cache_hit": False, "compile_cache": "none"}
-    import os
 
     ncores = cores if cores is not None else max(1, min(chains, os.cpu_count() or 1))
     choice: dict[str, Any] | None = None
@@ -373,10 +376,12 @@ def calibrate(
     finally:
         blas.restore_original_limits()
     prog.__exit__(None, None, None)
-    pp_model = twin.build_model(data, check=False, conditional_roles=True) if twin.marginal_discrepancy() else model
     idata, sim_accuracy = pop_accuracy(idata)
     with small_matrix_threads(data.n):
-        idata = _arrange_groups(idata, pp_model, data, posterior_predictive, seed_pp)
+        # the model is built for PyMC's forward sampler only when the numpy path cannot serve
+        pp_model = (lambda: twin.build_model(data, check=False, conditional_roles=True)) \
+            if twin.marginal_discrepancy() else (lambda: model)
+        idata = _arrange_groups(idata, pp_model, data, posterior_predictive, seed_pp, twin=twin)
     diags = compute_diagnostics(
         idata, sampler=resolved, thresholds=thresholds,
         var_names=[v for v in idata.posterior.data_vars],
@@ -429,8 +434,13 @@ def calibrate(
     return res
 
 
-def _arrange_groups(idata, model, data: TwinData, posterior_predictive: bool, seed: int):
-    """Move role Deterministics to posterior_predictive, add y draws and observed data."""
+def _arrange_groups(idata, model, data: TwinData, posterior_predictive: bool, seed: int,
+                    twin: Twin | None = None):
+    """Move role Deterministics to posterior_predictive, add y draws and observed data.
+
+    ``model`` is the PyMC model (or a function building it, called only when needed). With
+    ``twin``, the draws come from the numpy path of ``_fast_predictive`` where it applies.
+    """
     post = idata.posterior
     roles = [v for v in ROLE_DETERMINISTICS if v in post]
     # internal variables: the latent GP duplicate and sampler-space (transformed) values
@@ -442,7 +452,17 @@ def _arrange_groups(idata, model, data: TwinData, posterior_predictive: bool, se
     new_post = post.drop_vars(roles + internal + latent)
     missing_roles = [v for v in ROLE_DETERMINISTICS if v not in post]
     want = missing_roles + (["y"] if posterior_predictive else [])
-    if want:
+    drawn = None
+    if want and twin is not None:
+        from ._fast_predictive import posterior_predictive_numpy
+
+        drawn = posterior_predictive_numpy(twin, data, post, want, seed)
+        if drawn is not None:
+            pp = xr.merge([pp, drawn], compat="override", join="left")
+            pp = pp[[v for v in (*ROLE_DETERMINISTICS, "y") if v in pp]]
+    if want and drawn is None:
+        if callable(model) and not isinstance(model, pm.Model):
+            model = model()
         # without posterior_predictive the draw of the role variables (delta of a marginalised
         # GP) is internal: PyMC's "Sampling: [delta]" line is not shown
         forward_log = logging.getLogger("pymc.sampling.forward")

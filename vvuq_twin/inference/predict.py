@@ -35,7 +35,9 @@ def predict(
 
     The discrepancy is evaluated by its GP conditional given the posterior (not re-drawn from
     the prior); for a new unit, per-unit parameters are drawn from the fitted population and a
-    per-unit discrepancy from its prior.
+    per-unit discrepancy from its prior. The draws are computed in numpy, all at once, where
+    the twin allows (``vvuq_twin.inference._fast_predictive``; ``VVUQ_TWIN_FAST_PREDICTIVE=0``
+    uses ``pm.sample_posterior_predictive`` throughout).
 
     Parameters
     ----------
@@ -107,19 +109,18 @@ def predict(
                 "unit not in the calibration data."
             )
         unit_idx = np.array([lookup[u] for u in labels], dtype=int)
-    spec = PredictSpec(X=X, unit_idx=unit_idx, new_unit=new_unit)
-    model = twin.build_model(data, predict_at=spec, check=False)
-    names = ["eta_new", "delta_new", "zeta_new"] + (["y_new"] if include_y else [])
-    if new_unit:
-        names += [f"{p}_new" for p in twin.per_unit_names]
-    if f"{ACCURACY_VAR}_new" in model.named_vars:
-        names.append(f"{ACCURACY_VAR}_new")
-    with model, small_matrix_threads(max(data.n, X.shape[0])), Progress(f"predict twin {twin.name!r} at {X.shape[0]} point(s)",
-                         progress_enabled(progressbar)) as prog:
-        pp = pm.sample_posterior_predictive(
-            az.InferenceData(posterior=full_posterior(result.idata)), var_names=names, random_seed=seed_int(rng), progressbar=prog.bar,
-            return_inferencedata=True,
-        ).posterior_predictive
+    from ._fast_predictive import predict_numpy
+
+    # eta at the calibration inputs is simulated from the posterior draws themselves (a stored
+    # posterior-predictive eta may belong to other draws, e.g. after assimilation)
+    post = full_posterior(result.idata)
+    seed = seed_int(rng)
+    with small_matrix_threads(max(data.n, X.shape[0])), Progress(
+            f"predict twin {twin.name!r} at {X.shape[0]} point(s)", progress_enabled(progressbar)) as prog:
+        # numpy, vectorised over draws, where it applies (see ._fast_predictive); else PyMC
+        pp = predict_numpy(twin, data, post, X, unit_idx, new_unit, include_y, seed)
+        if pp is None:
+            pp = _predict_pymc(result, twin, data, X, unit_idx, new_unit, include_y, seed, prog.bar)
     out = pp.rename({k: k[: -len("_new")] for k in ("eta_new", "delta_new", "zeta_new", "y_new",
                                                      f"{ACCURACY_VAR}_new") if k in pp})
     out = out.rename({"obs_new": "obs"}) if "obs_new" in out.dims else out
@@ -136,3 +137,19 @@ def predict(
     out.attrs.update({"declaration_hash": result.declaration_hash, "data_hash": result.data_hash,
                       "unit": "new" if new_unit else ("" if unit is None else str(unit))})
     return out
+
+
+def _predict_pymc(result, twin, data, X, unit_idx, new_unit, include_y, seed, bar) -> xr.Dataset:
+    """PyMC's path: ``pm.sample_posterior_predictive`` on the model built with ``predict_at``."""
+    spec = PredictSpec(X=X, unit_idx=unit_idx, new_unit=new_unit)
+    model = twin.build_model(data, predict_at=spec, check=False)
+    names = ["eta_new", "delta_new", "zeta_new"] + (["y_new"] if include_y else [])
+    if new_unit:
+        names += [f"{p}_new" for p in twin.per_unit_names]
+    if f"{ACCURACY_VAR}_new" in model.named_vars:
+        names.append(f"{ACCURACY_VAR}_new")
+    with model:
+        return pm.sample_posterior_predictive(
+            az.InferenceData(posterior=full_posterior(result.idata)), var_names=names, random_seed=seed, progressbar=bar,
+            return_inferencedata=True,
+        ).posterior_predictive
