@@ -14,7 +14,11 @@ Two implementations:
 :class:`TemperedTarget` evaluates prior x L(past chunks) x L(new)^phi for the kernels: the prior
 first, the likelihood only where the prior is finite (a proposal outside the support is
 rejected without evaluating the likelihood), a failing batch call split until the failing
-particles are isolated (they get ``-inf``), and every call counted.
+particles are isolated (they get ``-inf``), and every call counted. It can also carry a
+*surrogate* of the past likelihood (:func:`thin_chunk`: every ``r``-th row of each unit of a
+large past chunk, scaled by ``n/m``) whose gradient drives the HMC trajectories; the accept step
+always uses the exact target, so the kernel stays exact and the surrogate only sets the cost and
+the acceptance rate.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpy as np
 
 from .kernels import Evaluation
 
-__all__ = ["ParticleModel", "CallableModel", "TemperedTarget", "TRANSFORMS"]
+__all__ = ["ParticleModel", "CallableModel", "TemperedTarget", "TRANSFORMS", "thin_chunk"]
 
 TRANSFORMS = ("identity", "log", "interval", "lower", "upper")
 
@@ -202,6 +206,43 @@ class CallableModel:
         return ll, self._chain(self.grad_log_likelihood(theta, data), parts, z)
 
 
+def _n_rows(d: Mapping[str, np.ndarray]) -> int:
+    return int(np.asarray(next(iter(d.values()))).shape[0]) if d else 0
+
+
+def thin_chunk(data: Mapping[str, np.ndarray], every: int, *, unit_key: str = "unit"
+               ) -> tuple[dict[str, np.ndarray], float]:
+    """Every ``every``-th row of ``data`` (per unit when ``data`` has ``unit_key``), and the weight
+    ``n / m`` that makes the thinned log-likelihood an estimate of the full one.
+
+    Rows are taken evenly spaced within each unit in their stored order (centred: offsets
+    ``every // 2, every // 2 + every, ...``), so a unit's series is covered end to end; a unit
+    keeps at least one row.
+
+    Returns
+    -------
+    (dict, float)
+        The thinned data (same keys, rows along axis 0) and the weight ``n / m``.
+    """
+    every = int(every)
+    if every < 1:
+        raise ValueError(f"`every` must be a positive integer, got {every}.")
+    n = _n_rows(data)
+    if n == 0:
+        raise ValueError("Cannot thin an empty data chunk.")
+    if unit_key in data:
+        u = np.asarray(data[unit_key])
+        idx = []
+        for unit in dict.fromkeys(u.tolist()):
+            rows = np.flatnonzero(u == unit)
+            pick = rows[min(every // 2, rows.size - 1)::every]
+            idx.append(pick)
+        idx = np.sort(np.concatenate(idx))
+    else:
+        idx = np.arange(min(every // 2, n - 1), n, every)
+    return {k: np.asarray(v)[idx] for k, v in data.items()}, float(n / idx.size)
+
+
 class TemperedTarget:
     """``evaluate(z, grad) -> Evaluation`` of prior x L(past) x L(new)^phi, with cost counters.
 
@@ -216,15 +257,39 @@ class TemperedTarget:
         (particles x chunks), counting only proposals inside the support.
     n_outside_support : int
         Proposals rejected on the prior alone (their likelihood was never evaluated).
+    n_row_evals : int
+        Particle x observation likelihood terms evaluated exactly (particles x rows of all
+        chunks), the cost measure that does not depend on the machine.
+    n_surrogate_calls, n_surrogate_row_evals : int
+        The same for the surrogate gradient (:meth:`surrogate_grad`).
     seconds : float
         Time spent evaluating.
+
+    Parameters
+    ----------
+    model : ParticleModel
+    past : sequence of dict
+        Data chunks assimilated before (exact past likelihood = sum over them).
+    batch : dict
+        The new batch.
+    surrogate_past : sequence of (float, dict), optional
+        Weighted chunks whose weighted log-likelihood sum approximates the past likelihood (e.g.
+        from :func:`thin_chunk`); enables :meth:`surrogate_grad`.
     """
 
     def __init__(self, model: ParticleModel, past: Sequence[Mapping[str, np.ndarray]],
-                 batch: Mapping[str, np.ndarray]) -> None:
+                 batch: Mapping[str, np.ndarray],
+                 surrogate_past: Sequence[tuple[float, Mapping[str, np.ndarray]]] | None = None) -> None:
         self.model = model
         self.past = list(past)
         self.batch = batch
+        self.surrogate_past = None if surrogate_past is None else [(float(w), c) for w, c in surrogate_past]
+        self.rows_exact = sum(_n_rows(c) for c in self.past) + _n_rows(batch)
+        self.rows_surrogate = (None if self.surrogate_past is None else
+                               sum(_n_rows(c) for _, c in self.surrogate_past) + _n_rows(batch))
+        self.n_row_evals = 0
+        self.n_surrogate_calls = 0
+        self.n_surrogate_row_evals = 0
         self.n_calls = 0
         self.n_gradient_calls = 0
         self.n_point_evals = 0
@@ -283,8 +348,59 @@ class TemperedTarget:
             self.n_calls += k
             self.n_gradient_calls += k if grad else 0
             self.n_point_evals += k * int(ok.sum())
+            self.n_row_evals += self.rows_exact * int(ok.sum())
         bad = ~(np.isfinite(ll_past) & np.isfinite(ll_new))
         lp = np.where(bad, -np.inf, lp)
         self.seconds += time.perf_counter() - t0
         gb = None if not grad else np.nan_to_num(glp + g_past)
         return Evaluation(lp, ll_past, ll_new, gb, None if not grad else np.nan_to_num(g_new))
+
+    @property
+    def has_surrogate(self) -> bool:
+        return self.surrogate_past is not None
+
+    @property
+    def surrogate_cost(self) -> float:
+        """Rows evaluated by a surrogate gradient relative to an exact evaluation."""
+        if self.surrogate_past is None:
+            return 1.0
+        return float(self.rows_surrogate / max(self.rows_exact, 1))
+
+    def surrogate_grad(self, z: np.ndarray, phi: float) -> tuple[np.ndarray, np.ndarray]:
+        """Gradient of the surrogate tempered log density ``prior + sum_c w_c L_c + phi L_new``.
+
+        Returns ``(ok, grad)``: ``ok`` (n,) is False where the point is outside the support or
+        the surrogate is not finite (its gradient is set to 0 there).
+        """
+        if self.surrogate_past is None:
+            raise RuntimeError("This target carries no surrogate; build it with `surrogate_past`.")
+        t0 = time.perf_counter()
+        n, d = z.shape
+        ok = np.all(np.isfinite(z), axis=1)
+        grad = np.zeros((n, d))
+        if ok.any():
+            idx = np.flatnonzero(ok)
+            with np.errstate(all="ignore"):
+                lp, glp = self.model.log_prior_z(z[idx], True)
+            lp = np.asarray(lp, float)
+            keep = np.isfinite(lp)
+            ok[idx[~keep]] = False
+            idx, lp, glp = idx[keep], lp[keep], np.array(glp, float)[keep]
+            if idx.size:
+                zs = z[idx]
+                tot, gacc = lp.copy(), glp
+                for w, chunk in self.surrogate_past:
+                    ll, g = self.safe_log_likelihood(zs, chunk, True)
+                    tot += w * ll
+                    gacc += w * g
+                ll, g = self.safe_log_likelihood(zs, self.batch, True)
+                tot += phi * ll
+                gacc += phi * g
+                fin = np.isfinite(tot) & np.all(np.isfinite(gacc), axis=1)
+                gacc[~fin] = 0.0
+                grad[idx] = gacc
+                ok[idx[~fin]] = False
+                self.n_surrogate_calls += len(self.surrogate_past) + 1
+                self.n_surrogate_row_evals += self.rows_surrogate * idx.size
+        self.seconds += time.perf_counter() - t0
+        return ok, grad
