@@ -148,3 +148,31 @@ def test_hierarchical_normal_with_thinned_surrogate_matches_exact_posterior(big_
             # 160 rows thinned to 40, the small batch chunks enter exactly
             assert r.rows_surrogate == 40 + 8 * (r.batch_index + 1)
             assert r.n_surrogate_row_evals > 0
+
+
+def test_fitted_correction_recovers_the_exact_past_likelihood_when_the_error_is_in_its_span(big_calibration_case):
+    """With 40 rows per unit thinned to 10 (weight exactly 4 for every unit), the surrogate's
+    error L_past - 4 L_thin of the hierarchical normal is linear in (mu, z): the fitted
+    correction (features 1, u, u^2) must reproduce the exact past log-likelihood to round-off,
+    while the uncorrected surrogate is off by several nats."""
+    from vvuq_twin.assimilation.targets import TemperedTarget
+
+    m, cal, batches = big_calibration_case
+    model = m.model()
+    g = np.random.default_rng(9)
+    start = _draws_given(m, cal, 600, g)
+    z = model.to_unconstrained(start)
+    tc, w = thin_chunk(cal, 4)
+    assert w == 4.0
+    target = TemperedTarget(model, [cal], batches[0], [(w, tc)])
+    ll_past = m.log_likelihood(start, cal)
+    raw = ll_past - w * m.log_likelihood(start, tc)
+    assert raw.std() > 1.0
+    resid = target.fit_surrogate(z, ll_past)
+    assert resid < 1e-8 * max(1.0, np.abs(ll_past).mean())
+    # the surrogate gradient is then the exact gradient of the tempered target
+    ok, gs = target.surrogate_grad(z, 0.3)
+    ev = target(z, True)
+    assert ok.all()
+    np.testing.assert_allclose(gs, ev.grad(0.3), rtol=1e-6, atol=1e-6)
+    assert target.n_surrogate_row_evals == 600 * 40 + 600 * (40 + 8)
