@@ -535,6 +535,11 @@ def smc_update(
         report.phis.append(float(phi))
         if phi < 1.0 or effective_sample_size(log_w) < resample_threshold * N:
             idx = systematic_resample(log_w, g)
+            if model.has_gradient and hasattr(model, "prepare_gradient"):
+                # a move needs every chunk's compiled value-and-gradient function (a model may
+                # have evaluated the new batch with a function compiled for compile speed)
+                for chunk in past + [dict(batch)]:
+                    model.prepare_gradient(chunk)
             state = MoveState(z[idx], Evaluation(*(None if a is None else a[idx] for a in ev)))
             if target.has_surrogate:
                 report.surrogate_residual_sd.append(float(target.fit_surrogate(state.z, state.ev.ll_past)))
