@@ -24,6 +24,11 @@ likelihood calls, particle evaluations, compiles and seconds.
 
 Run: ``python -m benchmarks assimilation [--quick]`` (``--quick``: K = 5, shorter NUTS); writes
 ``benchmarks/results/assimilation.json``. Timings are wall-clock on whatever machine runs it.
+
+``python -m benchmarks.bench_assimilation --cost-at-k`` (:func:`cost_at_k`) measures one update at
+each of k = 50, 5, 20 from a NUTS posterior on the first k - 1 batches, side by side with a NUTS
+refit on the same data (cost and agreement), without streaming through all k updates; writes
+``benchmarks/results/assimilation_cost_at_k.json``.
 """
 
 from __future__ import annotations
