@@ -51,9 +51,11 @@ extensions = [
     "sphinx.ext.viewcode",
     "numpydoc",
     "myst_nb",
+    "vvuq_cases",   # case-study pages show their report's figures (docs/_ext/vvuq_cases.py)
 ]
 
-exclude_patterns = ["_build", "jupyter_execute", "**.ipynb_checkpoints", "_templates"]
+exclude_patterns = ["_build", "jupyter_execute", "**.ipynb_checkpoints", "_templates",
+                    "case-studies/_generated"]   # included by the case pages (vvuq_cases)
 templates_path = ["_templates"]
 root_doc = "index"
 nitpicky = True

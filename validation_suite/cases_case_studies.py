@@ -38,8 +38,23 @@ def _common(s: dict) -> dict:
 
 
 def tumor() -> dict:
-    """Tumor case (Benzekry et al. 2014 lung data): common figures."""
-    return _common(_run("tumor"))
+    """Tumor case (Benzekry et al. 2014 lung data) on the VVUQ loop: hold-out coverage and
+    median bias inside their bands, SBC, the realised violation rate of the imaging decisions
+    inside its binomial band; verification is NOT APPLICABLE (closed-form growth law)."""
+    s = _run("tumor")
+    lo, hi = s["coverage_band"]
+    after = s.get("coverage_after_band") or s["coverage_band"]
+    mlo, mhi = s["median_bias_band"]
+    real = s["realised_exceedance"] or {}
+    return {
+        "coverage_in_band": float(lo <= s["coverage"] <= hi),
+        "coverage_after_in_band": float(after[0] <= (s["coverage_after"] if s["coverage_after"] is not None
+                                                     else s["coverage"]) <= after[1]),
+        "sbc_passed": float(bool(s["sbc_passed"])),
+        "median_bias_in_band": float(mlo <= s["median_bias"] <= mhi),
+        "exceedance_in_band": float(real.get("status") == "PASS"),
+        "verification_not_applicable": float(s["verification_status"] == "NOT APPLICABLE"),
+    }
 
 
 def airframe() -> dict:

@@ -42,7 +42,7 @@ from .._data import (
     verify_checksum,
 )
 
-__all__ = ["TUMOR_DATASETS", "load_tumor", "tumor_twin_data"]
+__all__ = ["TUMOR_DATASETS", "load_tumor", "tumor_twin_data", "decision_day", "split_at_decision_day"]
 
 _CITATION_BENZEKRY = (
     "Benzekry S, Lamont C, Beheshti A, Tracz A, Ebos JML, Hlatky L, Hahnfeldt P (2014). "
@@ -221,3 +221,74 @@ def tumor_twin_data(ds: xr.Dataset, part: Literal["train", "holdout", "all"] = "
     sub = ds.isel(obs=np.flatnonzero(keep))
     return TwinData(x=sub["time"].values, y=np.log(sub["volume"].values),
                     unit=sub["subject"].values, input_names=["time"], obs=sub["obs"].values)
+
+
+def decision_day(ds: xr.Dataset, threshold: float, open_fraction: float = 0.85) -> float:
+    """The latest measurement day at which at least ``open_fraction`` of the mice are still open.
+
+    A mouse's decision (when to image next) is open while none of its readings so far has
+    reached ``threshold``. Volumes of 0 mm³ are left out; every mouse must have at least one
+    reading up to that day.
+
+    Raises
+    ------
+    ValueError
+        When ``open_fraction`` is outside (0, 1], when no day keeps that many decisions open, or
+        when some mouse has no reading up to the decision day.
+    """
+    if not 0.0 < float(open_fraction) <= 1.0:
+        raise ValueError(f"open_fraction must lie in (0, 1], got {open_fraction!r}.")
+    keep = ~ds["below_detection"].values
+    t = ds["time"].values[keep]
+    v = ds["volume"].values[keep]
+    u = ds["subject"].values[keep].astype(str)
+    mice = sorted(set(u.tolist()))
+    first_hit = {m: (t[(u == m) & (v >= threshold)].min() if np.any((u == m) & (v >= threshold)) else np.inf)
+                 for m in mice}
+    days = np.unique(t)
+    n_open = np.array([sum(first_hit[m] > d for m in mice) for d in days])
+    ok = days[n_open >= open_fraction * len(mice) - 1e-9]
+    if ok.size == 0:
+        raise ValueError(f"Already the first reading day has fewer than {open_fraction:.0%} of the mice below "
+                         f"{threshold:g} mm³: no decision day keeps the decisions open; raise the threshold.")
+    d = float(ok.max())
+    late = sorted(set(mice) - set(u[t <= d].tolist()))
+    if late:
+        raise ValueError(f"Mice {late} have no reading up to the decision day {d:g}: they cannot be "
+                         "calibrated before the decision; raise the threshold or leave them out.")
+    return d
+
+
+def split_at_decision_day(ds: xr.Dataset, threshold: float, open_fraction: float = 0.85) -> dict:
+    """Calibration (readings up to :func:`decision_day`) and hold-out (after it) of a tumor dataset.
+
+    Returns
+    -------
+    dict
+        ``t_now`` (the decision day), ``calibration`` and ``holdout`` (TwinData: x = time,
+        y = log volume, unit = mouse), ``candidates`` (TwinData: the first held-back reading of
+        each mouse, the measurements a design step may choose) and ``readings`` (mouse ->
+        (times, volumes) of all its readings, from which the crossing of the threshold is read
+        to judge the decisions: a reading at the decision day may already be above it).
+    """
+    t_now = decision_day(ds, threshold, open_fraction)
+    keep = ~ds["below_detection"].values
+    sub = ds.isel(obs=np.flatnonzero(keep))
+    t = sub["time"].values
+    u = sub["subject"].values.astype(str)
+    y = np.log(sub["volume"].values)
+
+    def td(sel: np.ndarray) -> TwinData:
+        return TwinData(x=t[sel], y=y[sel], unit=u[sel], input_names=["time"], obs=sub["obs"].values[sel])
+
+    cal, hold = t <= t_now, t > t_now
+    first = np.zeros(t.size, bool)
+    readings = {}
+    for m in dict.fromkeys(u.tolist()):
+        idx = np.flatnonzero(hold & (u == m))
+        if idx.size:
+            first[idx[np.argmin(t[idx])]] = True
+        every = np.flatnonzero(u == m)
+        readings[m] = (t[every].tolist(), np.exp(y[every]).tolist())
+    return {"t_now": t_now, "calibration": td(cal), "holdout": td(hold), "candidates": td(first),
+            "readings": readings}

@@ -1,22 +1,13 @@
-"""The tumor case study: its loop helpers against closed forms, and one quick run on the real data.
+"""The tumor case study: its helpers against closed forms, and one quick loop run on the real data.
 
-Fast tests check the building blocks of the decision loop (:mod:`case_studies.tumor.loop`)
-against closed forms and refuse bad input before any computation. The slow tests share one
-quick run (module fixture, about two minutes on 2 cores) on the Lewis lung carcinoma data and
-check what it found against
-
-- the RK4 order (4) and SBC rank uniformity (re-tested here from the saved ranks);
-- the binomial band of the 90% hold-out coverage;
-- the published structural correlation of the Gompertz parameters (R² > 0.92, Vaghi et al.
-  2020, abstract), recomputed here by an independent profile-likelihood fit;
-- the order-statistic answer of the chance constraint, and the superquantile bound it implies;
-- the exact Shapley effects of the linearised decision quantity;
-- the design utility of the chosen measurement against the median candidate, and the held-back
-  data it was read from;
-- the narrowing of the decision quantity's interval by the assimilated measurement, and the
-  posterior mean after ``vvuq_twin.assimilation.assimilate`` against exact reweighting;
-- the closed form of the inoculum effect in the scenario worlds;
-- same seed -> same numbers.
+Fast tests check the building blocks (:mod:`case_studies.tumor.loop`, :mod:`.steps`,
+:mod:`.scenarios`, :mod:`.data`) against closed forms and refuse bad input before any
+computation. The slow tests share one quick run (module fixture) on the Lewis lung carcinoma data
+and read its typed step results (the summary's values, never report text): sampler diagnostics,
+the validation judgement and its bands, the decisions and their realised violation rate against
+the binomial band, the focus mouse chosen by goal-oriented utility, the published structural
+correlation of Vaghi et al. (2020), the carrying capacity against the no-discrepancy fit, the
+assimilation's move diagnostics, the inoculum worlds' closed form, and same seed -> same JSON.
 """
 
 from __future__ import annotations
@@ -26,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _report import report_json as _json, report_table as _table
 
 from case_studies._data import DataDirectoryError
 from case_studies.tumor.loop import (
@@ -44,7 +34,7 @@ from case_studies.tumor.loop import (
 def tumor(data_dir, tmp_path_factory):
     from case_studies.tumor.run import run
 
-    return run(data_dir, tmp_path_factory.mktemp("tumor"), seed=1, quick=True)
+    return run(data_dir, tmp_path_factory.mktemp("tumor"), seed=1, quick=True, progress=False)
 
 
 # ------------------------------------------------------------------ helpers: closed forms
@@ -145,6 +135,94 @@ def test_importance_mean_is_bayes_rule_with_its_standard_error():
         importance_mean(np.ones(3), np.full(3, -np.inf))
 
 
+# ------------------------------------------------------------------ new helpers (fast)
+def test_bimodality_coefficient_known_answers():
+    from case_studies.tumor.steps import bimodality_coefficient
+
+    rng = np.random.default_rng(2)
+    # normal: 1/3 (skew 0, excess kurtosis 0); uniform: 5/9 (excess kurtosis -6/5)
+    assert bimodality_coefficient(rng.normal(size=200_000)) == pytest.approx(1 / 3, abs=0.01)
+    assert bimodality_coefficient(rng.uniform(size=200_000)) == pytest.approx(5 / 9, abs=0.01)
+    # a balanced two-point mixture: excess kurtosis -2 -> coefficient 1
+    two = np.r_[rng.normal(-5, 0.1, 50_000), rng.normal(5, 0.1, 50_000)]
+    assert bimodality_coefficient(two) == pytest.approx(1.0, abs=0.01)
+    assert bimodality_coefficient(two) > 5 / 9 > bimodality_coefficient(rng.normal(size=1000))
+    with pytest.raises(ValueError, match="at least 4"):
+        bimodality_coefficient([1.0, 2.0])
+
+
+def test_exceedance_band_is_the_binomial_band():
+    from scipy import stats
+
+    from case_studies.tumor.steps import exceedance_band
+
+    lo, hi = exceedance_band(20, 0.1)
+    # Binomial(20, 0.1): P(X <= 4) = 0.957 < 0.975 <= P(X <= 5) = 0.989; P(X = 0) = 0.12 > 0.025
+    assert (lo, hi) == (0.0, 0.25)
+    assert stats.binom.cdf(hi * 20, 20, 0.1) >= 0.975 > stats.binom.cdf(hi * 20 - 1, 20, 0.1)
+    # 3 of 10 against a nominal 10%: inside the band for n = 10 (P(X <= 3) = 0.987)
+    assert exceedance_band(10, 0.1)[1] == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="at least one"):
+        exceedance_band(0, 0.1)
+
+
+def test_decisions_are_rendered_as_words_and_observed_crossings_interpolate():
+    from case_studies.tumor.steps import observed_crossing, render_decision
+
+    assert render_decision(0.0, True, 16.24) == "image by day 16.2"
+    assert render_decision(0.3, False, 13.0) == "image now"
+    assert render_decision(0.7, False, 13.0) == "already exceeded"
+    # log-linear between 500 mm³ at day 14 and 2000 mm³ at day 16: 1000 mm³ at day 15
+    assert observed_crossing([14.0, 16.0], [500.0, 2000.0], 1000.0) == pytest.approx(15.0)
+    assert np.isnan(observed_crossing([14.0, 16.0], [500.0, 900.0], 1000.0))
+    assert observed_crossing([14.0, 16.0], [1500.0, 2000.0], 1000.0) == 14.0
+
+
+def test_pooled_gompertz_fit_recovers_noiseless_parameters():
+    from case_studies.tumor.scenarios import pooled_gompertz_fit
+
+    t = np.arange(4.0, 25.0, 2.0)
+    betas = {"a": 0.08, "b": 0.12, "c": 0.1}
+    ts = np.concatenate([t] * 3)
+    us = np.repeat(list(betas), t.size)
+    y = np.concatenate([8.7 * (1 - np.exp(-b * t)) for b in betas.values()])
+    fit = pooled_gompertz_fit(ts, y, us)
+    assert fit["k"] == pytest.approx(8.7, rel=1e-6)
+    assert fit["K_mm3"] == pytest.approx(np.exp(8.7), rel=1e-5)
+    for m, b in betas.items():
+        assert fit["beta"][m] == pytest.approx(b, rel=1e-5)
+    assert fit["sigma"] < 1e-6
+    with pytest.raises(ValueError, match="same length"):
+        pooled_gompertz_fit(t, y, us)
+
+
+def test_decision_day_keeps_the_decisions_open(data_dir):
+    from case_studies.tumor.data import decision_day, load_tumor, split_at_decision_day
+
+    ds, _ = load_tumor(data_dir)
+    # mouse 14 reads 1776 mm³ on day 14: day 13 is the last day with every reading < 1000 mm³
+    assert decision_day(ds, 1000.0, 1.0) == 13.0
+    # day 15: mice 12 (1007 mm³ on day 15), 14 and 19 (1070 mm³ on day 15) have passed, 17 of 20
+    # are open (85%); day 16 adds mouse 15 (1026 mm³): 80%
+    assert decision_day(ds, 1000.0, 0.85) == 15.0
+    assert decision_day(ds, 1000.0, 0.8) == 16.0
+    s = split_at_decision_day(ds, 1000.0, 0.85)
+    assert s["t_now"] == 15.0 and s["calibration"].n == 122 and s["holdout"].n == 66
+    assert np.max(s["calibration"].x) <= 15.0 < np.min(s["holdout"].x)
+    # mouse 14's last reading is day 14: no held-back reading, no candidate
+    assert s["candidates"].n == 19 and "14" not in set(np.asarray(s["candidates"].unit).astype(str))
+    # decisions are judged on every reading of a mouse (mouse 19 read 1070 mm³ on day 15)
+    assert len(s["readings"]) == 20 and sum(len(t) for t, _ in s["readings"].values()) == 188
+    t19, v19 = s["readings"]["19"]
+    assert v19[t19.index(15.0)] == pytest.approx(1070.0, abs=1.0)
+    with pytest.raises(ValueError, match="first reading day"):
+        decision_day(ds, 10.0, 1.0)
+    with pytest.raises(ValueError, match=r"Mice \['0', .* have no reading up to the decision day 5"):
+        decision_day(ds, 10.0)
+    with pytest.raises(ValueError, match="open_fraction"):
+        decision_day(ds, 1000.0, 0.0)
+
+
 # ------------------------------------------------------------------ bad input (fast)
 def test_tumor_bad_input_is_refused(tmp_path):
     from case_studies.tumor.run import run
@@ -166,44 +244,77 @@ def test_tumor_bad_input_is_refused(tmp_path):
 
 
 # ------------------------------------------------------------------ the quick run (slow)
+def _step(s, name):
+    return next(r for r in s["loop"]["steps"] if r["step"] == name)
+
+
 @pytest.mark.slow
-def test_tumor_summary_has_the_standard_keys(tumor):
-    keys = ["case", "seed", "quick", "n_train", "n_holdout", "verification_order", "sbc_passed",
-            "sbc_n_sims", "diagnostics_passed", "coverage", "coverage_band", "crps",
-            "fraction_extrapolated", "sensitivity_ranking", "decision", "next_measurement",
-            "next_measurement_utility", "decision_after", "coverage_after", "operation", "elapsed_s",
-            "paths"]
-    missing = [k for k in keys if k not in tumor]
-    assert not missing, missing
+def test_tumor_steps_and_standard_keys(tumor):
+    names = [r["step"] for r in tumor["loop"]["steps"]]
+    assert names == ["verify", "sbc", "calibrate", "validate", "compare_discrepancy", "decisions", "sensitivity", "decide", "steer",
+                     "assimilate", "validate_after", "decide_after", "operate"]
     assert tumor["case"] == "tumor" and tumor["quick"] is True and tumor["seed"] == 1
-    assert tumor["n_train"] + tumor["n_holdout"] == 188 and tumor["n_holdout"] == 45
-    json.dumps({k: v for k, v in tumor.items()})  # JSON-serialisable for the CLI
+    assert tumor["n_train"] == 122 and tumor["n_holdout"] == 66 and tumor["t_now"] == 15.0
+    # closed-form growth law: nothing to discretise, so verification says NOT APPLICABLE
+    assert tumor["verification_status"] == "NOT APPLICABLE" and tumor["verification_order"] is None
+    json.dumps(tumor)
 
 
 @pytest.mark.slow
-def test_tumor_verification_rk4_and_sbc(tumor):
-    import xarray as xr
-
-    from vvuq_twin.verification import rank_uniformity
-
-    assert 4.7 <= tumor["verification_order"] <= 5.3  # Dormand-Prince 5(4)
-    assert tumor["sbc_n_sims"] == 10
-    assert "log_lik" in tumor["sbc_quantities"] and "k" in tumor["sbc_quantities"]
-    assert tumor["sbc_passed"], tumor["sbc_failed"]
-    # re-test the saved ranks independently of the run's verdict
-    ds = xr.open_dataset(tumor["paths"]["sbc"], engine="h5netcdf")
-    again = rank_uniformity(ds["rank"], int(ds.attrs["max_rank"]), prob=float(ds.attrs["prob"]))
-    assert bool(again["band_passed"].all()) == tumor["sbc_passed"]
-    assert ds["rank"].min() >= 0 and ds["rank"].max() <= ds.attrs["max_rank"]
+def test_tumor_quick_diagnostics_pass(tumor):
+    d = tumor["diagnostics"]
+    assert tumor["diagnostics_passed"], d
+    assert d["rhat"] <= 1.01 and d["ess_bulk"] >= 400 and d["ess_tail"] >= 400 and d["divergences"] == 0
 
 
 @pytest.mark.slow
-def test_tumor_holdout_validation(tumor):
-    lo, hi = tumor["coverage_band"]
-    assert lo <= tumor["coverage"] <= hi, tumor["coverage"]
-    # log-scale CRPS below the caliper error scale of about 0.27 (sigma_obs)
-    assert 0 < tumor["crps"] < 0.27
-    assert 0.0 < tumor["fraction_extrapolated"] < 1.0
+def test_tumor_validation_judges_median_bias_against_its_band(tumor):
+    v = _step(tumor, "validate")["values"]
+    mb = v["median_bias"]
+    mb = {k: (x["value"] if isinstance(x, dict) and "value" in x else x) for k, x in mb.items()}
+    # the fraction above the predictive median, recomputed from the saved points
+    pts = v["points"]
+    y = np.array([p["value"] if isinstance(p, dict) else p for p in pts["y"]])
+    med = np.array([p["value"] if isinstance(p, dict) else p for p in pts["median"]])
+    assert np.mean(y > med) == pytest.approx(tumor["median_bias"])
+    lo, hi = tumor["median_bias_band"]
+    inside = lo <= tumor["median_bias"] <= hi
+    assert (tumor["median_bias_status"] == "FAIL") == (mb["informative"] and not inside)
+    # a FAILed check fails the validation step, and the decision downstream is provisional
+    if "FAIL" in (tumor["median_bias_status"], tumor["pit_status"], _step(tumor, "validate")["values"]["coverage"]["status"]):
+        assert tumor["validation_status"] == "FAIL" and "decisions" in tumor["provisional_steps"]
+
+
+@pytest.mark.slow
+def test_tumor_decisions_open_and_judged_against_the_binomial_band(tumor):
+    from case_studies.tumor.steps import exceedance_band
+
+    rows, eps = tumor["decisions"], 0.1
+    assert len(rows) == 20
+    for r in rows:
+        assert r["decision"] in ("image now", "already exceeded") or r["decision"].startswith("image by day")
+        if r["feasible"]:
+            assert r["p_violation"] <= eps and r["imaging_day"] >= tumor["t_now"]
+            assert r["T_q05"] <= r["imaging_day"] + 1e-9
+    real = tumor["realised_exceedance"]
+    judged = [r for r in rows if r["judged"]]
+    assert real["n_judged"] == len(judged) and real["n_violated"] == sum(r["violated"] for r in judged)
+    assert real["band"] == list(exceedance_band(len(judged), eps))
+    assert (real["status"] == "PASS") == (real["band"][0] <= real["rate"] <= real["band"][1])
+    for r in judged:  # a violation: the held-back readings cross before the recommended day
+        assert r["violated"] == (r["observed_crossing"] is not None and r["observed_crossing"] < r["imaging_day"])
+
+
+@pytest.mark.slow
+def test_tumor_focus_mouse_has_the_largest_goal_oriented_utility(tumor):
+    rows = [r for r in tumor["decisions"] if r["utility"] is not None]
+    best = max(rows, key=lambda r: (r["utility"], r["mouse"]))
+    assert tumor["focus_mouse"] == best["mouse"]
+    assert tumor["focus_utility"] == pytest.approx(best["utility"])
+    mm = tumor["focus_multimodality"]
+    focus = next(r for r in rows if r["mouse"] == tumor["focus_mouse"])
+    assert mm["bimodality_coefficient"] == pytest.approx(focus["T_bimodality"])
+    assert mm["bimodal"] == (mm["bimodality_coefficient"] > 5 / 9 or 0.02 < mm["censored_fraction"] < 0.98)
 
 
 @pytest.mark.slow
@@ -211,13 +322,14 @@ def test_tumor_structural_correlation_matches_vaghi_2020(tumor, data_dir):
     """Vaghi et al. (2020, abstract): the Gompertz alpha and beta are correlated with R² > 0.92."""
     from scipy import stats
 
-    from case_studies.tumor.data import load_tumor, tumor_twin_data
+    from case_studies.tumor.data import load_tumor, split_at_decision_day
     from case_studies.tumor.run import VAGHI_R2_MIN
 
+    assert VAGHI_R2_MIN == 0.92
     assert tumor["alpha_beta_r2"] > VAGHI_R2_MIN
     # independent recomputation: profile the Gompertz fit over beta on a grid (alpha is linear)
     ds, _ = load_tumor(data_dir)
-    d = tumor_twin_data(ds, "train")
+    d = split_at_decision_day(ds, 1000.0)["calibration"]
     betas = np.linspace(0.005, 0.6, 6000)
     A, B = [], []
     for m in dict.fromkeys(d.unit.tolist()):
@@ -231,136 +343,47 @@ def test_tumor_structural_correlation_matches_vaghi_2020(tumor, data_dir):
         B.append(betas[i])
     r2 = stats.pearsonr(B, A)[0] ** 2
     assert r2 == pytest.approx(tumor["alpha_beta_r2"], abs=0.01)
-    # k = ln K from alpha = k beta (through the origin) lies inside the twin's 90% interval
+
+
+@pytest.mark.slow
+def test_tumor_carrying_capacity_against_the_no_discrepancy_fit(tumor):
+    # independent fit: least squares of the same reduced Gompertz without discrepancy lies in the
+    # loop twin's (no-discrepancy) 90% interval of k
+    assert tumor["discrepancy"] == "none"
     k_lo, k_hi = tumor["k_90"]
-    assert k_lo < tumor["k_through_origin"] < k_hi
-    # the twin's carrying capacity exceeds the volumes the mice reached (up to ~2250 mm³)... or
-    # at least the threshold; and beta is a growth rate of order 0.1/day
-    assert tumor["K_median_mm3"] > 1000.0 and 0.03 < tumor["beta_median"] < 0.4
-    rows = _table(_json(tumor), "Calibrated parameters next to published values")
-    assert rows[0]["published"].startswith("> 0.92")
-    assert all(r["published"] == "not found (see text)" for r in rows[1:])
+    assert k_lo < tumor["k_no_discrepancy_fit"] < k_hi
+    assert tumor["K_ratio_to_no_discrepancy_fit"] == pytest.approx(
+        tumor["K_median_mm3"] / tumor["K_no_discrepancy_fit_mm3"])
+    assert 0.03 < tumor["beta_median"] < 0.4
+    # the HSGP twin beside it: confounded, its carrying capacity is lower
+    c = tumor["comparison"]
+    assert c["twin"] == "with HSGP discrepancy"
+    assert c["K_median_mm3"] < tumor["K_median_mm3"]
+    assert c["validation"]["median_bias"]["value"] >= tumor["median_bias"]
 
 
 @pytest.mark.slow
-def test_tumor_decision_meets_the_chance_constraint(tumor):
-    eps = tumor["epsilon"]
-    assert tumor["imaging_day"] == pytest.approx(tumor["imaging_day_closed_form"], abs=0.05)
-    assert tumor["p_violation"] <= eps
-    # at the eps-quantile of the crossing time, P(V > threshold) is about eps, so the
-    # (1 - eps)-superquantile of the volume is at least (about) the threshold
-    assert tumor["cvar_volume_mm3"] >= 0.95 * tumor["threshold_mm3"]
-    rows = _table(_json(tumor), "Chance-constrained next imaging day per mouse")
-    assert len(rows) == 20
-    feas = [r for r in rows if r["feasible"]]
-    assert len(feas) == tumor["n_feasible_mice"] >= 5
-    for r in feas:
-        assert r["P(T < day)"] <= eps
-        assert r["last calibration day"] <= r["next imaging day"] <= 40 + 1e-9
-        assert r["T 5%"] <= r["next imaging day"] <= r["T median (d)"] + 1e-9
-    focus = [r for r in rows if r["mouse"] == tumor["focus_mouse"]][0]
-    assert focus["next imaging day"] == pytest.approx(tumor["imaging_day"])
-
-
-@pytest.mark.slow
-def test_tumor_sensitivity_agrees_with_the_linear_gaussian_shapley(tumor):
-    sh, lin = tumor["shapley"], tumor["shapley_linear_gaussian"]
-    assert set(sh) == set(lin) and len(sh) == 3
-    assert sum(sh.values()) == pytest.approx(1.0, abs=1e-9)
-    assert sum(lin.values()) == pytest.approx(1.0, abs=1e-9)
-    for k in sh:
-        assert abs(sh[k] - lin[k]) < 0.15, (k, sh[k], lin[k])
-    assert tumor["sensitivity_ranking"] == sorted(sh, key=lambda k: -sh[k])
-    assert tumor["sensitivity_ranking"][0] == max(lin, key=lin.get)
-    # the closed form analysed stands for the twin's crossing times (rank correlation)
-    assert tumor["closed_form_T_correlation"] > 0.5
-
-
-@pytest.mark.slow
-def test_tumor_goal_oriented_design_and_real_measurement(tumor, data_dir):
-    from case_studies.tumor.data import load_tumor
-
-    u, se, med = (tumor["next_measurement_utility"], tumor["next_measurement_utility_se"],
-                  tumor["design_utility_median"])
-    assert u - med > se > 0
-    # the measurement comes from the held-back data: the first held-back day of that mouse
-    ds, _ = load_tumor(data_dir)
-    sel = (ds["subject"].values == tumor["next_measurement_mouse"]) & ds["holdout"].values
-    t, v = ds["time"].values[sel], ds["volume"].values[sel]
-    assert tumor["next_measurement_day"] == t.min()
-    assert tumor["next_measurement_volume_mm3"] == pytest.approx(v[np.argmin(t)])
-    rows = _table(_json(tumor), "Design utilities")
-    assert len(rows) == 20
-    assert max(r["EIG parameters"] for r in rows) == pytest.approx(tumor["design_parameters_utility"])
-
-
-@pytest.mark.slow
-def test_tumor_assimilation_narrows_the_decision_quantity(tumor):
-    assert tumor["T_interval_after"] < tumor["T_interval_before"]
-    lo, hi = tumor["coverage_band"]
-    assert lo <= tumor["coverage_after"] <= hi
-    assert tumor["p_violation_after"] <= tumor["epsilon"] or not np.isfinite(tumor["imaging_day_after"])
-    rows = _table(_json(tumor), "Before and after assimilating")
-    assert rows[0]["after"] == pytest.approx(tumor["T_interval_after"])
-
-
-@pytest.mark.slow
-def test_tumor_assimilate_agrees_with_exact_reweighting(tumor):
-    """vvuq_twin.assimilation.assimilate against Bayes' rule applied to the calibration draws."""
-    # the reading passed the gate and was assimilated by SMC (resampled and moved)
-    assert tumor["assimilation_quality_gate_passed"] and not tumor["assimilation_drift_alarm"]
-    assert tumor["assimilation_status"] == "resample-move", tumor["assimilation_reason"]
-    assert tumor["assimilation_phis"] == [1.0]  # one reading: no tempering needed
-    assert tumor["assimilation_ess_final"] == pytest.approx(1000.0)  # equal weights after the move
-    assert all(0.02 <= a <= 1.0 for a in tumor["assimilation_acceptance"])
-    assert tumor["assimilation_n_unique"] > tumor["assimilation_ess"]  # moves spread the duplicates
-    # the one-step weights are the exact ones: their Kish ESS agrees with the ESS of the weights
-    # computed from predict()'s predictive density (independent code path) to rounding
-    assert tumor["assimilation_ess"] == pytest.approx(tumor["assimilation_exact_ess"], rel=1e-8)
-    assert tumor["assimilation_ess"] > 0.2 * 1000
-    # posterior mean of the decision quantity within Monte Carlo error of exact reweighting
-    se = tumor["T_mean_exact_reweighting_se"]
-    assert 0 < se < 1.0
-    assert abs(tumor["assimilation_check_z"]) < 3.0
-    assert abs(tumor["T_mean_after"] - tumor["T_mean_exact_reweighting"]) < 3.0 * np.sqrt(2.0) * se
-    rows = _table(_json(tumor), "The assimilation step: UpdateReport")
-    assert rows[0]["value"] == "resample-move"
+def test_tumor_assimilation_uses_the_default_rejuvenation(tumor):
+    a = tumor["assimilation"]
+    assert a is not None and not a["rejected"]
+    assert a["status"] in ("reweighted", "resample-move")
+    if a["status"] == "resample-move":  # moved: the mixing diagnostic is reported
+        assert a["mixing_ok"] is not None and a["unique_fraction"] > 0.5
+    assert tumor["next_measurement"] is not None
 
 
 @pytest.mark.slow
 def test_tumor_scenario_worlds(tumor):
-    # eta(V0) - eta(1 mm³) = log(V0) exp(-beta t) with the same new-mouse draws (common numbers)
     assert tumor["scenario_closed_form_error"] < 1e-6
-    med = tumor["scenario_T_median"]
-    assert med["2e6 cells"] < med["1e6 cells (as calibrated)"] < med["0.5e6 cells"]
-    days = tumor["scenario_first_imaging_day"]
-    assert days["2e6 cells"] <= days["1e6 cells (as calibrated)"] <= days["0.5e6 cells"]
-    assert "replicate" in tumor["operation"]
+    w = {r["world"]: r for r in tumor["scenario_worlds"]}
+    assert w["2e6 cells"]["T_median"] < w["1e6 cells (as calibrated)"]["T_median"] < w["0.5e6 cells"]["T_median"]
 
 
 @pytest.mark.slow
-def test_tumor_report_written(tumor):
-    doc = _json(tumor)
-    assert doc["seed"] == 1
-    s = doc["summary"]
-    prov = s["data_provenance"][0]
-    assert prov["file"] == "tumor_lung_llc_volumes.tsv" and prov["checksum_verified"] is True
-    assert any("SBC" in m["name"] for m in s["verification"])
-    assert s["sensitivity"] and "not computed" not in json.dumps(s)
-    html = Path(tumor["paths"]["html"]).read_text()
-    assert html.count("data:image/png;base64") >= 8
-    for name in ("posterior", "sbc", "sensitivity", "design_goal", "design_parameters"):
-        assert Path(tumor["paths"][name]).is_file()
-
-
-@pytest.mark.slow
-def test_tumor_same_seed_same_numbers(tumor, data_dir, tmp_path):
+def test_tumor_same_seed_same_json(tumor, data_dir, tmp_path):
     from case_studies.tumor.run import run
 
-    again = run(data_dir, tmp_path, seed=1, quick=True)
-    skip = {"elapsed_s", "paths"}
-    keys = [k for k, v in tumor.items() if k not in skip and isinstance(v, (int, float, str, list, tuple, dict))]
-    assert len(keys) >= 30
-    for k in keys:
-        assert again[k] == tumor[k], k
-    assert _json(again)["sections"] == _json(tumor)["sections"]
+    again = run(data_dir, tmp_path, seed=1, quick=True, progress=False)
+    a = {k: v for k, v in again.items() if k != "volatile"}
+    b = {k: v for k, v in tumor.items() if k != "volatile"}
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)

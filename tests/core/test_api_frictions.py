@@ -35,8 +35,14 @@ def test_laplace_is_labelled_exact_on_a_linear_gaussian_problem():
     from vvuq_twin.design import eig_laplace
     from vvuq_twin.testing.problems_design import linear_gaussian_problem, location_finding_problem
 
+    from vvuq_twin.design import eig_closed_form
+
     r = eig_laplace(linear_gaussian_problem(), [[1.0, 0.5]], n_outer=50, rng=0)
     assert r.bound == "exact"
+    # "exact" means unbiased: on the linear-Gaussian problem it meets the closed form in its error
+    big = eig_laplace(linear_gaussian_problem(), [[1.0, 0.5]], n_outer=2000, rng=1)
+    cf = eig_closed_form(linear_gaussian_problem(), [[1.0, 0.5]]).estimate
+    assert abs(big.estimate - cf) < 4 * big.se and big.se < 0.02
     lf = eig_laplace(location_finding_problem(), [[0.5, 0.5]], n_outer=50, rng=0)
     assert lf.bound == "approximate"
 

@@ -256,3 +256,55 @@ def test_supports_marginal_is_asked_of_every_discrepancy():
     assert not vt.GPDiscrepancy(marginalize=False).supports_marginal(g)
     for d in (vt.NoDiscrepancy(), vt.BiasDiscrepancy(), vt.HSGPDiscrepancy()):
         assert not d.supports_marginal(g)
+
+
+# ---------------------------------------------------------------- a twin whose simulator is a surrogate
+def _surrogate_twin(kind):
+    """A surrogate of f(x, a, b) = sin(1.5 a) + b cos(x) stands in for the simulator; its
+    predictive variance (PCE: LOO-MSE, constant; GP: input- and parameter-dependent) enters the
+    observation variance, in PyMC's model and in the numpy answer alike. (The function is not
+    near-linear on purpose: a GP fitted to a near-linear function has a huge output scale and a
+    predictive mean/variance that are differences of large numbers, whose rounding differs by
+    ~1e-8 between two compilations of the same graph.)"""
+    from vvuq_twin.spaces import ParameterSpace, UncertainInput
+    from vvuq_twin.surrogates import GPSurrogate, PCESurrogate
+    from vvuq_twin.surrogates.training import draw_design
+    from vvuq_twin.twin.simulators import SurrogateSimulator
+
+    space = ParameterSpace([UncertainInput("x", (0.0, 3.0)), UncertainInput("a", (-1.0, 3.0)),
+                            UncertainInput("b", (-0.5, 1.5))])
+    X = draw_design(space, 60, method="sobol", rng=3)
+    y = np.sin(1.5 * X[:, 1]) + X[:, 2] * np.cos(X[:, 0])
+    if kind == "pce":
+        sur = PCESurrogate(space, max_order=4).fit(X, y)
+        par = [vt.Parameter("a", vt.NormalPrior(1, 0.5)), vt.Parameter("b", vt.NormalPrior(0.5, 0.3))]
+        obs, H, units = vt.GaussianObs(sigma=vt.HalfNormal(0.5)), None, None
+    else:
+        sur = GPSurrogate(sparse=False, n_iter=60, rng=0).fit(X, y)
+        par = [vt.Parameter("a", vt.NormalPrior(0, 0.3), per_unit=True, link="identity"),
+               vt.Parameter("b", vt.NormalPrior(0.5, 0.3))]
+        obs, H, units = vt.StudentTObs(sigma=vt.HalfNormal(0.5), nu=vt.Exponential(0.2)), vt.Hierarchy(dim="unit"), \
+            ["u1", "u2", "u3"] * 3
+    sim = SurrogateSimulator(sur, parameter_names=["a", "b"], x_columns=[0])
+    twin = vt.Twin(f"sur_{kind}", sim, par, observation=obs, hierarchy=H)
+    return twin, _data(units=units, y_sd=np.full(9, 0.05)), sur
+
+
+@pytest.mark.parametrize("kind", ["pce", "gp"])
+def test_surrogate_twin_log_likelihood_matches_pymc(kind):
+    twin, data, sur = _surrogate_twin(kind)
+    model = twin.build_model(data)
+    draws = _random_draws(model, 5, seed=40 + len(kind))
+    ref_prior, ref_lik = _pymc_logps(model, draws)
+    assert np.all(np.isfinite(ref_lik))
+    np.testing.assert_allclose(twin.log_prior(draws, data), ref_prior, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(twin.log_likelihood(draws, data), ref_lik, rtol=1e-8, atol=1e-8)
+    # the surrogate's predictive variance is part of the likelihood: without it the answer differs
+    eta, extra = twin.simulate(draws, data)
+    assert extra is not None and np.all(extra > 0)
+    if kind == "gp":
+        assert np.ptp(extra) > 0  # input/parameter-dependent emulator variance
+    noise = twin.observation.noise_values(draws, eta.shape[0])
+    sd_no_emulator = twin.observation.scale_numpy(noise, eta, data.y_sd, None)
+    no_emu = twin.observation.logpdf(np.asarray(data.y)[None, :], eta, sd_no_emulator, noise).sum(axis=1)
+    assert np.max(np.abs(no_emu - ref_lik)) > 1e-6

@@ -357,3 +357,80 @@ def test_decisions_evsi_is_a_deprecated_alias_of_evsi_regression():
     with pytest.warns(DeprecationWarning, match="evsi_regression"):
         old = evsi(L, y)
     assert old == evsi_regression(L, y)
+
+
+# ---------------------------------------------------------------- one EVSI implementation
+
+def _normal_normal_loglik(seed, n_out=2000, n_draws=4000, sig=SIG):
+    """Draws of the belief, simulated outcomes from separate prior draws, L[i, j] = log p(ybar_i | theta_j)."""
+    _, _, L = _conjugate_draws(n_draws, seed)
+    theta_in = -L[:, 1]
+    _, ybar_out, _ = _conjugate_draws(n_out, seed + 1)
+    ll = stats.norm.logpdf(ybar_out[:, None], loc=theta_in[None, :], scale=sig / np.sqrt(NOBS))
+    return L, ll
+
+
+def test_evsi_importance_normal_normal_closed_form():
+    """Preposterior analysis of the normal-normal two-action decision: EVSI = E[max(M, 0)] -
+    max(mu0, 0), M ~ N(mu0, S_pre^2) (0.19330), by importance weighting of the belief's draws."""
+    from vvuq_twin.decisions import evsi_importance
+
+    L, ll = _normal_normal_loglik(30)
+    v = evsi_importance(L, ll)
+    assert abs(v.estimate - _closed_form(S_PRE)) < 4 * v.se + 0.005, (v.estimate, v.se)
+    assert v.prior_action == 1 and v.measure == "evsi" and 100 < v.details["ess_q05"] < 4000
+    # the same estimate as the regression and the user-update estimators, within their errors
+    _, ybar, Lr = _conjugate_draws(40_000, 8)
+    r = evsi_regression(Lr, ybar)
+    assert abs(v.estimate - r.estimate) < 4 * np.hypot(v.se, r.se) + 0.005
+
+
+def test_evsi_importance_failure_cases():
+    from vvuq_twin.decisions import evsi_importance
+
+    L, ll = _normal_normal_loglik(31)
+    # a likelihood that ignores the data: nothing is learnt, EVSI ~ 0 (far from 0.193)
+    flat = evsi_importance(L, np.zeros_like(ll))
+    assert abs(flat.estimate) < 1e-12
+    # a noise sd stated 10x too large understates the value of the measurement
+    _, ll_wide = _normal_normal_loglik(31, sig=10 * SIG)
+    assert evsi_importance(L, ll_wide).estimate < 0.5 * _closed_form(S_PRE)
+    with pytest.raises(DecisionSpecificationError, match="one column per loss draw"):
+        evsi_importance(L, ll[:, :10])
+    bad = ll.copy()
+    bad[3] = -np.inf
+    with pytest.raises(DecisionSpecificationError, match="simulated outcomes \\[3\\]"):
+        evsi_importance(L, bad)
+
+
+def test_every_evsi_goes_through_one_formula():
+    """design.twin_design_utilities' EVSI terms and design.evsi's nested estimate are the
+    decisions module's evsi_importance on the same numbers (to rounding)."""
+    import torch
+
+    from vvuq_twin.decisions import evsi_importance
+    from vvuq_twin.design import DecisionLoss, evsi, preposterior_utility, torch_seed
+    from vvuq_twin.testing.problems_design import linear_gaussian_problem
+
+    rng = np.random.default_rng(5)
+    n = 400
+    theta = rng.normal(MU0, S0, n)
+    y = rng.normal(theta, SIG / np.sqrt(NOBS))
+    ll = stats.norm.logpdf(y[:, None], loc=theta[None, :], scale=SIG / np.sqrt(NOBS))
+    loss = np.column_stack([np.zeros(n), -theta])
+    u, _ = preposterior_utility(ll, loss=loss)
+    assert u.mean() == pytest.approx(evsi_importance(loss, ll).estimate, rel=1e-12)
+
+    pr = linear_gaussian_problem().with_target(
+        DecisionLoss(lambda th: torch.stack([-th[..., 0], torch.zeros_like(th[..., 0])], -1), ["act", "skip"]))
+    x = pr.check_design([[2.0, 0.0]])
+    est = evsi(pr, x, n_outer=400, n_inner=300, n_batches=4, rng=7)
+    vals = []
+    with torch_seed(7, pr.device), torch.no_grad():
+        for _ in range(4):
+            th_out, th_in = pr.sample_prior(100), pr.sample_prior(300)
+            yy = pr.simulate(th_out, x[None])
+            lli = pr.log_likelihood(yy[:, None, :], th_in[None], x[None]).numpy()
+            vals.append(evsi_importance(pr.target.loss(th_in).numpy(), lli).estimate)
+    assert est.estimate == pytest.approx(np.mean(vals), rel=1e-10)
+    assert est.se == pytest.approx(np.std(vals, ddof=1) / 2, rel=1e-8)

@@ -151,3 +151,42 @@ def test_steer_bad_input():
         steer(pr, meas, n_steps=1, designer="nope", n_particles=100)
     with pytest.raises(ValueError, match="n_steps"):
         steer(pr, meas, n_steps=0)
+
+
+def _reference_steer(pr, measure, cands, n_steps, rng):
+    """The pre-#13 body of design.sequential.steer (candidates designer, exact posterior), an
+    independent reference for the one loop (design.steering)."""
+    from vvuq_twin._rng import as_generator, seed_int
+    from vvuq_twin.design import select_greedy
+
+    g = as_generator(rng)
+    C = pr.check_design(cands)
+    post = GaussianPosterior(pr)
+    designs, ys, utils, means = [], [], [], [post.summary()["mean"]]
+    for _ in range(n_steps):
+        cur = pr.with_prior(post.as_distribution())
+        sel = select_greedy(cur, C, 1, method="auto", rng=seed_int(g))
+        xt = pr.check_design(sel["design"].values)
+        y = np.asarray(measure(xt.numpy()), float).reshape(-1)
+        post.update(xt, torch.as_tensor(y, dtype=pr.dtype))
+        designs.append(xt.numpy())
+        ys.append(y)
+        utils.append(float(sel["utility"]))
+        means.append(post.summary()["mean"])
+    return np.stack(designs), np.stack(ys), np.array(utils), np.stack(means)
+
+
+def test_one_loop_reproduces_the_old_problem_loop_and_refuses_twin_keywords():
+    pr = linear_gaussian_problem()
+    cands = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 2.0], [1.0, -1.0]])
+    truth = np.array([0.7, -1.2])
+    ds = steer(pr, synthetic_measurement(pr, truth, rng=3), n_steps=4, candidates=cands, rng=8)
+    d, y, u, m = _reference_steer(pr, synthetic_measurement(pr, truth, rng=3), cands, 4, 8)
+    np.testing.assert_array_equal(ds["design"].values, d)
+    np.testing.assert_array_equal(ds["y"].values, y)
+    np.testing.assert_array_equal(ds["utility"].values, u)
+    np.testing.assert_array_equal(ds["posterior_mean"].values, m)
+    with pytest.raises(DesignError, match="does not take \\['target', 'n_draws'\\]"):
+        steer(pr, synthetic_measurement(pr, truth, rng=3), n_steps=1, candidates=cands, target="qoi", n_draws=10)
+    with pytest.raises(DesignError, match="needs a DesignProblem or a calibrated twin"):
+        steer(object(), lambda d: d, n_steps=1, candidates=cands)

@@ -171,28 +171,108 @@ def test_bad_input_is_refused_before_prediction(line_fit):
         twin_design_utilities(res, CANDIDATES, target={"loss": np.zeros((2, 1500, 1))})
 
 
+def _conjugate(twin, data, xs, ys):
+    lg = twin_linear_gaussian(twin, CANDIDATES)
+    J = np.vstack([twin_linear_gaussian(twin, data.x[:, 0]).J, lg.J[list(xs)]]) if len(xs) else \
+        twin_linear_gaussian(twin, data.x[:, 0]).J
+    y = np.concatenate([data.y, np.asarray(ys, float)])
+    return lg.posterior(J, y, np.zeros(y.size))
+
+
 def test_steering_loop_on_a_twin_matches_conjugate_updates(line_fit):
-    from vvuq_twin.design import steer_twin
+    """Known answer of the one loop (vvuq_twin.design.steer) on a conjugate linear-Gaussian twin:
+    at every step the utility of every candidate left in the pool is the closed-form EIG
+    0.5 log(1 + j S_t j / sigma^2) under the conjugate posterior S_t of the data so far, the
+    chosen candidate is the closed-form best, and the final posterior is the conjugate update."""
+    from vvuq_twin.design import TwinPosterior, steer
 
     twin, data, res, m, S = line_fit
     noise = np.random.default_rng(99).normal(0, SIGMA, CANDIDATES.size)
     truth = 0.3 + 0.8 * CANDIDATES + noise
-    rec, final = steer_twin(res, CANDIDATES, lambda i: truth[i], n_steps=3, rng=4)
+    post = TwinPosterior(res)
+    rec = steer(res, lambda i: truth[i], n_steps=3, candidates=CANDIDATES, posterior=post, rng=4)
+    final = post.result
     chosen = rec["chosen"].values
-    assert chosen[0] in (0, 6) and len(set(chosen.tolist())) == 3
+    assert len(set(chosen.tolist())) == 3
     assert np.isnan(rec["utility"].values[1, chosen[0]])  # measured candidates leave the pool
+    J = np.column_stack([np.ones_like(CANDIDATES), CANDIDATES])
+    for t in range(3):
+        _, St = _conjugate(twin, data, chosen[:t], truth[chosen[:t]])
+        exact = 0.5 * np.log1p(np.einsum("ij,jk,ik->i", J, St, J) / SIGMA**2)
+        pool = np.setdiff1d(np.arange(CANDIDATES.size), chosen[:t])
+        u = rec["utility"].values[t]
+        assert np.all(np.isnan(np.delete(u, pool)))
+        # MC error, the O(1/N) bias of the contrastive bound (N = 1000) and the SMC approximation
+        assert np.all(np.abs(u[pool] - exact[pool]) < 4 * rec["chosen_utility_se"].values[t] + 0.04), (t, u, exact)
+        assert exact[chosen[t]] > exact[pool].max() - 0.04  # the closed-form best (up to MC ties)
+        assert rec["chosen_utility"].values[t] == u[chosen[t]]
+    assert chosen[0] in (0, 6)
     # the final posterior is the conjugate update with the chosen measurements
-    lg = twin_linear_gaussian(twin, CANDIDATES)
-    Jall = np.vstack([twin_linear_gaussian(twin, data.x[:, 0]).J, lg.J[chosen]])
-    yall = np.concatenate([data.y, truth[chosen]])
-    mf, Sf = lg.posterior(Jall, yall, np.zeros(yall.size))
-    post = final.idata.posterior
+    mf, Sf = _conjugate(twin, data, chosen, truth[chosen])
+    p = final.idata.posterior
     for i, name in enumerate("ab"):
         sd = np.sqrt(Sf[i, i])
-        assert abs(float(post[name].mean()) - mf[i]) < 0.15 * sd, name
-        assert abs(float(post[name].std()) / sd - 1) < 0.15, name
+        assert abs(float(p[name].mean()) - mf[i]) < 0.15 * sd, name
+        assert abs(float(p[name].std()) / sd - 1) < 0.15, name
+        np.testing.assert_allclose(rec[f"{name}_sd"].values[-1], float(p[name].std()))
     # the posterior sd of the slope shrinks at every step
     assert np.all(np.diff(rec["b_sd"].values) < 0)
+
+
+def _reference_steer_twin(result, x, measure, n_steps, rng, n_draws):
+    """The pre-#13 body of steer_twin (parameter target, utility designer), kept here as an
+    independent reference for the one loop."""
+    from vvuq_twin._rng import as_generator, seed_int
+    from vvuq_twin.assimilation import assimilate
+
+    gen = as_generator(rng)
+    pool, state, current = list(range(len(x))), None, result
+    chosen, ys, util = [], [], np.full((n_steps, len(x)), np.nan)
+    sds = [float(result.idata.posterior["b"].std())]
+    for step in range(n_steps):
+        rows = np.asarray(pool)
+        u = twin_design_utilities(current, x[rows], n_draws=n_draws, rng=seed_int(gen))
+        util[step, rows] = u["utility"].values
+        idx = int(rows[int(u.attrs["best"])])
+        y = float(measure(idx))
+        pool.remove(idx)
+        chosen.append(idx)
+        ys.append(y)
+        new = vt.TwinData(x=x[[idx]][:, None], y=np.array([y]), input_names=result.data.input_names)
+        state = assimilate(state if state is not None else current, new, rng=seed_int(gen))
+        current = state.to_result(rng=seed_int(gen))
+        sds.append(float(current.idata.posterior["b"].std()))
+    return np.asarray(chosen), np.asarray(ys), util, np.asarray(sds), current
+
+
+def test_old_and_new_steering_entries_give_identical_records(line_fit):
+    """steer_twin is a deprecated wrapper of steer: same record at the same seed, and both equal
+    the pre-#13 loop body (an independent re-implementation above)."""
+    from vvuq_twin.design import steer, steer_twin
+
+    twin, data, res, m, S = line_fit
+    truth = 0.3 + 0.8 * CANDIDATES
+    new = steer(res, lambda i: truth[i], n_steps=2, candidates=CANDIDATES, n_draws=200, rng=21)
+    with pytest.warns(DeprecationWarning, match="vvuq_twin.design.steer\\(result, measure, candidates=x"):
+        old, final = steer_twin(res, CANDIDATES, lambda i: truth[i], n_steps=2, n_draws=200, rng=21)
+    import xarray as xr
+
+    xr.testing.assert_identical(new, old)
+    chosen, ys, util, sds, ref_final = _reference_steer_twin(res, CANDIDATES, lambda i: truth[i], 2, 21, 200)
+    np.testing.assert_array_equal(new["chosen"].values, chosen)
+    np.testing.assert_array_equal(new["y"].values, ys)
+    np.testing.assert_array_equal(new["utility"].values, util)
+    np.testing.assert_array_equal(new["b_sd"].values, sds)
+    np.testing.assert_array_equal(final.idata.posterior["b"].values, ref_final.idata.posterior["b"].values)
+    # keywords that belong to the other kind of model are refused before any work
+    with pytest.raises(DesignError, match="does not take \\['truth'\\]"):
+        steer(res, lambda i: truth[i], n_steps=1, candidates=CANDIDATES, truth=[0.3, 0.8])
+    with pytest.raises(DesignError, match="needs `candidates`"):
+        steer(res, lambda i: truth[i], n_steps=1)
+    with pytest.raises(DesignError, match="exceeds the 7 candidates"):
+        steer(res, lambda i: truth[i], n_steps=8, candidates=CANDIDATES)
+    with pytest.raises(DesignError, match="must be finite"):
+        steer(res, lambda i: np.nan, n_steps=1, candidates=CANDIDATES, n_draws=50, rng=0)
 
 
 def test_preposterior_utility_is_the_one_estimator():

@@ -239,3 +239,28 @@ def test_verify_checks_the_ode_solver_the_twin_runs():
     assert ok.values["formal_order"] == 5.0 and abs(ok.values["observed_order"] - 5.0) < 0.3
     bad = VVUQLoop(twin, split, [Verify(reference=exact, formal_order=4.0)], progress=False).run()["verify"]
     assert bad.status is Status.FAIL
+
+
+@pytest.mark.slow
+def test_sbc_step_runs_sbc_on_the_calibration_design(twin, split):
+    """The SBC step calls sbc_twin on the calibration data (no duplicate ``warn`` keyword) and
+    reads its failed quantities (a property): the correct line twin's ranks are uniform."""
+    from vvuq_twin.loop import SBC
+
+    r = VVUQLoop(twin, split, [SBC(n_sims=8, draws=100, tune=200, var_names=["theta"])], seed=3,
+                 progress=False).run()["sbc"]
+    assert r.values["n_sims"] == 8
+    assert r.values["passed"] == (r.status is Status.PASS) == (r.values["failed_quantities"] == [])
+    assert r.status is Status.PASS, r.reason
+
+
+def test_assimilation_report_values_leave_wall_clock_seconds_out():
+    """Two runs with the same seed give the same step values: the UpdateReport's wall-clock
+    ``seconds`` is kept out of the assimilation step's figures (lists are left out as before)."""
+    from vvuq_twin.assimilation.smc import UpdateReport
+    from vvuq_twin.loop.steps import _report_dict
+
+    a = _report_dict(UpdateReport(batch_index=0, status="reweighted", n_obs=1, ess_one_step=900.0, seconds=3.1))
+    b = _report_dict(UpdateReport(batch_index=0, status="reweighted", n_obs=1, ess_one_step=900.0, seconds=7.4))
+    assert a == b and "seconds" not in a
+    assert a["status"] == "reweighted" and a["ess_one_step"] == 900.0 and a["n_obs"] == 1

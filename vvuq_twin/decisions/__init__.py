@@ -4,7 +4,9 @@ Declare a :class:`Decision` (bounded :class:`DecisionVariable` s, a loss, a risk
 chance / buffered / superquantile constraints), solve it by sample average approximation with
 :func:`solve` (CVaR linear program or SciPy), or by Bayesian optimisation with
 :func:`optimize_bo` when each evaluation needs new simulator runs; quantify the value of
-information with :func:`evpi`, :func:`evsi_regression` and :func:`evsi_nested`.
+information with :func:`evpi`, :func:`evsi_importance`, :func:`evsi_regression` and
+:func:`evsi_nested` (one EVSI formula, :func:`preposterior_terms`, behind all of them and behind
+:func:`vvuq_twin.design.evsi`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,16 @@ from .spec import (
     InfeasibleDecisionError,
     SuperquantileConstraint,
 )
-from .voi import ValueOfInformation, evpi, evsi, evsi_nested, evsi_regression
+from .voi import (
+    ValueOfInformation,
+    evpi,
+    evsi,
+    evsi_importance,
+    evsi_nested,
+    evsi_regression,
+    posterior_expected_losses,
+    preposterior_terms,
+)
 
 __all__ = [
     "DecisionVariable",
@@ -41,6 +52,9 @@ __all__ = [
     "ValueOfInformation",
     "evpi",
     "evsi",
+    "evsi_importance",
     "evsi_nested",
     "evsi_regression",
+    "posterior_expected_losses",
+    "preposterior_terms",
 ]

@@ -5,7 +5,13 @@ All functions take a *loss matrix* ``L[i, a]``: the loss of action ``a`` under p
 optimal-decision loss from :func:`vvuq_twin.decisions.solve`).
 
 * ``EVPI = min_a E[L_a] - E[min_a L_a]``.
-* ``EVSI = min_a E[L_a] - E_y[min_a E[L_a | y]]`` for a proposed measurement ``y``:
+* ``EVSI = min_a E[L_a] - E_y[min_a E[L_a | y]]`` for a proposed measurement ``y``. This
+  formula is implemented once, in :func:`preposterior_terms` (the per-outcome terms from the
+  posterior expected losses ``P[i, a] = E[L_a | y_i]``); the estimators differ only in how
+  they get ``P``, and every EVSI of the package goes through it -- :func:`evsi_importance`
+  (self-normalised importance weights of the draws by the likelihood of each simulated
+  outcome, the estimator behind :func:`vvuq_twin.design.evsi` and
+  :func:`vvuq_twin.design.twin_design_utilities`), :func:`evsi_regression`, :func:`evsi_nested`.
   :func:`evsi_regression` estimates ``E[L_a | y]`` by regressing the losses on the simulated data
   (Strong, Oakley, Brennan & Breeze 2015, here with a polynomial basis), from joint draws
   ``(theta_i, y_i)`` of the prior predictive -- one simulated measurement per draw, no nested
@@ -31,7 +37,8 @@ from ..ensembles import evaluate
 from ..exceptions import EnsembleError, SimulatorError
 from .spec import DecisionSpecificationError
 
-__all__ = ["ValueOfInformation", "evpi", "evsi_regression", "evsi_nested", "evsi"]
+__all__ = ["ValueOfInformation", "evpi", "preposterior_terms", "posterior_expected_losses", "evsi_importance",
+           "evsi_regression", "evsi_nested", "evsi"]
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,108 @@ def evpi(
                    L.shape[0], confidence, {})
 
 
+def preposterior_terms(prior_losses: np.ndarray, posterior_losses: np.ndarray, *,
+                       paired: bool = False) -> tuple[np.ndarray, int, np.ndarray]:
+    """The EVSI formula, once: per-outcome terms of ``min_a E[L_a] - E_y[min_a E[L_a | y]]``.
+
+    Parameters
+    ----------
+    prior_losses : ndarray, shape (n, n_actions)
+        Losses of each action under draws of the current belief (the no-information decision
+        is ``a0 = argmin_a mean_i prior_losses[i, a]``).
+    posterior_losses : ndarray, shape (m, n_actions)
+        ``P[i, a]``: the posterior expected loss of action ``a`` after simulated outcome ``y_i``.
+    paired : bool
+        ``False``: term ``i`` is ``mean_j L[j, a0] - min_a P[i, a]``. ``True`` (for an estimator
+        whose ``P`` averages to the prior means, as a regression with intercept):
+        ``P[i, a0] - min_a P[i, a]`` (>= 0 term by term, same mean, lower variance).
+
+    Returns
+    -------
+    (terms, a0, prior_means)
+        EVSI is ``terms.mean()``, its outer Monte Carlo standard error ``terms.std(ddof=1) /
+        sqrt(m)``.
+    """
+    L = np.asarray(prior_losses, dtype=float)
+    P = np.asarray(posterior_losses, dtype=float)
+    if L.ndim != 2 or P.ndim != 2 or P.shape[1] != L.shape[1]:
+        raise DecisionSpecificationError(
+            f"preposterior_terms needs prior losses (n, n_actions) and posterior expected losses (m, n_actions) "
+            f"with the same actions; got shapes {L.shape} and {P.shape}."
+        )
+    means = L.mean(axis=0)
+    a0 = int(np.argmin(means))
+    ref = P[:, a0] if paired else means[a0]
+    return ref - P.min(axis=1), a0, means
+
+
+def posterior_expected_losses(log_lik: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``P[i, a] = sum_j w_ij L[j, a]`` with self-normalised weights ``w_ij ~ exp(log_lik[i, j])``.
+
+    ``log_lik[i, j] = log p(y_i | draw j)`` for simulated outcomes ``y_i`` and equally weighted
+    draws ``j`` of the current belief; ``losses`` is (n_draws, n_actions). Returns ``(P, ess)``
+    with the effective sample size of each outcome's weights.
+    """
+    ll = np.asarray(log_lik, dtype=float)
+    L = np.asarray(losses, dtype=float)
+    if ll.ndim != 2 or L.ndim != 2 or ll.shape[1] != L.shape[0]:
+        raise DecisionSpecificationError(
+            f"log_lik must be (n_outcomes, n_draws) and losses (n_draws, n_actions); got {ll.shape} and {L.shape}."
+        )
+    if not np.isfinite(ll.max(axis=1)).all():
+        bad = np.flatnonzero(~np.isfinite(ll.max(axis=1)))
+        raise DecisionSpecificationError(
+            f"The log-likelihood of simulated outcomes {bad[:10].tolist()} is -inf/NaN under every draw: "
+            "the measurement model cannot have produced them; check the likelihood."
+        )
+    W = np.exp(ll - ll.max(axis=1, keepdims=True))
+    W /= W.sum(axis=1, keepdims=True)
+    return W @ L, 1.0 / np.sum(W**2, axis=1)
+
+
+def evsi_importance(
+    losses: Any,
+    log_lik: Any,
+    *,
+    action_dim: str = "action",
+    sample_dims: Sequence[str] | str | None = None,
+    confidence: float = 0.95,
+) -> ValueOfInformation:
+    """EVSI by preposterior analysis with self-normalised importance weights.
+
+    ``EVSI = min_a mean_j L[j, a] - mean_i min_a sum_j w_ij L[j, a]``, ``w_ij ~ p(y_i | draw j)``:
+    the draws of the current belief are reweighted by the likelihood of each simulated outcome
+    ``y_i`` (drawn from the prior predictive of the proposed measurement). Biased upward by
+    O(1/n_draws) (the min over noisy posterior losses is optimistic); the standard error is the
+    outer Monte Carlo error over the outcomes.
+
+    Parameters
+    ----------
+    losses : array_like (n_draws, n_actions) or DataArray
+        ``L[j, a]`` under draw ``j`` of the current belief.
+    log_lik : array_like (n_outcomes, n_draws)
+        ``log p(y_i | draw j)``.
+    action_dim, sample_dims, confidence
+        As in :func:`evpi`.
+
+    Returns
+    -------
+    ValueOfInformation
+        ``details`` holds the 5% quantile of the weights' effective sample size ``ess_q05``.
+    """
+    L, actions = _loss_matrix(losses, action_dim, sample_dims)
+    ll = np.asarray(log_lik.values if isinstance(log_lik, xr.DataArray) else log_lik, dtype=float)
+    if ll.ndim != 2 or ll.shape[1] != L.shape[0] or ll.shape[0] < 2:
+        raise DecisionSpecificationError(
+            f"log_lik must have shape (n_outcomes >= 2, n_draws = {L.shape[0]}): one row per simulated outcome, "
+            f"one column per loss draw; got {ll.shape}."
+        )
+    P, ess = posterior_expected_losses(ll, L)
+    psi, a0, means = preposterior_terms(L, P)
+    return _finish("evsi", psi, a0, actions, float(means[a0]), float(P.min(axis=1).mean()), ll.shape[0],
+                   confidence, {"ess_q05": float(np.quantile(ess, 0.05)), "estimator": "importance"})
+
+
 def _poly_features(Y: np.ndarray, degree: int) -> np.ndarray:
     Z = (Y - Y.mean(axis=0)) / np.where(Y.std(axis=0) > 0, Y.std(axis=0), 1.0)
     cols = [np.ones(len(Z))]
@@ -221,10 +330,8 @@ def evsi_regression(
         )
     coef, *_ = np.linalg.lstsq(X, L, rcond=None)
     fitted = X @ coef
-    means = L.mean(axis=0)
-    a0 = int(np.argmin(means))
-    # fitted means equal sample means (intercept in the basis)
-    psi = fitted[:, a0] - fitted.min(axis=1)
+    # fitted means equal sample means (intercept in the basis): the paired terms
+    psi, a0, means = preposterior_terms(L, fitted, paired=True)
     resid = L - fitted
     r2 = 1 - resid.var(axis=0) / np.where(L.var(axis=0) > 0, L.var(axis=0), 1.0)
     return _finish("evsi", psi, a0, actions, float(means[a0]), float(fitted.min(axis=1).mean()),
@@ -289,10 +396,9 @@ def evsi_nested(
         raise DecisionSpecificationError(
             f"posterior_expected_loss must return {L.shape[1]} values (one per action); got {P.shape[1]}."
         )
-    means = L.mean(axis=0)
-    a0 = int(np.argmin(means))
+    psi, a0, means = preposterior_terms(L, P)
     informed = P.min(axis=1)
-    est = float(means[a0] - informed.mean())
+    est = float(psi.mean())
     se = float(math.sqrt(informed.var(ddof=1) / len(Y) + L[:, a0].var(ddof=1) / L.shape[0]))
     z = float(stats.norm.ppf(0.5 + confidence / 2))
     return ValueOfInformation("evsi", est, se, est - z * se, est + z * se, actions[a0],

@@ -7,7 +7,8 @@ bounds, and the target of learning: :class:`AllParameters`, :class:`ParameterSub
 variational posterior / marginal bounds -- each with a standard error and a bias note) or the
 expected value of sample information with :func:`evsi`; choose designs with
 :func:`select_exhaustive`, :func:`select_greedy` (candidate sets) or :func:`optimize_design`
-(botorch, continuous); and steer measurements sequentially with :func:`steer`.
+(botorch, continuous); and steer measurements sequentially with :func:`steer` (the one loop,
+on a design problem or on a calibrated twin; :func:`steer_twin` is its deprecated twin spelling).
 
 On a calibrated :class:`~vvuq_twin.Twin`, :func:`twin_design_utilities` scores candidate
 measurements from the twin's posterior predictive (EIG about the parameters, goal-oriented
@@ -53,7 +54,6 @@ if TYPE_CHECKING:  # pragma: no cover - the names below are loaded on first use
     from .twin import (
         LinearGaussianTwin,
         preposterior_utility,
-        steer_twin,
         twin_design_problem,
         twin_design_utilities,
         twin_eig_closed_form,
@@ -64,9 +64,9 @@ if TYPE_CHECKING:  # pragma: no cover - the names below are loaded on first use
         ParticlePosterior,
         Posterior,
         WeightedParticles,
-        steer,
         synthetic_measurement,
     )
+    from .steering import TwinPosterior, steer, steer_twin
 
 # Names are loaded on first use (PEP 562): ``import vvuq_twin.design`` - and the numpy path
 # through :func:`twin_design_utilities` - do not import torch, gpytorch or botorch; the torch
@@ -106,7 +106,6 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "twin": (
         "preposterior_utility",
         "LinearGaussianTwin",
-        "steer_twin",
         "twin_design_problem",
         "twin_design_utilities",
         "twin_eig_closed_form",
@@ -117,8 +116,12 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "ParticlePosterior",
         "Posterior",
         "WeightedParticles",
-        "steer",
         "synthetic_measurement",
+    ),
+    "steering": (
+        "steer",
+        "steer_twin",
+        "TwinPosterior",
     ),
 }
 # the errors are defined in vvuq_twin.exceptions (no torch needed to catch them)
@@ -161,6 +164,7 @@ __all__ = [
     "WeightedParticles",
     "synthetic_measurement",
     "steer",
+    "TwinPosterior",
     "twin_design_utilities",
     "preposterior_utility",
     "twin_linear_gaussian",

@@ -2,10 +2,13 @@
 information (EVSI) of a measurement for a decision.
 
 EVSI is the preposterior value ``min_a E[L_a] - E_y[min_a E[L_a | y, design]]``: the expected
-reduction in Bayes risk from deciding after the measurement. :func:`evsi` computes the posterior
-expected losses by self-normalised importance weighting of prior draws with the design's
-likelihood (``method="nested"``), or hands simulated data to the decisions module's
-regression estimator :func:`vvuq_twin.decisions.evsi_regression` (``method="regression"``).
+reduction in Bayes risk from deciding after the measurement. :func:`evsi` simulates from the
+problem (torch) and hands the numbers to the one EVSI implementation of the package,
+:mod:`vvuq_twin.decisions.voi`: the posterior expected losses by self-normalised importance
+weighting of prior draws with the design's likelihood
+(:func:`~vvuq_twin.decisions.posterior_expected_losses` and
+:func:`~vvuq_twin.decisions.preposterior_terms`, ``method="nested"``), or the regression
+estimator :func:`vvuq_twin.decisions.evsi_regression` (``method="regression"``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 
 from .._rng import RNGLike
 from ..decisions.voi import evsi_regression as _evsi_regression
+from ..decisions.voi import posterior_expected_losses, preposterior_terms
 from .estimators import UtilityEstimate, _check_budget, _check_finite, _finish, eig
 from .problem import DecisionLoss, DesignProblem, EstimatorNotApplicableError, torch_seed
 
@@ -86,14 +90,14 @@ def evsi(problem: DesignProblem, design: Any, *, method: Literal["nested", "regr
                 y = problem.simulate(th_out, x[None]).to(problem.dtype)  # (No, n_obs)
                 ll = problem.log_likelihood(y[:, None, :], th_in[None], x[None])  # (No, M)
                 _check_finite(ll, problem, "EVSI")
-                w = torch.softmax(ll, dim=-1)
-                L_in = _losses(problem, th_in)
-                post = w @ L_in  # (No, A)
-                prior_loss = L_in.mean(0)
-                vals.append(prior_loss.min() - post.min(-1).values.mean())
+                L_in = _losses(problem, th_in).cpu().numpy()
+                # the one EVSI formula (vvuq_twin.decisions.voi), on importance-weighted losses
+                post, _ = posterior_expected_losses(ll.cpu().numpy(), L_in)  # (No, A)
+                terms, _, prior_loss = preposterior_terms(L_in, post)
+                vals.append(terms.mean())
                 prior_losses.append(prior_loss)
-        v = torch.stack(vals).cpu().numpy()
-        pl = torch.stack(prior_losses).mean(0).cpu().numpy()
+        v = np.asarray(vals)
+        pl = np.mean(prior_losses, axis=0)
         a0 = int(np.argmin(pl))
         return _finish(problem, x, v.mean(), v.std(ddof=1) / math.sqrt(len(v)), "evsi_nested", "consistent",
                        _EVSI_NOTE["nested"], n_outer, n_inner, n_batches * No * (n_inner + 1), t0,

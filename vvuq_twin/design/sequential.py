@@ -1,6 +1,7 @@
-"""Sequential steering: design -> measure -> assimilate -> redesign (an Emukit-like outer loop).
+"""Posteriors of sequential design on a torch :class:`DesignProblem` (design -> measure -> assimilate).
 
-The loop (:func:`steer`) keeps a posterior -- :class:`ParticlePosterior` (weighted particles
+The loop is :func:`vvuq_twin.design.steer` (:mod:`vvuq_twin.design.steering`, the one steering
+loop of the package); this module is its design-problem backend. The loop keeps a posterior -- :class:`ParticlePosterior` (weighted particles
 updated by the package's SMC engine, :func:`vvuq_twin.assimilation.smc_update`) for any problem, or
 :class:`GaussianPosterior` (exact) for a linear-Gaussian one -- and at every step
 
@@ -37,7 +38,6 @@ __all__ = [
     "GaussianPosterior",
     "WeightedParticles",
     "synthetic_measurement",
-    "steer",
 ]
 
 
@@ -292,117 +292,96 @@ def synthetic_measurement(problem: DesignProblem, truth: Any, *, rng: RNGLike = 
 Designer = Union[Literal["candidates", "random", "botorch"], Callable[[DesignProblem, int, np.random.Generator], Any]]
 
 
-def steer(problem: DesignProblem, measure: Callable[[np.ndarray], Any], *, n_steps: int,
-          designer: Designer = "candidates", candidates: Any = None, n_obs_per_step: int = 1,
-          posterior: Posterior | None = None, n_particles: int = 4000, method: str = "auto",
-          budget: dict[str, Any] | None = None, truth: Any = None,
-          error_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-          rng: RNGLike = None) -> xr.Dataset:
-    """Run the sequential design loop.
+class _ProblemSteering:
+    """The design-problem backend of :func:`vvuq_twin.design.steer` (the one steering loop).
 
-    Parameters
-    ----------
-    problem : DesignProblem
-        Its prior is the starting belief; its target sets the utility (EIG or EVSI).
-    measure : callable
-        ``measure(design (n_obs, d) ndarray) -> y (n_obs,)``: the real system, a lookup in a
-        held-back dataset, or :func:`synthetic_measurement`.
-    n_steps : int
-    designer : {"candidates", "random", "botorch"} or callable
-        ``"candidates"``: greedy best ``n_obs_per_step`` from ``candidates`` (n_candidates, d);
-        ``"random"``: uniform in the bounds (baseline); ``"botorch"``: :func:`optimize_design`;
-        a callable ``(problem_with_posterior_prior, step, generator) -> design``.
-    candidates : array_like, optional
-    n_obs_per_step : int
-    posterior : Posterior, optional
-        Default: :class:`GaussianPosterior` for a linear-Gaussian problem, else
-        :class:`ParticlePosterior` with ``n_particles``.
-    method : str
-        Utility estimator; ``budget`` its budget keywords.
-    truth : array_like, optional
-        True parameters (synthetic studies); with ``error_fn(theta (n, p), truth) -> (n,)`` the
-        posterior expected error is recorded (default: squared Euclidean error).
-    rng : Generator, int or None
-
-    Returns
-    -------
-    xarray.Dataset
-        Dims ``step`` (1..n_steps), ``stage`` (0..n_steps; 0 is the prior), ``obs``,
-        ``design_dim``, ``param``: ``design``, ``y``, ``utility``, ``utility_se``,
-        ``posterior_mean``, ``posterior_sd``, ``posterior_entropy``, ``ess`` and, with ``truth``,
-        ``posterior_error``.
+    Chooses designs under the current posterior (the problem's prior replaced by it), measures
+    through ``measure(design) -> y`` and updates the posterior; records its stage summaries.
     """
-    t0 = time.perf_counter()
-    if not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
-        raise ValueError(f"n_steps must be an integer >= 1; got {n_steps!r}.")
-    g = as_generator(rng)
-    budget = dict(budget or {})
-    if designer == "candidates":
-        if candidates is None:
-            raise DesignError("designer='candidates' needs a `candidates` array of shape (n_candidates, design_dim).")
-        C = problem.check_design(candidates)
-    if posterior is None:
-        posterior = (GaussianPosterior(problem) if problem.linear_gaussian is not None
-                     else ParticlePosterior(problem, n_particles, rng=seed_int(g)))
-    truth_t = None
-    if truth is not None:
-        truth_t = torch.as_tensor(np.asarray(truth, dtype=float), dtype=problem.dtype, device=problem.device)
-        error_fn = error_fn or (lambda th, tr: ((th - tr) ** 2).sum(-1))
 
-    summaries = [posterior.summary()]
-    errors = [posterior.expected(lambda th: error_fn(th, truth_t))] if truth_t is not None else []
-    designs, ys, utils, ses = [], [], [], []
-    for step in range(1, n_steps + 1):
-        cur = problem.with_prior(posterior.as_distribution())
+    def __init__(self, problem: DesignProblem, measure: Callable[[np.ndarray], Any], *, designer: Designer,
+                 candidates: Any, n_obs_per_step: int, posterior: Posterior | None, n_particles: int,
+                 method: str, budget: dict[str, Any] | None, truth: Any,
+                 error_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+                 gen: np.random.Generator) -> None:
+        if not (designer in ("candidates", "random", "botorch") or callable(designer)):
+            raise ValueError("The 'designer' parameter of steer must be 'candidates', 'random', 'botorch' or a "
+                             f"callable; got {designer!r}.")
+        self.problem, self.measure_fn, self.designer, self.g = problem, measure, designer, gen
+        self.n_obs_per_step, self.method, self.budget = n_obs_per_step, method, dict(budget or {})
+        if designer == "candidates":
+            if candidates is None:
+                raise DesignError("designer='candidates' needs a `candidates` array of shape "
+                                  "(n_candidates, design_dim).")
+            self.C = problem.check_design(candidates)
+        if posterior is None:
+            posterior = (GaussianPosterior(problem) if problem.linear_gaussian is not None
+                         else ParticlePosterior(problem, n_particles, rng=seed_int(gen)))
+        self.posterior = posterior
+        self.truth_t = None
+        if truth is not None:
+            self.truth_t = torch.as_tensor(np.asarray(truth, dtype=float), dtype=problem.dtype, device=problem.device)
+            self.error_fn = error_fn or (lambda th, tr: ((th - tr) ** 2).sum(-1))
+        self.summaries: list[dict[str, Any]] = []
+        self.errors: list[float] = []
+
+    def observe(self) -> None:
+        self.summaries.append(self.posterior.summary())
+        if self.truth_t is not None:
+            self.errors.append(self.posterior.expected(lambda th: self.error_fn(th, self.truth_t)))
+
+    def choose(self, step: int) -> tuple[torch.Tensor, float, float]:
+        problem, g, designer = self.problem, self.g, self.designer
+        cur = problem.with_prior(self.posterior.as_distribution())
         u, se = np.nan, np.nan
         if designer == "random":
             lo, hi = problem.bounds[0].cpu().numpy(), problem.bounds[1].cpu().numpy()
-            x = lo + g.random((n_obs_per_step, problem.design_dim)) * (hi - lo)
+            x = lo + g.random((self.n_obs_per_step, problem.design_dim)) * (hi - lo)
         elif designer == "candidates":
-            sel = select_greedy(cur, C, n_obs_per_step, method=method, rng=seed_int(g), **budget)
+            sel = select_greedy(cur, self.C, self.n_obs_per_step, method=self.method, rng=seed_int(g), **self.budget)
             x, u, se = sel["design"].values, float(sel["utility"]), float(sel["se"])
         elif designer == "botorch":
-            res = optimize_design(cur, n_obs_per_step, method=method, rng=seed_int(g), **budget)
+            res = optimize_design(cur, self.n_obs_per_step, method=self.method, rng=seed_int(g), **self.budget)
             x, u, se = res["best_design"].values, float(res["best_utility"]), float("nan")
-        elif callable(designer):
-            x = np.asarray(designer(cur, step, g), dtype=float)
         else:
-            raise ValueError("The 'designer' parameter of steer must be 'candidates', 'random', 'botorch' or a "
-                             f"callable; got {designer!r}.")
-        xt = problem.check_design(x)
-        y = np.asarray(measure(xt.cpu().numpy()), dtype=float).reshape(-1)
+            x = np.asarray(designer(cur, step, g), dtype=float)
+        return problem.check_design(x), u, se
+
+    def measure(self, xt: torch.Tensor, step: int) -> np.ndarray:
+        y = np.asarray(self.measure_fn(xt.cpu().numpy()), dtype=float).reshape(-1)
         if y.shape != (xt.shape[0],) or not np.isfinite(y).all():
             raise ObservationModelError(
                 f"measure() must return {xt.shape[0]} finite observation(s) for a design of {xt.shape[0]} "
                 f"measurement(s); got {y.tolist()} at step {step}.")
+        return y
+
+    def update(self, xt: torch.Tensor, y: np.ndarray) -> None:
+        problem = self.problem
         with torch.no_grad():
-            posterior.update(xt, torch.as_tensor(y, dtype=problem.dtype, device=problem.device))
-        summaries.append(posterior.summary())
-        if truth_t is not None:
-            errors.append(posterior.expected(lambda th: error_fn(th, truth_t)))
-        designs.append(xt.cpu().numpy())
-        ys.append(y)
-        utils.append(u)
-        ses.append(se)
-    ds = xr.Dataset(
-        {
-            "design": (("step", "obs", "design_dim"), np.stack(designs)),
-            "y": (("step", "obs"), np.stack(ys)),
-            "utility": ("step", np.array(utils, dtype=float)),
-            "utility_se": ("step", np.array(ses, dtype=float)),
-            "posterior_mean": (("stage", "param"), np.stack([s["mean"] for s in summaries])),
-            "posterior_sd": (("stage", "param"), np.stack([s["sd"] for s in summaries])),
-            "posterior_entropy": ("stage", np.array([s["entropy"] for s in summaries])),
-            "ess": ("stage", np.array([s["ess"] for s in summaries])),
-        },
-        coords={"step": np.arange(1, n_steps + 1), "stage": np.arange(n_steps + 1),
-                "obs": np.arange(n_obs_per_step if designs[0].shape[0] == n_obs_per_step else designs[0].shape[0]),
-                "design_dim": list(problem.design_names), "param": list(problem.parameter_names)},
-        attrs={"designer": designer if isinstance(designer, str) else getattr(designer, "__name__", "callable"),
-               "method": method, "target": problem.target.kind, "problem": problem.name,
-               "wall_time": time.perf_counter() - t0},
-    )
-    if truth_t is not None:
-        ds["posterior_error"] = ("stage", np.array(errors))
-        ds["truth"] = ("param", truth_t.cpu().numpy())
-    return ds
+            self.posterior.update(xt, torch.as_tensor(y, dtype=problem.dtype, device=problem.device))
+
+    def dataset(self, steps: dict[str, list[Any]], n_steps: int, t0: float) -> xr.Dataset:
+        problem, designer, summaries = self.problem, self.designer, self.summaries
+        designs = [xt.cpu().numpy() for xt in steps["choice"]]
+        ds = xr.Dataset(
+            {
+                "design": (("step", "obs", "design_dim"), np.stack(designs)),
+                "y": (("step", "obs"), np.stack(steps["y"])),
+                "utility": ("step", np.array(steps["utility"], dtype=float)),
+                "utility_se": ("step", np.array(steps["utility_se"], dtype=float)),
+                "posterior_mean": (("stage", "param"), np.stack([s["mean"] for s in summaries])),
+                "posterior_sd": (("stage", "param"), np.stack([s["sd"] for s in summaries])),
+                "posterior_entropy": ("stage", np.array([s["entropy"] for s in summaries])),
+                "ess": ("stage", np.array([s["ess"] for s in summaries])),
+            },
+            coords={"step": np.arange(1, n_steps + 1), "stage": np.arange(n_steps + 1),
+                    "obs": np.arange(designs[0].shape[0]),
+                    "design_dim": list(problem.design_names), "param": list(problem.parameter_names)},
+            attrs={"designer": designer if isinstance(designer, str) else getattr(designer, "__name__", "callable"),
+                   "method": self.method, "target": problem.target.kind, "problem": problem.name,
+                   "wall_time": time.perf_counter() - t0},
+        )
+        if self.truth_t is not None:
+            ds["posterior_error"] = ("stage", np.array(self.errors))
+            ds["truth"] = ("param", self.truth_t.cpu().numpy())
+        return ds

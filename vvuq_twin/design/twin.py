@@ -59,7 +59,6 @@ __all__ = [
     "twin_eig_closed_form",
     "twin_design_problem",
     "LinearGaussianTwin",
-    "steer_twin",
 ]
 
 _SAMPLE_DIMS = ("chain", "draw")
@@ -154,9 +153,10 @@ def preposterior_utility(L: np.ndarray, *, qoi: np.ndarray | None = None,
         v = np.maximum(W @ q**2 - m**2, 1e-300)
         u = 0.5 * (np.log(np.var(q)) - np.log(v))
     else:
-        loss = np.asarray(loss, dtype=float)
-        prior_risk = float(np.min(loss.mean(axis=0)))
-        u = prior_risk - np.min(W @ loss, axis=1)
+        from ..decisions.voi import preposterior_terms
+
+        # the one EVSI formula of the package (vvuq_twin.decisions.voi)
+        u, _, _ = preposterior_terms(np.asarray(loss, dtype=float), W @ np.asarray(loss, dtype=float))
     return u, ess_q05
 
 
@@ -581,147 +581,3 @@ def twin_design_problem(
         target=target if target is not None else AllParameters(), parameter_names=probe.names,
         linear_gaussian=linear_gaussian,
     )
-
-
-# ------------------------------------------------------------------ sequential steering on a twin
-def steer_twin(
-    result: Any,
-    x: Any,
-    measure: Any,
-    *,
-    n_steps: int,
-    unit: str | Sequence[str] | None = None,
-    target: Any = "parameters",
-    designer: str = "utility",
-    y_sd: Any = None,
-    n_draws: int | None = 1000,
-    rng: RNGLike = None,
-    assimilate_options: dict[str, Any] | None = None,
-) -> tuple[xr.Dataset, Any]:
-    """Sequential design on a twin: design -> measure -> assimilate -> redesign.
-
-    Parameters
-    ----------
-    result : TwinResult
-        The calibrated twin (start of the loop).
-    x : array_like, shape (n_candidates,) or (n_candidates, d)
-        The pool of candidate measurements; a chosen candidate leaves the pool.
-    measure : callable
-        ``measure(index) -> float``: the measurement of candidate ``index`` (the real system, a
-        held-back data set, or a synthetic truth).
-    n_steps : int
-        Number of measurements (one per step).
-    unit : str or sequence of str, optional
-        Unit of each candidate (as :func:`~vvuq_twin.predict`).
-    target : "parameters" or callable
-        ``"parameters"``, or ``target(result) -> QoI array (chain, draw)`` / ``{"loss": ...}``
-        recomputed on the current posterior at every step (goal-oriented).
-    designer : {"utility", "random"}
-        Pick the best candidate by utility, or uniformly at random (the baseline).
-    y_sd : array_like, optional
-        Known measurement sd of each candidate.
-    n_draws : int, optional
-        Posterior draws used by the utility estimator.
-    rng : Generator, int or None
-    assimilate_options : dict, optional
-        Keywords of :func:`vvuq_twin.assimilation.assimilate`.
-
-    Returns
-    -------
-    (xarray.Dataset, TwinResult)
-        The record, dims ``step`` (1..n_steps), ``candidate``, ``stage`` (0..n_steps; 0 is the
-        start): ``chosen`` (candidate index), ``y``, ``utility`` (of every candidate still in the
-        pool, NaN otherwise), ``chosen_utility``, ``chosen_utility_se``, ``qoi_mean`` and
-        ``qoi_sd`` per stage (for a QoI target), ``<param>_sd`` per stage for the scalar
-        parameters; and the final state as a TwinResult.
-    """
-    from ..assimilation.twin_adapter import assimilate
-    from ..twin.data import TwinData
-
-    if not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
-        raise ValueError(f"n_steps must be an integer >= 1; got {n_steps!r}.")
-    if designer not in ("utility", "random"):
-        raise ValueError(f"designer must be 'utility' or 'random'; got {designer!r}.")
-    X = np.asarray(x, float)
-    X2 = X[:, None] if X.ndim == 1 else X
-    n_cand = X2.shape[0]
-    if n_steps > n_cand:
-        raise DesignError(f"n_steps={n_steps} exceeds the {n_cand} candidates (each is measured once).")
-    units = None
-    if unit is not None:
-        units = np.asarray([unit] * n_cand if isinstance(unit, str) else unit).astype(str)
-        if units.shape != (n_cand,):
-            raise DesignError(f"`unit` must be one label or one per candidate ({n_cand}).")
-    ysd = None if y_sd is None else np.broadcast_to(np.asarray(y_sd, float), (n_cand,)).copy()
-    gen = as_generator(rng)
-    scalars = [p.name for p in result.twin.parameters if not p.per_unit]
-    pool = list(range(n_cand))
-    state, current = None, result
-    util_rec = np.full((n_steps, n_cand), np.nan)
-    chosen, ys, cu, cse = [], [], [], []
-    qm, qs = [], []
-    psd: dict[str, list[float]] = {n: [] for n in scalars}
-
-    def _record(res: Any) -> Any:
-        post = res.idata.posterior
-        for n in scalars:
-            psd[n].append(float(post[n].std()))
-        if callable(target):
-            t = target(res)
-            q = t.get("qoi") if isinstance(t, dict) else t
-            if q is not None and not (isinstance(t, dict) and "loss" in t):
-                qv = np.asarray(q.values if isinstance(q, xr.DataArray) else q, float)
-                qm.append(float(qv.mean()))
-                qs.append(float(qv.std()))
-            return t
-        return target
-
-    for step in range(n_steps):
-        tgt = _record(current)
-        rows = np.asarray(pool)
-        if designer == "utility":
-            u = twin_design_utilities(
-                current, X2[rows] if X.ndim == 2 else X[rows],
-                unit=None if units is None else units[rows].tolist(), target=tgt,
-                y_sd=None if ysd is None else ysd[rows], n_draws=n_draws, rng=seed_int(gen),
-            )
-            util_rec[step, rows] = u["utility"].values
-            k = int(u.attrs["best"])
-            cu.append(float(u["utility"].values[k]))
-            cse.append(float(u["utility_se"].values[k]))
-        else:
-            k = int(gen.integers(len(rows)))
-            cu.append(np.nan)
-            cse.append(np.nan)
-        idx = int(rows[k])
-        y_new = float(measure(idx))
-        if not np.isfinite(y_new):
-            raise DesignError(f"measure({idx}) returned {y_new}; a measurement must be finite.")
-        pool.remove(idx)
-        chosen.append(idx)
-        ys.append(y_new)
-        new = TwinData(
-            x=X2[[idx]], y=np.array([y_new]), unit=None if units is None else units[[idx]],
-            y_sd=None if ysd is None else ysd[[idx]], input_names=result.data.input_names,
-        )
-        state = assimilate(state if state is not None else current, new, rng=seed_int(gen),
-                           **(assimilate_options or {}))
-        current = state.to_result(rng=seed_int(gen))
-    _record(current)
-    ds = xr.Dataset(
-        {
-            "chosen": ("step", np.asarray(chosen)),
-            "y": ("step", np.asarray(ys)),
-            "utility": (("step", "candidate"), util_rec),
-            "chosen_utility": ("step", np.asarray(cu)),
-            "chosen_utility_se": ("step", np.asarray(cse)),
-            **{f"{n}_sd": ("stage", np.asarray(v)) for n, v in psd.items()},
-        },
-        coords={"step": np.arange(1, n_steps + 1), "candidate": np.arange(n_cand),
-                "stage": np.arange(n_steps + 1)},
-        attrs={"designer": designer, "target": "parameters" if isinstance(target, str) else "callable"},
-    )
-    if qm:
-        ds["qoi_mean"] = ("stage", np.asarray(qm))
-        ds["qoi_sd"] = ("stage", np.asarray(qs))
-    return ds, current

@@ -278,9 +278,10 @@ class SBC(Step):
         prob = self.prob
         res = sbc_twin(ctx.twin, ctx.split.calibration, self.n_sims, draws=self.draws, tune=self.tune,
                        chains=self.chains, rng=ctx.step_seed(self.name),
-                       calibrate_kwargs={"warn": False, **self.calibrate_kwargs},
+                       calibrate_kwargs={k: v for k, v in self.calibrate_kwargs.items() if k != "warn"},
                        **({"prob": prob} if prob is not None else {}), **kw)
-        failed = res.failed_quantities() if hasattr(res, "failed_quantities") else []
+        fq = getattr(res, "failed_quantities", [])
+        failed = list(fq() if callable(fq) else fq)  # a property of SBCResult
         vals = {"n_sims": self.n_sims, "passed": bool(res.passed), "failed_quantities": list(failed),
                 "quantities": [str(q) for q in res.report["quantity"].values] if "quantity" in res.report.coords else []}
         st = Status.PASS if res.passed else Status.FAIL
@@ -740,9 +741,14 @@ def _report_dict(rep: Any) -> dict[str, Any]:
         {k: getattr(rep, k) for k in getattr(rep, "__dataclass_fields__", {})})
     keep = {}
     for k, v in jsonable(d).items():
-        if isinstance(v, (int, float, str, bool)) or v is None:
+        # wall-clock seconds differ between two runs with the same seed: not a comparable figure
+        if k not in _VOLATILE_REPORT_KEYS and (isinstance(v, (int, float, str, bool)) or v is None):
             keep[k] = v
     return keep
+
+
+#: UpdateReport fields that are timings (kept out of the step's comparable values).
+_VOLATILE_REPORT_KEYS = frozenset({"seconds"})
 
 
 # --------------------------------------------------------------------------- operation
