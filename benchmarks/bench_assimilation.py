@@ -24,6 +24,11 @@ likelihood calls, particle evaluations, compiles and seconds.
 
 Run: ``python -m benchmarks assimilation [--quick]`` (``--quick``: K = 5, shorter NUTS); writes
 ``benchmarks/results/assimilation.json``. Timings are wall-clock on whatever machine runs it.
+
+``python -m benchmarks.bench_assimilation --cost-at-k`` (:func:`cost_at_k`) measures one update at
+each of k = 50, 5, 20 from a NUTS posterior on the first k - 1 batches, side by side with a NUTS
+refit on the same data (cost and agreement), without streaming through all k updates; writes
+``benchmarks/results/assimilation_cost_at_k.json``.
 """
 
 from __future__ import annotations
@@ -148,11 +153,15 @@ def main(quick: bool = False) -> dict:
                "max_rank_correlation": max(rep.mixing.values()) if rep.mixing else None,
                "mixing_threshold": rep.mixing_threshold, "mixing_warning": mix_warn,
                "n_likelihood_calls": rep.n_likelihood_evals, "n_point_evals": rep.n_point_evals,
-               "n_chunks": rep.n_chunks, "update_seconds_in_smc": rep.seconds}
+               "n_chunks": rep.n_chunks, "update_seconds_in_smc": rep.seconds,
+               "rows_exact": rep.rows_exact, "rows_surrogate": rep.rows_surrogate,
+               "n_row_evals": rep.n_row_evals, "n_surrogate_row_evals": rep.n_surrogate_row_evals,
+               "n_surrogate_calls": rep.n_surrogate_evals}
         print(f"k={k:2d} n={all_idx_n:3d} {rep.status:13s} {dt:6.1f}s kernels={rep.kernel} "
               f"acc={np.round(rep.acceptance, 2).tolist()} moves={rep.n_moves} "
               f"uniq={rep.unique_fraction:.2f} maxrho={row['max_rank_correlation']} ok={rep.mixing_ok} "
-              f"compiles={row['n_compiled']} calls={rep.n_likelihood_evals}", flush=True)
+              f"compiles={row['n_compiled']} calls={rep.n_likelihood_evals} rows={rep.rows_exact}/{rep.rows_surrogate} "
+              f"row-evals exact {rep.n_row_evals:.3g} surrogate {rep.n_surrogate_row_evals:.3g}", flush=True)
         if k in refit_at:
             all_data = state.data
             clear_compile_cache()
@@ -212,7 +221,9 @@ def _write(rows, agreement, state, K, quick, t_cal, t_all, *, partial: bool, sho
                          "ratio_compile_plus_sample": r["nuts_total_seconds"] / r["seconds"],
                          "ratio_sample_only": r["nuts_sample_seconds"] / r["seconds"],
                          "smc_n_likelihood_calls": r["n_likelihood_calls"],
-                         "smc_n_point_evals": r["n_point_evals"], "smc_n_compiled": r["n_compiled"]})
+                         "smc_n_point_evals": r["n_point_evals"], "smc_n_compiled": r["n_compiled"],
+                         "smc_n_row_evals_exact": r["n_row_evals"],
+                         "smc_n_row_evals_surrogate": r["n_surrogate_row_evals"]})
     moved = [r for r in rows if r["status"] == "resample-move"]
     acc = [a for r in moved for a in r["acceptance"]]
     result = {
@@ -240,5 +251,127 @@ def _write(rows, agreement, state, K, quick, t_cal, t_all, *, partial: bool, sho
     return result
 
 
+COST_RESULTS = Path(__file__).resolve().parent / "results" / "assimilation_cost_at_k.json"
+
+
+def _agreement(state, nuts_post, names, g, ref_second=None):
+    import arviz as az
+
+    nd, labels = _flat_draws(nuts_post, names)
+    mcse = np.hstack([np.ravel(az.mcse(nuts_post, var_names=[n])[n].values) for n in names])
+    sd_draws, sm, ss = _flat_particles(state.particles, names, 2000, g)
+    nm, ns = nd.mean(0), nd.std(0)
+    se = np.sqrt(mcse**2 + ss**2 / state.particles.ess)
+    z_mean = np.abs(sm - nm) / se
+    sd_ratio = ss / ns
+    sub = nd[g.choice(nd.shape[0], min(2000, nd.shape[0]), replace=False)]
+    e_smc = _energy_distance(sd_draws / ns, sub / ns)
+    return {"max_mean_diff_in_mcse": float(z_mean.max()), "worst_mean": labels[int(z_mean.argmax())],
+            "max_abs_sd_error": float(np.abs(sd_ratio - 1).max()),
+            "worst_sd": labels[int(np.abs(sd_ratio - 1).argmax())],
+            "energy_distance_smc_vs_nuts": e_smc,
+            "mean_diff_in_mcse": dict(zip(labels, z_mean.round(3).tolist())),
+            "sd_ratio": dict(zip(labels, sd_ratio.round(4).tolist()))}, ns, sub
+
+
+def cost_at_k(ks=(50, 5, 20), *, n_particles: int = 500, max_mcmc_steps: int = 15,
+              n_batches: int = 50) -> dict:
+    """Per-update cost of one SMC update at batch k vs a NUTS refit on the same data, side by side.
+
+    The cost of the update at k depends on the data seen so far and the posterior, not on how
+    the particles got there, so each k starts from a NUTS posterior on the calibration data and
+    the first k - 1 batches (4 x 250 draws, thinned to ``n_particles``; the past data are then one
+    chunk, as after a merge), assimilates batch k by :func:`vvuq_twin.assimilation.assimilate`
+    (automatic kernel, at most ``max_mcmc_steps`` moves per stage) and times it; then a NUTS refit
+    on all k batches (4 x 1000 draws, 1000 tuning steps, compile cache cleared: compile + sample)
+    runs in the same process, and the agreement of the two posteriors is computed (at the first
+    k also against a second, independent NUTS run). Writes ``results/assimilation_cost_at_k.json``.
+    """
+    from case_studies.airframe.run import build_twin
+    from vvuq_twin import calibrate
+    from vvuq_twin.assimilation import assimilate
+    from vvuq_twin.inference.calibrate import clear_compile_cache
+
+    warnings.filterwarnings("ignore", message=".*BLAS.*")
+    specimens, cal, batches, td = _airframe_stream(n_batches)
+    twin = build_twin(quick=True)
+    out = {"problem": "airframe Paris-law twin (6 specimens, 25 free dims), Virkler data",
+           "n_particles": n_particles, "max_mcmc_steps": max_mcmc_steps, "n_batches": n_batches,
+           "rows_per_batch": [int(min(b.n for b in batches)), int(max(b.n for b in batches))],
+           "points": []}
+    names = None
+    ref_second = None
+    for k in ks:
+        from vvuq_twin.twin import TwinData
+
+        def join(parts):
+            return TwinData(x=np.vstack([p.x for p in parts]), y=np.concatenate([p.y for p in parts]),
+                            unit=np.concatenate([p.unit for p in parts]), input_names=parts[0].input_names)
+
+        before = join([cal] + batches[:k - 1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            start = calibrate(twin, before, draws=250, tune=500, chains=4, rng=k, warn=False,
+                              posterior_predictive=False)
+            t_start = time.perf_counter() - t0
+        if names is None:
+            free = set(v.name for v in twin.build_model(cal, check=False).free_RVs)
+            names = [n for n in start.idata.posterior.data_vars if n in free]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            t0 = time.perf_counter()
+            state = assimilate(start, batches[k - 1], rng=1000 + k, n_particles=n_particles,
+                               max_mcmc_steps=max_mcmc_steps)
+            t_smc = time.perf_counter() - t0
+        rep = state.reports[-1]
+        clear_compile_cache()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            nuts = calibrate(twin, state.data, rng=k, warn=False, posterior_predictive=False,
+                             draws=1000, tune=1000, chains=4)
+            t_nuts = time.perf_counter() - t0
+        g = np.random.default_rng(k)
+        agree, ns, sub = _agreement(state, nuts.idata.posterior, names, g)
+        if ref_second is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                nuts2 = calibrate(twin, state.data, rng=10_000 + k, warn=False, posterior_predictive=False,
+                                  draws=1000, tune=1000, chains=4)
+            nd2, _ = _flat_draws(nuts2.idata.posterior, names)
+            ref_second = _energy_distance(nd2[g.choice(nd2.shape[0], 2000, replace=False)] / ns, sub / ns)
+        agree["energy_distance_nuts_vs_nuts"] = ref_second
+        point = {"k": k, "n_obs_total": int(state.data.n), "start_nuts_seconds": t_start,
+                 "smc_update_seconds": t_smc, "smc_seconds_in_update": rep.seconds,
+                 "smc_status": rep.status, "kernel": rep.kernel, "acceptance": rep.acceptance,
+                 "n_moves": rep.n_moves, "phis": rep.phis, "mixing_ok": rep.mixing_ok,
+                 "max_rank_correlation": max(rep.mixing.values()) if rep.mixing else None,
+                 "unique_fraction": rep.unique_fraction, "ess_final": rep.ess_final,
+                 "n_likelihood_calls": rep.n_likelihood_evals, "n_row_evals": rep.n_row_evals,
+                 "rows_exact": rep.rows_exact, "n_compiled": int(state.density.n_compiled),
+                 "mixing_warning": any("did NOT decorrelate" in str(w.message) for w in caught),
+                 "nuts_compile_plus_sample_seconds": t_nuts,
+                 "nuts_compile_seconds": float(nuts.info["compile_time_s"]),
+                 "nuts_sample_seconds": float(nuts.info["sample_time_s"]),
+                 "ratio_compile_plus_sample": t_nuts / t_smc,
+                 "ratio_sample_only": float(nuts.info["sample_time_s"]) / t_smc,
+                 "agreement": agree}
+        out["points"].append(point)
+        print(f"k={k} n={state.data.n}: SMC update {t_smc:.1f} s ({rep.status}, {rep.kernel}, acc "
+              f"{np.round(rep.acceptance, 2).tolist()}, moves {rep.n_moves}, row-evals {rep.n_row_evals:.3g}); "
+              f"NUTS compile+sample {t_nuts:.1f} s (sample {point['nuts_sample_seconds']:.1f} s): ratio "
+              f"{point['ratio_compile_plus_sample']:.2f}x (sample only {point['ratio_sample_only']:.2f}x); "
+              f"max |mean diff|/MCSE {agree['max_mean_diff_in_mcse']:.2f} ({agree['worst_mean']}), max |sd ratio-1| "
+              f"{agree['max_abs_sd_error']:.3f} ({agree['worst_sd']}), energy SMC-NUTS "
+              f"{agree['energy_distance_smc_vs_nuts']:.4f} vs NUTS-NUTS {ref_second:.4f}", flush=True)
+        COST_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        COST_RESULTS.write_text(json.dumps(out, indent=1, default=float))
+    return out
+
+
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv)
+    if "--cost-at-k" in sys.argv:
+        cost_at_k()
+    else:
+        main(quick="--quick" in sys.argv)

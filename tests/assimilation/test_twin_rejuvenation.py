@@ -123,6 +123,35 @@ def test_unconstrained_density_and_gradient_match_pymc(linear_case):
     np.testing.assert_allclose(grad + gll, fd, rtol=1e-5, atol=1e-5)
 
 
+def test_fast_value_function_equals_the_compiled_value_and_gradient_function(linear_case):
+    """A value-only call on a data set without a compiled gradient function uses the fast-compile
+    function; it equals the C value-and-gradient function's value to 1e-10, and once the latter
+    is compiled (prepare_gradient, as a move stage does) value-only calls use it."""
+    from vvuq_twin.assimilation.twin_adapter import TwinLogDensity, _data_dict
+
+    _, data, _ = linear_case
+    dens = TwinLogDensity(_linear_twin(), units=("u1", "u2", "u3"), input_names=list(data.input_names))
+    d = _data_dict(data)
+    dens.prepare(d)
+    g = np.random.default_rng(4)
+    z = g.normal(size=(7, 4))
+    fast, none = dens.log_likelihood_z(z, d, False)
+    assert none is None and dens.n_compiled_fast == 1 and dens.n_compiled == 0
+    dens.prepare_gradient(d)
+    assert dens.n_compiled == 1
+    full, grad = dens.log_likelihood_z(z, d, True)
+    np.testing.assert_allclose(fast, full, rtol=1e-10, atol=1e-10)
+    again, _ = dens.log_likelihood_z(z, d, False)
+    np.testing.assert_array_equal(again, full)  # the C function now serves value-only calls too
+    assert dens.n_compiled_fast == 1 and dens.n_compiled == 1
+    # closed form: sum of N(y; (mu + 0.5 z_u) x, 0.2) log densities
+    uidx = np.searchsorted(["u1", "u2", "u3"], data.unit)
+    k = z[:, :1] + TAU * z[:, 1:][:, uidx]
+    exact = (-0.5 * ((data.y[None] - k * data.x[None, :, 0]) / SIG) ** 2
+             - np.log(SIG * np.sqrt(2 * np.pi))).sum(1)
+    np.testing.assert_allclose(fast, exact, rtol=1e-10)
+
+
 # --------------------------------------------------------------------------------------------
 # slow: funnel vs NUTS
 # --------------------------------------------------------------------------------------------

@@ -283,25 +283,46 @@ def mala_step(rng: np.random.Generator, state: MoveState, evaluate: Evaluate, ph
 
 
 def hmc_step(rng: np.random.Generator, state: MoveState, evaluate: Evaluate, phi: float,
-             step_size: float, chol: np.ndarray, n_leapfrog: int = 8) -> tuple[MoveState, StepInfo]:
+             step_size: float, chol: np.ndarray, n_leapfrog: int = 8,
+             surrogate: Callable[[np.ndarray, float], tuple[np.ndarray, np.ndarray]] | None = None,
+             ) -> tuple[MoveState, StepInfo]:
     """HMC with mass matrix the inverse particle covariance (leapfrog in whitened coordinates
-    ``z = L w``), ``n_leapfrog`` steps of size ``step_size`` (jittered per particle)."""
+    ``z = L w``), ``n_leapfrog`` steps of size ``step_size`` (jittered per particle).
+
+    With ``surrogate`` (``(z, phi) -> (ok, grad)``, the gradient of an approximation of the
+    tempered log density), the leapfrog trajectory follows the surrogate's gradient and only its
+    end point is evaluated, exactly and without gradient; the Metropolis-Hastings correction uses
+    the exact target. Leapfrog on any smooth potential is volume-preserving and reversible (with
+    the momentum flip), so the kernel still leaves the exact target invariant: the surrogate's
+    error only lowers the acceptance (surrogate-trajectory HMC; Neal 2011, sec. 5.5.1, and
+    Rasmussen 2003).
+    """
     n, d = state.z.shape
     # per-particle step sizes jittered in [0.6, 1.2] x step_size: a particle in a narrow region
     # (a funnel's neck) still gets short steps now and then
     h = (float(step_size) * rng.uniform(0.6, 1.2, n))[:, None]
     p0 = rng.standard_normal((n, d))
     z, ev = state.z, state.ev
-    g = ev.grad(phi) @ chol  # gradient in w: L^T grad_z, row-wise
+    if surrogate is None:
+        gz = ev.grad(phi)
+        alive = np.ones(n, dtype=bool)
+    else:
+        alive, gz = surrogate(z, phi)
+    g = gz @ chol  # gradient in w: L^T grad_z, row-wise
     p = p0 + 0.5 * h * g
-    alive = np.ones(n, dtype=bool)
     for i in range(int(n_leapfrog)):
         z = z + h * p @ chol.T
-        ev = evaluate(z, True)
-        ok = np.isfinite(ev.log_prior) & np.isfinite(ev.logdensity(phi))
+        if surrogate is None:
+            ev = evaluate(z, True)
+            ok = np.isfinite(ev.log_prior) & np.isfinite(ev.logdensity(phi))
+            gz = np.nan_to_num(ev.grad(phi))
+        else:
+            ok, gz = surrogate(z, phi)
         alive &= ok
-        g = np.where(alive[:, None], np.nan_to_num(ev.grad(phi)) @ chol, 0.0)
+        g = np.where(alive[:, None], gz @ chol, 0.0)
         p = p + (h if i < n_leapfrog - 1 else 0.5 * h) * g
+    if surrogate is not None:
+        ev = evaluate(z, False)
     with np.errstate(invalid="ignore", over="ignore"):
         log_a = (ev.logdensity(phi) - 0.5 * (p * p).sum(1)) - (state.ev.logdensity(phi) - 0.5 * (p0 * p0).sum(1))
     log_a = np.where(alive, log_a, -np.inf)
@@ -386,6 +407,8 @@ def rejuvenate(
     step_size: dict[str, float] | None = None,
     max_components: int = 3,
     max_stuck: float = 0.01,
+    surrogate: Callable[[np.ndarray, float], tuple[np.ndarray, np.ndarray]] | None = None,
+    surrogate_cost: float = 1.0,
 ) -> MoveResult:
     """Move equally weighted particles until they decorrelate from their start.
 
@@ -421,6 +444,13 @@ def rejuvenate(
     max_stuck : float
         Also keep moving while more than this fraction of the particles has not moved at all in
         this stage (stuck particles, e.g. in a funnel's neck, hardly change a rank correlation).
+    surrogate : callable ``(z, phi) -> (ok, grad)``, optional
+        Gradient of a cheap approximation of the tempered log density (e.g.
+        :meth:`~vvuq_twin.assimilation.targets.TemperedTarget.surrogate_grad`): the HMC
+        trajectories follow it and only their end points are evaluated exactly (see
+        :func:`hmc_step`; the kernel stays exact).
+    surrogate_cost : float
+        Cost of one surrogate gradient relative to one exact evaluation (for the pilot scores).
     """
     if kernel not in ("auto",) + KERNELS:
         raise ValueError(f"`kernel` must be 'auto' or one of {KERNELS}, got {kernel!r}.")
@@ -468,6 +498,8 @@ def rejuvenate(
         if name == "mala":
             return mala_step(rng, need_grad(s), evaluate, phi, h["mala"], L)
         if name == "hmc":
+            if surrogate is not None:
+                return hmc_step(rng, s, evaluate, phi, h["hmc"], L, n_leap, surrogate)
             return hmc_step(rng, need_grad(s), evaluate, phi, h["hmc"], L, n_leap)
         return rwm_step(rng, s, evaluate, phi, h["rwm"], L)
 
@@ -486,7 +518,8 @@ def rejuvenate(
         for name in cands:
             s1, info = one(name, state)
             # cost in density evaluations (a gradient comes with its value at about the same cost)
-            cost = {"mala": 1.0, "hmc": float(n_leap)}.get(name, 1.0)
+            hmc_cost = float(n_leap) if surrogate is None else (n_leap + 1) * float(surrogate_cost) + 1.0
+            cost = {"mala": 1.0, "hmc": hmc_cost}.get(name, 1.0)
             scores[name] = _scaled_jump(z0, s1.z) / cost
             adapt(name, info.acceptance)
             if best_name is None or scores[name] > scores[best_name]:

@@ -44,7 +44,7 @@ import xarray as xr
 from .._rng import RNGLike, as_generator
 from ..exceptions import VVUQError
 from .kernels import KERNELS, Evaluation, MoveState, rejuvenate
-from .targets import CallableModel, ParticleModel, TemperedTarget
+from .targets import CallableModel, ParticleModel, TemperedTarget, thin_chunk
 from .weights import effective_sample_size, normalize_log_weights, systematic_resample
 
 __all__ = [
@@ -237,12 +237,22 @@ class UpdateReport:
     n_outside_support: int = 0
     n_chunks: int = 1
     seconds: float = float("nan")
+    #: particle x observation likelihood terms evaluated exactly, and by the surrogate gradient
+    #: of the HMC trajectories (0 without one); rows per exact / surrogate evaluation
+    n_row_evals: int = 0
+    n_surrogate_row_evals: int = 0
+    n_surrogate_evals: int = 0
+    rows_exact: int = 0
+    rows_surrogate: int = 0
+    #: per move stage: residual sd (nats) of the surrogate's fitted correction at the particles
+    surrogate_residual_sd: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for k in ("ess_one_step", "ess_final", "mixing_threshold", "unique_fraction", "stuck_fraction", "seconds"):
             d[k] = None if not np.isfinite(d[k]) else float(d[k])
         d["step_sizes"] = [None if not np.isfinite(v) else float(v) for v in d["step_sizes"]]
+        d["surrogate_residual_sd"] = [None if not np.isfinite(v) else float(v) for v in d["surrogate_residual_sd"]]
         d["time_range"] = [
             v.item() if isinstance(v, (np.integer, np.floating)) else (v if isinstance(v, (int, float)) else str(v))
             for v in d["time_range"]
@@ -255,6 +265,8 @@ class UpdateReport:
         for k in ("ess_one_step", "ess_final", "mixing_threshold", "unique_fraction", "stuck_fraction", "seconds"):
             d[k] = float("nan") if d.get(k) is None else float(d[k])
         d["step_sizes"] = [float("nan") if v is None else float(v) for v in d.get("step_sizes", [])]
+        d["surrogate_residual_sd"] = [float("nan") if v is None else float(v)
+                                      for v in d.get("surrogate_residual_sd", [])]
         return cls(**d)
 
 
@@ -333,6 +345,8 @@ def smc_update(
     min_acceptance: float = 0.02,
     refit: RefitFn | None = None,
     batch_index: int = 0,
+    surrogate_thin: int | None = None,
+    surrogate_min_rows: int = 32,
     rng: RNGLike = None,
 ) -> tuple[ParticlePosterior, UpdateReport]:
     """Assimilate one batch into a particle posterior (reweight, temper, resample, move).
@@ -388,6 +402,19 @@ def smc_update(
         :class:`ParticleCollapseError` (the input posterior is untouched).
     batch_index : int
         Recorded in the report.
+    surrogate_thin : int or None
+        HMC trajectories follow the gradient of a surrogate of the past likelihood in which every
+        past chunk of at least ``surrogate_min_rows`` rows is thinned to every
+        ``surrogate_thin``-th row of each unit and scaled by ``n/m``
+        (:func:`~vvuq_twin.assimilation.targets.thin_chunk`; smaller chunks and the new batch
+        enter exactly). Each trajectory's end point is accepted or rejected on the exact target,
+        so the update stays exact; only the cost (rows evaluated per leapfrog step) and the
+        acceptance change. ``None`` (default) or 1: exact gradients along the trajectories.
+        Worth it only where thinned rows are nearly redundant: the surrogate's error (reported
+        per stage as ``surrogate_residual_sd``, nats, after a fitted quadratic correction) must
+        be well below 1 nat, or the acceptance collapses.
+    surrogate_min_rows : int
+        Past chunks with fewer rows are not thinned.
     rng : Generator, int or None
 
     Returns
@@ -424,7 +451,23 @@ def smc_update(
     n_obs = int(np.asarray(next(iter(batch.values()))).shape[0]) if batch else 0
     report = UpdateReport(batch_index=batch_index, status="reweighted", n_obs=n_obs,
                           n_chunks=len(past) + 1)
-    target = TemperedTarget(model, past, batch)
+    if surrogate_thin is not None and int(surrogate_thin) < 1:
+        raise ValueError(f"`surrogate_thin` must be None or a positive integer, got {surrogate_thin}.")
+    surrogate_past = None
+    if surrogate_thin is not None and int(surrogate_thin) > 1 and model.has_gradient:
+        parts, thinned = [], False
+        for c in past:
+            nrow = int(np.asarray(next(iter(c.values()))).shape[0])
+            if nrow >= max(int(surrogate_min_rows), 2 * int(surrogate_thin)):
+                tc, w = thin_chunk(c, int(surrogate_thin))
+                parts.append((w, tc))
+                thinned = True
+            else:
+                parts.append((1.0, c))
+        surrogate_past = parts if thinned else None
+    target = TemperedTarget(model, past, batch, surrogate_past)
+    report.rows_exact = int(target.rows_exact)
+    report.rows_surrogate = int(target.rows_surrogate or 0)
 
     z = model.to_unconstrained(posterior.values)
     ll_new, _ = target.safe_log_likelihood(z, batch, False)
@@ -443,6 +486,9 @@ def smc_update(
         report.n_gradient_evals = target.n_gradient_calls
         report.n_point_evals += target.n_point_evals
         report.n_outside_support = target.n_outside_support
+        report.n_row_evals = int(target.n_row_evals) + N * int(n_obs)
+        report.n_surrogate_row_evals = int(target.n_surrogate_row_evals)
+        report.n_surrogate_evals = int(target.n_surrogate_calls)
         report.seconds = time.perf_counter() - t_start
 
     def collapse(reason: str) -> tuple[ParticlePosterior, UpdateReport]:
@@ -489,12 +535,21 @@ def smc_update(
         report.phis.append(float(phi))
         if phi < 1.0 or effective_sample_size(log_w) < resample_threshold * N:
             idx = systematic_resample(log_w, g)
+            if model.has_gradient and hasattr(model, "prepare_gradient"):
+                # a move needs every chunk's compiled value-and-gradient function (a model may
+                # have evaluated the new batch with a function compiled for compile speed)
+                for chunk in past + [dict(batch)]:
+                    model.prepare_gradient(chunk)
             state = MoveState(z[idx], Evaluation(*(None if a is None else a[idx] for a in ev)))
+            if target.has_surrogate:
+                report.surrogate_residual_sd.append(float(target.fit_surrogate(state.z, state.ev.ll_past)))
             res = rejuvenate(g, state, target, phi, kernel=kernel, has_gradient=model.has_gradient,
                              min_steps=n_mcmc_steps, max_steps=max_mcmc_steps,
                              max_rank_correlation=max_rank_correlation,
                              target_acceptance=target_acceptance,
-                             step_size=step_size)
+                             step_size=step_size,
+                             surrogate=target.surrogate_grad if target.has_surrogate else None,
+                             surrogate_cost=target.surrogate_cost)
             z, ev = res.state.z, res.state.ev
             log_w = np.full(N, -np.log(N))
             acc = float(np.mean(res.acceptance))

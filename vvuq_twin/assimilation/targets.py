@@ -14,7 +14,11 @@ Two implementations:
 :class:`TemperedTarget` evaluates prior x L(past chunks) x L(new)^phi for the kernels: the prior
 first, the likelihood only where the prior is finite (a proposal outside the support is
 rejected without evaluating the likelihood), a failing batch call split until the failing
-particles are isolated (they get ``-inf``), and every call counted.
+particles are isolated (they get ``-inf``), and every call counted. It can also carry a
+*surrogate* of the past likelihood (:func:`thin_chunk`: every ``r``-th row of each unit of a
+large past chunk, scaled by ``n/m``) whose gradient drives the HMC trajectories; the accept step
+always uses the exact target, so the kernel stays exact and the surrogate only sets the cost and
+the acceptance rate.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpy as np
 
 from .kernels import Evaluation
 
-__all__ = ["ParticleModel", "CallableModel", "TemperedTarget", "TRANSFORMS"]
+__all__ = ["ParticleModel", "CallableModel", "TemperedTarget", "TRANSFORMS", "thin_chunk"]
 
 TRANSFORMS = ("identity", "log", "interval", "lower", "upper")
 
@@ -202,6 +206,43 @@ class CallableModel:
         return ll, self._chain(self.grad_log_likelihood(theta, data), parts, z)
 
 
+def _n_rows(d: Mapping[str, np.ndarray]) -> int:
+    return int(np.asarray(next(iter(d.values()))).shape[0]) if d else 0
+
+
+def thin_chunk(data: Mapping[str, np.ndarray], every: int, *, unit_key: str = "unit"
+               ) -> tuple[dict[str, np.ndarray], float]:
+    """Every ``every``-th row of ``data`` (per unit when ``data`` has ``unit_key``), and the weight
+    ``n / m`` that makes the thinned log-likelihood an estimate of the full one.
+
+    Rows are taken evenly spaced within each unit in their stored order (centred: offsets
+    ``every // 2, every // 2 + every, ...``), so a unit's series is covered end to end; a unit
+    keeps at least one row.
+
+    Returns
+    -------
+    (dict, float)
+        The thinned data (same keys, rows along axis 0) and the weight ``n / m``.
+    """
+    every = int(every)
+    if every < 1:
+        raise ValueError(f"`every` must be a positive integer, got {every}.")
+    n = _n_rows(data)
+    if n == 0:
+        raise ValueError("Cannot thin an empty data chunk.")
+    if unit_key in data:
+        u = np.asarray(data[unit_key])
+        idx = []
+        for unit in dict.fromkeys(u.tolist()):
+            rows = np.flatnonzero(u == unit)
+            pick = rows[min(every // 2, rows.size - 1)::every]
+            idx.append(pick)
+        idx = np.sort(np.concatenate(idx))
+    else:
+        idx = np.arange(min(every // 2, n - 1), n, every)
+    return {k: np.asarray(v)[idx] for k, v in data.items()}, float(n / idx.size)
+
+
 class TemperedTarget:
     """``evaluate(z, grad) -> Evaluation`` of prior x L(past) x L(new)^phi, with cost counters.
 
@@ -216,15 +257,42 @@ class TemperedTarget:
         (particles x chunks), counting only proposals inside the support.
     n_outside_support : int
         Proposals rejected on the prior alone (their likelihood was never evaluated).
+    n_row_evals : int
+        Particle x observation likelihood terms evaluated exactly (particles x rows of all
+        chunks), the cost measure that does not depend on the machine.
+    n_surrogate_calls, n_surrogate_row_evals : int
+        The same for the surrogate gradient (:meth:`surrogate_grad`).
     seconds : float
         Time spent evaluating.
+
+    Parameters
+    ----------
+    model : ParticleModel
+    past : sequence of dict
+        Data chunks assimilated before (exact past likelihood = sum over them).
+    batch : dict
+        The new batch.
+    surrogate_past : sequence of (float, dict), optional
+        Weighted chunks whose weighted log-likelihood sum approximates the past likelihood (e.g.
+        from :func:`thin_chunk`); enables :meth:`surrogate_grad`.
     """
 
     def __init__(self, model: ParticleModel, past: Sequence[Mapping[str, np.ndarray]],
-                 batch: Mapping[str, np.ndarray]) -> None:
+                 batch: Mapping[str, np.ndarray],
+                 surrogate_past: Sequence[tuple[float, Mapping[str, np.ndarray]]] | None = None) -> None:
         self.model = model
         self.past = list(past)
         self.batch = batch
+        self.surrogate_past = None if surrogate_past is None else [(float(w), c) for w, c in surrogate_past]
+        self.rows_exact = sum(_n_rows(c) for c in self.past) + _n_rows(batch)
+        self.rows_surrogate = (None if self.surrogate_past is None else
+                               sum(_n_rows(c) for _, c in self.surrogate_past) + _n_rows(batch))
+        self.n_row_evals = 0
+        self._correction: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        #: residual sd (nats) of the fitted surrogate correction at the particles it was fitted on
+        self.surrogate_residual_sd = float("nan")
+        self.n_surrogate_calls = 0
+        self.n_surrogate_row_evals = 0
         self.n_calls = 0
         self.n_gradient_calls = 0
         self.n_point_evals = 0
@@ -283,8 +351,106 @@ class TemperedTarget:
             self.n_calls += k
             self.n_gradient_calls += k if grad else 0
             self.n_point_evals += k * int(ok.sum())
+            self.n_row_evals += self.rows_exact * int(ok.sum())
         bad = ~(np.isfinite(ll_past) & np.isfinite(ll_new))
         lp = np.where(bad, -np.inf, lp)
         self.seconds += time.perf_counter() - t0
         gb = None if not grad else np.nan_to_num(glp + g_past)
         return Evaluation(lp, ll_past, ll_new, gb, None if not grad else np.nan_to_num(g_new))
+
+    @property
+    def has_surrogate(self) -> bool:
+        return self.surrogate_past is not None
+
+    @property
+    def surrogate_cost(self) -> float:
+        """Rows evaluated by a surrogate gradient relative to an exact evaluation."""
+        if self.surrogate_past is None:
+            return 1.0
+        return float(self.rows_surrogate / max(self.rows_exact, 1))
+
+    def _thinned_sum(self, z: np.ndarray, grad: bool):
+        tot = np.zeros(z.shape[0])
+        g = np.zeros_like(z) if grad else None
+        for w, chunk in self.surrogate_past:
+            ll, gc = self.safe_log_likelihood(z, chunk, grad)
+            tot += w * ll
+            if grad:
+                g += w * gc
+        return tot, g
+
+    def fit_surrogate(self, z: np.ndarray, ll_past: np.ndarray) -> float:
+        """Fit a control-variate correction of the surrogate at particles with exact ``ll_past``.
+
+        The surrogate's error ``e(z) = L_past(z) - sum_c w_c L_c(z)`` is smooth and varies
+        little over the particles' extent; it is fitted by least squares on the features
+        ``1, u_j, u_j^2`` of the standardised coordinates ``u = (z - mean) / sd`` and added to
+        the surrogate (value and gradient), so that the trajectories follow the exact ridge
+        rather than the thinned data's. Returns the residual sd (nats) of the fit; the exact
+        accept step does not depend on it.
+        """
+        if self.surrogate_past is None:
+            raise RuntimeError("This target carries no surrogate; build it with `surrogate_past`.")
+        ll_past = np.asarray(ll_past, float)
+        ok = np.all(np.isfinite(z), axis=1) & np.isfinite(ll_past)
+        zs, lp = z[ok], ll_past[ok]
+        n, d = zs.shape
+        if n < 4 * (2 * d + 1):
+            self._correction = None
+            self.surrogate_residual_sd = float("nan")
+            return self.surrogate_residual_sd
+        t0 = time.perf_counter()
+        thin, _ = self._thinned_sum(zs, False)
+        self.n_surrogate_calls += len(self.surrogate_past)
+        self.n_surrogate_row_evals += (self.rows_surrogate - _n_rows(self.batch)) * n
+        self.seconds += time.perf_counter() - t0
+        fin = np.isfinite(thin)
+        r = lp[fin] - thin[fin]
+        m, sd = zs[fin].mean(0), np.maximum(zs[fin].std(0), 1e-12)
+        u = (zs[fin] - m) / sd
+        F = np.hstack([np.ones((u.shape[0], 1)), u, u * u])
+        beta = np.linalg.lstsq(F, r, rcond=None)[0]
+        res = r - F @ beta
+        self._correction = (m, sd, beta[1:1 + d], beta[1 + d:])
+        self.surrogate_residual_sd = float(res.std())
+        return self.surrogate_residual_sd
+
+    def surrogate_grad(self, z: np.ndarray, phi: float) -> tuple[np.ndarray, np.ndarray]:
+        """Gradient of the surrogate tempered log density ``prior + sum_c w_c L_c + phi L_new``.
+
+        Returns ``(ok, grad)``: ``ok`` (n,) is False where the point is outside the support or
+        the surrogate is not finite (its gradient is set to 0 there).
+        """
+        if self.surrogate_past is None:
+            raise RuntimeError("This target carries no surrogate; build it with `surrogate_past`.")
+        t0 = time.perf_counter()
+        n, d = z.shape
+        ok = np.all(np.isfinite(z), axis=1)
+        grad = np.zeros((n, d))
+        if ok.any():
+            idx = np.flatnonzero(ok)
+            with np.errstate(all="ignore"):
+                lp, glp = self.model.log_prior_z(z[idx], True)
+            lp = np.asarray(lp, float)
+            keep = np.isfinite(lp)
+            ok[idx[~keep]] = False
+            idx, lp, glp = idx[keep], lp[keep], np.array(glp, float)[keep]
+            if idx.size:
+                zs = z[idx]
+                thin, gthin = self._thinned_sum(zs, True)
+                tot, gacc = lp + thin, glp + gthin
+                if self._correction is not None:
+                    m, sd, b1, b2 = self._correction
+                    u = (zs - m) / sd
+                    gacc += (b1 + 2.0 * b2 * u) / sd
+                ll, g = self.safe_log_likelihood(zs, self.batch, True)
+                tot += phi * ll
+                gacc += phi * g
+                fin = np.isfinite(tot) & np.all(np.isfinite(gacc), axis=1)
+                gacc[~fin] = 0.0
+                grad[idx] = gacc
+                ok[idx[~fin]] = False
+                self.n_surrogate_calls += len(self.surrogate_past) + 1
+                self.n_surrogate_row_evals += self.rows_surrogate * idx.size
+        self.seconds += time.perf_counter() - t0
+        return ok, grad

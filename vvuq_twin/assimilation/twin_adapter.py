@@ -79,6 +79,8 @@ class TwinLogDensity:
         self.value_shapes: dict[str, tuple[int, ...]] = {}
         #: number of likelihood functions compiled (one per data chunk and gradient flag)
         self.n_compiled = 0
+        #: value-only likelihood functions compiled in the fast-compile mode
+        self.n_compiled_fast = 0
         self.free_names: list[str] | None = None
         self.free_shapes: dict[str, tuple[int, ...]] = {}
 
@@ -270,12 +272,24 @@ class TwinLogDensity:
         lp = np.asarray(out[0], float)
         return lp, (self._flat(out[1:], z.shape[0]) if grad else None)
 
-    def log_likelihood_z(self, z: np.ndarray, data: Mapping[str, np.ndarray],
-                         grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """Log-likelihood of ``data`` at value-variable coordinates, and its gradient."""
-        self._need_space()
+    #: value-only calls on a data set with no compiled gradient function use a function compiled
+    #: for speed of compilation (Python linker, fast_compile rewrites): a reweight-only update
+    #: evaluates the new batch once, where the C compile would cost more than the evaluation
+    fast_value_compile = True
+
+    def _z_fn(self, data: Mapping[str, np.ndarray], *, fast_value: bool) -> Callable:
         key = ("z", self._key(data))
         fn = self._cache.get(key)
+        if fn is None and fast_value:
+            key_v = ("zv", key[1])
+            fn = self._cache.get(key_v)
+            if fn is None:
+                fn = self._compile_fast_value(data)
+                self._cache[key_v] = fn
+                self.n_compiled_fast += 1
+            else:
+                self._cache.move_to_end(key_v)
+            return fn
         if fn is None:
             model = self.twin.build_model(self.twin_data(data), check=False)
             free, vv, batched = self._batched_values(model)
@@ -286,6 +300,34 @@ class TwinLogDensity:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(key)
+        return fn
+
+    def _compile_fast_value(self, data: Mapping[str, np.ndarray]) -> Callable:
+        import pytensor
+        from pytensor.compile.mode import Mode
+        from pytensor.graph.replace import vectorize_graph
+
+        model = self.twin.build_model(self.twin_data(data), check=False)
+        free, vv, batched = self._batched_values(model)
+        out_b = vectorize_graph(model.logp(vars=[model["y"]]), replace=batched)
+        return pytensor.function([batched[v] for v in vv], [out_b], on_unused_input="ignore",
+                                 mode=Mode(linker="py", optimizer="fast_compile"))
+
+    def prepare_gradient(self, data: Mapping[str, np.ndarray]) -> None:
+        """Compile the value-and-gradient function of ``data`` (before a move stage uses it)."""
+        self._need_space()
+        self._z_fn(data, fast_value=False)
+
+    def log_likelihood_z(self, z: np.ndarray, data: Mapping[str, np.ndarray],
+                         grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Log-likelihood of ``data`` at value-variable coordinates, and its gradient.
+
+        Without ``grad``, on a data set whose value-and-gradient function is not compiled yet
+        (and with :attr:`fast_value_compile`), a value-only function compiled for compile speed
+        is used (see :meth:`prepare_gradient`).
+        """
+        self._need_space()
+        fn = self._z_fn(data, fast_value=(not grad) and self.fast_value_compile)
         out = fn(*self._split_z(z))
         return np.asarray(out[0], float), (self._flat(out[1:], z.shape[0]) if grad else None)
 
