@@ -278,7 +278,7 @@ class SBC(Step):
         prob = self.prob
         res = sbc_twin(ctx.twin, ctx.split.calibration, self.n_sims, draws=self.draws, tune=self.tune,
                        chains=self.chains, rng=ctx.step_seed(self.name),
-                       calibrate_kwargs={"warn": False, **self.calibrate_kwargs},
+                       calibrate_kwargs=dict(self.calibrate_kwargs),  # sbc_twin sets warn=False itself
                        **({"prob": prob} if prob is not None else {}), **kw)
         failed = res.failed_quantities() if hasattr(res, "failed_quantities") else []
         vals = {"n_sims": self.n_sims, "passed": bool(res.passed), "failed_quantities": list(failed),
@@ -359,6 +359,9 @@ class Calibrate(Step):
 class Validate(Step):
     """Judge the hold-out under the twin's predictive (coverage, median bias, PIT uniformity).
 
+    The figures also carry the mean CRPS of the hold-out (``values["crps"]``, fair estimator
+    of :func:`vvuq_twin.validation.crps`), to compare predictives on the same points.
+
     PASS requires coverage and bias inside bands that a miscalibrated twin would leave (see
     :mod:`vvuq_twin.validation.judge`); a hold-out too small for informative bands is NOT
     INFORMATIVE, never PASS.
@@ -418,8 +421,10 @@ class Validate(Step):
                              shift=self.shift, band=self.band, rng=seed)
         lo, hi = np.quantile(y_draws, [(1 - self.level) / 2, (1 + self.level) / 2], axis=0)
         n_out = int(np.asarray(pred["out_of_domain"]).sum()) if "out_of_domain" in pred else 0
+        from ..validation import crps
+
         vals = {**j.to_dict(), "n_points": int(y_obs.size), "level": self.level,
-                "n_out_of_domain": n_out,
+                "n_out_of_domain": n_out, "crps": float(np.mean(crps(y_draws, y_obs))),
                 "points": {"y": y_obs.tolist(), "lower": lo.tolist(), "upper": hi.tolist(),
                            "median": np.median(y_draws, axis=0).tolist(), "pit": j.pit.tolist()}}
         st = {"PASS": Status.PASS, "FAIL": Status.FAIL}.get(j.status, Status.NOT_INFORMATIVE)
