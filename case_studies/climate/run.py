@@ -68,7 +68,8 @@ def _split(obs: Any, n_assimilate: int) -> tuple[DataSplit, Any]:
 
 
 def build_loop(data_dir: Any = None, out: Any = None, seed: int = 1, quick: bool = True, *,
-               holdout_years: int = 10, n_assimilate: int = 5, progress: Any = True) -> tuple[VVUQLoop, dict]:
+               holdout_years: int = 10, n_assimilate: int = 5, noise: str = "ar1",
+               progress: Any = True) -> tuple[VVUQLoop, dict]:
     """The climate loop (not run) and its context (data, forcing, twin)."""
     if int(holdout_years) < 2:
         raise ValueError(f"holdout_years must be >= 2 (assimilate some, re-validate on the rest), got {holdout_years}.")
@@ -83,7 +84,7 @@ def build_loop(data_dir: Any = None, out: Any = None, seed: int = 1, quick: bool
     forcing = L.Forcing(years, worlds, now=last)
     split, late = _split(obs, n_assimilate)
     cal = years <= last
-    twin = build_twin(years[cal], worlds["ssp245"][cal], quick=quick)
+    twin = build_twin(years[cal], worlds["ssp245"][cal], quick=quick, noise=noise)
     draws, tune = (1000, 1000) if quick else (2000, 1500)
     sbc_cfg = dict(n_sims=12, draws=100, tune=150) if quick else dict(n_sims=50, draws=400, tune=400)
     quantities = list(twin.parameter_names) + list(twin.hyperparameter_names())
@@ -147,7 +148,8 @@ def _case_summary(res: Any) -> dict[str, Any]:
 
 
 def run(data_dir: str | os.PathLike[str] | None = None, out: str | os.PathLike[str] = "out/climate",
-        seed: int = 1, quick: bool = True, *, holdout_years: int = 10, n_assimilate: int = 5) -> dict[str, Any]:
+        seed: int = 1, quick: bool = True, *, holdout_years: int = 10, n_assimilate: int = 5,
+        noise: str = "ar1") -> dict[str, Any]:
     """Run the climate loop and write its report.
 
     Parameters
@@ -164,6 +166,8 @@ def run(data_dir: str | os.PathLike[str] | None = None, out: str | os.PathLike[s
         The latest years held back for validation.
     n_assimilate : int
         The first ``n_assimilate`` held-back years are assimilated first; the rest re-validate.
+    noise : {"ar1", "iid"}
+        Interannual variability as AR(1) (default) or independent noise (for comparison).
 
     Returns
     -------
@@ -171,7 +175,7 @@ def run(data_dir: str | os.PathLike[str] | None = None, out: str | os.PathLike[s
         The case figures (:func:`_case_summary`), the loop summary under ``"loop"`` and ``paths``.
     """
     lp, ctx = build_loop(data_dir, os.fspath(out), seed, quick, holdout_years=holdout_years,
-                         n_assimilate=n_assimilate)
+                         n_assimilate=n_assimilate, noise=noise)
     res = lp.run()
     rep = res.report("Climate twin — two-layer EBM calibrated to HadCRUT5", prose=PROSE)
     rep.add_summary(data_provenance=ctx["provenance"])

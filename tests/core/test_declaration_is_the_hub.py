@@ -80,7 +80,7 @@ def test_climate_prior_is_the_declarations_and_matches_the_compiled_prior():
     theta["delta_hsgp_coeffs"] = rng.normal(size=(n, 30))
     dens = twin_log_density(twin, input_names=["year"])
     dens.prepare({"x": np.array([[1850.0], [1851.0]]), "y": np.zeros(2)})
-    np.testing.assert_allclose(twin.log_prior(theta), dens.log_prior(theta), rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(twin.log_prior(theta), dens.log_prior(theta), rtol=1e-9, atol=1e-7)
     theta["sigma_obs"][0] = -1.0  # outside the support
     theta["phi_obs"][1] = 1.5
     lp = twin.log_prior(theta)

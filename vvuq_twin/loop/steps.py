@@ -280,7 +280,8 @@ class SBC(Step):
                        chains=self.chains, rng=ctx.step_seed(self.name),
                        calibrate_kwargs=dict(self.calibrate_kwargs),  # sbc_twin sets warn=False itself
                        **({"prob": prob} if prob is not None else {}), **kw)
-        failed = res.failed_quantities() if hasattr(res, "failed_quantities") else []
+        failed = res.failed_quantities if hasattr(res, "failed_quantities") else []
+        failed = list(failed() if callable(failed) else failed)
         vals = {"n_sims": self.n_sims, "passed": bool(res.passed), "failed_quantities": list(failed),
                 "quantities": [str(q) for q in res.report["quantity"].values] if "quantity" in res.report.coords else []}
         st = Status.PASS if res.passed else Status.FAIL
