@@ -7,7 +7,7 @@
   against it in the tests only.
 - :func:`build_twin` -- the declaration: priors around the CMIP5 two-layer fits of Geoffroy et
   al. (2013a), a forcing scale ``kappa``, a Matérn-3/2 HSGP discrepancy whose basis covers the
-  years 1825-2125 (so that its posterior process can be read out to 2100), and interannual
+  years 1800-2150 (so that its posterior process can be read out to 2100), and interannual
   variability as a stationary AR(1) process (:class:`vvuq_twin.twin.observation.GaussianAR1Obs`):
   year-to-year persistence (ENSO) is noise, not signal.
 """
@@ -43,9 +43,9 @@ F2X = 3.93
 #: Fast and slow time scales (years) of the CMIP5 two-layer fits of Geoffroy et al. (2013a),
 #: multi-model mean as used for the AR6 WG1 ch. 6 GSAT figures (quoted from a secondary source).
 GEOFFROY_TIMESCALES = {"tau_f": 4.1, "tau_s": 249.0}
-#: HSGP basis geometry (years): centre and boundary, so that 1825-2125 lies inside [-L, L].
+#: HSGP basis geometry (years): centre and boundary, so that 1800-2150 lies inside [-L, L].
 HSGP_CENTER = 1975.0
-HSGP_L = 150.0
+HSGP_L = 175.0
 
 
 def convolution_ebm(years: np.ndarray, forcing: np.ndarray) -> PytensorSimulator:
@@ -84,7 +84,7 @@ def build_twin(years: np.ndarray, forcing: np.ndarray, *, quick: bool = True, no
     years, forcing : array
         Forcing years (from 1750) and the effective radiative forcing (W m^-2) driving the model.
     quick : bool
-        Fewer HSGP basis functions (30 instead of 40).
+        Fewer HSGP basis functions (32 instead of 48).
     noise : {"ar1", "iid"}
         Interannual variability as a stationary AR(1) process (default) or independent
         Gaussian noise (the earlier declaration, kept for the comparison in the tests).
@@ -104,7 +104,7 @@ def build_twin(years: np.ndarray, forcing: np.ndarray, *, quick: bool = True, no
             Parameter("C_d", LogNormal(float(np.log(g["C_d"])), 0.4)),
             Parameter("kappa", NormalPrior(1.0, 0.1)),
         ],
-        discrepancy=HSGPDiscrepancy(m=30 if quick else 40, kernel="Matern32", center=[HSGP_CENTER],
+        discrepancy=HSGPDiscrepancy(m=32 if quick else 48, kernel="Matern32", center=[HSGP_CENTER],
                                     L=[HSGP_L], ls=LogNormal(float(np.log(20.0)), 0.5),
                                     eta=HalfNormal(0.1)),
         observation=obs,

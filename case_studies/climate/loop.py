@@ -94,7 +94,7 @@ def discrepancy_draws(twin: Any, result: Any, years: Sequence[float]) -> np.ndar
     """Discrepancy of each posterior draw at ``years``, shape (n_draws, len(years)).
 
     The posterior process: each draw's own basis coefficients and hyperparameters, through the
-    declaration's HSGP (basis fixed to cover 1825-2125), not a fresh draw from the prior.
+    declaration's HSGP (basis fixed to cover 1800-2150), not a fresh draw from the prior.
     """
     X = np.asarray(years, float).reshape(-1, 1)
     return np.asarray(twin.discrepancy.delta_numpy(_draws(twin, result), X, None, 0), float)
@@ -184,9 +184,11 @@ def _q(x: np.ndarray) -> list[float]:
 def discrepancy_growth(twin: Any, horizons: Sequence[int] = HORIZONS, *, n_prior: int = 4000):
     """Operate function: the posterior discrepancy's spread against the horizon.
 
-    Returns, per year in ``horizons`` and for every year 2000-2100 (for the figure), the sd and
-    5-95 % interval of the discrepancy over the posterior draws, and its prior marginal sd
-    (``sqrt(E eta^2)``) for comparison.
+    Returns, per year in ``horizons`` (the first is the last data year) and for every year
+    2000-2100 (for the figure), the sd and 5-95 % interval of the discrepancy over the
+    posterior draws, the sd of its drift ``delta(t) - delta(horizons[0])`` (zero at the last
+    data year, growing as the process decorrelates from its present value), and the prior
+    marginal sd (``sqrt(E eta^2)``) for comparison.
     """
     def fn(result: Any, seed: int) -> dict[str, Any]:
         years = np.arange(2000, 2101)
@@ -197,10 +199,15 @@ def discrepancy_growth(twin: Any, horizons: Sequence[int] = HORIZONS, *, n_prior
         eta_draws = eta.sample(np.random.default_rng(seed), n_prior) if hasattr(eta, "sample") else np.array([eta])
         prior_sd = float(np.sqrt(np.mean(np.asarray(eta_draws, float) ** 2)))
         idx = [int(np.flatnonzero(years == h)[0]) for h in horizons]
+        # drift of the model error away from its value at the last data year: what the data
+        # cannot pin down grows with the horizon (the GP correlation decays)
+        i0 = idx[0]
+        drift = (d - d[:, [i0]]).std(axis=0, ddof=1)
         return {"horizons": [int(h) for h in horizons], "sd": [float(sd[i]) for i in idx],
+                "drift_sd": [float(drift[i]) for i in idx],
                 "q05": [float(lo[i]) for i in idx], "q95": [float(hi[i]) for i in idx],
                 "prior_marginal_sd": prior_sd,
-                "curve": {"year": years.tolist(), "sd": sd.tolist(), "q05": lo.tolist(),
+                "curve": {"year": years.tolist(), "sd": sd.tolist(), "drift_sd": drift.tolist(), "q05": lo.tolist(),
                           "q95": hi.tolist(), "median": np.median(d, axis=0).tolist()}}
 
     return fn

@@ -77,7 +77,7 @@ def test_climate_prior_is_the_declarations_and_matches_the_compiled_prior():
     ref_values = dict(lam=1.2, gamma=0.7, C=8.0, C_d=100.0, kappa=1.0, delta_ls=20.0, delta_eta=0.1,
                       sigma_obs=0.15, phi_obs=0.4)
     theta = {k: v * np.exp(rng.normal(0, 0.3, n)) for k, v in ref_values.items()}
-    theta["delta_hsgp_coeffs"] = rng.normal(size=(n, 30))
+    theta["delta_hsgp_coeffs"] = rng.normal(size=(n, 32))
     dens = twin_log_density(twin, input_names=["year"])
     dens.prepare({"x": np.array([[1850.0], [1851.0]]), "y": np.zeros(2)})
     np.testing.assert_allclose(twin.log_prior(theta), dens.log_prior(theta), rtol=1e-9, atol=1e-7)

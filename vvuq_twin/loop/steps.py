@@ -746,6 +746,8 @@ def _report_dict(rep: Any) -> dict[str, Any]:
         {k: getattr(rep, k) for k in getattr(rep, "__dataclass_fields__", {})})
     keep = {}
     for k, v in jsonable(d).items():
+        if k == "seconds":  # wall time is volatile (the step's duration is kept apart)
+            continue
         if isinstance(v, (int, float, str, bool)) or v is None:
             keep[k] = v
     return keep
