@@ -85,9 +85,10 @@ def build_loop(data_dir: Any = None, out: Any = None, seed: int = 1, quick: bool
     split, late = _split(obs, n_assimilate)
     cal = years <= last
     twin = build_twin(years[cal], worlds["ssp245"][cal], quick=quick, noise=noise)
-    draws, tune = (1000, 1000) if quick else (2000, 1500)
+    draws, tune = (2000, 1000) if quick else (3000, 1500)
     sbc_cfg = dict(n_sims=12, draws=100, tune=150) if quick else dict(n_sims=50, draws=400, tune=400)
     quantities = list(twin.parameter_names) + list(twin.hyperparameter_names())
+    smc = {"n_particles": 2000}  # a subsample of the posterior draws (SMC cost grows with it)
     steps = [
         Verify(),
         SBC(var_names=quantities, prob=1.0 - 0.05 / (len(quantities) + 1), chains=2, **sbc_cfg,
@@ -96,9 +97,10 @@ def build_loop(data_dir: Any = None, out: Any = None, seed: int = 1, quick: bool
                   thresholds=Thresholds(ess_per_chain_min=200.0), posterior_predictive=False),
         Validate("validate"),
         Validate("validate_late", data=late),
-        L.AssimilateBatches("assimilate", batches=(0,), time_input="year"),
+        L.AssimilateBatches("assimilate", batches=(0,), time_input="year", assimilate_kwargs=smc),
         Validate("revalidate", source="assimilate", data=late),
-        L.AssimilateBatches("assimilate_all", batches=(1,), source="assimilate", time_input="year"),
+        L.AssimilateBatches("assimilate_all", batches=(1,), source="assimilate", time_input="year",
+                            assimilate_kwargs=smc),
         Sensitivity(qoi=L.warming_qoi(twin, forcing), source="assimilate_all", num_resamples=10,
                     var_names=list(twin.parameter_names) + list(twin.discrepancy.hyperparameter_names())),
         Decide(qoi=L.critical_scale_qoi(twin, forcing), decide=L.path_decision(), source="assimilate_all",
