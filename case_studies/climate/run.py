@@ -149,6 +149,8 @@ def _case_summary(res: Any) -> dict[str, Any]:
                                                     v["discrepancy_growth"]["drift_sd"])),
         "discrepancy_prior_sd": v["discrepancy_growth"]["prior_marginal_sd"],
         "path_scale": dec["path_scale"], "path_p_exceed": dec["p_exceed"], "decision": dec["decision"],
+        "path_n_draws": dec["n_draws"], "path_at_upper_bound": dec["at_upper_bound"],
+        "decision_source": list(res["decide"].inputs),
         "decision_provisional": res["decide"].is_provisional,
         "warming_2100": v["worlds"]["worlds"],
         "sensitivity_top": v["sensitivity"]["top"],

@@ -197,14 +197,15 @@ def test_climate_assimilation_does_not_make_the_forecast_worse(climate):
 
 @pytest.mark.slow
 def test_climate_decides_from_all_data_on_the_constraint(climate):
+    """The decision reads the twin conditioned on every year to 2022 and sits on the chance
+    constraint; it is PROVISIONAL while the validations cannot inform (10 and 5 points)."""
+    assert climate["decision_source"][0] == "assimilate_all"
+    n = climate["path_n_draws"]
+    if not climate["path_at_upper_bound"]:
+        assert 0.33 - 2.0 / n <= climate["path_p_exceed"] <= 0.33
+    assert climate["decision_provisional"] == (climate["validation_status"] != "PASS")
     steps = {s["step"]: s for s in climate["loop"]["steps"]}
-    assert steps["decide"]["inputs"][0] == "assimilate_all"
-    n = steps["decide"]["values"]["n_draws"]
-    if not steps["decide"]["values"]["at_upper_bound"]:
-        assert climate["path_p_exceed"] <= 0.33 and climate["path_p_exceed"] >= 0.33 - 2.0 / n
-    # the twin to 2022 holds every observed year
-    ledger_data = steps["assimilate_all"]["values"]["n_accepted"]
-    assert ledger_data == 1
+    assert steps["assimilate_all"]["values"]["n_accepted"] in (1, {"value": 1, "status": "PROVISIONAL"})
 
 
 @pytest.mark.slow
