@@ -65,8 +65,16 @@ def airframe() -> dict:
 
 
 def climate() -> dict:
-    """Climate case (HadCRUT5 + RCMIP): common figures, ECS/TCR in the AR6 very likely ranges."""
+    """Climate case (HadCRUT5 + RCMIP) on the library loop: hold-out coverage, SBC, sampler
+    gates, CRPS not worse after assimilation, ECS/TCR consistent with the AR6 assessment."""
     s = _run("climate")
-    return {**_common(s),
-            "ecs_in_ar6_range": float(2.0 <= s["ecs_median"] <= 5.0),
-            "tcr_in_ar6_range": float(1.2 <= s["tcr_median"] <= 2.4)}
+    lo, hi = s["coverage_band"]
+    alo, ahi = s["coverage_after_band"]
+    return {"coverage_in_band": float(lo <= s["coverage"] <= hi),
+            "coverage_after_in_band": float(alo <= s["coverage_after"] <= ahi),
+            "sbc_passed": float(bool(s["sbc_passed"])),
+            "diagnostics_passed": float(bool(s["diagnostics_passed"])),
+            "crps_after_over_before": float(s["crps_after"] / s["crps_before"]),
+            # consistency with an external assessment (AR6 very likely ranges), not validation
+            "ecs_consistent_with_ar6": float(2.0 <= s["ecs_median"] <= 5.0),
+            "tcr_consistent_with_ar6": float(1.2 <= s["tcr_median"] <= 2.4)}

@@ -22,7 +22,7 @@ _EXPORTS = {
         "SMCOptions",
     ),
     "vvuq_twin.twin": (
-        "Beta", "BiasDiscrepancy", "BlackBoxSimulator", "Exponential", "Gamma", "GaussianObs",
+        "Beta", "BiasDiscrepancy", "BlackBoxSimulator", "Exponential", "Gamma", "GaussianAR1Obs", "GaussianObs",
         "GPDiscrepancy", "HalfCauchy", "HalfNormal", "Hierarchy", "HSGPDiscrepancy",
         "InverseGamma", "LogNormal", "LogNormalObs", "LogNormalPrior", "NegativeBinomial",
         "NoDiscrepancy", "NormalPrior", "ODESimulator", "Poisson", "Parameter",

@@ -16,10 +16,7 @@ solution for many parameter draws at once:
 - :func:`warming_functional`: 2100 warming as one dot product per draw (fast QoI for the
   sensitivity analysis);
 - :class:`HSGPBasis`: the twin's Hilbert-space GP discrepancy (Matérn-3/2, PyMC's
-  ``HSGP.prior_linearized``) with the basis frozen at the calibration years, so that the
-  discrepancy of a posterior draw can be evaluated at any year;
-- :class:`TwinLikelihood`: the exact log-likelihood of annual HadCRUT5 values given a draw of
-  all free variables of the twin, vectorised over particles (used by the SMC assimilation).
+  ``HSGP.prior_linearized``), an independent check of the declaration's discrepancy (tests);
 
 Every function here is checked in the tests against an independent computation: the RK4
 integrator of :mod:`case_studies.climate.model`, and :func:`vvuq_twin.predict` on the twin.
@@ -47,7 +44,6 @@ __all__ = [
     "warming_functional",
     "draws_dict",
     "HSGPBasis",
-    "TwinLikelihood",
 ]
 
 #: The EBM parameters of the twin (forcing scale ``kappa`` included).
@@ -224,46 +220,3 @@ class HSGPBasis:
     def inside(self, x: Any) -> np.ndarray:
         """Whether ``x`` lies inside the basis domain ``x_c ± L``."""
         return np.abs(np.asarray(x, float) - self.center) < self.L
-
-
-class TwinLikelihood:
-    """Exact log-likelihood of annual anomalies under the climate twin, vectorised over draws.
-
-    ``y_t ~ N(zeta_t, sigma_obs)``, ``zeta_t = eta(theta; t) + delta(t)`` with the EBM anomaly
-    ``eta`` (:func:`anomaly_at`) and the HSGP discrepancy frozen at the calibration years
-    (:class:`HSGPBasis`). The signature ``(theta, data) -> (n,)`` is the one of
-    :func:`vvuq_twin.assimilation.smc_update`: ``theta`` maps the twin's free variables
-    (``lam, gamma, C, C_d, kappa, delta_hsgp_coeffs, delta_ls, delta_eta, sigma_obs``) to arrays
-    with a leading particle axis, ``data`` holds ``x`` (years, shape (n_obs, 1)) and ``y``.
-
-    Parameters
-    ----------
-    years, forcing : ndarray
-        The forcing years (from 1750) and forcing driving the EBM.
-    basis : HSGPBasis
-        The discrepancy basis of the calibration.
-    """
-
-    def __init__(self, years: np.ndarray, forcing: np.ndarray, basis: HSGPBasis) -> None:
-        self.years = np.asarray(years, dtype=int)
-        self.forcing = np.asarray(forcing, dtype=float)
-        self.basis = basis
-
-    def zeta(self, theta: Mapping[str, np.ndarray], x: Any) -> np.ndarray:
-        """True process ``eta + delta`` of each draw at years ``x``, shape (draws, len(x))."""
-        yrs = np.asarray(x, dtype=float).reshape(-1)
-        eta = anomaly_at(self.years, self.forcing, theta, np.round(yrs).astype(int))
-        delta = self.basis.delta(yrs, theta["delta_hsgp_coeffs"], theta["delta_ls"], theta["delta_eta"])
-        return eta + delta
-
-    def __call__(self, theta: Mapping[str, np.ndarray], data: Mapping[str, np.ndarray]) -> np.ndarray:
-        y = np.asarray(data["y"], dtype=float).reshape(1, -1)
-        s = np.asarray(theta["sigma_obs"], dtype=float).reshape(-1, 1)
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            z = self.zeta(theta, data["x"])  # NaN for proposals outside the support
-            ll = -0.5 * ((y - z) / s) ** 2 - np.log(s) - 0.5 * np.log(2.0 * np.pi)
-            out = ll.sum(axis=1)
-        ok = np.all(np.isfinite(np.column_stack([theta[k] for k in EBM_PARAMS])), axis=1) & (s[:, 0] > 0)
-        for k in EBM_PARAMS[:4]:
-            ok &= np.asarray(theta[k]) > 0
-        return np.where(ok & np.isfinite(out), out, -np.inf)

@@ -1,122 +1,84 @@
-"""Steps 3b and 5-9 of the climate case study's VVUQ loop (called by :mod:`.run`).
+"""The climate case's pieces for the library loop (:mod:`vvuq_twin.loop`), read by :mod:`.run`.
 
-- :func:`sbc_step` -- simulation-based calibration of the twin's inference
-  (:func:`vvuq_twin.verification.sbc_twin`);
-- :func:`forcing_path`, :func:`decide` -- the decision under risk: the largest scaling ``s`` of
-  the post-2022 SSP2-4.5 forcing change with ``P(warming in 2100 > 2 °C) <= 0.33``, solved
-  exactly (warming is affine in ``s``), with the buffered (CVaR) counterpart by the
-  linear program of :func:`vvuq_twin.decisions.solve`;
-- :func:`sensitivity_step` -- Shapley effects of the decision quantity (2100 warming on the
-  chosen path) over the correlated posterior of the EBM parameters
-  (:func:`vvuq_twin.sensitivity.shapley_effects`);
-- :func:`reweight_utilities` -- the estimators of :func:`vvuq_twin.design.twin_design_utilities`
-  for a measurement that the twin's ``predict`` cannot produce (the Earth energy imbalance, i.e.
-  total ocean heat uptake), on the same posterior draws;
-- :func:`numpy_prior`, :func:`assimilate_years` -- SMC assimilation of new annual anomalies
-  (:func:`vvuq_twin.assimilation.smc_update`) with the twin's exact likelihood
-  (:class:`~case_studies.climate.emulator.TwinLikelihood`);
-- :func:`replicate_worlds` -- the twin replicated into SSP forcing worlds with
-  :func:`vvuq_twin.operations.replicate`.
+Everything here is computed from a calibrated or assimilated twin (a
+:class:`~vvuq_twin.TwinResult`) through the declaration (:func:`.declaration.build_twin`):
+
+- :class:`Forcing` -- the forcing worlds and the decision year;
+- :func:`discrepancy_draws` -- the discrepancy of every posterior draw at any years, from its
+  *posterior* process (the HSGP basis coefficients and hyperparameters of the draw; the
+  declaration's :meth:`~vvuq_twin.twin.discrepancy.HSGPDiscrepancy.delta_numpy`);
+- :class:`Warming2100` -- 2100 warming ``w(s) = w0 + s w1 + delta_2100`` per draw, affine in the
+  scale ``s`` of the post-2022 forcing change;
+- :func:`warming_qoi`, :func:`critical_scale_qoi` -- the loop's quantities of interest: 2100
+  warming on SSP2-4.5 (ranked by the Sensitivity step) and, per draw, the largest path scale
+  that keeps that draw below the threshold (the Decide step's input: ``P(w(s) > T) =
+  P(s_i < s)``);
+- :func:`path_decision` -- the chance-constrained decision: the largest ``s`` with
+  ``P(w(s) > T) <= max_prob`` (exact for the sample: an order statistic of ``s_i``);
+- :func:`discrepancy_growth`, :func:`sensitivity_contraction`, :func:`scenario_worlds` -- the
+  Operate steps: the discrepancy's spread against the horizon, prior-to-posterior contraction
+  of ECS and TCR with their consistency with the IPCC AR6 assessment, and the SSP worlds;
+- :class:`AssimilateBatches` -- the library's Assimilate step on chosen batches of the stream.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import warnings
-from dataclasses import dataclass
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 import numpy as np
-from scipy import stats
 
-from vvuq_twin.assimilation import ParticlePosterior, smc_update
-from vvuq_twin.decisions import (
-    AffineInDecision,
-    BufferedConstraint,
-    Decision,
-    DecisionVariable,
-    InfeasibleDecisionError,
-    solve,
-)
-from vvuq_twin.design import preposterior_utility
-from vvuq_twin.operations import Scenario, replicate
-from vvuq_twin.sensitivity import PosteriorSpace, shapley_effects
-from vvuq_twin.verification import sbc_twin
+from vvuq_twin.loop import Assimilate, LoopContext, LoopSpecError, QoI
 
 from . import emulator as E
+from .declaration import F2X
 
-__all__ = [
-    "FREE_VARS",
-    "free_vars",
-    "SBC_QUANTITIES",
-    "sbc_quantities",
-    "sbc_step",
-    "forcing_path",
-    "PathDecision",
-    "decide",
-    "Warming2100",
-    "sensitivity_step",
-    "reweight_utilities",
-    "numpy_prior",
-    "assimilate_years",
-    "replicate_worlds",
-]
+__all__ = ["Forcing", "forcing_path", "discrepancy_draws", "Warming2100", "warming_qoi",
+           "critical_scale_qoi", "path_decision", "discrepancy_growth", "sensitivity_contraction",
+           "scenario_worlds", "tcr", "AssimilateBatches", "ECS_LIKELY", "TCR_LIKELY",
+           "THRESHOLD_C", "MAX_PROB", "S_BOUNDS", "HORIZONS"]
 
-def free_vars(twin: Any) -> tuple[str, ...]:
-    """Free random variables of the twin's PyMC model, as the declaration names them.
+#: IPCC AR6 WG1 likely ranges (K) of equilibrium climate sensitivity and transient response.
+ECS_LIKELY = (2.5, 4.0)
+TCR_LIKELY = (1.4, 2.2)
+#: Warming threshold (°C vs 1850-1900) and the allowed probability of exceeding it in 2100.
+THRESHOLD_C = 2.0
+MAX_PROB = 0.33
+#: Bounds of the forcing-path scale ``s``.
+S_BOUNDS = (-1.0, 1.5)
+#: Years at which the discrepancy's spread is reported.
+HORIZONS = (2022, 2030, 2040, 2050, 2075, 2100)
 
-    In the order the SMC particles carry them: the calibration parameters, the discrepancy's
-    latent basis coefficients, then the hyperparameters (discrepancy, noise).
+
+@dataclass(frozen=True)
+class Forcing:
+    """Forcing worlds from 1750 to 2100 and the decision year.
+
+    Attributes
+    ----------
+    years : ndarray
+    worlds : dict of ndarray
+        Scenario name -> effective radiative forcing (W m^-2) per year.
+    now : int
+        Decision year (the last observed year): the path changes after it.
+    base : str
+        The scenario whose post-``now`` change the decision scales.
     """
-    params = tuple(twin.parameter_names)
-    hyper = tuple(twin.hyperparameter_names())
-    latent = tuple(n for n in twin.free_variable_names() if n not in params + hyper)
-    return params + latent + hyper
+
+    years: np.ndarray
+    worlds: Mapping[str, np.ndarray]
+    now: int = 2022
+    base: str = "ssp245"
+
+    @property
+    def i_now(self) -> int:
+        return int(np.flatnonzero(self.years == self.now)[0])
+
+    @property
+    def f(self) -> np.ndarray:
+        return np.asarray(self.worlds[self.base], float)
 
 
-def sbc_quantities(twin: Any) -> tuple[str, ...]:
-    """Quantities ranked by SBC: the calibration parameters and the hyperparameters."""
-    return tuple(twin.parameter_names) + tuple(twin.hyperparameter_names())
-
-
-def _skeleton_twin() -> Any:
-    """The climate twin's declaration on a two-year record (its structure does not depend on
-    the forcing, so it answers the names)."""
-    from .run import build_twin
-
-    return build_twin(np.array([1850.0, 1851.0]), np.zeros(2))
-
-
-def __getattr__(name: str) -> Any:
-    # FREE_VARS and SBC_QUANTITIES of the climate twin, answered by its declaration
-    if name in ("FREE_VARS", "SBC_QUANTITIES"):
-        twin = _skeleton_twin()
-        globals().update(FREE_VARS=free_vars(twin), SBC_QUANTITIES=sbc_quantities(twin))
-        return globals()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# ------------------------------------------------------------------ 3b: SBC
-
-
-def sbc_step(twin: Any, template: Any, *, n_sims: int, draws: int, tune: int, chains: int,
-             seed: int, familywise: float = 0.05) -> Any:
-    """SBC of the twin's NUTS calibration at the inputs of ``template``.
-
-    The template is the calibration record itself (same inputs, ``y`` replaced by prior
-    predictive draws): calibrations of SBC replications then reuse the compiled model of the
-    main calibration (:func:`vvuq_twin.calibrate` caches by declaration and data structure).
-    Each quantity's simultaneous ECDF band has level ``1 - familywise / Q`` (Bonferroni over the
-    ``Q`` ranked quantities), so that a correct inference fails SBC with probability at most
-    ``familywise``.
-    """
-    quantities = sbc_quantities(twin)  # the joint log-likelihood ``log_lik`` is always added
-    q = len(quantities) + 1
-    return sbc_twin(twin, template, n_sims, draws=draws, tune=tune, chains=chains, rng=seed,
-                    var_names=list(quantities), prob=1.0 - familywise / q)
-
-
-# ------------------------------------------------------------------ 6: decision
 def forcing_path(base_forcing: np.ndarray, i_now: int, s: float) -> np.ndarray:
     """Forcing with the change after index ``i_now`` scaled by ``s`` (``s = 1``: the scenario)."""
     f = np.array(base_forcing, dtype=float)
@@ -124,179 +86,193 @@ def forcing_path(base_forcing: np.ndarray, i_now: int, s: float) -> np.ndarray:
     return f
 
 
+def _draws(twin: Any, result: Any) -> dict[str, np.ndarray]:
+    return twin.draws_from(result.posterior, twin.free_variable_names())
+
+
+def discrepancy_draws(twin: Any, result: Any, years: Sequence[float]) -> np.ndarray:
+    """Discrepancy of each posterior draw at ``years``, shape (n_draws, len(years)).
+
+    The posterior process: each draw's own basis coefficients and hyperparameters, through the
+    declaration's HSGP (basis fixed to cover 1800-2150), not a fresh draw from the prior.
+    """
+    X = np.asarray(years, float).reshape(-1, 1)
+    return np.asarray(twin.discrepancy.delta_numpy(_draws(twin, result), X, None, 0), float)
+
+
 @dataclass(frozen=True)
 class Warming2100:
-    """2100 warming per draw as ``w(s) = w0 + s * w1 + delta``, affine in the path scale ``s``.
-
-    ``w0``: EBM warming with the forcing frozen after 2022; ``w1``: response to the SSP2-4.5
-    forcing change after 2022; ``delta``: model discrepancy in 2100, drawn from its prior
-    ``N(0, eta)`` per draw (80 years past the data the discrepancy is its prior).
-    """
+    """2100 warming per draw as ``w(s) = w0 + s * w1 + delta``, affine in the path scale ``s``."""
 
     w0: np.ndarray
     w1: np.ndarray
     delta: np.ndarray
 
     @classmethod
-    def from_draws(cls, years: np.ndarray, forcing: np.ndarray, i_now: int,
-                   p: Mapping[str, np.ndarray], delta: np.ndarray) -> "Warming2100":
-        a0 = E.anomaly_at(years, forcing_path(forcing, i_now, 0.0), p, 2100)[:, 0]
-        a1 = E.anomaly_at(years, forcing_path(forcing, i_now, 1.0), p, 2100)[:, 0]
-        return cls(a0, a1 - a0, np.asarray(delta, float))
+    def from_result(cls, twin: Any, result: Any, forcing: Forcing) -> "Warming2100":
+        p = E.draws_dict(result.posterior)
+        a0 = E.anomaly_at(forcing.years, forcing_path(forcing.f, forcing.i_now, 0.0), p, 2100)[:, 0]
+        a1 = E.anomaly_at(forcing.years, forcing_path(forcing.f, forcing.i_now, 1.0), p, 2100)[:, 0]
+        return cls(a0, a1 - a0, discrepancy_draws(twin, result, [2100.0])[:, 0])
 
     def at(self, s: float) -> np.ndarray:
         """2100 warming of every draw on path ``s``."""
         return self.w0 + s * self.w1 + self.delta
 
-
-@dataclass(frozen=True)
-class PathDecision:
-    """The chosen forcing path and its risk figures."""
-
-    s_star: float
-    feasible: bool
-    p_exceed: float
-    s_buffered: float
-    buffered_feasible: bool
-    n_draws: int
-    at_upper_bound: bool
+    def critical_scale(self, threshold: float) -> np.ndarray:
+        """Per draw, the ``s`` at which its 2100 warming reaches ``threshold``."""
+        if np.any(self.w1 <= 0):
+            raise ValueError("The forcing change must warm every draw (w1 > 0).")
+        return (threshold - self.w0 - self.delta) / self.w1
 
 
-def decide(w: Warming2100, *, threshold: float, max_prob: float, bounds: tuple[float, float],
-           seed: int) -> PathDecision:
-    """Largest ``s`` in ``bounds`` with ``P(w(s) > threshold) <= max_prob`` over the draws.
+def warming_qoi(twin: Any, forcing: Forcing) -> QoI:
+    """2100 warming (°C vs 1850-1900) on the base scenario, EBM + posterior discrepancy."""
+    def fn(result: Any, seed: int) -> np.ndarray:
+        return Warming2100.from_result(twin, result, forcing).at(1.0)
 
-    Exact for the sample: draw ``i`` exceeds the threshold iff ``s > s_i = (threshold - w0_i -
-    delta_i) / w1_i`` (every ``w1_i > 0``: more forcing, more warming), so the largest admissible
-    ``s`` is the ``(k+1)``-th smallest ``s_i`` with ``k = floor(max_prob n)``. The buffered
-    counterpart ``bPOE(w(s) - threshold) <= max_prob`` (equivalently ``CVaR_{1-max_prob} <=
-    threshold``; Rockafellar & Royset 2010) is solved as a linear program by
-    :func:`vvuq_twin.decisions.solve`.
+    return QoI("warming_2100_ssp245", fn, "2100 warming on SSP2-4.5 (EBM + discrepancy), °C")
+
+
+def critical_scale_qoi(twin: Any, forcing: Forcing, threshold: float = THRESHOLD_C) -> QoI:
+    """Per draw, the largest post-2022 path scale keeping 2100 warming below ``threshold``."""
+    def fn(result: Any, seed: int) -> np.ndarray:
+        return Warming2100.from_result(twin, result, forcing).critical_scale(threshold)
+
+    return QoI("critical_path_scale", fn,
+               f"path scale s at which the draw's 2100 warming reaches {threshold} °C")
+
+
+def path_decision(max_prob: float = MAX_PROB, bounds: tuple[float, float] = S_BOUNDS):
+    """Decide function: the largest ``s`` in ``bounds`` with ``P(w(s) > T) <= max_prob``.
+
+    Draw ``i`` exceeds the threshold iff ``s > s_i``, so the largest admissible ``s`` is the
+    ``(k+1)``-th smallest ``s_i``, ``k = floor(max_prob n)`` (exact for the sample).
     """
-    if np.any(w.w1 <= 0):
-        raise ValueError("The forcing change must warm every draw (w1 > 0) for the exact solution.")
-    n = w.w0.size
-    s_i = np.sort((threshold - w.w0 - w.delta) / w.w1)
-    k = int(np.floor(max_prob * n + 1e-12))
-    lo, hi = bounds
-    s_star = float(min(s_i[k], hi)) if k < n else float(hi)
-    feasible = s_star >= lo
-    at_upper = bool(feasible and s_star >= hi)
-    s_star = s_star if feasible else float("nan")
-    p = float(np.mean(w.at(s_star) > threshold)) if feasible else float("nan")
-    xi = np.column_stack([w.w0 + w.delta - threshold, w.w1])
-    dec = Decision(
-        variables=[DecisionVariable("s", lower=lo, upper=hi)],
-        loss=AffineInDecision(coef=lambda x: -np.ones((len(x), 1))),
-        constraints=[BufferedConstraint(
-            g=AffineInDecision(coef=lambda x: x[:, 1:2], offset=lambda x: x[:, 0]),
-            epsilon=max_prob, name="bPOE(2100 warming > threshold)")],
-    )
-    try:
-        res = solve(dec, xi, rng=seed)
-        s_buf, buf_ok = float(res.decision.values[0]), True
-    except InfeasibleDecisionError:  # no path meets the buffered constraint
-        s_buf, buf_ok = float("nan"), False
-    return PathDecision(s_star, bool(feasible), p, s_buf, buf_ok, int(n), at_upper)
+    if not 0.0 < max_prob < 1.0:
+        raise LoopSpecError(f"max_prob must lie in (0, 1), got {max_prob}.")
+
+    def decide(s_i: np.ndarray, seed: int) -> dict[str, Any]:
+        s_sorted = np.sort(np.asarray(s_i, float))
+        n = s_sorted.size
+        k = int(np.floor(max_prob * n + 1e-12))
+        lo, hi = bounds
+        s_star = float(min(s_sorted[k], hi)) if k < n else float(hi)
+        feasible = s_star >= lo
+        p = float(np.mean(s_sorted < s_star)) if feasible else float("nan")
+        return {"path_scale": s_star if feasible else float("nan"), "feasible": bool(feasible),
+                "p_exceed": p, "max_prob": float(max_prob), "at_upper_bound": bool(feasible and s_star >= hi),
+                "n_draws": int(n),
+                "decision": (f"scale the post-2022 SSP2-4.5 forcing change by s = {s_star:.3f}" if feasible
+                             else "no admissible path")}
+
+    decide.__qualname__ = f"path_decision({max_prob!r}, {bounds!r})"
+    return decide
 
 
-# ------------------------------------------------------------------ 5: sensitivity
-class _WarmingQoI:
-    """2100 warming of one EBM parameter row (lam, gamma, C, C_d, kappa); picklable."""
-
-    def __init__(self, weights: np.ndarray) -> None:
-        self.weights = np.asarray(weights, dtype=float)
-
-    def __call__(self, row: np.ndarray) -> float:
-        lam, gamma, C, C_d, kappa = (float(v) for v in row)
-        g = E.impulse(self.weights.size, lam, gamma, C, C_d)
-        return kappa * float(g @ self.weights)
+def tcr(p: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Transient climate response: mean warming in years 61-80 of a 1 %/yr CO2 ramp (F = F2x t/70)."""
+    F = F2X * np.arange(1, 81) / 70.0
+    q = dict(p, kappa=np.ones_like(np.asarray(p["lam"], float)))
+    return E.ensemble(F, q)["T"][:, 60:80].mean(axis=1)
 
 
-def sensitivity_step(posterior: Any, years: np.ndarray, forcing: np.ndarray, *, n_var: int,
-                     n_outer: int, n_inner: int, seed: int) -> tuple[Any, np.ndarray]:
-    """Shapley effects of the 2100 EBM warming on ``forcing`` over the posterior parameters.
+def _q(x: np.ndarray) -> list[float]:
+    return [float(v) for v in np.quantile(np.asarray(x, float), [0.05, 0.5, 0.95])]
 
-    Returns the effects Dataset and the QoI of every posterior draw (for checks).
+
+def discrepancy_growth(twin: Any, horizons: Sequence[int] = HORIZONS, *, n_prior: int = 4000):
+    """Operate function: the posterior discrepancy's spread against the horizon.
+
+    Returns, per year in ``horizons`` (the first is the last data year) and for every year
+    2000-2100 (for the figure), the sd and 5-95 % interval of the discrepancy over the
+    posterior draws, the sd of its drift ``delta(t) - delta(horizons[0])`` (zero at the last
+    data year, growing as the process decorrelates from its present value), and the prior
+    marginal sd (``sqrt(E eta^2)``) for comparison.
     """
-    space = PosteriorSpace.from_dataset(posterior, list(E.EBM_PARAMS))
-    qoi = _WarmingQoI(E.warming_functional(years, forcing, 2100))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        sh = shapley_effects(qoi, space, n_var=n_var, n_outer=n_outer, n_inner=n_inner, rng=seed)
-    return sh, np.array([qoi(r) for r in space.draws])
+    def fn(result: Any, seed: int) -> dict[str, Any]:
+        years = np.arange(2000, 2101)
+        d = discrepancy_draws(twin, result, years)
+        sd = d.std(axis=0, ddof=1)
+        lo, hi = np.quantile(d, [0.05, 0.95], axis=0)
+        eta = twin.discrepancy.eta  # the declaration's prior (or value) of the marginal sd
+        eta_draws = eta.sample(np.random.default_rng(seed), n_prior) if hasattr(eta, "sample") else np.array([eta])
+        prior_sd = float(np.sqrt(np.mean(np.asarray(eta_draws, float) ** 2)))
+        idx = [int(np.flatnonzero(years == h)[0]) for h in horizons]
+        # drift of the model error away from its value at the last data year: what the data
+        # cannot pin down grows with the horizon (the GP correlation decays)
+        i0 = idx[0]
+        drift = (d - d[:, [i0]]).std(axis=0, ddof=1)
+        return {"horizons": [int(h) for h in horizons], "sd": [float(sd[i]) for i in idx],
+                "drift_sd": [float(drift[i]) for i in idx],
+                "q05": [float(lo[i]) for i in idx], "q95": [float(hi[i]) for i in idx],
+                "prior_marginal_sd": prior_sd,
+                "curve": {"year": years.tolist(), "sd": sd.tolist(), "drift_sd": drift.tolist(), "q05": lo.tolist(),
+                          "q95": hi.tolist(), "median": np.median(d, axis=0).tolist()}}
+
+    return fn
 
 
-# ------------------------------------------------------------------ 7: design (own candidate)
-def reweight_utilities(h: np.ndarray, sd: float, *, qoi: np.ndarray | None, rng: Any,
-                       n_draws: int | None = None) -> tuple[float, float, float]:
-    """Utility of a Gaussian measurement ``z ~ N(h(theta), sd)`` from posterior draws of ``h``.
+def sensitivity_contraction(twin: Any, *, n_prior: int = 20000):
+    """Operate function: ECS and TCR, their prior-to-posterior contraction, consistency with AR6.
 
-    The estimators of :func:`vvuq_twin.design.twin_design_utilities`, applied to a quantity the
-    twin's ``predict`` does not produce: ``L_ij = log N(z_i; h_j, sd)`` with ``z_i`` simulated
-    from draw ``i``; with ``qoi=None`` the prior-contrastive EIG about all parameters,
-    ``u_i = L_ii - log mean_j exp(L_ij)``; with a QoI per draw the Gaussian entropy reduction
-    ``u_i = 0.5 log(Var(q) / Var_{w_i}(q))`` with self-normalised weights ``w_ij ~ exp(L_ij)``.
-
-    Returns
-    -------
-    (utility, standard error, 5% quantile of the weights' ESS)
+    Contraction ``1 - Var_post / Var_prior`` (Schad, Betancourt & Vasishth 2021) of ECS, log ECS
+    and TCR, with the prior from the declaration's parameter priors; the ratio of the 5-95 %
+    widths; whether the posterior median lies in the AR6 likely range (a consistency check with
+    an external assessment, not a validation: the priors are centred near CMIP5 values).
     """
-    gen = np.random.default_rng(rng)
-    h = np.asarray(h, dtype=float).reshape(-1)
-    n_total = h.size
-    n_use = min(n_total, 2000) if n_draws is None else int(n_draws)
-    idx = np.sort(gen.choice(n_total, size=n_use, replace=False)) if n_use < n_total else np.arange(n_total)
-    h = h[idx]
-    z = h + sd * gen.standard_normal(n_use)
-    L = stats.norm.logpdf(z[:, None], loc=h[None, :], scale=sd)
-    q = None if qoi is None else np.asarray(qoi, dtype=float).reshape(-1)[idx]
-    u, ess_q05 = preposterior_utility(L, qoi=q)  # the estimators of twin_design_utilities
-    return float(np.mean(u)), float(np.std(u, ddof=1) / np.sqrt(n_use)), ess_q05
+    def fn(result: Any, seed: int) -> dict[str, Any]:
+        rng = np.random.default_rng(seed)
+        prior = {p.name: p.prior.sample(rng, n_prior) for p in twin.parameters}
+        post = E.draws_dict(result.posterior)
+        out: dict[str, Any] = {}
+        for name, f, rng_ in (("ecs", lambda d: F2X / d["lam"], ECS_LIKELY), ("tcr", tcr, TCR_LIKELY)):
+            a, b = np.asarray(f(prior), float), np.asarray(f(post), float)
+            qa, qb = _q(a), _q(b)
+            out[name] = {"posterior_q": qb, "prior_q": qa, "median": qb[1],
+                         "contraction": float(1 - np.var(b) / np.var(a)),
+                         "contraction_log": float(1 - np.var(np.log(b)) / np.var(np.log(a))),
+                         "width_ratio_90": float((qb[2] - qb[0]) / (qa[2] - qa[0])),
+                         "ar6_likely": list(rng_),
+                         "consistent_with_ar6": bool(rng_[0] <= qb[1] <= rng_[1])}
+        return out
+
+    return fn
 
 
-# ------------------------------------------------------------------ 8: assimilation
-def numpy_prior(twin: Any) -> Any:
-    """Log prior density of the twin's free variables (natural scale), vectorised over particles.
+def scenario_worlds(twin: Any, forcing: Forcing, threshold: float = THRESHOLD_C):
+    """Operate function: 2100 warming in every forcing world (EBM + posterior discrepancy)."""
+    def fn(result: Any, seed: int) -> dict[str, Any]:
+        p = E.draws_dict(result.posterior)
+        d = discrepancy_draws(twin, result, [2100.0])[:, 0]
+        out = {}
+        for name, f in forcing.worlds.items():
+            w = E.anomaly_at(forcing.years, f, p, 2100)[:, 0] + d
+            q = _q(w)
+            out[name] = {"p5": q[0], "median": q[1], "p95": q[2],
+                         "p_exceed": float(np.mean(w > threshold))}
+        return {"worlds": out, "threshold": float(threshold)}
 
-    The declaration's own answer (:meth:`vvuq_twin.Twin.log_prior`: parameters, HSGP
-    discrepancy ``ls``/``eta`` and basis coefficients, observation noise); the tests check it
-    against the twin's compiled prior (:func:`vvuq_twin.assimilation.twin_log_density`).
+    return fn
+
+
+class AssimilateBatches(Assimilate):
+    """The library's :class:`~vvuq_twin.loop.Assimilate` on the stream batches ``batches`` only.
+
+    Two such steps in a row assimilate a stream in stages, so that the twin can be re-validated
+    between them (on the years after the first stage) and decide from all data at the end.
     """
 
-    def log_prior(theta: Mapping[str, np.ndarray]) -> np.ndarray:
-        lp = twin.log_prior(theta)
-        return np.where(np.isfinite(lp), lp, -np.inf)
+    def __init__(self, name: str, *, batches: Sequence[int], **kw: Any) -> None:
+        super().__init__(name, **kw)
+        self.batch_ids = tuple(int(b) for b in batches)
 
-    return log_prior
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "batches": list(self.batch_ids)}
 
-
-def assimilate_years(posterior: Any, lik: E.TwinLikelihood, log_prior: Any, past: Mapping[str, np.ndarray],
-                     new: Mapping[str, np.ndarray], *, seed: int, n_mcmc_steps: int = 10) -> tuple[ParticlePosterior, Any]:
-    """Assimilate new annual anomalies into the calibrated posterior by SMC.
-
-    The posterior draws become equally weighted particles carrying their log-likelihood of the
-    calibration record; :func:`vvuq_twin.assimilation.smc_update` reweights them by the new
-    years (tempered if needed), resamples and moves them with the exact likelihood of all data.
-    """
-    vals = E.draws_dict(posterior, __getattr__("FREE_VARS"))  # noqa: F821 - module __getattr__
-    particles = ParticlePosterior(vals, None, lik(vals, past))
-    return smc_update(particles, dict(new), lik, log_prior, past_data=[dict(past)],
-                      n_mcmc_steps=n_mcmc_steps, rng=seed)
-
-
-# ------------------------------------------------------------------ 9: replicate
-def replicate_worlds(result: Any, simulator_for: Any, forcings: Mapping[str, np.ndarray], *,
-                     year: int, seed: int) -> Any:
-    """The calibrated twin in each forcing world, via :func:`vvuq_twin.operations.replicate`.
-
-    ``simulator_for(forcing)`` returns the twin's simulator driven by that forcing from 1750;
-    each world keeps the parameterisation (the posterior draws are reused) and predicts the EBM
-    anomaly ``eta`` at ``year``.
-    """
-    worlds = {name: Scenario(modify=lambda t, f=f: dataclasses.replace(t, simulator=simulator_for(f)))
-              for name, f in forcings.items()}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return replicate(result, worlds, x_new=np.array([[float(year)]]), rng=seed, include_y=False)
-
+    def _batches(self, ctx: LoopContext) -> list[tuple[str, Any]]:
+        n = len(ctx.split.stream)
+        bad = [b for b in self.batch_ids if not 0 <= b < n]
+        if bad:
+            raise LoopSpecError(f"Step {self.name!r}: stream batches {bad} do not exist (the stream has {n}).")
+        return [(f"stream[{b}]", ctx.split.stream[b]) for b in self.batch_ids]

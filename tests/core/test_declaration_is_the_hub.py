@@ -48,32 +48,40 @@ def test_checker_catches_planted_code():
     assert offences('raise X(f"got {type(obs).__name__}")  # "sigma_obs"\n') == []
 
 
-def test_climate_loop_names_come_from_the_declaration():
-    """The climate loop's particle variables and SBC quantities are the declaration's answers,
-    in the order the loop always used (so no number of the case study changes)."""
-    from case_studies.climate import loop
+def _climate_skeleton_twin():
+    import numpy as np
 
-    assert loop.FREE_VARS == ("lam", "gamma", "C", "C_d", "kappa", "delta_hsgp_coeffs", "delta_ls",
-                              "delta_eta", "sigma_obs")
-    assert loop.SBC_QUANTITIES == ("lam", "gamma", "C", "C_d", "kappa", "delta_ls", "delta_eta", "sigma_obs")
+    from case_studies.climate.declaration import build_twin
+
+    return build_twin(np.array([1850, 1851]), np.zeros(2))
+
+
+def test_climate_twin_names_come_from_the_declaration():
+    """The climate case reads its variables from the declaration (AR(1) noise adds phi_obs)."""
+    twin = _climate_skeleton_twin()
+    assert list(twin.parameter_names) == ["lam", "gamma", "C", "C_d", "kappa"]
+    assert set(twin.free_variable_names()) == {"lam", "gamma", "C", "C_d", "kappa", "delta_hsgp_coeffs",
+                                               "delta_ls", "delta_eta", "sigma_obs", "phi_obs"}
 
 
 def test_climate_prior_is_the_declarations_and_matches_the_compiled_prior():
-    """The climate loop's SMC prior is Twin.log_prior; it equals the twin's compiled prior
-    (vvuq_twin.assimilation.twin_log_density) on random particles."""
+    """Twin.log_prior of the climate twin equals its compiled prior
+    (vvuq_twin.assimilation.twin_log_density) on random particles, -inf outside the support."""
     import numpy as np
 
-    from case_studies.climate import loop
     from vvuq_twin.assimilation import twin_log_density
 
-    twin = loop._skeleton_twin()
+    twin = _climate_skeleton_twin()
     rng = np.random.default_rng(3)
     n = 6
-    ref_values = dict(lam=1.2, gamma=0.7, C=8.0, C_d=100.0, kappa=1.0, delta_ls=20.0, delta_eta=0.1, sigma_obs=0.15)
+    ref_values = dict(lam=1.2, gamma=0.7, C=8.0, C_d=100.0, kappa=1.0, delta_ls=20.0, delta_eta=0.1,
+                      sigma_obs=0.15, phi_obs=0.4)
     theta = {k: v * np.exp(rng.normal(0, 0.3, n)) for k, v in ref_values.items()}
-    theta["delta_hsgp_coeffs"] = rng.normal(size=(n, 20))
+    theta["delta_hsgp_coeffs"] = rng.normal(size=(n, 32))
     dens = twin_log_density(twin, input_names=["year"])
     dens.prepare({"x": np.array([[1850.0], [1851.0]]), "y": np.zeros(2)})
-    np.testing.assert_allclose(loop.numpy_prior(twin)(theta), dens.log_prior(theta), rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(twin.log_prior(theta), dens.log_prior(theta), rtol=1e-9, atol=1e-7)
     theta["sigma_obs"][0] = -1.0  # outside the support
-    assert loop.numpy_prior(twin)(theta)[0] == -np.inf
+    theta["phi_obs"][1] = 1.5
+    lp = twin.log_prior(theta)
+    assert lp[0] == -np.inf and lp[1] == -np.inf

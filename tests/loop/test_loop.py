@@ -261,7 +261,8 @@ def test_sbc_step_runs_sbc_on_the_calibration_design(twin, split):
     reads its failed quantities (a property): the correct line twin's ranks are uniform."""
     from vvuq_twin.loop import SBC
 
-    r = VVUQLoop(twin, split, [SBC(n_sims=8, draws=100, tune=200, var_names=["theta"])], seed=3,
+    r = VVUQLoop(twin, split, [SBC(n_sims=8, draws=100, tune=200, var_names=["theta"],
+                                  calibrate_kwargs={"target_accept": 0.9})], seed=3,
                  progress=False).run()["sbc"]
     assert r.values["n_sims"] == 8
     assert r.values["passed"] == (r.status is Status.PASS) == (r.values["failed_quantities"] == [])

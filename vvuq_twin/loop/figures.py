@@ -6,7 +6,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["predictive_band_figure", "index_bar_figure"]
+__all__ = ["predictive_band_figure", "index_bar_figure", "quantile_band_figure"]
 
 
 def _plt():
@@ -62,6 +62,40 @@ def index_bar_figure(ranking: Sequence[Mapping[str, Any]], *, key: str = "delta"
     ax.barh(pos, vals, xerr=conf, color="C0", alpha=0.8)
     ax.set_yticks(pos, names)
     ax.set_xlabel(f"sensitivity index ({key})")
+    if provisional:
+        ax.set_title("PROVISIONAL", color="C3")
+    fig.tight_layout()
+    return fig
+
+
+def quantile_band_figure(x: Sequence[float], median: Sequence[float], lower: Sequence[float],
+                         upper: Sequence[float], *, xlabel: str, ylabel: str, label: str = "5-95% band",
+                         spread: Sequence[float] | None = None, spread_label: str = "sd",
+                         provisional: bool = False, ax: Any = None) -> Any:
+    """A quantity's median and band against a coordinate (e.g. a forecast horizon).
+
+    With ``spread`` (e.g. the sd at each ``x``), it is drawn on a second axis.
+    """
+    plt = _plt()
+    x = np.asarray(x, float)
+    lo, hi, med = (np.asarray(v, float) for v in (lower, upper, median))
+    if not (x.shape == lo.shape == hi.shape == med.shape):
+        raise ValueError(f"quantile_band_figure: x, median, lower and upper must have one shape, got "
+                         f"{x.shape}, {med.shape}, {lo.shape}, {hi.shape}.")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    else:
+        fig = ax.figure
+    ax.fill_between(x, lo, hi, color="C0", alpha=0.3, label=label)
+    ax.plot(x, med, color="C0", lw=1.5, label="median")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if spread is not None:
+        ax2 = ax.twinx()
+        ax2.plot(x, np.asarray(spread, float), color="C3", lw=1.2, ls="--", label=spread_label)
+        ax2.set_ylabel(spread_label, color="C3")
+        ax2.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left")
     if provisional:
         ax.set_title("PROVISIONAL", color="C3")
     fig.tight_layout()

@@ -360,6 +360,9 @@ class Calibrate(Step):
 class Validate(Step):
     """Judge the hold-out under the twin's predictive (coverage, median bias, PIT uniformity).
 
+    The figures also carry the mean CRPS of the hold-out (``values["crps"]``, fair estimator
+    of :func:`vvuq_twin.validation.crps`), to compare predictives on the same points.
+
     PASS requires coverage and bias inside bands that a miscalibrated twin would leave (see
     :mod:`vvuq_twin.validation.judge`); a hold-out too small for informative bands is NOT
     INFORMATIVE, never PASS.
@@ -419,8 +422,10 @@ class Validate(Step):
                              shift=self.shift, band=self.band, rng=seed)
         lo, hi = np.quantile(y_draws, [(1 - self.level) / 2, (1 + self.level) / 2], axis=0)
         n_out = int(np.asarray(pred["out_of_domain"]).sum()) if "out_of_domain" in pred else 0
+        from ..validation import crps
+
         vals = {**j.to_dict(), "n_points": int(y_obs.size), "level": self.level,
-                "n_out_of_domain": n_out,
+                "n_out_of_domain": n_out, "crps": float(np.mean(crps(y_draws, y_obs))),
                 "points": {"y": y_obs.tolist(), "lower": lo.tolist(), "upper": hi.tolist(),
                            "median": np.median(y_draws, axis=0).tolist(), "pit": j.pit.tolist()}}
         st = {"PASS": Status.PASS, "FAIL": Status.FAIL}.get(j.status, Status.NOT_INFORMATIVE)

@@ -10,7 +10,7 @@ from .discrepancy import (
     HSGPDiscrepancy,
     NoDiscrepancy,
 )
-from .observation import GaussianObs, LogNormalObs, NegativeBinomial, ObservationModel, Poisson, StudentTObs
+from .observation import GaussianAR1Obs, GaussianObs, LogNormalObs, NegativeBinomial, ObservationModel, Poisson, StudentTObs
 from .priors import (
     Beta,
     Exponential,
@@ -36,7 +36,7 @@ from .simulators import (
 __all__ = [
     "TwinData", "ROLE_VARS", "Hierarchy", "Parameter", "PredictSpec", "Twin",
     "BiasDiscrepancy", "ConstrainedExpQuad", "Discrepancy", "GPDiscrepancy", "HSGPDiscrepancy",
-    "NoDiscrepancy", "GaussianObs", "LogNormalObs", "ObservationModel", "StudentTObs", "Beta",
+    "NoDiscrepancy", "GaussianAR1Obs", "GaussianObs", "LogNormalObs", "ObservationModel", "StudentTObs", "Beta",
     "Exponential", "Gamma", "HalfCauchy", "HalfNormal", "InverseGamma", "LogNormal",
     "LogNormalPrior", "NormalPrior", "Prior", "Uniform", "StudentTPrior", "BlackBoxSimulator", "ODESimulator", "PytensorSimulator",
     "Simulator", "SurrogateSimulator", "Poisson", "NegativeBinomial",

@@ -1,4 +1,4 @@
-"""Observation models y | zeta: Gaussian, Student-t, log-normal, Poisson, negative binomial.
+"""Observation models y | zeta: Gaussian, Gaussian AR(1), Student-t, log-normal, Poisson, negative binomial.
 
 Noise may be known (a float) or inferred (a prior). Heteroscedastic noise is supported in two
 ways that combine in quadrature: a known per-observation measurement sd (``TwinData.y_sd``) and
@@ -32,9 +32,9 @@ import pytensor.tensor as pt
 from scipy import stats
 
 from ..exceptions import TwinSpecificationError
-from .priors import Gamma, HalfNormal, Prior, PriorLike, as_prior, prior_spec
+from .priors import Beta, Gamma, HalfNormal, Prior, PriorLike, as_prior, prior_spec
 
-__all__ = ["ObservationModel", "Gaussian", "StudentT", "LogNormalObs", "Poisson", "NegativeBinomial"]
+__all__ = ["ObservationModel", "Gaussian", "GaussianAR1Obs", "StudentT", "LogNormalObs", "Poisson", "NegativeBinomial"]
 
 
 def _value(v, name):
@@ -197,6 +197,123 @@ class Gaussian(ObservationModel):
     def sample(self, zeta, sd, noise, rng):
         zeta = np.asarray(zeta, float)
         return zeta + sd * rng.standard_normal(zeta.shape)
+
+
+def _ar1_check_phi(phi: Any) -> None:
+    if isinstance(phi, Prior):
+        lo, hi = (float(getattr(phi, "lower", 0.0)), float(getattr(phi, "upper", 1.0))) \
+            if phi.support == "interval" else (0.0, 1.0)
+        if phi.support not in ("unit", "interval") or not (-1.0 <= lo and hi <= 1.0):
+            raise TwinSpecificationError(
+                f"GaussianAR1Obs.phi needs a prior inside [-1, 1] (Beta, or Uniform(lower, upper) with "
+                f"-1 <= lower < upper <= 1); got {type(phi).__name__} (support {phi.support!r}).")
+        return
+    if not -1.0 < float(phi) < 1.0:
+        raise TwinSpecificationError(
+            f"GaussianAR1Obs.phi must lie in (-1, 1) (a stationary AR(1) process), got {phi}. "
+            "Give a value inside, or a prior on it (e.g. Beta(2, 2) for positive persistence)."
+        )
+
+
+@dataclass
+class GaussianAR1Obs(ObservationModel):
+    """Gaussian noise that is autocorrelated in observation order: a stationary AR(1) process.
+
+    ``y_i = zeta_i + e_i`` with ``e_i = phi e_{i-1} + sd_i w_i``, ``w_i ~ N(0, 1)`` and the first
+    residual from the stationary law ``e_0 ~ N(0, sd_0^2 / (1 - phi^2))``. ``sd`` (from
+    ``sigma``, ``relative``, ``y_sd`` in quadrature, as for :class:`Gaussian`) is the
+    *innovation* sd; with constant ``sd`` the marginal sd is ``sd / sqrt(1 - phi^2)`` and the
+    correlation at lag ``k`` is ``phi**k``. Internal variability of a climate record (ENSO) is
+    the typical use: residuals that persist from year to year.
+
+    The observations must be ordered in time and equally spaced (the lag is the row distance);
+    missing rows are skipped (the observed rows are taken as consecutive). The elementwise
+    log-density (:meth:`logpdf`) is the sequence of conditional densities
+    ``log p(y_0) , log p(y_i | y_{i-1})``, whose sum over a record is its joint log-density; a
+    record split into batches (assimilation) restarts the process from its stationary law at
+    the start of each batch.
+
+    Parameters
+    ----------
+    sigma : prior or float
+        Innovation sd (model variable ``sigma_obs``).
+    phi : prior or float
+        Lag-one autocorrelation in (-1, 1) (model variable ``phi_obs``); default ``Beta(2, 2)``
+        (positive persistence).
+    """
+
+    phi: PriorLike = field(default_factory=lambda: Beta(2.0, 2.0))
+
+    NOISE_VARS: ClassVar[dict[str, str]] = {**ObservationModel.NOISE_VARS, "phi": "phi_obs"}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.phi = as_prior(self.phi, "GaussianAR1Obs.phi")
+        _ar1_check_phi(self.phi)
+
+    def register_noise(self):
+        out = super().register_noise()
+        self._phi = out["phi"]
+        return out
+
+    def spec(self):
+        return {**super().spec(), "phi": prior_spec(self.phi)}
+
+    def _phi_value(self, noise, like):
+        if noise and "phi" in noise:
+            return self._per_draw(noise, "phi", like)
+        if isinstance(self.phi, Prior):
+            raise TypeError("GaussianAR1Obs.logpdf/sample need noise={'phi': ...} (phi is a prior): "
+                            "pass Twin.observation.noise_values(draws).")
+        return float(self.phi)
+
+    # -------------------------------------------------------------- numpy
+    def logpdf(self, y, zeta, sd, noise=None):
+        """Conditional log-densities along the last axis (their sum is the joint log-density)."""
+        y, zeta = np.asarray(y, float), np.asarray(zeta, float)
+        r = y - zeta
+        sd = np.broadcast_to(np.asarray(sd, float), r.shape)
+        phi = np.asarray(self._phi_value(noise, r), float)
+        phi = phi if phi.ndim == 0 else phi.reshape(phi.shape[0], *([1] * (r.ndim - 1)))
+        mean = np.concatenate([np.zeros_like(r[..., :1]), phi * r[..., :-1]], axis=-1)
+        first = np.sqrt(1.0 - phi**2) * np.ones_like(r[..., :1])
+        scale = sd / np.concatenate([first, np.ones_like(r[..., 1:])], axis=-1)
+        return stats.norm.logpdf(r, loc=mean, scale=scale)
+
+    def sample(self, zeta, sd, noise, rng):
+        zeta = np.asarray(zeta, float)
+        sd = np.broadcast_to(np.asarray(sd, float), zeta.shape)
+        phi = np.asarray(self._phi_value(noise, zeta), float)
+        phi = np.broadcast_to(phi if phi.ndim == 0 else phi.reshape(phi.shape[0], *([1] * (zeta.ndim - 2))),
+                              zeta.shape[:-1]) if zeta.ndim > 1 else phi
+        w = rng.standard_normal(zeta.shape)
+        e = np.empty_like(zeta)
+        e[..., 0] = sd[..., 0] * w[..., 0] / np.sqrt(1.0 - phi**2)
+        for i in range(1, zeta.shape[-1]):
+            e[..., i] = phi * e[..., i - 1] + sd[..., i] * w[..., i]
+        return zeta + e
+
+    # -------------------------------------------------------------- PyMC
+    def likelihood(self, name, zeta, sd, *, observed=None, dims=None):
+        sd = pt.as_tensor_variable(sd)
+        sd_vec = sd if sd.ndim == 1 else pt.ones_like(zeta) * sd
+
+        def logp(value, mu, s, phi):
+            r = value - mu
+            mean = phi * pt.concatenate([pt.zeros_like(r[:1]), r[:-1]])
+            first = pt.eq(pt.arange(r.shape[0]), 0)
+            scale = s / pt.switch(first, pt.sqrt(1.0 - phi**2), 1.0)
+            return -0.5 * ((r - mean) / scale) ** 2 - pt.log(scale) - 0.5 * np.log(2.0 * np.pi)
+
+        def random(mu, s, phi, rng=None, size=None):
+            mu = np.asarray(mu, float)
+            shape = mu.shape if size is None else tuple(np.atleast_1d(size))
+            mu = np.broadcast_to(mu, shape)
+            return self.sample(mu, np.broadcast_to(np.asarray(s, float), shape), {"phi": np.asarray(phi, float)}
+                               if np.ndim(phi) == 0 else {"phi": np.asarray(phi, float)}, rng)
+
+        return pm.CustomDist(name, zeta, sd_vec, self._phi, logp=logp, random=random,
+                             observed=observed, dims=dims)
 
 
 @dataclass
