@@ -112,15 +112,13 @@ class PopulationValidate(Step):
                 "source": self.source, "level": self.level, "alpha": self.alpha}
 
     def run(self, ctx: LoopContext) -> tuple[StepResult, Any]:
-        import warnings
-
         from vvuq_twin import predict
         from vvuq_twin.validation.judge import judge_predictive
 
         seed = ctx.step_seed(self.name)
-        with warnings.catch_warnings(record=True):
-            warnings.simplefilter("always")  # a new specimen: no calibration-domain check applies
-            pred = predict(ctx.output(self.source), np.asarray(self.lengths), unit="new", rng=seed, domain=None)
+        # domain=None: the lengths lie inside the calibrated ones (checked by the decision step);
+        # the unit is a new specimen, so no per-specimen domain applies
+        pred = predict(ctx.output(self.source), np.asarray(self.lengths), unit="new", rng=seed, domain=None)
         d = pred["y"].stack(s=("chain", "draw")).transpose("s", "obs").values  # (S, n_len)
         g = np.random.default_rng(seed)
         n_spec, S = self.holdout.shape[0], d.shape[0]
