@@ -41,6 +41,16 @@ def _flat(post: Any, name: str) -> np.ndarray:
     return post[name].transpose("chain", "draw", ...).values.reshape(-1, *post[name].shape[2:])
 
 
+def unit_values(post: Any, name: str) -> np.ndarray:
+    """Per-specimen values (n_draws, n_units) of per-unit parameter ``name`` (identity link):
+    stored as such, as the centred ``<name>_lin`` or from the non-centred ``<name>_z``."""
+    if name in post:
+        return _flat(post, name)
+    if f"{name}_lin" in post:
+        return _flat(post, f"{name}_lin")
+    return _flat(post, f"{name}_mu")[:, None] + _flat(post, f"{name}_sigma")[:, None] * _flat(post, f"{name}_z")
+
+
 def population_theta(result: Any) -> np.ndarray:
     """Population draws ``theta`` (n_draws, 8) in :data:`POPULATION_NAMES` order."""
     post = result.posterior
@@ -73,7 +83,7 @@ class Monotonicity(Step):
         m_new = th[:, 1] + th[:, 3] * g.standard_normal(th.shape[0])
         a = self.lengths[None, :]
         new = self.life(a, lc_new[:, None], m_new[:, None], b)
-        lc_s, m_s = _flat(post, "log10_C"), _flat(post, "m")  # (S, n_spec)
+        lc_s, m_s = unit_values(post, "log10_C"), unit_values(post, "m")  # (S, n_spec)
         spec = self.life(a[:, None, :], lc_s[:, :, None], m_s[:, :, None], b[:, :, None, :])
         v_new = monotonicity_violations(new)
         v_spec = monotonicity_violations(spec.reshape(-1, a.size))

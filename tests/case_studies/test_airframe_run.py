@@ -26,9 +26,14 @@ from case_studies._data import DataDirectoryError
 
 @pytest.fixture(scope="module")
 def airframe(data_dir, tmp_path_factory):
+    import os
+
     from case_studies.airframe.run import run
 
-    return run(data_dir, tmp_path_factory.mktemp("airframe"), seed=1, quick=True)
+    # VVUQ_TWIN_CASE_OUT (as in the validation suite) keeps the loop's saved steps: a rerun resumes
+    out = os.environ.get("VVUQ_TWIN_CASE_OUT")
+    return run(data_dir, os.path.join(out, "airframe") if out else tmp_path_factory.mktemp("airframe"),
+               seed=1, quick=True)
 
 
 def _step(summary, name):
