@@ -2,31 +2,26 @@
 
 A new panel's life (cycles until the crack half-length reaches ``a_crit``) under the twin is::
 
-    L = N(a_crit; log10_C, m) + 1e5 (delta(a_crit) + sigma_obs eps),
+    L = N(a_crit; log10_C, m, b) + 1e5 sigma eps,
     log10_C ~ N(log10_C_mu, log10_C_sigma),  m ~ N(m_mu, m_sigma),  eps ~ N(0, 1),
 
-with ``N`` the Paris-law quadrature of :mod:`case_studies.airframe.model` and the population
-parameters ``theta = (log10_C_mu, m_mu, log10_C_sigma, m_sigma, delta_crit, sigma_obs)`` one
-posterior draw. Three estimators of the failure probability ``P(L <= T)`` of an inspection
-interval ``T`` are provided here:
+with ``N`` the Paris-law quadrature of :mod:`case_studies.airframe.model` including the
+embedded log-rate discrepancy with coefficients ``b`` (shared by all panels), and the population
+parameters ``theta`` (:data:`POPULATION_NAMES`) one posterior draw. Two estimators of the
+failure probability ``P(L <= T)`` of an inspection interval ``T``:
 
 - :func:`conditional_failure_probability`: for each posterior draw, ``P(L <= T | theta)`` by
   Gauss-Hermite quadrature over ``m`` and ``eps`` and the exact normal tail in ``log10_C``
-  (``N`` is exactly ``10^-log10_C G(m)``, so the event is ``log10_C >= log10(G(m) / R)``). The
+  (``N`` is exactly ``10^-log10_C G(m, b)``, so the event is ``log10_C >= log10(G / R)``). The
   posterior mean over draws is the failure probability of a new panel; its reliability index
-  ``beta(theta) = -Phi^-1(P(L <= T | theta))`` is the *decision quantity* of the sensitivity
-  analysis and of the goal-oriented design.
-- subset simulation on the 9-D standard-normal space of a Gaussian approximation of the
-  population posterior (:class:`HierarchicalTransform`, :class:`LifeLimitState`); one run
-  started below the 1e-4 quantile gives the whole lower tail of the life distribution through
-  its intermediate thresholds (:func:`tail_curve_from_subset`), from which the decision is read.
-- importance sampling at the FORM design point (cross-check).
+  ``beta(theta) = -Phi^-1(P(L <= T | theta))`` is the decision quantity of the sensitivity step.
+- :func:`monte_carlo_failure_probability`: plain Monte Carlo over posterior draws and new
+  panels, the independent check (binomial standard error) at the chosen interval.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -34,34 +29,31 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 from numpy.polynomial.hermite_e import hermegauss
-from scipy import special, stats
+from scipy import special
 
 from .data import VIRKLER_CONDITIONS
-from .model import cycles_to_length
+from .model import SHAPE_ORDERS, cycles_to_length
 
 __all__ = [
     "DELTA_K_REF",
     "CYCLES_SCALE",
     "POPULATION_NAMES",
     "LifeModel",
-    "HierarchicalTransform",
-    "LifeLimitState",
-    "TailCurve",
-    "tail_curve_from_subset",
     "conditional_failure_probability",
+    "monte_carlo_failure_probability",
     "reliability_index",
     "mixture_quantile",
-    "ReliabilityQoI",
-    "crack_size_at",
-    "linear_gaussian_shapley",
+    "monotonicity_violations",
 ]
 
 #: Reference stress-intensity range (MPa m^0.5): log10_C is the growth rate (m/cycle) there.
 DELTA_K_REF = 12.0
 #: Cycles are calibrated in units of 1e5.
 CYCLES_SCALE = 1.0e5
-#: Columns of a population-parameter draw ``theta`` (delta_crit and sigma_obs in 1e5 cycles).
-POPULATION_NAMES = ("log10_C_mu", "m_mu", "log10_C_sigma", "m_sigma", "delta_crit", "sigma_obs")
+#: Columns of a population-parameter draw ``theta``: population location and scale of
+#: ``log10_C`` and ``m``, the three embedded-discrepancy coefficients, the cycle noise sd (1e5).
+POPULATION_NAMES = ("log10_C_mu", "m_mu", "log10_C_sigma", "m_sigma", "rate_p2", "rate_p3", "rate_p4",
+                    "noise_sd")
 
 _W = float(VIRKLER_CONDITIONS["width_mm"])
 _DS = float(VIRKLER_CONDITIONS["stress_range_mpa"])
@@ -69,150 +61,69 @@ _A0 = float(VIRKLER_CONDITIONS["initial_half_length_mm"])
 
 
 class LifeModel:
-    """Compiled ``N(a; log10_C, m, stress_range)`` in cycles for the Virkler panels (vectorised).
+    """Compiled ``N(a; log10_C, m, b, stress_range)`` in cycles for the Virkler panels (vectorised).
 
-    One pytensor function of four vectors, compiled on first use and shared by every limit state
-    and quadrature (the twin's own :func:`~case_studies.airframe.model.cycles_to_length`).
+    One pytensor function, compiled on first use, of the twin's own
+    :func:`~case_studies.airframe.model.cycles_to_length` with the embedded discrepancy.
 
     Parameters
     ----------
     n_steps : int
         Simpson panels of the quadrature (as in the twin's simulator).
+    log10_dk_range : (float, float)
+        Range of ``log10 ΔK`` of the discrepancy's basis (the twin's, see
+        :func:`case_studies.airframe.twin.log10_dk_range`).
     """
 
-    def __init__(self, n_steps: int) -> None:
+    def __init__(self, n_steps: int, log10_dk_range: tuple[float, float]) -> None:
         self.n_steps = int(n_steps)
+        self.log10_dk_range = (float(log10_dk_range[0]), float(log10_dk_range[1]))
         self._f: Callable[..., np.ndarray] | None = None
 
     def _compile(self) -> Callable[..., np.ndarray]:
         a, lc, m, ds = pt.dvector("a"), pt.dvector("lc"), pt.dvector("m"), pt.dvector("ds")
-        out = cycles_to_length(a, _A0, lc, m, ds, _W, n_steps=self.n_steps, delta_k_ref=DELTA_K_REF)
-        return pytensor.function([a, lc, m, ds], out)
+        bs = [pt.dvector(f"b{k}") for k in SHAPE_ORDERS]
+        out = cycles_to_length(a, _A0, lc, m, ds, _W, n_steps=self.n_steps, delta_k_ref=DELTA_K_REF,
+                               shape=(bs, self.log10_dk_range))
+        return pytensor.function([a, lc, m, ds, *bs], out)
 
-    def __call__(self, a: Any, lc: Any, m: Any, stress_range: Any = _DS) -> np.ndarray:
-        """Cycles (not scaled) for broadcast arrays ``a`` (mm), ``lc``, ``m``, ``stress_range``."""
+    def __call__(self, a: Any, lc: Any, m: Any, b: Any = None, stress_range: Any = _DS) -> np.ndarray:
+        """Cycles (not scaled) for broadcast arrays ``a`` (mm), ``lc``, ``m``, ``stress_range``;
+        ``b``: discrepancy coefficients, shape ``(..., 3)`` broadcasting likewise (None: zero)."""
         if self._f is None:
             self._f = self._compile()
-        arrs = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (a, lc, m, stress_range)))
+        b = np.zeros(len(SHAPE_ORDERS)) if b is None else np.asarray(b, dtype=float)
+        if b.shape[-1] != len(SHAPE_ORDERS):
+            raise ValueError(f"b must have a last axis of {len(SHAPE_ORDERS)} coefficients, got shape {b.shape}.")
+        arrs = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (a, lc, m, stress_range)),
+                                   *(b[..., k] for k in range(b.shape[-1])))
         shape = arrs[0].shape
         return self._f(*(np.ascontiguousarray(v).ravel() for v in arrs)).reshape(shape)
 
     def __getstate__(self) -> dict[str, Any]:  # the compiled function stays in this process
-        return {"n_steps": self.n_steps, "_f": None}
+        return {"n_steps": self.n_steps, "log10_dk_range": self.log10_dk_range, "_f": None}
 
 
-# --------------------------------------------------------------------- rare-event estimators
-class HierarchicalTransform:
-    """Standard-normal ``u`` (9-D) -> ``theta = (log10_C, m, eps)`` of a new panel.
-
-    The posterior of the population is approximated by a Gaussian in unconstrained coordinates
-    ``h = (log10_C_mu, m_mu, log log10_C_sigma, log m_sigma, delta(a_crit), log sigma_obs)``
-    (``h = mean + L u[:6]``); the new panel then draws its own effects as in the twin:
-    ``log10_C = h0 + e^h2 u6``, ``m = h1 + e^h3 u7`` and the cycle error
-    ``eps = h4 + e^h5 u8`` (discrepancy at a_crit plus measurement error, 1e5 cycles).
-    """
-
-    dim = 9
-
-    def __init__(self, mean: np.ndarray, chol: np.ndarray) -> None:
-        self.mean, self.chol = np.asarray(mean, float), np.asarray(chol, float)
-
-    def batch(self, U: np.ndarray) -> np.ndarray:
-        """Rows of ``u`` (n, 9) -> rows of ``(log10_C, m, eps)`` (n, 3)."""
-        U = np.atleast_2d(U)
-        H = self.mean + U[:, :6] @ self.chol.T
-        Z = U[:, 6:]
-        return np.column_stack([H[:, 0] + np.exp(H[:, 2]) * Z[:, 0],
-                                H[:, 1] + np.exp(H[:, 3]) * Z[:, 1],
-                                H[:, 4] + np.exp(H[:, 5]) * Z[:, 2]])
-
-    def __call__(self, u: np.ndarray) -> np.ndarray:
-        return self.batch(u)[0]
-
-    @classmethod
-    def from_population(cls, theta: np.ndarray) -> "HierarchicalTransform":
-        """Fit to population draws ``theta`` (n, 6) in :data:`POPULATION_NAMES` order."""
-        h = np.column_stack([theta[:, 0], theta[:, 1], np.log(theta[:, 2]), np.log(theta[:, 3]),
-                             theta[:, 4], np.log(theta[:, 5])])
-        cov = np.cov(h, rowvar=False) + 1e-12 * np.eye(h.shape[1])
-        return cls(h.mean(axis=0), np.linalg.cholesky(cov))
+def monotonicity_violations(curves: np.ndarray) -> int:
+    """Number of curves (rows of ``N`` over increasing crack lengths) that fail to increase
+    strictly somewhere: a crack never shrinks, so a physically possible twin has 0."""
+    c = np.asarray(curves, float)
+    return int(np.sum(np.any(~(np.diff(c, axis=-1) > 0), axis=-1)))
 
 
-class LifeLimitState:
-    """``g(theta) = (L(theta) - offset) / 1e5`` for ``theta = (log10_C, m, eps)``; failure ``g <= 0``.
-
-    Parameters
-    ----------
-    life : LifeModel
-        Shared compiled life function.
-    a_crit : float
-        Critical crack half-length (mm).
-    offset : float
-        Interval ``T`` (cycles): ``g <= 0`` is "the crack reaches ``a_crit`` before ``T``".
-    """
-
-    def __init__(self, life: LifeModel, a_crit: float, offset: float) -> None:
-        self.life, self.a_crit, self.offset = life, float(a_crit), float(offset)
-
-    def __call__(self, theta: np.ndarray) -> float:
-        n = float(self.life(self.a_crit, theta[0], theta[1])) + float(theta[2]) * CYCLES_SCALE
-        return (n - self.offset) / CYCLES_SCALE
-
-
-@dataclass(frozen=True)
-class TailCurve:
-    """Lower tail of a new panel's life from one subset-simulation run.
-
-    ``P(L <= interval[k]) = pf[k]`` with the (conservative, fully correlated levels) coefficient
-    of variation ``cov[k]``; sorted by increasing interval.
-    """
-
-    interval: np.ndarray
-    pf: np.ndarray
-    cov: np.ndarray
-    offset: float
-    n_evaluations: int
-
-    def pf_at(self, t: Any) -> np.ndarray:
-        """Interpolated ``P(L <= t)`` (log-linear between the levels)."""
-        return np.exp(np.interp(t, self.interval, np.log(self.pf)))
-
-    def pf_upper(self, t: Any, confidence: float = 0.95) -> np.ndarray:
-        """Upper one-sided ``confidence`` bound of ``P(L <= t)`` (log-normal approximation)."""
-        cov = np.interp(t, self.interval, self.cov)
-        z = stats.norm.ppf(confidence)
-        return self.pf_at(t) * np.exp(z * np.sqrt(np.log1p(cov**2)))
-
-    def largest_interval(self, target: float, *, step: float = 1000.0, confidence: float = 0.95) -> float | None:
-        """Largest multiple of ``step`` whose upper bound of ``P(L <= t)`` is <= ``target``.
-
-        None when even the smallest interval of the curve violates the target.
-        """
-        grid = np.arange(math.ceil(self.interval[0] / step), math.floor(self.interval[-1] / step) + 1) * step
-        if grid.size == 0:
-            return None
-        ok = self.pf_upper(grid, confidence) <= target
-        if not ok[0]:
-            return None
-        # the curve is increasing in t: the feasible set is an initial segment
-        return float(grid[np.flatnonzero(ok)[-1]])
-
-
-def tail_curve_from_subset(result: Any, offset: float) -> TailCurve:
-    """The tail curve of a subset-simulation result on ``g = (L - offset) / 1e5``.
-
-    Intermediate threshold ``b_k`` of level ``k`` has ``P(g <= b_k) = p0^k``; the final level
-    gives ``P(L <= offset)``.
-    """
-    d = result.details
-    thr = np.asarray(d["thresholds"], float)
-    cp = np.asarray(d["conditional_probabilities"], float)
-    dk = np.asarray(d["level_cov"], float)
-    pf = np.cumprod(cp)
-    cov = np.cumsum(dk)  # Au & Beck's fully correlated upper bound, level by level
-    t = offset + thr * CYCLES_SCALE
-    order = np.argsort(t)
-    return TailCurve(t[order], pf[order], cov[order], float(offset), int(result.n_evaluations))
+def monte_carlo_failure_probability(interval: float, theta: np.ndarray, life: LifeModel, a_crit: float, *,
+                                    n: int, rng: Any, stress_range: float = _DS) -> tuple[float, float]:
+    """``P(L <= interval)`` by plain Monte Carlo: a posterior draw, then a new panel and its
+    cycle error, ``n`` times. Returns the estimate and its binomial standard error."""
+    g = np.random.default_rng(rng)
+    th = np.atleast_2d(np.asarray(theta, float))
+    i = g.integers(th.shape[0], size=int(n))
+    t = th[i]
+    lc = t[:, 0] + t[:, 2] * g.standard_normal(n)
+    m = t[:, 1] + t[:, 3] * g.standard_normal(n)
+    L = life(a_crit, lc, m, t[:, 4:7], stress_range) + CYCLES_SCALE * t[:, 7] * g.standard_normal(n)
+    p = float(np.mean(L <= interval))
+    return p, float(math.sqrt(max(p * (1 - p), 1.0 / n) / n))
 
 
 # --------------------------------------------------------------------- quadrature per draw
@@ -236,9 +147,9 @@ def conditional_failure_probability(
 ) -> np.ndarray:
     """``P(L <= interval | theta)`` for each population draw ``theta`` (rows, :data:`POPULATION_NAMES`).
 
-    ``N(a; lc, m) = 10^-lc G(m)`` exactly (the rate is proportional to ``10^lc``), so for fixed
-    ``m`` and ``eps`` the event ``L <= T`` is ``lc >= log10(G(m) / R)`` with
-    ``R = T - 1e5 (delta + sigma eps)``: a normal tail. ``m`` and ``eps`` are integrated by
+    ``N(a; lc, m, b) = 10^-lc G(m, b)`` exactly (the rate is proportional to ``10^lc``), so for
+    fixed ``m`` and ``eps`` the event ``L <= T`` is ``lc >= log10(G / R)`` with
+    ``R = T - 1e5 sigma eps``: a normal tail. ``m`` and ``eps`` are integrated by
     Gauss-Hermite quadrature (``n_m`` and ``n_eps`` nodes).
 
     Returns
@@ -247,12 +158,15 @@ def conditional_failure_probability(
         Probabilities (their natural log with ``log=True``).
     """
     th = np.atleast_2d(np.asarray(theta, float))
-    lc_mu, m_mu, s_lc, s_m, dlt, sig = (th[:, k] for k in range(6))
+    if th.shape[1] != len(POPULATION_NAMES):
+        raise ValueError(f"theta must have {len(POPULATION_NAMES)} columns {POPULATION_NAMES}, got {th.shape[1]}.")
+    lc_mu, m_mu, s_lc, s_m = (th[:, k] for k in range(4))
+    sig = th[:, 7]
     xm, lwm = _gauss_hermite(n_m)
     xe, lwe = _gauss_hermite(n_eps)
     m_nodes = m_mu[:, None] + s_m[:, None] * xm[None, :]  # (S, n_m)
-    log10_g = np.log10(life(a_crit, 0.0, m_nodes, stress_range))  # N at log10_C = 0
-    R = float(interval) - CYCLES_SCALE * (dlt[:, None] + sig[:, None] * xe[None, :])  # (S, n_eps)
+    log10_g = np.log10(life(a_crit, 0.0, m_nodes, th[:, None, 4:7], stress_range))  # N at log10_C = 0
+    R = float(interval) - CYCLES_SCALE * (sig[:, None] * xe[None, :])  # (S, n_eps)
     with np.errstate(invalid="ignore", divide="ignore"):
         log10_r = np.where(R > 0, np.log10(np.where(R > 0, R, 1.0)), -np.inf)
     z = (log10_g[:, :, None] - log10_r[:, None, :] - lc_mu[:, None, None]) / s_lc[:, None, None]
@@ -298,81 +212,3 @@ def mixture_quantile(
         else:
             lo = mid
     return float(math.exp(0.5 * (lo + hi)))
-
-
-class ReliabilityQoI:
-    """``beta(theta)`` at a fixed interval for ONE population row (for Shapley effects).
-
-    Picklable (the compiled function is rebuilt in another process).
-    """
-
-    def __init__(self, interval: float, life: LifeModel, a_crit: float, *, n_m: int = 24, n_eps: int = 8) -> None:
-        self.interval, self.life, self.a_crit = float(interval), life, float(a_crit)
-        self.n_m, self.n_eps = int(n_m), int(n_eps)
-
-    def __call__(self, x: np.ndarray) -> float:
-        row = np.asarray(x, float).copy()
-        row[[2, 3, 5]] = np.maximum(row[[2, 3, 5]], 1e-12)  # copula draws stay positive; guard
-        lp = conditional_failure_probability(self.interval, row[None, :], self.life, self.a_crit,
-                                             n_m=self.n_m, n_eps=self.n_eps, log=True)
-        return float(reliability_index(lp)[0])
-
-
-# --------------------------------------------------------------------- crack size, Shapley check
-def crack_size_at(lc: np.ndarray, m: np.ndarray, cycles: float, life: LifeModel, a_grid: np.ndarray) -> np.ndarray:
-    """Crack half-length after ``cycles`` for each (lc, m): invert ``N(a)`` on a grid (mm).
-
-    Panels whose crack would pass the last grid point get the last grid value (>= critical).
-    """
-    n = life(a_grid[None, :], lc[:, None], m[:, None])
-    out = np.empty(lc.size)
-    for i in range(lc.size):
-        out[i] = a_grid[-1] if n[i, -1] <= cycles else np.interp(cycles, n[i], a_grid)
-    return out
-
-
-def linear_gaussian_shapley(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-    """Closed-form Shapley effects of the least-squares linear fit of ``y`` on Gaussian ``X``.
-
-    For ``Y = b^T X`` with ``X ~ N(mu, S)``: ``c(J) = E[Var(Y | X_-J)] = b_J^T (S_JJ - S_J,-J
-    S_-J,-J^-1 S_-J,J) b_J``, and the Shapley effect of input ``i`` is the average increment
-    of ``c`` when ``i`` joins, over all orderings (Owen & Prieur 2017; Iooss & Prieur 2019),
-    normalised by ``Var(b^T X)``. An independent check of the Monte Carlo Shapley effects of
-    a nearly linear QoI.
-
-    Returns
-    -------
-    effects : ndarray, shape (d,)
-    r2 : float
-        Coefficient of determination of the linear fit.
-    """
-    X = np.asarray(X, float)
-    y = np.asarray(y, float)
-    d = X.shape[1]
-    A = np.column_stack([np.ones(len(y)), X])
-    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
-    b = coef[1:]
-    r2 = 1.0 - np.var(y - A @ coef) / np.var(y)
-    S = np.cov(X, rowvar=False)
-
-    def c(J: tuple[int, ...]) -> float:
-        if not J:
-            return 0.0
-        J = list(J)
-        K = [k for k in range(d) if k not in J]
-        cond = S[np.ix_(J, J)]
-        if K:
-            cond = cond - S[np.ix_(J, K)] @ np.linalg.solve(S[np.ix_(K, K)], S[np.ix_(K, J)])
-        return float(b[J] @ cond @ b[J])
-
-    total = c(tuple(range(d)))
-    sh = np.zeros(d)
-    from itertools import combinations
-
-    for i in range(d):
-        others = [k for k in range(d) if k != i]
-        for r in range(d):
-            wgt = math.factorial(r) * math.factorial(d - r - 1) / math.factorial(d)
-            for J in combinations(others, r):
-                sh[i] += wgt * (c(tuple(sorted(J + (i,)))) - c(J))
-    return sh / total, float(r2)

@@ -45,7 +45,13 @@ __all__ = [
     "cycles_to_length_infinite",
     "crack_length_infinite",
     "paris_cycles_simulator",
+    "legendre_shape",
+    "SHAPE_ORDERS",
 ]
+
+#: Legendre orders of the embedded discrepancy on the log10 growth rate (orders 0 and 1 are the
+#: Paris law's own ``log10_C`` and ``m``: the discrepancy is orthogonal to them).
+SHAPE_ORDERS = (2, 3, 4)
 
 _MM = 1.0e-3
 _LN10 = np.float64(np.log(10.0))  # a float64 constant (pytensor would make 10.0 a float32)
@@ -83,10 +89,14 @@ def cycles_to_length(
     *,
     n_steps: int = 32,
     delta_k_ref: float = 1.0,
+    shape: Any = None,
 ) -> pt.TensorVariable:
     """Cycles for a crack to grow from ``a0_mm`` to ``a_mm``: composite Simpson (= RK4), order 4.
 
     Parameters broadcast elementwise (per-specimen parameters of shape ``(n,)`` are fine).
+    ``shape``: optional ``(coeffs, log10_dk_range)`` of the embedded discrepancy on the log10
+    growth rate (:func:`legendre_shape`); the rate is multiplied by ``10^shape(ΔK)``, which keeps
+    ``dN/da > 0``, so ``N(a)`` increases with ``a`` for every parameter value.
     """
     if int(n_steps) < 1:
         raise TwinSpecificationError(f"n_steps must be >= 1, got {n_steps}.")
@@ -99,9 +109,39 @@ def cycles_to_length(
     span = a - a0_mm
     nodes = pt.shape_padright(a0_mm + 0.0 * a) + pt.shape_padright(span) * s  # (..., 2n+1)
     ex = lambda v: pt.shape_padright(pt.as_tensor_variable(v))  # noqa: E731
-    rate = paris_rate(delta_k(nodes, ex(stress_range), width_mm), ex(log10_C), ex(m), delta_k_ref)
+    dk = delta_k(nodes, ex(stress_range), width_mm)
+    rate = paris_rate(dk, ex(log10_C), ex(m), delta_k_ref)
+    if shape is not None:
+        coeffs, rng_dk = shape
+        rate = rate * pt.exp(_LN10 * legendre_shape(pt.log10(dk), coeffs, rng_dk, expand=ex))
     dn_da = _MM / rate  # cycles per mm
     return span * pt.sum(dn_da * w, axis=-1)
+
+
+def legendre_shape(log10_dk: Any, coeffs: Any, log10_dk_range: tuple[float, float], *,
+                   expand: Any = None) -> Any:
+    """Embedded discrepancy on the log10 growth rate: ``sum_k b_k P_k(xi)``, k in :data:`SHAPE_ORDERS`.
+
+    ``xi`` maps ``log10 ΔK`` linearly from ``log10_dk_range`` onto [-1, 1] and ``P_k`` are the
+    Legendre polynomials of orders 2, 3, 4: orthogonal on [-1, 1] to the constant and the linear
+    term, i.e. to the Paris law's own ``log10 C + m log10 ΔK``, so the discrepancy cannot absorb
+    ``C`` or ``m`` (the identifiability constraint of Brynjarsdóttir & O'Hagan 2014, here by
+    construction). Works on numpy arrays and pytensor tensors; ``coeffs`` is a sequence of
+    three (scalars or arrays broadcasting against ``log10_dk`` through ``expand``).
+    """
+    lo, hi = float(log10_dk_range[0]), float(log10_dk_range[1])
+    if not hi > lo:
+        raise TwinSpecificationError(f"log10_dk_range must be increasing, got {log10_dk_range}.")
+    if len(coeffs) != len(SHAPE_ORDERS):
+        raise TwinSpecificationError(f"legendre_shape needs {len(SHAPE_ORDERS)} coefficients "
+                                     f"(orders {SHAPE_ORDERS}), got {len(coeffs)}.")
+    xi = 2.0 * (log10_dk - lo) / (hi - lo) - 1.0
+    ex = expand if expand is not None else (lambda v: v)
+    polys = {2: (3 * xi**2 - 1) / 2, 3: (5 * xi**3 - 3 * xi) / 2, 4: (35 * xi**4 - 30 * xi**2 + 3) / 8}
+    out = 0.0
+    for k, b in zip(SHAPE_ORDERS, coeffs):
+        out = out + ex(b) * polys[k]
+    return out
 
 
 def crack_length(
@@ -189,14 +229,20 @@ def paris_cycles_simulator(
     n_steps: int = 32,
     delta_k_ref: float = 1.0,
     cycles_scale: float = 1.0,
+    shape_names: tuple[str, ...] | None = None,
+    log10_dk_range: tuple[float, float] | None = None,
 ) -> PytensorSimulator:
     """A vvuq_twin simulator of cycles-to-reach-length ``N(a)`` for the Virkler panels.
 
     Input column 0 is the crack half-length (mm); the calibration parameters are ``log10_C``
     and ``m`` (scalars or per specimen). The output is ``N(a) / cycles_scale`` (e.g.
     ``cycles_scale=1e5`` to calibrate in units of 10⁵ cycles). Defaults: the Virkler test
-    conditions (a0 = 9 mm, Δσ = 48.3 MPa, W = 152.4 mm).
+    conditions (a0 = 9 mm, Δσ = 48.3 MPa, W = 152.4 mm). With ``shape_names`` (three
+    parameter names) and ``log10_dk_range``, the embedded log-rate discrepancy
+    :func:`legendre_shape` multiplies the rate (cycles stay increasing in crack length).
     """
+    if (shape_names is None) != (log10_dk_range is None):
+        raise TwinSpecificationError("Pass both shape_names and log10_dk_range, or neither.")
     if width_mm is not None and not 2 * a0_mm < width_mm:
         raise TwinSpecificationError(f"a0_mm={a0_mm} must be below half the width {width_mm}/2.")
 
@@ -204,6 +250,7 @@ def paris_cycles_simulator(
         return cycles_to_length(
             x[:, 0], a0_mm, p["log10_C"], p["m"], stress_range, width_mm,
             n_steps=n_steps, delta_k_ref=delta_k_ref,
+            shape=None if shape_names is None else ([p[k] for k in shape_names], log10_dk_range),
         ) / cycles_scale
 
     return PytensorSimulator(fn, name="paris_cycles_to_length")

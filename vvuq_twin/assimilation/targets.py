@@ -315,6 +315,23 @@ class TemperedTarget:
             b, gb = self.safe_log_likelihood(z[h:], data, grad)
             return np.concatenate([a, b]), (np.vstack([ga, gb]) if grad else None)
 
+    def safe_log_prior(self, z: np.ndarray, grad: bool):
+        """Log prior on a block of finite particles; a raising block (e.g. a population scale that
+        underflows to 0 fails a compiled ``sigma > 0`` check) is split in halves, and a single
+        raising particle gets ``-inf`` (rejected) instead of failing the whole batch."""
+        try:
+            with np.errstate(all="ignore"):
+                return self.model.log_prior_z(z, grad)
+        except (ValueError, FloatingPointError, ArithmeticError, RuntimeError) as err:
+            if "returned shape" in str(err):
+                raise
+            if z.shape[0] == 1:
+                return np.full(1, -np.inf), (np.zeros_like(z) if grad else None)
+            h = z.shape[0] // 2
+            a, ga = self.safe_log_prior(z[:h], grad)
+            b, gb = self.safe_log_prior(z[h:], grad)
+            return np.concatenate([a, b]), (np.vstack([ga, gb]) if grad else None)
+
     def __call__(self, z: np.ndarray, grad: bool = False) -> Evaluation:
         t0 = time.perf_counter()
         n, d = z.shape
@@ -323,7 +340,7 @@ class TemperedTarget:
         glp = np.zeros((n, d)) if grad else None
         if ok.any():
             with np.errstate(all="ignore"):
-                lp_ok, g_ok = self.model.log_prior_z(z[ok], grad)
+                lp_ok, g_ok = self.safe_log_prior(z[ok], grad)
             lp_ok = np.where(np.isnan(lp_ok), -np.inf, np.asarray(lp_ok, float))
             lp[ok] = lp_ok
             if grad:

@@ -6,7 +6,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["predictive_band_figure", "index_bar_figure", "quantile_band_figure"]
+__all__ = ["predictive_band_figure", "index_bar_figure", "quantile_band_figure", "predictive_curve_figure"]
 
 
 def _plt():
@@ -96,6 +96,32 @@ def quantile_band_figure(x: Sequence[float], median: Sequence[float], lower: Seq
         ax2.set_ylabel(spread_label, color="C3")
         ax2.legend(fontsize=7, loc="upper right")
     ax.legend(fontsize=7, loc="upper left")
+
+def predictive_curve_figure(x: Sequence[float], lower: Sequence[float], median: Sequence[float],
+                            upper: Sequence[float], *, observed: Any = None, level: float = 0.9,
+                            xlabel: str = "input", ylabel: str = "output", observed_label: str = "observed",
+                            provisional: bool = False, ax: Any = None) -> Any:
+    """A predictive band over one input (central ``level`` interval and median) with observed
+    curves (rows of ``observed``, each over ``x``) drawn on top."""
+    plt = _plt()
+    x = np.asarray(x, float)
+    lo, med, hi = (np.asarray(v, float) for v in (lower, median, upper))
+    if not (x.shape == lo.shape == med.shape == hi.shape):
+        raise ValueError(f"x, lower, median and upper must have one shape, got {x.shape}, {lo.shape}, "
+                         f"{med.shape}, {hi.shape}.")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    else:
+        fig = ax.figure
+    if observed is not None:
+        obs = np.atleast_2d(np.asarray(observed, float))
+        for k, row in enumerate(obs):
+            ax.plot(x, row, color="0.55", lw=0.6, alpha=0.6, label=observed_label if k == 0 else None)
+    ax.fill_between(x, lo, hi, color="C0", alpha=0.25, label=f"{level:.0%} predictive interval")
+    ax.plot(x, med, color="C0", lw=2, label="predictive median")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, loc="best")
     if provisional:
         ax.set_title("PROVISIONAL", color="C3")
     fig.tight_layout()
