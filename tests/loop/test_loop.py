@@ -279,3 +279,26 @@ def test_assimilation_report_values_leave_wall_clock_seconds_out():
     b = _report_dict(UpdateReport(batch_index=0, status="reweighted", n_obs=1, ess_one_step=900.0, seconds=7.4))
     assert a == b and "seconds" not in a
     assert a["status"] == "reweighted" and a["ess_one_step"] == 900.0 and a["n_obs"] == 1
+
+
+class _Scaled:
+    """A callable object a QoI may close over (its repr holds a memory address)."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def __call__(self, res, seed):
+        return self.k * res.posterior["theta"]
+
+
+def test_resume_fingerprint_of_a_qoi_over_a_callable_object_is_stable():
+    """Two QoIs built the same way fingerprint alike (the object's repr, with its address, is not
+    hashed: that made resumed loops re-run such steps), and a different constant differs."""
+    from vvuq_twin.loop.steps import _code_id
+
+    def make(k):
+        obj = _Scaled(k)
+        return lambda res, seed: obj(res, seed)
+
+    assert _code_id(make(2.0)) == _code_id(make(2.0))
+    assert _code_id(make(2.0)) != _code_id(make(3.0))

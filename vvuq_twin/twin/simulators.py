@@ -23,6 +23,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import inspect
+import re
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence, runtime_checkable
@@ -64,6 +65,28 @@ def _value_digest(v: Any, depth: int) -> str:
     return f"<{type(v).__module__}.{type(v).__qualname__}>"  # stable, content not hashed
 
 
+def _callable_digest(obj: Any, depth: int) -> str:
+    """Digest of a callable without source or code object (an instance with ``__call__``, a
+    ``functools.partial``): never its repr when that holds a memory address (``<... at 0x7f..>``),
+    which differs between processes and would make every resume fingerprint miss."""
+    import functools
+
+    if isinstance(obj, functools.partial):
+        return ("partial(" + source_hash(obj.func, depth + 1) + "," + _value_digest(obj.args, depth + 1)
+                + "," + _value_digest(dict(obj.keywords), depth + 1) + ")")
+    r = repr(obj)
+    if not re.search(r"0x[0-9a-fA-F]{4,}", r):
+        return r
+    cls = type(obj)
+    try:
+        cls_src = inspect.getsource(cls)
+    except (OSError, TypeError):
+        cls_src = ""
+    state = getattr(obj, "__dict__", None)
+    state_digest = _value_digest(dict(state), depth + 1) if isinstance(state, dict) and depth < 3 else ""
+    return f"<{cls.__module__}.{cls.__qualname__}>" + hashlib.sha256(cls_src.encode()).hexdigest() + state_digest
+
+
 def source_hash(obj: Any, _depth: int = 0) -> str:
     """Stable hash of a callable: its source code (falls back to its bytecode, then its repr) and
     the values it closes over or takes as defaults (arrays by content, callables by source), so
@@ -74,7 +97,7 @@ def source_hash(obj: Any, _depth: int = 0) -> str:
         src = textwrap.dedent(inspect.getsource(obj))
     except (OSError, TypeError):
         code = getattr(obj, "__code__", None)
-        src = code.co_code.hex() if code is not None else repr(obj)
+        src = code.co_code.hex() if code is not None else _callable_digest(obj, _depth)
     h = hashlib.sha256(src.encode())
     cells = getattr(obj, "__closure__", None) or ()
     for cell in cells:
