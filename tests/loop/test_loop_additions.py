@@ -50,3 +50,26 @@ def test_quantile_band_figure_labels_axes_and_refuses_mismatched_arrays():
     assert ax.get_xlabel() == "year" and ax.get_ylabel() == "delta" and fig.axes[1].get_ylabel() == "sd"
     with pytest.raises(ValueError, match="one shape"):
         quantile_band_figure(x, x[:5], x, x, xlabel="a", ylabel="b")
+
+
+def test_every_shared_figure_builder_returns_its_figure():
+    """Each builder returns the matplotlib Figure it drew (a report refuses anything else)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from vvuq_twin.loop import figures
+
+    x = np.linspace(0.0, 1.0, 5)
+    made = {
+        "quantile_band_figure": figures.quantile_band_figure(x, x, x - 0.1, x + 0.1, xlabel="t", ylabel="y",
+                                                             spread=0.2 + 0 * x, provisional=True),
+        "predictive_curve_figure": figures.predictive_curve_figure(x, x - 0.1, x, x + 0.1, observed=x[None, :]),
+        "predictive_band_figure": figures.predictive_band_figure(
+            {"y": list(x), "lower": list(x - 0.1), "upper": list(x + 0.1), "median": list(x)}),
+        "index_bar_figure": figures.index_bar_figure([{"parameter": "a", "delta": 0.5}, {"parameter": "b", "delta": 0.1}]),
+    }
+    assert set(made) == set(figures.__all__)
+    for name, fig in made.items():
+        assert isinstance(fig, Figure), name

@@ -96,6 +96,11 @@ def quantile_band_figure(x: Sequence[float], median: Sequence[float], lower: Seq
         ax2.set_ylabel(spread_label, color="C3")
         ax2.legend(fontsize=7, loc="upper right")
     ax.legend(fontsize=7, loc="upper left")
+    if provisional:
+        ax.set_title("PROVISIONAL", color="C3")
+    fig.tight_layout()
+    return fig
+
 
 def predictive_curve_figure(x: Sequence[float], lower: Sequence[float], median: Sequence[float],
                             upper: Sequence[float], *, observed: Any = None, level: float = 0.9,
