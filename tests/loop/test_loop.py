@@ -2,6 +2,8 @@
 
 import json
 import re
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,19 +15,13 @@ from vvuq_twin.loop import (PROVISIONAL, Assimilate, Calibrate, DataSplit, Decid
                             DiagnosticsGateError, LoopSpecError, Operate, QoI, Sensitivity, Status,
                             Steer, Validate, Verify, VVUQLoop, threshold_decision)
 
-THETA, SD = 1.5, 0.1
-
-
-def _data(x, seed, shift=0.0):
-    y = THETA * x + shift + np.random.default_rng(seed).normal(0, SD, x.size)
-    return vt.TwinData(x=x, y=y, input_names=["x"])
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _line import THETA, line_data as _data, line_twin  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def twin():
-    return vt.Twin("line", vt.PytensorSimulator(lambda X, p: p["theta"] * X[:, 0], name="theta*x"),
-                   [vt.Parameter("theta", vt.Normal(0.0, 2.0))],
-                   observation=vt.Gaussian(sigma=vt.HalfNormal(1.0)))
+    return line_twin()
 
 
 @pytest.fixture(scope="module")
@@ -302,3 +298,24 @@ def test_resume_fingerprint_of_a_qoi_over_a_callable_object_is_stable():
 
     assert _code_id(make(2.0)) == _code_id(make(2.0))
     assert _code_id(make(2.0)) != _code_id(make(3.0))
+
+
+def test_assimilation_whose_moves_do_not_mix_is_a_warning(twin, split, tmp_path):
+    """Failure case: one-step random-walk moves with a tiny step cannot decorrelate the particles;
+    the update's report says so and the loop's Assimilate step is WARN (not PASS), naming the
+    batch and what to do."""
+    from vvuq_twin.exceptions import MixingWarning
+
+    batch = _data(np.linspace(0.0, 1.0, 30), 8)
+    sp = DataSplit(split.calibration, holdout=split.holdout, stream=[batch])
+    steps = [Calibrate(**CAL), Assimilate(assimilate_kwargs=dict(kernel="rwm", max_mcmc_steps=2, resample_threshold=1.0,
+                                                                  target_acceptance=0.99)),
+             Decide("decide_after", qoi=QOI, decide=threshold_decision(3.2, 0.1), source="assimilate",
+                    needs=("assimilate",), uses=())]
+    with pytest.warns(MixingWarning):
+        res = VVUQLoop(twin, sp, steps, seed=2, out=tmp_path, progress=False).run()
+    a = res["assimilate"]
+    assert a.values["unmixed_batches"] == ["stream[0]"], a.values
+    assert a.status is Status.WARN and "mixing criterion" in a.reason and "max_mcmc_steps" in a.reason
+    # every number derived from the unmixed posterior is PROVISIONAL
+    assert res["decide_after"].is_provisional and "decide_after" in res.provisional_steps

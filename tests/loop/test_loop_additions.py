@@ -1,27 +1,23 @@
 """Small additions to the loop: Validate's CRPS, the SBC step with calibrate options, and the
 quantile-band figure builder."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-import vvuq_twin as vt
 from vvuq_twin.loop import Calibrate, DataSplit, Validate, VVUQLoop
 from vvuq_twin.loop.figures import quantile_band_figure
 from vvuq_twin.validation import crps_gaussian
 
-THETA, SD = 1.5, 0.1
-
-
-def _data(x, seed, shift=0.0):
-    y = THETA * x + shift + np.random.default_rng(seed).normal(0, SD, x.size)
-    return vt.TwinData(x=x, y=y, input_names=["x"])
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _line import line_data as _data, line_twin  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def twin():
-    return vt.Twin("line", vt.PytensorSimulator(lambda X, p: p["theta"] * X[:, 0], name="theta*x"),
-                   [vt.Parameter("theta", vt.NormalPrior(0.0, 2.0))],
-                   observation=vt.GaussianObs(sigma=vt.HalfNormal(1.0)))
+    return line_twin()
 
 
 def test_validate_reports_the_crps_of_its_predictive(twin, tmp_path):

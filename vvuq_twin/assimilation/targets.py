@@ -243,6 +243,25 @@ def thin_chunk(data: Mapping[str, np.ndarray], every: int, *, unit_key: str = "u
     return {k: np.asarray(v)[idx] for k, v in data.items()}, float(n / idx.size)
 
 
+def _bisect_eval(fn: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]], z: np.ndarray,
+                 grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """``fn`` (a compiled log density, value and optional gradient) on a block of particles; a
+    block that raises is split in halves, and a single raising particle gets ``-inf`` (rejected)
+    instead of failing the whole batch. A shape error is a bug and is raised."""
+    try:
+        with np.errstate(all="ignore"):
+            return fn(z)
+    except (ValueError, FloatingPointError, ArithmeticError, RuntimeError) as err:
+        if "returned shape" in str(err):
+            raise
+        if z.shape[0] == 1:
+            return np.full(1, -np.inf), (np.zeros_like(z) if grad else None)
+        h = z.shape[0] // 2
+        a, ga = _bisect_eval(fn, z[:h], grad)
+        b, gb = _bisect_eval(fn, z[h:], grad)
+        return np.concatenate([a, b]), (np.vstack([ga, gb]) if grad else None)
+
+
 class TemperedTarget:
     """``evaluate(z, grad) -> Evaluation`` of prior x L(past) x L(new)^phi, with cost counters.
 
@@ -301,36 +320,13 @@ class TemperedTarget:
 
     def safe_log_likelihood(self, z: np.ndarray, data: Mapping[str, np.ndarray], grad: bool):
         """Likelihood on a block of in-support particles; a raising block is split in halves."""
-        try:
-            with np.errstate(all="ignore"):
-                ll, g = self.model.log_likelihood_z(z, data, grad)
-            return ll, g
-        except (ValueError, FloatingPointError, ArithmeticError, RuntimeError) as err:
-            if "returned shape" in str(err):
-                raise
-            if z.shape[0] == 1:
-                return np.full(1, -np.inf), (np.zeros_like(z) if grad else None)
-            h = z.shape[0] // 2
-            a, ga = self.safe_log_likelihood(z[:h], data, grad)
-            b, gb = self.safe_log_likelihood(z[h:], data, grad)
-            return np.concatenate([a, b]), (np.vstack([ga, gb]) if grad else None)
+        return _bisect_eval(lambda zz: self.model.log_likelihood_z(zz, data, grad), z, grad)
 
     def safe_log_prior(self, z: np.ndarray, grad: bool):
         """Log prior on a block of finite particles; a raising block (e.g. a population scale that
         underflows to 0 fails a compiled ``sigma > 0`` check) is split in halves, and a single
         raising particle gets ``-inf`` (rejected) instead of failing the whole batch."""
-        try:
-            with np.errstate(all="ignore"):
-                return self.model.log_prior_z(z, grad)
-        except (ValueError, FloatingPointError, ArithmeticError, RuntimeError) as err:
-            if "returned shape" in str(err):
-                raise
-            if z.shape[0] == 1:
-                return np.full(1, -np.inf), (np.zeros_like(z) if grad else None)
-            h = z.shape[0] // 2
-            a, ga = self.safe_log_prior(z[:h], grad)
-            b, gb = self.safe_log_prior(z[h:], grad)
-            return np.concatenate([a, b]), (np.vstack([ga, gb]) if grad else None)
+        return _bisect_eval(lambda zz: self.model.log_prior_z(zz, grad), z, grad)
 
     def __call__(self, z: np.ndarray, grad: bool = False) -> Evaluation:
         t0 = time.perf_counter()

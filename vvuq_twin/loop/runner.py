@@ -200,6 +200,9 @@ class VVUQLoop:
                 reasons.append(f"{dep} FAILED: {r.reason}")
             elif r.status is Status.NOT_INFORMATIVE:
                 reasons.append(f"{dep} NOT INFORMATIVE: {r.reason}")
+            elif r.status is Status.WARN and (r.values.get("unmixed_batches") or r.values.get("mixing_ok") is False):
+                # a posterior whose SMC moves did not decorrelate failed its own diagnostic
+                reasons.append(f"{dep} WARN: its particles did not meet the mixing criterion ({r.reason})")
             if r.is_provisional:
                 reasons.append(f"{dep} is itself {PROVISIONAL}")
         return tuple(reasons)

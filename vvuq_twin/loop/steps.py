@@ -721,9 +721,16 @@ class Assimilate(Step):
                 "accepted_hashes": [b.hash for b in accepted]}
         ledger_fail = [e.name for e in state.ledger.entries[len(ctx.output(self.source).ledger.entries):]
                        if e.passed is False]
-        st = Status.WARN if ledger_fail else Status.PASS
+        # particles that did not decorrelate (the update's mixing criterion) are not a PASS
+        unmixed = [r["batch"] for r in reports if r.get("mixing_ok") is False]
+        vals["unmixed_batches"] = unmixed
+        st = Status.WARN if (ledger_fail or unmixed) else Status.PASS
         why = (f"Assimilated {len(accepted)} batch(es)" +
-               (f"; checks that failed on the way: {sorted(set(ledger_fail))}." if ledger_fail else "; every gate passed."))
+               (f"; checks that failed on the way: {sorted(set(ledger_fail))}" if ledger_fail else "") +
+               (f"; the rejuvenation moves did not meet the mixing criterion in {unmixed} (particles still "
+                "correlated with their start): raise max_mcmc_steps, or refit with calibrate"
+                if unmixed else "") +
+               ("." if (ledger_fail or unmixed) else "; every gate passed."))
         return self._result(st, why, vals), result
 
     def save(self, obj: Any, directory: Path, ctx: LoopContext) -> None:
