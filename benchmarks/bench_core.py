@@ -57,8 +57,10 @@ def _min_ess(idata, names):
 
 def _nutpie_rows(twin, data, seed, kw, ess_names, variants):
     """One calibration per nutpie variant ``(name, calibrate options)`` at ``seed``: sampling
-    time, minimum bulk ESS over ``ess_names``, ESS/s and divergences."""
+    time, minimum bulk ESS over ``ess_names``, ESS/s and divergences by name, and the last
+    variant's result (whose posterior the agreement check reads)."""
     rows = {}
+    r = None
     for name, extra in variants:
         r = vt.calibrate(twin, data, rng=seed, **kw, **extra)
         if r.info["sampler"] != "nutpie":
@@ -67,7 +69,7 @@ def _nutpie_rows(twin, data, seed, kw, ess_names, variants):
         rows[name] = {"sample_s": r.info["sample_time_s"], "min_ess_bulk": ess,
                       "ess_per_s": ess / r.info["sample_time_s"],
                       "divergences": int(r.idata.sample_stats["diverging"].sum())}
-    return rows
+    return rows, r
 
 
 def ess_per_second(draws: int, tune: int, chains: int = 2, seed: int = 1) -> dict:
@@ -325,9 +327,10 @@ def vs_numpyro(draws: int, tune: int, seeds=(1, 2, 3, 4, 5), chains: int = 2) ->
     rows = []
     for seed in seeds:
         row = {"seed": seed}
-        row.update(_nutpie_rows(twin, data, seed, kw, ESS_NAMES,
-                                (("nutpie_numba", {}), ("nutpie_numba_low_rank", {"mass_matrix": "low_rank"}),
-                                 ("nutpie_jax", {"backend": "jax"}))))
+        nut, r = _nutpie_rows(twin, data, seed, kw, ESS_NAMES,
+                              (("nutpie_numba", {}), ("nutpie_numba_low_rank", {"mass_matrix": "low_rank"}),
+                               ("nutpie_jax", {"backend": "jax"})))
+        row.update(nut)
         s, samp = _numpyro_run(mcmc, seed, np.asarray(data.y))
         ess = _ess_from_samples(samp)
         row["numpyro"] = {"sample_s": s, "min_ess_bulk": ess, "ess_per_s": ess / s,
@@ -478,8 +481,9 @@ def vs_numpyro_case(draws: int = 1000, tune: int = 1000, seeds=(1, 2, 3, 4, 5), 
     rows = []
     for seed in seeds:
         row = {"seed": seed}
-        row.update(_nutpie_rows(twin, data, seed, kw, TUMOR_ESS_NAMES,
-                                (("nutpie_numba", {}), ("nutpie_jax", {"backend": "jax"}))))
+        nut, r = _nutpie_rows(twin, data, seed, kw, TUMOR_ESS_NAMES,
+                              (("nutpie_numba", {}), ("nutpie_jax", {"backend": "jax"})))
+        row.update(nut)
         s, samp = _numpyro_run(mcmc, seed, np.asarray(data.y))
         post = az.from_dict(posterior={k: np.asarray(v) for k, v in samp.items() if k in TUMOR_ESS_NAMES})
         ess = _min_ess(post, TUMOR_ESS_NAMES)

@@ -319,3 +319,24 @@ def test_assimilation_whose_moves_do_not_mix_is_a_warning(twin, split, tmp_path)
     assert a.status is Status.WARN and "mixing criterion" in a.reason and "max_mcmc_steps" in a.reason
     # every number derived from the unmixed posterior is PROVISIONAL
     assert res["decide_after"].is_provisional and "decide_after" in res.provisional_steps
+
+
+def test_validate_keeps_what_predict_warned(twin, split, tmp_path, monkeypatch):
+    """A warning raised while the hold-out predictive is drawn is kept in the step's values and
+    reason, and shown to the user again (it used to be recorded and dropped)."""
+    import warnings
+
+    import vvuq_twin.inference as inf
+
+    real = inf.predict
+
+    def noisy(*a, **k):
+        warnings.warn("3 draws beyond the simulator's stable range", RuntimeWarning)
+        return real(*a, **k)
+
+    monkeypatch.setattr(inf, "predict", noisy)
+    with pytest.warns(RuntimeWarning, match="stable range"):
+        res = VVUQLoop(twin, split, [Calibrate(**CAL), Validate()], seed=7, out=tmp_path, progress=False).run()
+    v = res["validate"]
+    assert v.values["predict_warnings"] == ["RuntimeWarning: 3 draws beyond the simulator's stable range"]
+    assert "predict_warnings" in v.reason

@@ -415,6 +415,10 @@ class Validate(Step):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             pred = predict(res, data.x, unit=unit, rng=seed)
+        # what predict warned about is kept with the step (and shown again), never swallowed
+        notes = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         y_draws = pred["y"].stack(s=("chain", "draw")).transpose("s", ...).values
         y_draws = y_draws.reshape(y_draws.shape[0], -1)[:, mask]
         y_obs = np.asarray(data.y, float)[mask]
@@ -432,6 +436,9 @@ class Validate(Step):
         parts = [j.coverage.note, j.bias.note, f"PIT uniformity (KS) {j.uniformity['status']}"]
         if n_out:
             parts.append(f"{n_out} of {y_obs.size} hold-out points lie outside the calibration domain (extrapolation)")
+        if notes:
+            vals["predict_warnings"] = notes
+            parts.append(f"The predictive warned {len(notes)} time(s): see predict_warnings")
         reason = " ".join(p if p.endswith(".") else p + "." for p in parts)
         if st is Status.FAIL:
             vals["failures"] = [c.note for c in (j.coverage, j.bias) if c.status == "FAIL"] + (
