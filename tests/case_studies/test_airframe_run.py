@@ -36,9 +36,21 @@ def airframe(data_dir, tmp_path_factory):
                seed=1, quick=True)
 
 
+def _plain(obj):
+    """Values with their PROVISIONAL wrappers ({"value", "status"}) taken off: which steps are
+    provisional is checked on ``provisional_steps`` (test_airframe_sampler_gate_passes)."""
+    if isinstance(obj, dict):
+        if set(obj) == {"value", "status"} and obj["status"] == "PROVISIONAL":
+            return _plain(obj["value"])
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    return obj
+
+
 def _step(summary, name):
     [s] = [s for s in summary["steps"] if s["step"] == name]
-    return s
+    return _plain(s)
 
 
 # ------------------------------------------------------------------ fast: decision mathematics

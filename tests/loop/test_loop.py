@@ -340,3 +340,27 @@ def test_validate_keeps_what_predict_warned(twin, split, tmp_path, monkeypatch):
     v = res["validate"]
     assert v.values["predict_warnings"] == ["RuntimeWarning: 3 draws beyond the simulator's stable range"]
     assert "predict_warnings" in v.reason
+
+
+def test_resumed_assimilation_is_loaded_with_the_units_it_fixed(tmp_path):
+    """An assimilation fixes a hierarchical twin's units (new units appended), which changes the
+    declaration hash; a resumed Assimilate step loads its saved result with that twin (read from
+    the saved unit coordinate), not with the loop's twin, whose hash load_result would refuse."""
+    import xarray as xr
+
+    from vvuq_twin.loop.steps import _assimilated_twin
+
+    twin = vt.Twin("h", vt.PytensorSimulator(lambda X, p: p["a"] * X[:, 0], name="a*x"),
+                   [vt.Parameter("a", vt.NormalPrior(0.0, 1.0), per_unit=True)],
+                   observation=vt.GaussianObs(sigma=1.0), hierarchy=vt.Hierarchy())
+    path = tmp_path / "assimilated.nc"
+    xr.Dataset({"a": (("chain", "draw", "unit"), np.zeros((1, 2, 3)))},
+               coords={"unit": ["A", "B", "new"]}).to_netcdf(path, group="posterior", engine="h5netcdf")
+    t2 = _assimilated_twin(twin, path)
+    assert t2.hierarchy.units == ("A", "B", "new") and t2.hash != twin.hash
+    # the same twin the assimilation builds for these units
+    import dataclasses
+
+    assert t2.hash == dataclasses.replace(twin, hierarchy=vt.Hierarchy(dim="unit", units=("A", "B", "new"))).hash
+    line = line_twin()
+    assert _assimilated_twin(line, path) is line  # no hierarchy: the loop's twin

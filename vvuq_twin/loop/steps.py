@@ -750,7 +750,29 @@ class Assimilate(Step):
         acc = [b for b in batches.values() if b.hash in set(result.values.get("accepted_hashes", []))]
         src = ctx.output(self.source)
         data = _concat([src.data, *acc])
-        return load_result(directory / "assimilated.nc", twin=ctx.twin, data=data)
+        path = directory / "assimilated.nc"
+        return load_result(path, twin=_assimilated_twin(ctx.twin, path), data=data)
+
+
+def _assimilated_twin(twin: Any, path: Path) -> Any:
+    """The twin an assimilated result was computed with: for a hierarchical twin, the declaration
+    with its units listed (as :func:`~vvuq_twin.assimilation.assimilate` fixes them, new units
+    included), read from the saved posterior's unit coordinate; ``load_result`` then checks
+    its hash against the stored one."""
+    import dataclasses
+
+    if twin.hierarchy is None:
+        return twin
+    import xarray as xr
+
+    from ..twin import Hierarchy
+
+    with xr.open_dataset(path, group="posterior", engine="h5netcdf") as post:
+        dim = twin.hierarchy.dim
+        if dim not in post.coords:
+            return twin
+        units = tuple(str(u) for u in post[dim].values)
+    return dataclasses.replace(twin, hierarchy=Hierarchy(dim=dim, units=units))
 
 
 def _report_dict(rep: Any) -> dict[str, Any]:
