@@ -55,6 +55,21 @@ def _min_ess(idata, names):
     return float(min(float(ess[v].min()) for v in names))
 
 
+def _ess_summary(rows, names):
+    """ESS/s over the paired seeds per sampler (median, min, max) and each nutpie variant's
+    ratio to numpyro's ESS/s on the same seed (median, min, max)."""
+    summary = {}
+    base = np.array([r["numpyro"]["ess_per_s"] for r in rows])
+    for name in (*names, "numpyro"):
+        v = np.array([r[name]["ess_per_s"] for r in rows])
+        summary[name] = {"ess_per_s_median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
+        if name != "numpyro":
+            ratio = v / base
+            summary[name].update(ratio_to_numpyro_median=float(np.median(ratio)),
+                                 ratio_to_numpyro_min=float(ratio.min()), ratio_to_numpyro_max=float(ratio.max()))
+    return summary
+
+
 def _nutpie_rows(twin, data, seed, kw, ess_names, variants):
     """One calibration per nutpie variant ``(name, calibrate options)`` at ``seed``: sampling
     time, minimum bulk ESS over ``ess_names``, ESS/s and divergences by name, and the last
@@ -293,7 +308,6 @@ def vs_numpyro(draws: int, tune: int, seeds=(1, 2, 3, 4, 5), chains: int = 2) ->
         return {"status": f"skipped: {exc} (pip install -e '.[bench]')"}
     jax.config.update("jax_enable_x64", True)
     numpyro.set_host_device_count(chains)
-    from vvuq_twin.inference import _compile_cache as cc
 
     twin, data = hierarchical_gp_twin()
     kw = dict(method="nutpie", draws=draws, tune=tune, chains=chains, warn=False,
@@ -319,7 +333,6 @@ def vs_numpyro(draws: int, tune: int, seeds=(1, 2, 3, 4, 5), chains: int = 2) ->
         os.environ["VVUQ_TWIN_CACHE_DIR"] = old
     r = vt.calibrate(twin, data, rng=0, backend="jax", **kw)
     out["nutpie_jax_compile_s"] = r.info["compile_time_s"]
-    t0 = time.perf_counter()
     model = numpyro_hierarchical_gp(data)
     mcmc = MCMC(NUTS(model, target_accept_prob=0.8), num_warmup=tune, num_samples=draws,
                 num_chains=chains, chain_method="parallel", progress_bar=False)
@@ -344,16 +357,7 @@ def vs_numpyro(draws: int, tune: int, seeds=(1, 2, 3, 4, 5), chains: int = 2) ->
               f"numpyro {row['numpyro']['ess_per_s']:.1f} (load {row['load_average_1min']:.1f})", flush=True)
     out["rows"] = rows
     out["numpyro_jit_s"] = first_s - float(np.median([r["numpyro"]["sample_s"] for r in rows]))
-    summary = {}
-    for name in ("nutpie_numba", "nutpie_numba_low_rank", "nutpie_jax", "numpyro"):
-        v = np.array([r[name]["ess_per_s"] for r in rows])
-        summary[name] = {"ess_per_s_median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
-        if name != "numpyro":
-            ratio = v / np.array([r["numpyro"]["ess_per_s"] for r in rows])
-            summary[name]["ratio_to_numpyro_median"] = float(np.median(ratio))
-            summary[name]["ratio_to_numpyro_min"] = float(ratio.min())
-            summary[name]["ratio_to_numpyro_max"] = float(ratio.max())
-    out["summary"] = summary
+    out["summary"] = _ess_summary(rows, ("nutpie_numba", "nutpie_numba_low_rank", "nutpie_jax"))
     out["load_average_1min_end"] = os.getloadavg()[0]
     return out
 
@@ -503,16 +507,7 @@ def vs_numpyro_case(draws: int = 1000, tune: int = 1000, seeds=(1, 2, 3, 4, 5), 
               f"(load {row['load_average_1min']:.1f})", flush=True)
     out["rows"] = rows
     out["numpyro_jit_s"] = first_s - float(np.median([r["numpyro"]["sample_s"] for r in rows]))
-    summary = {}
-    for name in ("nutpie_numba", "nutpie_jax", "numpyro"):
-        v = np.array([r[name]["ess_per_s"] for r in rows])
-        summary[name] = {"ess_per_s_median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
-        if name != "numpyro":
-            ratio = v / np.array([r["numpyro"]["ess_per_s"] for r in rows])
-            summary[name].update(ratio_to_numpyro_median=float(np.median(ratio)),
-                                 ratio_to_numpyro_min=float(ratio.min()),
-                                 ratio_to_numpyro_max=float(ratio.max()))
-    out["summary"] = summary
+    out["summary"] = _ess_summary(rows, ("nutpie_numba", "nutpie_jax"))
     out["load_average_1min_end"] = os.getloadavg()[0]
     return out
 
