@@ -670,13 +670,11 @@ def run_case(case: Case) -> CaseResult:
     msg = (f"{label} = {value:.6g} satisfies {case.criterion}" if ok else
            f"{label} = {value:.6g} does not satisfy {case.criterion}")
     status = "passed" if ok else "failed"
-    if case.known_failure:
-        if ok:
-            msg += (f", but the case is marked known_failure ({case.known_failure}): it passes now, "
-                    "so remove the mark from the case file")
-        else:
-            status, msg = "known failure", f"{msg} (known failure: {case.known_failure})"
-        status = "failed" if ok else status
+    if case.known_failure and ok:      # strict: a known failure that passes fails the suite
+        status, msg = "failed", (f"{msg}, but the case is marked known_failure ({case.known_failure}): "
+                                 "it passes now, so remove the mark from the case file")
+    elif case.known_failure:
+        status, msg = "known failure", f"{msg} (known failure: {case.known_failure})"
     return CaseResult(case, status, value, msg, time.perf_counter() - t0)
 
 

@@ -20,7 +20,7 @@ import dataclasses
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import xarray as xr
@@ -47,6 +47,15 @@ def _data_dict(data: Any) -> dict[str, np.ndarray]:
     return out
 
 
+def twin_with_units(twin: Any, units: Sequence[str]) -> Any:
+    """A hierarchical twin with its units listed, in order (what an assimilation fixes: the
+    calibrated units, then any new ones). Its declaration hash differs from the twin's without
+    listed units; a saved assimilated result is loaded with this twin."""
+    from ..twin import Hierarchy
+
+    return dataclasses.replace(twin, hierarchy=Hierarchy(dim=twin.hierarchy.dim, units=tuple(units)))
+
+
 class TwinLogDensity:
     """Vectorised log prior and log-likelihood of a twin's parameters (see module docstring).
 
@@ -64,10 +73,8 @@ class TwinLogDensity:
 
     def __init__(self, twin: Any, *, units: tuple[str, ...] | None = None,
                  input_names: list[str] | None = None, cache_size: int = 256) -> None:
-        from ..twin import Hierarchy
-
         if twin.hierarchy is not None and units is not None:
-            twin = dataclasses.replace(twin, hierarchy=Hierarchy(dim=twin.hierarchy.dim, units=tuple(units)))
+            twin = twin_with_units(twin, units)
         self.twin = twin
         self.input_names = input_names
         self._cache: OrderedDict[Any, Callable] = OrderedDict()
@@ -665,11 +672,9 @@ def _add_units(twin: Any, density: TwinLogDensity, particles: ParticlePosterior,
     of the model's per-unit variables, given the other free variables)."""
     from pymc.sampling.forward import compile_forward_sampling_function
 
-    from ..twin import Hierarchy
-
     old_units = tuple(density.twin.hierarchy.units)
     units = old_units + tuple(added)
-    twin = dataclasses.replace(twin, hierarchy=Hierarchy(dim=twin.hierarchy.dim, units=units))
+    twin = twin_with_units(twin, units)
     new_density = TwinLogDensity(twin, units=units, input_names=density.input_names)
     new_density.prepare(template)
     model = twin.build_model(new_density.twin_data(template), check=False)

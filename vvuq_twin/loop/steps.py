@@ -759,20 +759,17 @@ def _assimilated_twin(twin: Any, path: Path) -> Any:
     with its units listed (as :func:`~vvuq_twin.assimilation.assimilate` fixes them, new units
     included), read from the saved posterior's unit coordinate; ``load_result`` then checks
     its hash against the stored one."""
-    import dataclasses
-
     if twin.hierarchy is None:
         return twin
     import xarray as xr
 
-    from ..twin import Hierarchy
+    from ..assimilation.twin_adapter import twin_with_units
 
     with xr.open_dataset(path, group="posterior", engine="h5netcdf") as post:
-        dim = twin.hierarchy.dim
-        if dim not in post.coords:
+        if twin.hierarchy.dim not in post.coords:
             return twin
-        units = tuple(str(u) for u in post[dim].values)
-    return dataclasses.replace(twin, hierarchy=Hierarchy(dim=dim, units=units))
+        units = [str(u) for u in post[twin.hierarchy.dim].values]
+    return twin_with_units(twin, units)
 
 
 def _report_dict(rep: Any) -> dict[str, Any]:
