@@ -44,6 +44,7 @@ __all__ = [
     "reduced_gompertz",
     "von_bertalanffy",
     "growth_simulator",
+    "gompertz_sensitivity",
 ]
 
 
@@ -226,3 +227,21 @@ def growth_simulator(
 
     return ODESimulator(rhs=rhs, y0=y0, t0=0.0, n_steps=int(n_steps), output=out,
                         name=f"tumor_{model}_rk4")
+
+
+def gompertz_sensitivity(X: Any, *, k: float, beta: float, log_v0: float = 0.0) -> Any:
+    """Sensitivity directions of the reduced Gompertz log volume at ``(k, beta)``: shape (n, 2).
+
+    ``log V(t) = log_v0 e^{-beta t} + k (1 - e^{-beta t})``, so ``d log V / d k = 1 - e^{-beta t}``
+    and ``d log V / d log beta = beta t (k - log_v0) e^{-beta t}`` (input column 0 = days). These
+    are the directions an HSGP discrepancy is made orthogonal to
+    (:class:`vvuq_twin.HSGPDiscrepancy`, ``orthogonal_to``).
+    """
+    import numpy as np
+
+    t = np.asarray(X, float)
+    t = t[:, 0] if t.ndim == 2 else t
+    if not (np.isfinite(k) and np.isfinite(beta) and beta > 0):
+        raise ValueError(f"gompertz_sensitivity needs finite k and beta > 0, got k={k!r}, beta={beta!r}.")
+    e = np.exp(-beta * t)
+    return np.column_stack([1.0 - e, beta * t * (k - log_v0) * e])

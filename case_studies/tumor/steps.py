@@ -343,6 +343,7 @@ class CompareTwin(Step):
         import warnings
 
         from vvuq_twin import calibrate, predict
+        from vvuq_twin.validation import crps
         from vvuq_twin.validation.judge import judge_predictive
 
         seed = ctx.step_seed(self.name)
@@ -352,13 +353,16 @@ class CompareTwin(Step):
             warnings.simplefilter("always")
             pred = predict(res, ho.x, unit=[str(u) for u in np.asarray(ho.unit)], rng=seed)
         d = pred["y"].stack(s=("chain", "draw")).transpose("s", ...).values
-        j = judge_predictive(np.asarray(ho.y, float), d.reshape(d.shape[0], -1), level=self.level, rng=seed)
+        d = d.reshape(d.shape[0], -1)
+        j = judge_predictive(np.asarray(ho.y, float), d, level=self.level, rng=seed)
         k = res.posterior["k"].values.ravel()
         diag = res.diagnostics
         vals = {"twin": self.label, "K_median_mm3": float(np.exp(np.median(k))),
                 "K_90_mm3": [float(v) for v in np.exp(np.quantile(k, [0.05, 0.95]))],
+                "k_90": [float(v) for v in np.quantile(k, [0.05, 0.95])],
                 "diagnostics_passed": bool(diag.passed), "diagnostics_failures": list(diag.failures),
-                "validation": j.to_dict(), "notes": sorted({str(w.message) for w in caught})}
+                "validation": j.to_dict(), "crps": float(np.mean(crps(d, np.asarray(ho.y, float)))),
+                "notes": sorted({str(w.message) for w in caught})}
         return self._result(Status.RECORD, f"{self.label}: K = {vals['K_median_mm3']:.0f} mm³, validation "
                                            f"{j.status} ({j.bias.value:.0%} of held-back readings above the "
                                            "predictive median).", vals), None

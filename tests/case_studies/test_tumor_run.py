@@ -223,6 +223,67 @@ def test_decision_day_keeps_the_decisions_open(data_dir):
         decision_day(ds, 1000.0, 0.0)
 
 
+def test_gompertz_sensitivity_is_the_derivative_of_the_closed_form():
+    from case_studies.tumor.model import gompertz_sensitivity
+
+    t = np.linspace(0.0, 30.0, 31)
+    k, b, lv0 = 8.5, 0.09, 0.3
+
+    def logv(k, logb):
+        e = np.exp(-np.exp(logb) * t)
+        return lv0 * e + k * (1 - e)
+
+    G = gompertz_sensitivity(t[:, None], k=k, beta=b, log_v0=lv0)
+    h = 1e-6
+    np.testing.assert_allclose(G[:, 0], (logv(k + h, np.log(b)) - logv(k - h, np.log(b))) / (2 * h), atol=1e-7)
+    np.testing.assert_allclose(G[:, 1], (logv(k, np.log(b) + h) - logv(k, np.log(b) - h)) / (2 * h), atol=1e-6)
+    with pytest.raises(ValueError, match="beta > 0"):
+        gompertz_sensitivity(t, k=k, beta=-0.1)
+
+
+def test_orthogonal_tumor_discrepancy_is_orthogonal_to_k_and_beta_on_the_calibration_days(data_dir):
+    from case_studies.tumor.data import load_tumor, split_at_decision_day
+    from case_studies.tumor.model import gompertz_sensitivity
+    from case_studies.tumor.run import build_twin
+    from case_studies.tumor.scenarios import pooled_gompertz_fit
+    from vvuq_twin.twin.discrepancy import _hsgp_basis
+
+    ds, _ = load_tumor(data_dir)
+    cal = split_at_decision_day(ds, 1000.0)["calibration"]
+    fit = pooled_gompertz_fit(cal.x[:, 0], cal.y, cal.unit)
+    X = np.asarray(cal.x, float)
+    orth = build_twin(discrepancy="orthogonal", reference=(fit["k"], fit["beta_geomean"])).discrepancy.frozen(X)
+    free = build_twin(discrepancy="hsgp").discrepancy.frozen(X)
+    G = gompertz_sensitivity(X, k=fit["k"], beta=fit["beta_geomean"])
+    phi_o, _ = _hsgp_basis(orth, X)
+    phi_f, _ = _hsgp_basis(free, X)
+    np.testing.assert_allclose(G.T @ phi_o, 0.0, atol=1e-9)
+    # the unconstrained basis overlaps the growth law's directions (that is the confounding)
+    assert np.abs(G.T @ phi_f).max() > 1.0
+    with pytest.raises(ValueError, match="needs reference"):
+        build_twin(discrepancy="orthogonal")
+    with pytest.raises(ValueError, match="discrepancy must be one of"):
+        build_twin(discrepancy="gp")
+
+
+def test_choose_twin_rule():
+    from case_studies.tumor.report import choose_twin
+
+    def row(ok, k90, status, crps):
+        return {"diagnostics_passed": ok, "k_90": k90, "validation_status": status, "crps": crps}
+
+    twins = {"none": row(True, [8.0, 9.0], "FAIL", 0.20), "hsgp": row(False, [7.0, 9.0], "FAIL", 0.10),
+             "orthogonal": row(True, [8.2, 9.1], "FAIL", 0.22)}
+    # the HSGP twin has the lowest CRPS but its sampler failed: not eligible
+    c = choose_twin(twins, 8.5)
+    assert c["choice"] == "none" and c["eligible"] == ["none", "orthogonal"] and c["passing_validation"] == []
+    # a passing validation is preferred over a lower CRPS
+    twins["orthogonal"]["validation_status"] = "PASS"
+    assert choose_twin(twins, 8.5)["choice"] == "orthogonal"
+    # a twin whose k interval misses the least-squares k is not identified: not eligible
+    assert choose_twin(twins, 8.1)["choice"] == "none"
+
+
 # ------------------------------------------------------------------ bad input (fast)
 def test_tumor_bad_input_is_refused(tmp_path):
     from case_studies.tumor.run import run
@@ -239,6 +300,8 @@ def test_tumor_bad_input_is_refused(tmp_path):
         run(tmp_path, tmp_path, seed=-3)
     with pytest.raises(ValueError, match="sbc_sims must be >= 2"):
         run(tmp_path, tmp_path, sbc_sims=1)
+    with pytest.raises(ValueError, match=r"discrepancy must be one of \['none', 'hsgp', 'orthogonal'\]"):
+        run(tmp_path, tmp_path, discrepancy="gp")
     with pytest.raises(DataDirectoryError, match="tumor_lung_llc_volumes.tsv"):
         run(tmp_path, tmp_path / "out")
 
@@ -251,7 +314,10 @@ def _step(s, name):
 @pytest.mark.slow
 def test_tumor_steps_and_standard_keys(tumor):
     names = [r["step"] for r in tumor["loop"]["steps"]]
-    assert names == ["verify", "sbc", "calibrate", "validate", "compare_discrepancy", "decisions", "sensitivity", "decide", "steer",
+    from case_studies.tumor.run import DISCREPANCIES
+
+    compare = [f"compare_{n}" for n in DISCREPANCIES if n != tumor["discrepancy"]]
+    assert names == ["verify", "sbc", "calibrate", "validate", *compare, "decisions", "sensitivity", "decide", "steer",
                      "assimilate", "validate_after", "decide_after", "operate"]
     assert tumor["case"] == "tumor" and tumor["quick"] is True and tumor["seed"] == 1
     assert tumor["n_train"] == 122 and tumor["n_holdout"] == 66 and tumor["t_now"] == 15.0
@@ -346,20 +412,34 @@ def test_tumor_structural_correlation_matches_vaghi_2020(tumor, data_dir):
 
 
 @pytest.mark.slow
-def test_tumor_carrying_capacity_against_the_no_discrepancy_fit(tumor):
-    # independent fit: least squares of the same reduced Gompertz without discrepancy lies in the
-    # loop twin's (no-discrepancy) 90% interval of k
-    assert tumor["discrepancy"] == "none"
-    k_lo, k_hi = tumor["k_90"]
-    assert k_lo < tumor["k_no_discrepancy_fit"] < k_hi
+def test_tumor_carrying_capacity_with_and_without_the_orthogonal_discrepancy(tumor):
+    from case_studies.tumor.report import choose_twin
+
+    tw = tumor["twins"]
+    assert set(tw) == {"none", "hsgp", "orthogonal"} and tw[tumor["discrepancy"]]["K_median_mm3"] == pytest.approx(
+        tumor["K_median_mm3"])
+    k_ls = tumor["k_no_discrepancy_fit"]
+    # independent fit: least squares of the reduced Gompertz without discrepancy lies in the
+    # 90% interval of k of the twin without discrepancy and of the orthogonal one
+    for n in ("none", "orthogonal"):
+        assert tw[n]["k_90"][0] < k_ls < tw[n]["k_90"][1], (n, tw[n]["k_90"], k_ls)
+        assert tw[n]["diagnostics_passed"], n
+    # the unconstrained HSGP is confounded with K: lower, and further from the least-squares fit
+    # than the orthogonal one (which keeps K within 30% of it)
+    assert tw["hsgp"]["K_median_mm3"] < tw["none"]["K_median_mm3"]
+    d_orth = abs(np.log(tw["orthogonal"]["K_median_mm3"]) - k_ls)
+    assert d_orth < abs(np.log(tw["hsgp"]["K_median_mm3"]) - k_ls) and d_orth < np.log(1.3)
     assert tumor["K_ratio_to_no_discrepancy_fit"] == pytest.approx(
         tumor["K_median_mm3"] / tumor["K_no_discrepancy_fit_mm3"])
     assert 0.03 < tumor["beta_median"] < 0.4
-    # the HSGP twin beside it: confounded, its carrying capacity is lower
-    c = tumor["comparison"]
-    assert c["twin"] == "with HSGP discrepancy"
-    assert c["K_median_mm3"] < tumor["K_median_mm3"]
-    assert c["validation"]["median_bias"]["value"] >= tumor["median_bias"]
+    # every twin is judged on the same hold-out with the PIT-bias statistic, its band and the CRPS
+    for t in tw.values():
+        assert 0.0 <= t["median_bias"] <= 1.0 and t["crps"] > 0
+        lo, hi = t["median_bias_band"]
+        assert (t["median_bias_status"] == "FAIL") == (not lo <= t["median_bias"] <= hi)
+    # the decision uses the twin the evidence chooses
+    ch = tumor["twin_choice"]
+    assert ch["choice"] == choose_twin(tw, k_ls)["choice"] == tumor["discrepancy"] and ch["loop_twin_is_choice"]
 
 
 @pytest.mark.slow
