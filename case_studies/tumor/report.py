@@ -48,12 +48,13 @@ def choose_twin(twins: dict[str, dict[str, Any]], k_fit: float) -> dict[str, Any
 
     A twin is *eligible* when its sampler diagnostics pass and its physical parameter stays
     identified: the independent least-squares ``k`` (no discrepancy) lies in its 90% interval of
-    ``k``. Among the eligible twins, those whose hold-out validation passes are preferred; the
+    ``k`` (not applicable to a growth law without a carrying capacity, ``k_90`` None). Among the eligible twins, those whose hold-out validation passes are preferred; the
     choice is the one with the lowest hold-out CRPS. The hold-out that judges the twins also
     chooses between them, so the chosen twin's validation is not an independent test of the
     choice (said in the summary).
     """
-    elig = sorted(n for n, t in twins.items() if t["diagnostics_passed"] and t["k_90"][0] <= k_fit <= t["k_90"][1])
+    elig = sorted(n for n, t in twins.items() if t["diagnostics_passed"]
+                  and (t["k_90"] is None or t["k_90"][0] <= k_fit <= t["k_90"][1]))
     passing = [n for n in elig if twins[n]["validation_status"] == "PASS"]
     pool = passing or elig or sorted(twins)
     choice = min(pool, key=lambda n: (twins[n]["crps"], n))
@@ -64,11 +65,12 @@ def choose_twin(twins: dict[str, dict[str, Any]], k_fit: float) -> dict[str, Any
 
 
 def _twin_row(label: str, k_q: Any, val: dict[str, Any], diag_passed: bool, crps: float) -> dict[str, Any]:
-    """One twin's figures; ``k_q`` = 5%, 50%, 95% quantiles of its posterior ``k``."""
-    lo, med, hi = (float(v) for v in k_q)
+    """One twin's figures; ``k_q`` = 5%, 50%, 95% quantiles of its posterior ``k`` (None: no K)."""
+    lo, med, hi = (float(v) for v in k_q) if k_q is not None else (None, None, None)
     mb = val["median_bias"]
-    return {"twin": label, "K_median_mm3": float(np.exp(med)), "K_90_mm3": [float(np.exp(lo)), float(np.exp(hi))],
-            "k_90": [lo, hi], "diagnostics_passed": bool(diag_passed),
+    return {"twin": label, "K_median_mm3": None if med is None else float(np.exp(med)),
+            "K_90_mm3": None if lo is None else [float(np.exp(lo)), float(np.exp(hi))],
+            "k_90": None if lo is None else [lo, hi], "diagnostics_passed": bool(diag_passed),
             "validation_status": val["status"], "median_bias": mb["value"], "median_bias_band": mb["band"],
             "median_bias_status": mb["status"], "coverage": val["coverage"]["value"],
             "pit_ks_p": val["pit_uniformity"]["p_value"], "crps": float(crps)}
@@ -97,11 +99,11 @@ def case_summary(res: Any, *, ds: Any, prov: Any, split: dict, plain: dict, fits
 
     kind = next(n for n in DISCREPANCIES if f"compare_{n}" not in res.results)
     twins = {kind: _twin_row(TWIN_LABELS[kind], k_q, val, res.results["calibrate"].status.value == "PASS", val["crps"])}
-    for n in DISCREPANCIES:
+    for n in (*DISCREPANCIES, "power_law"):
         c = _vals(res, f"compare_{n}")
         if c:
-            twins[n] = _twin_row(c["twin"], [c["k_90"][0], np.log(c["K_median_mm3"]), c["k_90"][1]], c["validation"],
-                                 c["diagnostics_passed"], c["crps"])
+            k3 = None if c["k_90"] is None else [c["k_90"][0], np.log(c["K_median_mm3"]), c["k_90"][1]]
+            twins[n] = _twin_row(c["twin"], k3, c["validation"], c["diagnostics_passed"], c["crps"])
     choice = choose_twin(twins, plain["k"])
     return {
         "case": "tumor", "quick": bool(quick), "dataset": dataset, "seed": int(res.meta["seed"]),
@@ -131,6 +133,7 @@ def case_summary(res: Any, *, ds: Any, prov: Any, split: dict, plain: dict, fits
         "alpha_beta_r2": float(np.corrcoef(b_i, a_i)[0, 1] ** 2), "vaghi_r2_min": float(vaghi_r2),
         "k_through_origin": float((a_i @ b_i) / (b_i @ b_i)),
         "decisions": dec.get("mice", []), "decision_counts": dec.get("decision_counts"),
+        "decisions_power_law": {k: _vals(res, "decisions_power_law").get(k) for k in ("decision_counts", "realised")},
         "realised_exceedance": dec.get("realised"), "decisions_status": res.results["decisions"].status.value,
         "focus_mouse": dec.get("focus"), "focus_utility": dec.get("focus_utility"),
         "focus_utility_se": dec.get("focus_utility_se"), "widest_interval_mouse": dec.get("widest_interval_mouse"),
@@ -183,12 +186,14 @@ def _capacity_figure(s: dict) -> Any:
     tw = s["twins"]
     rows = [(t["twin"] + (" (loop twin)" if n == s["discrepancy"] else ""), t["K_median_mm3"], t["K_90_mm3"],
              t["median_bias"]) for n, t in tw.items()]
+    rows = [r if r[1] is not None else (r[0] + " (no K)", None, None, r[3]) for r in rows]
     rows.append(("least squares, no discrepancy", s["K_no_discrepancy_fit_mm3"], None, None))
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(8.4, 2.8), gridspec_kw={"width_ratios": [2, 1]}, sharey=True)
     for i, (lab, med, iv, mb) in enumerate(rows):
         if iv is not None:
             ax.plot(list(iv), [i, i], color="0.6", lw=4)
-        ax.plot(med, i, "ko")
+        if med is not None:
+            ax.plot(med, i, "ko")
         if mb is not None:
             bx.plot(mb, i, "ks")
     band = s["median_bias_band"]
@@ -222,8 +227,10 @@ def write(res: Any, summary: dict, out: Path, *, split: dict, grid: Any) -> dict
                             f"mm³) while the orthogonal one keeps it identified (K {orth.get('K_median_mm3', 0):.0f} mm³; "
                             f"without discrepancy {no.get('K_median_mm3', 0):.0f} mm³, least squares "
                             f"{summary['K_no_discrepancy_fit_mm3']:.0f} mm³), and that no discrepancy removes the "
-                            f"forecast bias after day {summary['t_now']:g} (right panel). The decision uses the twin "
-                            f"{tw[ch['choice']]['twin']!r} ({ch['rule']})."))
+                            f"forecast bias after day {summary['t_now']:g} (right panel) while the power law, a law "
+                            f"with more late growth, does ({tw.get('power_law', {}).get('median_bias', float('nan')):.0%}). "
+                            f"The evidence chooses {tw[ch['choice']]['twin']!r} ({ch['rule']}); the loop twin is "
+                            f"{tw[ch['loop_twin']]['twin']!r}."))
     paths = dict(rep.write(out))
     paths["case_summary"] = out / "case_summary.json"
     paths["case_summary"].write_text(json.dumps(summary, indent=1, default=str) + "\n", encoding="utf-8")

@@ -31,8 +31,9 @@ from vvuq_twin.loop import SBC, Assimilate, Calibrate, DataSplit, Operate, Valid
 
 from . import report as _report
 from .data import TUMOR_DATASETS, load_tumor, split_at_decision_day
+from .diagnosis import forecast_bias_diagnosis
 from .loop import gompertz_individual_fits
-from .model import gompertz_sensitivity, growth_simulator
+from .model import gompertz_sensitivity, growth_simulator, power_law_twin
 from .scenarios import inoculum_worlds, pooled_gompertz_fit
 from .steps import CompareTwin, FocusDecide, FocusSensitivity, FocusSteer, MouseDecisions, ValidateRest
 
@@ -187,12 +188,17 @@ def run(data_dir: str | os.PathLike[str] | None = None, out: str | os.PathLike[s
                   thresholds=Thresholds(ess_per_chain_min=200.0)),  # bulk and tail ESS >= 400
         Validate(level=COVERAGE_LEVEL),
         *[CompareTwin(f"compare_{other}", twin=build_twin(discrepancy=other, quick=quick, reference=ref),
-                      label=TWIN_LABELS[other], level=COVERAGE_LEVEL, draws=500 if quick else 1500,
-                      tune=500 if quick else 1000, chains=2, mass_matrix="low_rank", target_accept=0.95)
+                      label=TWIN_LABELS[other], level=COVERAGE_LEVEL, draws=draws, tune=tune, chains=2,
+                      mass_matrix="low_rank", target_accept=0.95)
           for other in DISCREPANCIES if other != kind],
-        MouseDecisions(t_now=t_now, threshold=threshold_mm3, epsilon=epsilon, grid=grid, horizon=horizon,
-                       candidates=split["candidates"], readings=split["readings"],
-                       n_design_draws=300 if quick else 800),
+        # growth-law check: a law with more late growth (every twin at the loop twin's budget)
+        CompareTwin("compare_power_law", twin=power_law_twin(), label="power law, no discrepancy",
+                    level=COVERAGE_LEVEL, draws=draws, tune=tune, chains=2, mass_matrix="low_rank", target_accept=0.95),
+        *[MouseDecisions(name, source=source, needs=needs, t_now=t_now, threshold=threshold_mm3, epsilon=epsilon,
+                         grid=grid, horizon=horizon, candidates=split["candidates"], readings=split["readings"],
+                         n_design_draws=300 if quick else 800)
+          for name, source, needs in (("decisions", "calibrate", None),  # the same decisions under the power law
+                                      ("decisions_power_law", "compare_power_law", ("compare_power_law",)))],
         FocusSensitivity(grid=grid, horizon=horizon, num_resamples=10 if quick else 50),
         FocusDecide("decide", source="calibrate", epsilon=epsilon, grid=grid, horizon=horizon),
         FocusSteer(candidates=split["candidates"], grid=grid, horizon=horizon, n_draws=300 if quick else 800),
@@ -208,6 +214,8 @@ def run(data_dir: str | os.PathLike[str] | None = None, out: str | os.PathLike[s
     res = loop.run()
     summary = _report.case_summary(res, ds=ds, prov=prov, split=split, plain=plain, fits=fits, quick=quick,
                                    dataset=dataset, vaghi_r2=VAGHI_R2_MIN)
+    # why the forecast is biased: point fits of other laws / error models on the same split
+    summary["forecast_bias_diagnosis"] = forecast_bias_diagnosis(cal, hold)
     paths = _report.write(res, summary, out, split=split, grid=grid)
     summary["volatile"] = {"loop": res.volatile, "paths": {k: str(v) for k, v in paths.items()}}
     return summary
