@@ -53,6 +53,9 @@ def tumor() -> dict:
         # the orthogonal discrepancy keeps the carrying capacity identified (issue #15): the
         # least-squares k without discrepancy inside its 90% interval of k
         "orthogonal_k_identified": float(orth["k_90"][0] <= s["k_no_discrepancy_fit"] <= orth["k_90"][1]),
+        # the growth-law check: the power-law twin's forecasts after the decision day are not biased
+        "power_law_median_bias_in_band": float((lambda t: t["median_bias_band"][0] <= t["median_bias"]
+                                                <= t["median_bias_band"][1])(s["twins"]["power_law"])),
         "coverage_in_band": float(lo <= s["coverage"] <= hi),
         "coverage_after_in_band": float(after[0] <= (s["coverage_after"] if s["coverage_after"] is not None
                                                      else s["coverage"]) <= after[1]),

@@ -8,7 +8,10 @@ everything after it is held back to validate the forecasts and to judge the deci
 
 Loop (:class:`vvuq_twin.loop.VVUQLoop`): verify (NOT APPLICABLE: the twin's growth law is a closed form); SBC on the
 calibration design; calibrate (NUTS; the gate is the sampler diagnostics); validate on the
-held-back readings (coverage, median bias, PIT); per-mouse decisions with the realised
+held-back readings (coverage, median bias, PIT); the same judgement of three other twins on the
+same split (unconstrained HSGP discrepancy, HSGP orthogonal to the growth law's sensitivity
+directions, power law; summary ``twins`` and ``twin_choice``); per-mouse decisions (also under
+the power law) with the realised
 exceedance rate against its binomial band and the focus mouse by goal-oriented utility
 (:mod:`.steps`); sensitivity, steering and the focus decision; assimilate the steered reading
 (default SMC rejuvenation); re-validate and re-decide; inoculum scenario worlds.
