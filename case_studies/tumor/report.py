@@ -131,6 +131,10 @@ def case_summary(res: Any, *, ds: Any, prov: Any, split: dict, plain: dict, fits
         "K_no_discrepancy_fit_mm3": plain["K_mm3"], "k_no_discrepancy_fit": plain["k"],
         "K_ratio_to_no_discrepancy_fit": float(np.exp(k_q[1]) / plain["K_mm3"]),
         "alpha_beta_r2": float(np.corrcoef(b_i, a_i)[0, 1] ** 2), "vaghi_r2_min": float(vaghi_r2),
+        "vaghi_population_values": "not found: the abstract of Vaghi et al. 2020 gives the structural correlation "
+                                   "(R² > 0.92), not population estimates, and the authors' plumky repository holds "
+                                   "the data and Monolix model files only; K is compared with an independent "
+                                   "least-squares fit of the same reduced Gompertz instead (K_no_discrepancy_fit_mm3)",
         "k_through_origin": float((a_i @ b_i) / (b_i @ b_i)),
         "decisions": dec.get("mice", []), "decision_counts": dec.get("decision_counts"),
         "decisions_power_law": {k: _vals(res, "decisions_power_law").get(k) for k in ("decision_counts", "realised")},
