@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
 
 import numpy as np
-import tempfile
 
 __all__ = ["tumor", "airframe", "climate"]
 
