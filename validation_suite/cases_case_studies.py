@@ -13,6 +13,8 @@ import functools
 import os
 import tempfile
 
+import numpy as np
+
 __all__ = ["tumor", "airframe", "climate"]
 
 
@@ -46,7 +48,14 @@ def tumor() -> dict:
     after = s.get("coverage_after_band") or s["coverage_band"]
     mlo, mhi = s["median_bias_band"]
     real = s["realised_exceedance"] or {}
+    orth = (s.get("twins") or {}).get("orthogonal") or {"k_90": [np.nan, np.nan]}
     return {
+        # the orthogonal discrepancy keeps the carrying capacity identified (issue #15): the
+        # least-squares k without discrepancy inside its 90% interval of k
+        "orthogonal_k_identified": float(orth["k_90"][0] <= s["k_no_discrepancy_fit"] <= orth["k_90"][1]),
+        # the growth-law check: the power-law twin's forecasts after the decision day are not biased
+        "power_law_median_bias_in_band": float((lambda t: t["median_bias_band"][0] <= t["median_bias"]
+                                                <= t["median_bias_band"][1])(s["twins"]["power_law"])),
         "coverage_in_band": float(lo <= s["coverage"] <= hi),
         "coverage_after_in_band": float(after[0] <= (s["coverage_after"] if s["coverage_after"] is not None
                                                      else s["coverage"]) <= after[1]),

@@ -11,6 +11,7 @@ model                         ODE                                           clos
 ``gompertz``                  dV/dt = (α - β ln(V/Vc)) V                    Vc (V0/Vc)^{e^{-βt}} e^{α/β (1 - e^{-βt})}
 ``reduced_gompertz``          Gompertz with α = k β + q                     as Gompertz
 ``von_bertalanffy``           dV/dt = a V^{2/3} - b V                       (a/b + (V0^{1/3} - a/b) e^{-bt/3})³
+``power_law``                 dV/dt = a V^γ  (0 < γ < 1)                    (V0^{1-γ} + (1-γ) a t)^{1/(1-γ)}
 ============================  ============================================  =====================
 
 The Gompertz form and the reduced Gompertz model follow Vaghi et al. (2020): across animals the
@@ -43,7 +44,10 @@ __all__ = [
     "gompertz",
     "reduced_gompertz",
     "von_bertalanffy",
+    "power_law",
     "growth_simulator",
+    "gompertz_sensitivity",
+    "power_law_twin",
 ]
 
 
@@ -80,6 +84,17 @@ def von_bertalanffy(t: Any, v0: Any, a: Any, b: Any) -> pt.TensorVariable:
     u_inf = a / b
     u = u_inf + (v0 ** (1.0 / 3.0) - u_inf) * pt.exp(-b * t / 3.0)
     return u**3
+
+
+def power_law(t: Any, v0: Any, a: Any, gamma: Any) -> pt.TensorVariable:
+    """Power-law growth ``dV/dt = a V^gamma`` in closed form (log-space evaluation)."""
+    t = pt.as_tensor_variable(t)
+    g1 = 1.0 - gamma
+    return pt.exp(pt.log(v0**g1 + g1 * a * t) / g1)
+
+
+def _rhs_power_law(t, v, p):
+    return p["a"] * v ** p["gamma"]
 
 
 def _rhs_exponential(t, v, p):
@@ -159,6 +174,7 @@ GROWTH_MODELS: dict[str, GrowthModel] = {
     "von_bertalanffy": GrowthModel(
         "von_bertalanffy", ("a", "b"), {}, von_bertalanffy, _rhs_von_bertalanffy, _BENZEKRY,
     ),
+    "power_law": GrowthModel("power_law", ("a", "gamma"), {}, power_law, _rhs_power_law, _BENZEKRY),
 }
 
 
@@ -226,3 +242,43 @@ def growth_simulator(
 
     return ODESimulator(rhs=rhs, y0=y0, t0=0.0, n_steps=int(n_steps), output=out,
                         name=f"tumor_{model}_rk4")
+
+
+def gompertz_sensitivity(X: Any, *, k: float, beta: float, log_v0: float = 0.0) -> Any:
+    """Sensitivity directions of the reduced Gompertz log volume at ``(k, beta)``: shape (n, 2).
+
+    ``log V(t) = log_v0 e^{-beta t} + k (1 - e^{-beta t})``, so ``d log V / d k = 1 - e^{-beta t}``
+    and ``d log V / d log beta = beta t (k - log_v0) e^{-beta t}`` (input column 0 = days). These
+    are the directions an HSGP discrepancy is made orthogonal to
+    (:class:`vvuq_twin.HSGPDiscrepancy`, ``orthogonal_to``).
+    """
+    import numpy as np
+
+    t = np.asarray(X, float)
+    t = t[:, 0] if t.ndim == 2 else t
+    if not (np.isfinite(k) and np.isfinite(beta) and beta > 0):
+        raise ValueError(f"gompertz_sensitivity needs finite k and beta > 0, got k={k!r}, beta={beta!r}.")
+    e = np.exp(-beta * t)
+    return np.column_stack([1.0 - e, beta * t * (k - log_v0) * e])
+
+
+def power_law_twin(v0: float = 1.0) -> Any:
+    """The growth-law check: ``dV/dt = a_u V^gamma`` from ``V(0) = v0`` on the log-volume scale.
+
+    Per-mouse ``a`` pooled on the log scale, shared ``gamma ~ Beta(4, 2)`` (sub-exponential growth,
+    0 < gamma < 1; Benzekry et al. 2014 fit the power law to the same lung data), no discrepancy,
+    the same log-normal caliper error as the reduced-Gompertz twin. It has no carrying capacity.
+    """
+    import numpy as np
+
+    from vvuq_twin import Beta, GaussianObs, HalfNormal, Hierarchy, NoDiscrepancy, NormalPrior, Parameter, Twin
+
+    return Twin(
+        name="tumor_power_law_log",
+        simulator=growth_simulator("power_law", v0=float(v0), log_output=True),
+        parameters=[Parameter("a", NormalPrior(0.0, 1.5), per_unit=True, link="log", pop_scale=HalfNormal(0.5)),
+                    Parameter("gamma", Beta(4.0, 2.0))],
+        discrepancy=NoDiscrepancy(),
+        observation=GaussianObs(sigma=HalfNormal(0.5)),
+        hierarchy=Hierarchy(dim="mouse"),
+    )

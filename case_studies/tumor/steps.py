@@ -325,7 +325,8 @@ class CompareTwin(Step):
     Reported only (status RECORD): the figures compare the carrying capacity, the sampler
     diagnostics and the hold-out judgement of the loop's twin with those of ``twin`` (e.g. the
     same twin with an HSGP discrepancy), so that the summary shows what the discrepancy does to
-    the physical parameter and to the forecasts.
+    the physical parameter and to the forecasts. Its output is the alternative twin's
+    calibration (saved and restored on resume), so that a later step can decide under it.
     """
 
     kind = "validation"
@@ -343,6 +344,7 @@ class CompareTwin(Step):
         import warnings
 
         from vvuq_twin import calibrate, predict
+        from vvuq_twin.validation import crps
         from vvuq_twin.validation.judge import judge_predictive
 
         seed = ctx.step_seed(self.name)
@@ -352,13 +354,26 @@ class CompareTwin(Step):
             warnings.simplefilter("always")
             pred = predict(res, ho.x, unit=[str(u) for u in np.asarray(ho.unit)], rng=seed)
         d = pred["y"].stack(s=("chain", "draw")).transpose("s", ...).values
-        j = judge_predictive(np.asarray(ho.y, float), d.reshape(d.shape[0], -1), level=self.level, rng=seed)
-        k = res.posterior["k"].values.ravel()
+        d = d.reshape(d.shape[0], -1)
+        j = judge_predictive(np.asarray(ho.y, float), d, level=self.level, rng=seed)
+        has_k = "k" in res.posterior  # a growth law without a carrying capacity has none
+        k = res.posterior["k"].values.ravel() if has_k else np.full(1, np.nan)
         diag = res.diagnostics
-        vals = {"twin": self.label, "K_median_mm3": float(np.exp(np.median(k))),
-                "K_90_mm3": [float(v) for v in np.exp(np.quantile(k, [0.05, 0.95]))],
+        vals = {"twin": self.label, "K_median_mm3": float(np.exp(np.median(k))) if has_k else None,
+                "K_90_mm3": [float(v) for v in np.exp(np.quantile(k, [0.05, 0.95]))] if has_k else None,
+                "k_90": [float(v) for v in np.quantile(k, [0.05, 0.95])] if has_k else None,
                 "diagnostics_passed": bool(diag.passed), "diagnostics_failures": list(diag.failures),
-                "validation": j.to_dict(), "notes": sorted({str(w.message) for w in caught})}
-        return self._result(Status.RECORD, f"{self.label}: K = {vals['K_median_mm3']:.0f} mm³, validation "
+                "validation": j.to_dict(), "crps": float(np.mean(crps(d, np.asarray(ho.y, float)))),
+                "notes": sorted({str(w.message) for w in caught})}
+        kk = f"K = {vals['K_median_mm3']:.0f} mm³" if has_k else "no carrying capacity"
+        return self._result(Status.RECORD, f"{self.label}: {kk}, validation "
                                            f"{j.status} ({j.bias.value:.0%} of held-back readings above the "
-                                           "predictive median).", vals), None
+                                           "predictive median).", vals), res
+
+    def save(self, obj: Any, directory: Any, ctx: Any) -> None:
+        obj.to_netcdf(directory / "comparison.nc")
+
+    def load(self, directory: Any, ctx: Any, result: Any) -> Any:
+        from vvuq_twin.inference import load_result
+
+        return load_result(directory / "comparison.nc", twin=self.twin, data=ctx.split.calibration)

@@ -223,6 +223,106 @@ def test_decision_day_keeps_the_decisions_open(data_dir):
         decision_day(ds, 1000.0, 0.0)
 
 
+def test_gompertz_sensitivity_is_the_derivative_of_the_closed_form():
+    from case_studies.tumor.model import gompertz_sensitivity
+
+    t = np.linspace(0.0, 30.0, 31)
+    k, b, lv0 = 8.5, 0.09, 0.3
+
+    def logv(k, logb):
+        e = np.exp(-np.exp(logb) * t)
+        return lv0 * e + k * (1 - e)
+
+    G = gompertz_sensitivity(t[:, None], k=k, beta=b, log_v0=lv0)
+    h = 1e-6
+    np.testing.assert_allclose(G[:, 0], (logv(k + h, np.log(b)) - logv(k - h, np.log(b))) / (2 * h), atol=1e-7)
+    np.testing.assert_allclose(G[:, 1], (logv(k, np.log(b) + h) - logv(k, np.log(b) - h)) / (2 * h), atol=1e-6)
+    with pytest.raises(ValueError, match="beta > 0"):
+        gompertz_sensitivity(t, k=k, beta=-0.1)
+
+
+def test_orthogonal_tumor_discrepancy_is_orthogonal_to_k_and_beta_on_the_calibration_days(data_dir):
+    from case_studies.tumor.data import load_tumor, split_at_decision_day
+    from case_studies.tumor.model import gompertz_sensitivity
+    from case_studies.tumor.run import build_twin
+    from case_studies.tumor.scenarios import pooled_gompertz_fit
+    from vvuq_twin.twin.discrepancy import _hsgp_basis
+
+    ds, _ = load_tumor(data_dir)
+    cal = split_at_decision_day(ds, 1000.0)["calibration"]
+    fit = pooled_gompertz_fit(cal.x[:, 0], cal.y, cal.unit)
+    X = np.asarray(cal.x, float)
+    orth = build_twin(discrepancy="orthogonal", reference=(fit["k"], fit["beta_geomean"])).discrepancy.frozen(X)
+    free = build_twin(discrepancy="hsgp").discrepancy.frozen(X)
+    G = gompertz_sensitivity(X, k=fit["k"], beta=fit["beta_geomean"])
+    phi_o, _ = _hsgp_basis(orth, X)
+    phi_f, _ = _hsgp_basis(free, X)
+    np.testing.assert_allclose(G.T @ phi_o, 0.0, atol=1e-9)
+    # the unconstrained basis overlaps the growth law's directions (that is the confounding)
+    assert np.abs(G.T @ phi_f).max() > 1.0
+    with pytest.raises(ValueError, match="needs reference"):
+        build_twin(discrepancy="orthogonal")
+    with pytest.raises(ValueError, match="discrepancy must be one of"):
+        build_twin(discrepancy="gp")
+
+
+def test_power_law_growth_model_solves_its_ode():
+    from case_studies.tumor.model import GROWTH_MODELS
+
+    gm = GROWTH_MODELS["power_law"]
+    t = np.linspace(0.0, 20.0, 2001)
+    a, g, v0 = 1.1, 0.75, 2.0
+    v = gm.volume(t, v0, {"a": a, "gamma": g}).eval()
+    assert v[0] == pytest.approx(v0)
+    # dV/dt = a V^gamma (central differences) and the closed form (V0^(1-g) + (1-g) a t)^(1/(1-g))
+    np.testing.assert_allclose(np.gradient(v, t)[1:-1], a * v[1:-1] ** g, rtol=1e-4)
+    np.testing.assert_allclose(v, (v0 ** (1 - g) + (1 - g) * a * t) ** (1 / (1 - g)), rtol=1e-10)
+
+
+def test_power_law_and_power_error_fits_recover_their_parameters():
+    from case_studies.tumor.diagnosis import _power_law, power_error_fit, power_law_fit
+
+    t = np.arange(3.0, 20.0)
+    a = {"m1": 0.9, "m2": 1.3, "m3": 1.1}
+    ts, us = np.concatenate([t] * 3), np.repeat(list(a), t.size)
+    y = np.concatenate([_power_law(t, v, 0.75) for v in a.values()])
+    fit = power_law_fit(ts, y, us)
+    assert fit["gamma"] == pytest.approx(0.75, abs=1e-5)
+    for m, v in a.items():
+        assert fit["a"][m] == pytest.approx(v, rel=1e-4)
+    # closed form of dV/dt = a V^gamma from V(0) = 1: log V = log(1 + (1 - gamma) a t) / (1 - gamma)
+    assert _power_law(np.array([2.0]), np.array([1.0]), 0.5)[0] == pytest.approx(2 * np.log(2.0))
+    # noise whose sd on log V scales as (V / 100)^g with g = -0.5: the exponent is recovered
+    rng = np.random.default_rng(4)
+    beta = {f"m{i}": b for i, b in enumerate(rng.uniform(0.07, 0.13, 40))}
+    tt = np.tile(np.arange(4.0, 16.0), 40)
+    uu = np.repeat(list(beta), 12)
+    m = 8.5 * (1 - np.exp(-np.array([beta[u] for u in uu]) * tt))
+    yy = m + 0.2 * np.exp(-0.5 * (m - np.log(100.0))) * rng.normal(size=m.size)
+    pe = power_error_fit(tt, yy, uu)
+    assert pe["converged"] and pe["g"] == pytest.approx(-0.5, abs=0.12) and pe["k"] == pytest.approx(8.5, abs=0.15)
+    with pytest.raises(ValueError, match="same length"):
+        power_law_fit(t, y, us)
+
+
+def test_choose_twin_rule():
+    from case_studies.tumor.report import choose_twin
+
+    def row(ok, k90, status, crps):
+        return {"diagnostics_passed": ok, "k_90": k90, "validation_status": status, "crps": crps}
+
+    twins = {"none": row(True, [8.0, 9.0], "FAIL", 0.20), "hsgp": row(False, [7.0, 9.0], "FAIL", 0.10),
+             "orthogonal": row(True, [8.2, 9.1], "FAIL", 0.22)}
+    # the HSGP twin has the lowest CRPS but its sampler failed: not eligible
+    c = choose_twin(twins, 8.5)
+    assert c["choice"] == "none" and c["eligible"] == ["none", "orthogonal"] and c["passing_validation"] == []
+    # a passing validation is preferred over a lower CRPS
+    twins["orthogonal"]["validation_status"] = "PASS"
+    assert choose_twin(twins, 8.5)["choice"] == "orthogonal"
+    # a twin whose k interval misses the least-squares k is not identified: not eligible
+    assert choose_twin(twins, 8.1)["choice"] == "none"
+
+
 # ------------------------------------------------------------------ bad input (fast)
 def test_tumor_bad_input_is_refused(tmp_path):
     from case_studies.tumor.run import run
@@ -239,6 +339,8 @@ def test_tumor_bad_input_is_refused(tmp_path):
         run(tmp_path, tmp_path, seed=-3)
     with pytest.raises(ValueError, match="sbc_sims must be >= 2"):
         run(tmp_path, tmp_path, sbc_sims=1)
+    with pytest.raises(ValueError, match=r"discrepancy must be one of \['none', 'hsgp', 'orthogonal'\]"):
+        run(tmp_path, tmp_path, discrepancy="gp")
     with pytest.raises(DataDirectoryError, match="tumor_lung_llc_volumes.tsv"):
         run(tmp_path, tmp_path / "out")
 
@@ -251,7 +353,11 @@ def _step(s, name):
 @pytest.mark.slow
 def test_tumor_steps_and_standard_keys(tumor):
     names = [r["step"] for r in tumor["loop"]["steps"]]
-    assert names == ["verify", "sbc", "calibrate", "validate", "compare_discrepancy", "decisions", "sensitivity", "decide", "steer",
+    from case_studies.tumor.run import DISCREPANCIES
+
+    compare = [f"compare_{n}" for n in DISCREPANCIES if n != tumor["discrepancy"]] + ["compare_power_law"]
+    assert names == ["verify", "sbc", "calibrate", "validate", *compare, "decisions", "decisions_power_law",
+                     "sensitivity", "decide", "steer",
                      "assimilate", "validate_after", "decide_after", "operate"]
     assert tumor["case"] == "tumor" and tumor["quick"] is True and tumor["seed"] == 1
     assert tumor["n_train"] == 122 and tumor["n_holdout"] == 66 and tumor["t_now"] == 15.0
@@ -306,6 +412,20 @@ def test_tumor_decisions_open_and_judged_against_the_binomial_band(tumor):
 
 
 @pytest.mark.slow
+def test_tumor_decisions_under_the_power_law_judged_against_the_same_band(tumor):
+    from case_studies.tumor.steps import exceedance_band
+
+    d = _step(tumor, "decisions_power_law")["values"]
+    real = d["realised"]
+    assert tumor["decisions_power_law"]["realised"] == real
+    assert len(d["mice"]) == 20 and sum(d["decision_counts"].values()) == 20
+    judged = [r for r in d["mice"] if r["judged"]]
+    assert real["n_judged"] == len(judged) and real["n_violated"] == sum(r["violated"] for r in judged)
+    assert real["band"] == list(exceedance_band(len(judged), 0.1))
+    assert (real["status"] == "PASS") == (real["band"][0] <= real["rate"] <= real["band"][1])
+
+
+@pytest.mark.slow
 def test_tumor_focus_mouse_has_the_largest_goal_oriented_utility(tumor):
     rows = [r for r in tumor["decisions"] if r["utility"] is not None]
     best = max(rows, key=lambda r: (r["utility"], r["mouse"]))
@@ -346,20 +466,63 @@ def test_tumor_structural_correlation_matches_vaghi_2020(tumor, data_dir):
 
 
 @pytest.mark.slow
-def test_tumor_carrying_capacity_against_the_no_discrepancy_fit(tumor):
-    # independent fit: least squares of the same reduced Gompertz without discrepancy lies in the
-    # loop twin's (no-discrepancy) 90% interval of k
-    assert tumor["discrepancy"] == "none"
-    k_lo, k_hi = tumor["k_90"]
-    assert k_lo < tumor["k_no_discrepancy_fit"] < k_hi
+def test_tumor_carrying_capacity_with_and_without_the_orthogonal_discrepancy(tumor):
+    from case_studies.tumor.report import choose_twin
+
+    tw = tumor["twins"]
+    assert set(tw) == {"none", "hsgp", "orthogonal", "power_law"} and tw[tumor["discrepancy"]]["K_median_mm3"] == pytest.approx(
+        tumor["K_median_mm3"])
+    k_ls = tumor["k_no_discrepancy_fit"]
+    # independent fit: least squares of the reduced Gompertz without discrepancy lies in the
+    # 90% interval of k of the twin without discrepancy and of the orthogonal one
+    for n in ("none", "orthogonal"):
+        assert tw[n]["k_90"][0] < k_ls < tw[n]["k_90"][1], (n, tw[n]["k_90"], k_ls)
+        assert tw[n]["diagnostics_passed"], n
+    # the unconstrained HSGP is confounded with K: lower, and further from the least-squares fit
+    # than the orthogonal one (which keeps K within 30% of it)
+    assert tw["hsgp"]["K_median_mm3"] < tw["none"]["K_median_mm3"]
+    d_orth = abs(np.log(tw["orthogonal"]["K_median_mm3"]) - k_ls)
+    assert d_orth < abs(np.log(tw["hsgp"]["K_median_mm3"]) - k_ls) and d_orth < np.log(1.3)
     assert tumor["K_ratio_to_no_discrepancy_fit"] == pytest.approx(
         tumor["K_median_mm3"] / tumor["K_no_discrepancy_fit_mm3"])
     assert 0.03 < tumor["beta_median"] < 0.4
-    # the HSGP twin beside it: confounded, its carrying capacity is lower
-    c = tumor["comparison"]
-    assert c["twin"] == "with HSGP discrepancy"
-    assert c["K_median_mm3"] < tumor["K_median_mm3"]
-    assert c["validation"]["median_bias"]["value"] >= tumor["median_bias"]
+    # every twin is judged on the same hold-out with the PIT-bias statistic, its band and the CRPS
+    for t in tw.values():
+        assert 0.0 <= t["median_bias"] <= 1.0 and t["crps"] > 0
+        lo, hi = t["median_bias_band"]
+        assert (t["median_bias_status"] == "FAIL") == (not lo <= t["median_bias"] <= hi)
+    ch = tumor["twin_choice"]
+    assert ch["choice"] == choose_twin(tw, k_ls)["choice"] and ch["loop_twin"] == tumor["discrepancy"]
+    assert ch["loop_twin_is_choice"] == (ch["choice"] == tumor["discrepancy"])
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue #15 (tumor): the validation evidence chooses the power-law twin "
+                   "(median bias in its band, lowest CRPS) but the case's decision chain (carrying capacity, "
+                   "inoculum scenarios, SBC quantities) is built on the reduced Gompertz twin without discrepancy")
+def test_tumor_loop_twin_is_the_one_the_evidence_chooses(tumor):
+    assert tumor["twin_choice"]["loop_twin_is_choice"], tumor["twin_choice"]
+
+
+@pytest.mark.slow
+def test_tumor_forecast_bias_diagnosis(tumor):
+    """The twin's law as a point fit is biased like the twin; laws with more late growth are not."""
+    d = tumor["forecast_bias_diagnosis"]
+    v = d["variants"]
+    lo, hi = tumor["median_bias_band"]
+    # the point fit of the twin's law reproduces the Bayesian twin's bias (same law, same data)
+    assert v["reduced_gompertz"]["fraction_above"] == pytest.approx(tumor["median_bias"], abs=0.05)
+    assert v["reduced_gompertz"]["K_mm3"] == pytest.approx(tumor["K_no_discrepancy_fit_mm3"])
+    # a per-mouse carrying capacity does not remove it; a power law or per-mouse Gompertz do
+    assert v["reduced_gompertz_per_mouse_k"]["fraction_above"] > hi
+    for n in ("power_law", "gompertz_per_mouse"):
+        assert lo <= v[n]["fraction_above"] <= hi and abs(v[n]["mean_log_residual"]) < 0.1, n
+    # down-weighting the small early volumes swings the forecast high and K far up
+    pe = v["reduced_gompertz_power_error"]
+    assert pe["g"] < 0 and pe["fraction_above"] < 0.5 and pe["K_mm3"] > 3 * v["reduced_gompertz"]["K_mm3"]
+    # the misfit has a shape in time: under-predicted at days 14-15, over-predicted at days 9-13
+    r = d["calibration_residual_by_day"]
+    assert r["14"] > 0 and r["15"] > 0 and all(r[str(day)] < 0 for day in range(9, 14))
 
 
 @pytest.mark.slow

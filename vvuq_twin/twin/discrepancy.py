@@ -8,7 +8,9 @@ simulator at the best parameter values.
   Brynjarsdottir & O'Hagan 2014 for the theta/delta confounding when physics says the model is
   exact at x0).
 * :class:`HSGPDiscrepancy` - the Hilbert-space approximate GP (``pm.gp.HSGP``) for large n,
-  shared or per unit (shared basis, per-unit coefficients).
+  shared or per unit (shared basis, per-unit coefficients), optionally orthogonal to the
+  simulator's sensitivity directions (``orthogonal_to``; Plumlee 2017), so that the discrepancy
+  cannot take over what a change of the physical parameters explains.
 
 Each discrepancy registers itself in the model being built and can be evaluated at new inputs
 from the posterior (GP conditional, not a re-draw from the prior).
@@ -99,6 +101,8 @@ class HSGPState:
     beta: pt.TensorVariable
     sqrt_psd: pt.TensorVariable
     cols: list[int]
+    #: coefficients ``A`` (p, nb) of the orthogonal projection (``orthogonal_to``), or None
+    ortho: np.ndarray | None = None
 
 
 def _value(v: Prior | float, name: str):
@@ -605,6 +609,20 @@ class HSGPDiscrepancy(Discrepancy):
         Fixed basis geometry (centre of the inputs and boundary per dimension). Default: from
         the inputs the model is built on; :meth:`frozen` fixes them from the calibration inputs
         (data assimilation does this, so that new batches use the calibration basis).
+    orthogonal_to : callable, optional
+        ``orthogonal_to(X) -> G`` of shape (n, p): the simulator's sensitivity directions at the
+        inputs ``X`` (n, d), e.g. ``d eta / d theta`` at a reference parameter value. Each basis
+        function is replaced by its residual after least-squares projection on the columns of
+        ``G`` over the reference inputs, ``phi~(x) = phi(x) - g(x) A`` with
+        ``A = (G_r' G_r)^{-1} G_r' Phi_r``, so that every draw of delta is orthogonal to the
+        directions on those inputs (the orthogonal discrepancy of Plumlee 2017, JASA 112:1274;
+        the identifiability lesson of Brynjarsdottir & O'Hagan 2014). With a linear simulator
+        and Gaussian noise the posterior mean of its parameters is then the least-squares
+        estimate, whatever the discrepancy's hyperparameters. The directions depend on the
+        reference parameters only through ``orthogonal_to``: compute them at a plug-in estimate.
+    orthogonal_inputs : array, optional
+        Inputs (n_r, d) of the inner product. Default: the inputs the model is built on;
+        :meth:`frozen` fixes them from the calibration inputs.
     """
 
     m: int | Sequence[int] = 30
@@ -616,6 +634,8 @@ class HSGPDiscrepancy(Discrepancy):
     per_unit: bool = False
     center: Sequence[float] | None = None
     L: Sequence[float] | None = None
+    orthogonal_to: Callable[[np.ndarray], Any] | None = None
+    orthogonal_inputs: Any = None
     frozen_from_data: tuple = field(default=(), repr=False)
 
     def frozen(self, X: np.ndarray) -> "HSGPDiscrepancy":
@@ -628,9 +648,12 @@ class HSGPDiscrepancy(Discrepancy):
         same declaration hash (the geometry is a function of the calibration data, which are
         hashed apart).
         """
-        if self.frozen_from_data or (self.center is not None and self.L is not None and self.ls is not None):
+        ortho_done = self.orthogonal_to is None or self.orthogonal_inputs is not None
+        if self.frozen_from_data or (self.center is not None and self.L is not None and self.ls is not None
+                                     and ortho_done):
             return self
         derived = tuple(n for n in ("center", "L", "ls") if getattr(self, n) is None)
+        derived += () if ortho_done else ("orthogonal_inputs",)
         X = np.asarray(X, float)
         X = X[:, None] if X.ndim == 1 else X
         cols = self._cols(X)
@@ -642,6 +665,7 @@ class HSGPDiscrepancy(Discrepancy):
             center=list(map(float, center)) if self.center is None else self.center,
             L=list(map(float, L)) if self.L is None else self.L,
             ls=self.ls if self.ls is not None else _default_ls(X, cols),
+            orthogonal_inputs=self.orthogonal_inputs if ortho_done else X.copy(),
             frozen_from_data=derived,
         )
 
@@ -655,9 +679,53 @@ class HSGPDiscrepancy(Discrepancy):
         if self.ls is not None:
             self.ls = as_prior(self.ls, "HSGPDiscrepancy.ls", positive=True)
         self.eta = as_prior(self.eta, "HSGPDiscrepancy.eta", positive=True)
+        if self.orthogonal_to is not None and not callable(self.orthogonal_to):
+            raise TwinSpecificationError(
+                "HSGPDiscrepancy.orthogonal_to must be a callable X (n, d) -> sensitivity directions "
+                f"(n, p), got {type(self.orthogonal_to).__name__}."
+            )
+        if self.orthogonal_inputs is not None and self.orthogonal_to is None:
+            raise TwinSpecificationError(
+                "HSGPDiscrepancy.orthogonal_inputs is given but orthogonal_to is not: pass the "
+                "sensitivity directions orthogonal_to=callable, or drop orthogonal_inputs."
+            )
 
     def _cols(self, X):
         return list(range(X.shape[1])) if self.columns is None else [int(c) for c in self.columns]
+
+    def directions(self, X: np.ndarray) -> np.ndarray:
+        """The sensitivity directions ``orthogonal_to(X)`` as a checked (n, p) array."""
+        X = np.asarray(X, float)
+        X = X[:, None] if X.ndim == 1 else X
+        G = np.asarray(self.orthogonal_to(X), float)
+        G = G[:, None] if G.ndim == 1 else G
+        if G.ndim != 2 or G.shape[0] != X.shape[0]:
+            raise TwinSpecificationError(
+                f"HSGPDiscrepancy.orthogonal_to returned shape {G.shape} for {X.shape[0]} inputs; it must "
+                "return one row of sensitivity directions per input row, shape (n, p)."
+            )
+        if not np.all(np.isfinite(G)):
+            raise TwinSpecificationError("HSGPDiscrepancy.orthogonal_to returned NaN or inf directions; "
+                                         "check the reference parameters it is evaluated at.")
+        return G
+
+    def _ortho_coef(self, X_ref: np.ndarray, phi_ref: np.ndarray) -> np.ndarray:
+        """``A = (G_r' G_r)^{-1} G_r' Phi_r``: the projection of the basis on the directions."""
+        G = self.directions(X_ref)
+        if np.linalg.matrix_rank(G) < G.shape[1]:
+            raise TwinSpecificationError(
+                f"HSGPDiscrepancy.orthogonal_to: the {G.shape[1]} sensitivity directions are linearly "
+                f"dependent on the {G.shape[0]} reference inputs (rank {np.linalg.matrix_rank(G)}); drop "
+                "the redundant directions (a parameter the data cannot identify needs a prior, not an "
+                "orthogonality constraint)."
+            )
+        return np.linalg.lstsq(G, phi_ref, rcond=None)[0]
+
+    def _ref_inputs(self, X: np.ndarray) -> np.ndarray:
+        if self.orthogonal_inputs is None:
+            return np.asarray(X, float)
+        R = np.asarray(self.orthogonal_inputs, float)
+        return R[:, None] if R.ndim == 1 else R
 
     def validate(self, X):
         cols = self._cols(X)
@@ -687,6 +755,12 @@ class HSGPDiscrepancy(Discrepancy):
         Z = ctx.X[:, cols].astype(float)
         phi, sqrt_psd = gp.prior_linearized(Z)
         gp._L = gp.L.eval()  # freeze the boundary so prediction reuses the training basis
+        ortho = None
+        if self.orthogonal_to is not None:
+            R = self._ref_inputs(ctx.X)
+            phi_r = gp.prior_linearized(R[:, cols].astype(float))[0].eval()
+            ortho = self._ortho_coef(R, phi_r)
+            phi = phi - pt.as_tensor_variable(self.directions(ctx.X) @ ortho)
         nb = int(np.prod(m))
         if self.per_unit:
             beta = pm.Normal(f"{name}_hsgp_coeffs", 0.0, 1.0, shape=(ctx.n_units, nb))
@@ -694,11 +768,13 @@ class HSGPDiscrepancy(Discrepancy):
         else:
             beta = pm.Normal(f"{name}_hsgp_coeffs", 0.0, 1.0, shape=(nb,))
             f = phi @ (beta * sqrt_psd)
-        return f, HSGPState(gp=gp, beta=beta, sqrt_psd=sqrt_psd, cols=cols)
+        return f, HSGPState(gp=gp, beta=beta, sqrt_psd=sqrt_psd, cols=cols, ortho=ortho)
 
     def _at(self, state, ctx, X_new, unit_idx_new, new_unit, name, cond=None):
         gp, beta, sqrt_psd, cols = state.gp, state.beta, state.sqrt_psd, state.cols
         phi_new, _ = gp.prior_linearized(X_new[:, cols].astype(float))
+        if state.ortho is not None:
+            phi_new = phi_new - pt.as_tensor_variable(self.directions(X_new) @ state.ortho)
         if self.per_unit:
             if new_unit:
                 b = pm.Normal(f"{name}_hsgp_coeffs_new", 0.0, 1.0, shape=(beta.shape[1],))
@@ -729,7 +805,16 @@ class HSGPDiscrepancy(Discrepancy):
             # calibration inputs (frozen) is not (the data are hashed apart)
             **{k: list(map(float, np.atleast_1d(getattr(self, k)))) for k in ("center", "L")
                if getattr(self, k) is not None and k not in self.frozen_from_data},
+            **({} if self.orthogonal_to is None else {"orthogonal_to": _source_hash(self.orthogonal_to)}),
+            **({} if self.orthogonal_inputs is None or "orthogonal_inputs" in self.frozen_from_data
+               else {"orthogonal_inputs": np.asarray(self.orthogonal_inputs, float).tolist()}),
         }
+
+
+def _source_hash(fn: Any) -> str:
+    from .simulators import source_hash
+
+    return source_hash(fn)
 
 
 # ---------------------------------------------------------------------------- numpy answers
@@ -864,21 +949,32 @@ def _hsgp_terms(self, X, name="delta", marginal=False):
 
 
 def _hsgp_basis(self, X) -> tuple[np.ndarray, np.ndarray]:
-    """Basis ``phi`` (n, nb) and frequencies ``omega`` (nb, D) as ``pm.gp.HSGP`` builds them."""
+    """Basis ``phi`` (n, nb) and frequencies ``omega`` (nb, D) as ``pm.gp.HSGP`` builds them
+    (projected on the orthogonal complement of the sensitivity directions with ``orthogonal_to``)."""
     from pymc.gp.hsgp_approx import calc_eigenvalues
 
     X = np.asarray(X, float)
-    Z = X[:, self._cols(X)]
+    X = X[:, None] if X.ndim == 1 else X
+    cols = self._cols(X)
+    Z = X[:, cols]
     center = (np.asarray(self.center, float) if self.center is not None
               else (Z.max(axis=0) + Z.min(axis=0)) / 2)
-    Zs = Z - center
     L = (np.asarray(np.atleast_1d(self.L), float) if self.L is not None
-         else self.c * np.abs(Zs).max(axis=0))
+         else self.c * np.abs(Z - center).max(axis=0))
     m = [int(self.m)] * Z.shape[1] if np.isscalar(self.m) else [int(v) for v in self.m]
     eig = np.asarray(calc_eigenvalues(L, m), float)
-    phi = np.ones((Z.shape[0], eig.shape[0]))
-    for d in range(Z.shape[1]):
-        phi *= np.sin(np.sqrt(eig[:, d])[None, :] * (Zs[:, d][:, None] + L[d])) / np.sqrt(L[d])
+
+    def basis(Zb: np.ndarray) -> np.ndarray:
+        Zs = Zb - center
+        phi = np.ones((Zb.shape[0], eig.shape[0]))
+        for d in range(Zb.shape[1]):
+            phi *= np.sin(np.sqrt(eig[:, d])[None, :] * (Zs[:, d][:, None] + L[d])) / np.sqrt(L[d])
+        return phi
+
+    phi = basis(Z)
+    if self.orthogonal_to is not None:
+        R = self._ref_inputs(X)
+        phi = phi - self.directions(X) @ self._ortho_coef(R, basis(R[:, cols]))
     return phi, np.sqrt(eig)
 
 
