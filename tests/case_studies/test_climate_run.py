@@ -260,6 +260,24 @@ def test_min_informative_n_against_the_binomial_bands_of_the_judge():
         L.min_informative_n(n_max=10)
 
 
+def test_lfo_resample_uniform_when_the_future_is_uninformative_and_flags_a_collapse():
+    """Equal future log-densities: uniform weights (ESS = n, k-hat small); one draw explaining
+    the future far better than the rest: ESS ~ 1 and k-hat > 0.7 (unreliable, refit needed).
+    A moderate tilt reproduces the importance-weighted mean of an independent computation."""
+    rng = np.random.default_rng(1)
+    n = 4000
+    idx, k, ess = L.lfo_resample(np.full((n, 3), -1.0), rng)
+    assert ess == pytest.approx(n) and k < 0.5
+    ll = np.zeros((n, 2))
+    ll[7] = -200.0  # removing these years favours draw 7 enormously
+    idx, k, ess = L.lfo_resample(ll, rng)
+    assert k > 0.7 and ess < 5
+    theta = rng.normal(size=n)
+    ll = (0.5 * theta)[:, None] * np.ones((1, 2))  # weights exp(-theta): tilts the mean to -1
+    idx, k, ess = L.lfo_resample(ll, rng)
+    assert k < 0.7 and theta[idx].mean() == pytest.approx(-1.0, abs=0.1)
+
+
 def test_compare_crps_step_passes_and_fails():
     from vvuq_twin.loop import DataSplit, LoopContext, StepResult
 
@@ -344,6 +362,20 @@ def test_climate_enso_coefficient_matches_an_independent_regression(climate, dat
     b = climate["noise_and_enso"]["beta_enso"]
     assert 0.05 < b["mean"] < 0.15 and b["sd"] < 0.03
     assert abs(b["mean"] - ols) < 0.03, (b, ols)
+
+
+@pytest.mark.slow
+def test_climate_rolling_origins_are_used_only_where_importance_sampling_is_reliable(climate):
+    """PSIS leave-future-out at 1992-2007: an origin is used iff both Pareto k-hat <= 0.7; the
+    pooled paired test covers exactly the used origins' years."""
+    r = climate["rolling_origin"]
+    assert sorted(r["k_hat"], key=int) == ["1992", "1997", "2002", "2007"]
+    for o, ks in r["k_hat"].items():
+        assert (int(o) in r["origins_used"]) == (max(ks) <= 0.7)
+    if r["origins_used"]:
+        assert r["pooled"]["n"] == 5 * len(r["origins_used"])
+    else:
+        assert r["pooled"] is None
 
 
 @pytest.mark.slow
