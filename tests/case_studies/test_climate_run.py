@@ -4,12 +4,18 @@ read through typed step results and summary keys.
 
 Fast tests (no run): the closed-form EBM against the RK4 integrator, the declaration's HSGP
 discrepancy at years beyond the data against an independent basis (and PyMC's), the exact
-chance-constrained decision, the ECS/TCR contraction (known answers 0 and ~1), bad input.
+chance-constrained decision (also with tied draws), the ECS/TCR contraction (known answers 0
+and ~1), the Niño-3.4 annual index against an independent pandas computation, the ENSO term
+of the simulator, AR(1) forecast paths against their conditional law, the paired CRPS test
+against scipy's paired t-test, the CRPS step's PASS/WARN/FAIL, the PSIS leave-future-out
+resampling (uniform, collapsed, tilted), the hold-out size the judge's bands need, bad input.
 
 Slow tests share one quick run (seed 1): sampler diagnostics PASS, verification NOT APPLICABLE,
-assimilation does not make the forecast of the later years worse (CRPS and coverage), the twin
-decides from all data to 2022 on the chance constraint, the discrepancy's spread grows with
-the horizon, ECS/TCR contraction and consistency with AR6, SSP worlds ordered.
+assimilation does not make the forecast of the later years significantly worse (paired CRPS)
+and keeps them covered, beta_enso against an independent regression, rolling origins used
+only where importance sampling is reliable, the twin decides from all data to 2022 on the
+chance constraint, the discrepancy's spread grows with the horizon, ECS/TCR contraction and
+consistency with AR6, SSP worlds ordered.
 """
 
 from __future__ import annotations
