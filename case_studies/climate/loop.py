@@ -392,7 +392,9 @@ class ForecastValidate(Validate):
         lo, hi = np.quantile(y_draws, [(1 - self.level) / 2, (1 + self.level) / 2], axis=0)
         c = np.asarray(crps(y_draws, y_obs), float)
         c_se = _crps_mc_se(y_draws, y_obs)
-        vals = {**j.to_dict(), "n_points": int(y_obs.size), "level": self.level, "n_out_of_domain": 0,
+        xh = np.asarray(res.data.x, float)[:, 0]
+        n_out = int(np.sum((x < xh.min()) | (x > xh.max())))  # beyond the years the twin has seen
+        vals = {**j.to_dict(), "n_points": int(y_obs.size), "level": self.level, "n_out_of_domain": n_out,
                 "crps": float(c.mean()), "crps_points": c.tolist(), "crps_mc_se": c_se.tolist(),
                 "years": [int(v) for v in x], "forecast": info,
                 "points": {"y": y_obs.tolist(), "lower": lo.tolist(), "upper": hi.tolist(),
@@ -400,6 +402,8 @@ class ForecastValidate(Validate):
         st = {"PASS": Status.PASS, "FAIL": Status.FAIL}.get(j.status, Status.NOT_INFORMATIVE)
         parts = [f"Forecast from {info['origin']} with its AR(1) residual propagated", j.coverage.note,
                  j.bias.note, f"PIT uniformity (KS) {j.uniformity['status']}"]
+        if n_out:
+            parts.append(f"{n_out} of {y_obs.size} points lie after the twin's data (a forecast: extrapolation in time)")
         reason = " ".join(p if p.endswith(".") else p + "." for p in parts)
         if st is Status.FAIL:
             vals["failures"] = [c_.note for c_ in (j.coverage, j.bias) if c_.status == "FAIL"] + (
