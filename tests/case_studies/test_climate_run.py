@@ -4,12 +4,18 @@ read through typed step results and summary keys.
 
 Fast tests (no run): the closed-form EBM against the RK4 integrator, the declaration's HSGP
 discrepancy at years beyond the data against an independent basis (and PyMC's), the exact
-chance-constrained decision, the ECS/TCR contraction (known answers 0 and ~1), bad input.
+chance-constrained decision (also with tied draws), the ECS/TCR contraction (known answers 0
+and ~1), the Niño-3.4 annual index against an independent pandas computation, the ENSO term
+of the simulator, AR(1) forecast paths against their conditional law, the paired CRPS test
+against scipy's paired t-test, the CRPS step's PASS/WARN/FAIL, the PSIS leave-future-out
+resampling (uniform, collapsed, tilted), the hold-out size the judge's bands need, bad input.
 
 Slow tests share one quick run (seed 1): sampler diagnostics PASS, verification NOT APPLICABLE,
-assimilation does not make the forecast of the later years worse (CRPS and coverage), the twin
-decides from all data to 2022 on the chance constraint, the discrepancy's spread grows with
-the horizon, ECS/TCR contraction and consistency with AR6, SSP worlds ordered.
+assimilation does not make the forecast of the later years significantly worse (paired CRPS)
+and keeps them covered, beta_enso against an independent regression, rolling origins used
+only where importance sampling is reliable, the twin decides from all data to 2022 on the
+chance constraint, the discrepancy's spread grows with the horizon, ECS/TCR contraction and
+consistency with AR6, SSP worlds ordered.
 """
 
 from __future__ import annotations
@@ -32,9 +38,14 @@ G = GEOFFROY_CMIP5_MEAN
 @pytest.fixture(scope="module")
 def climate(data_dir, tmp_path_factory):
     pytest.importorskip("fair")
+    import os
+
     from case_studies.climate.run import run
 
-    return run(data_dir, tmp_path_factory.mktemp("climate"), seed=1, quick=True)
+    # VVUQ_TWIN_CASE_OUT (as in the validation suite) keeps the loop's saved steps: a rerun resumes
+    out = os.environ.get("VVUQ_TWIN_CASE_OUT")
+    return run(data_dir, os.path.join(out, "climate") if out else tmp_path_factory.mktemp("climate"),
+               seed=1, quick=True)
 
 
 def _params(n: int = 1) -> dict[str, np.ndarray]:
@@ -118,6 +129,8 @@ def test_warming_is_affine_in_the_path_and_the_decision_exact():
     assert out["feasible"] and np.mean(w.at(s) > L.THRESHOLD_C) <= 0.33
     assert np.mean(w.at(s + 1e-6) > L.THRESHOLD_C) > 0.33  # the largest such s
     assert out["p_exceed"] == pytest.approx(np.mean(w.at(s) > L.THRESHOLD_C))
+    tied = L.path_decision(0.33, (-1.0, 1.5))(np.repeat(np.arange(10.0) / 10, 3), 0)  # every value 3 times
+    assert tied["p_exceed"] == pytest.approx(0.3) and tied["n_at_scale"] == 3 and tied["path_scale"] == 0.3
     # infeasible and bounded cases
     assert not L.path_decision(0.33, (-1.0, 1.5))(np.full(10, -5.0), 0)["feasible"]
     top = L.path_decision(0.33, (-1.0, 1.5))(np.full(10, 9.0), 0)
@@ -165,6 +178,133 @@ def test_assimilate_batches_refuses_a_missing_batch():
         step._batches(ctx)
 
 
+def test_nino34_index_is_the_lagged_annual_mean_of_the_shipped_months():
+    """Annual ENSO index = mean of Oct(Y-1)..Sep(Y) of the monthly file (independent pandas
+    computation); no index before the record; 2022 from its 7 months; bad lag refused."""
+    import pandas as pd
+    from pathlib import Path
+
+    from case_studies.climate.data import NINO34_FILE, load_nino34
+
+    df = pd.read_csv(Path(L.__file__).with_name(NINO34_FILE), comment="#")
+    m = df.set_index(["year", "month"])["nino34_anom"]
+    want_2016 = np.mean([m[(2015, k)] for k in (10, 11, 12)] + [m[(2016, k)] for k in range(1, 10)])
+    want_2022 = np.mean([m[(2021, k)] for k in (10, 11, 12)] + [m[(2022, k)] for k in range(1, 5)])
+    idx, known, prov = load_nino34([1850, 2016, 2022, 2023])
+    assert not known[0] and idx[0] == 0.0 and not known[3]
+    assert idx[1] == pytest.approx(want_2016, abs=1e-12) and idx[1] > 1.0  # the 2015-16 El Nino
+    assert idx[2] == pytest.approx(want_2022, abs=1e-12) and idx[2] < -0.8  # the 2020-22 La Nina
+    assert prov.checksum_verified
+    with pytest.raises(ValueError, match="lag_months must be in 0..11"):
+        load_nino34([2000], lag_months=12)
+
+
+def test_enso_regressor_enters_the_simulator_after_the_reference():
+    """With beta_enso the simulator adds beta * index to the ENSO-free anomaly exactly."""
+    years = np.arange(1750, 2023)
+    f = np.linspace(0.0, 2.5, years.size)
+    enso = np.sin(years / 3.0)
+    t0 = build_twin(years, f)
+    t1 = build_twin(years, f, enso=enso)
+    assert "beta_enso" in t1.parameter_names and "beta_enso" not in t0.parameter_names
+    x = np.array([[1900.0], [2016.0], [2022.0]])
+    p = {k: float(v[0]) for k, v in _params().items()}
+    a0 = t0.simulator(x, p).eval()
+    a1 = t1.simulator(x, p | {"beta_enso": 0.1}).eval()
+    np.testing.assert_allclose(a1 - a0, 0.1 * enso[[150, 266, 272]], atol=1e-10)
+    with pytest.raises(ValueError, match="enso must be finite"):
+        build_twin(years, f, enso=enso[:-1])
+
+
+def test_ar1_paths_match_the_conditional_law():
+    """Given e_0, e_k ~ N(phi^k e_0, sd^2 (1 - phi^2k) / (1 - phi^2)); phi = 0 forgets e_0."""
+    rng = np.random.default_rng(8)
+    n, K, phi, sd = 200_000, 4, 0.6, 0.1
+    e = L.ar1_paths(np.full(n, 0.3), np.full(n, phi), np.full((n, K), sd), rng)
+    k = np.arange(1, K + 1)
+    np.testing.assert_allclose(e.mean(0), phi**k * 0.3, atol=4 * sd / np.sqrt(n) * 2)
+    np.testing.assert_allclose(e.var(0), sd**2 * (1 - phi ** (2 * k)) / (1 - phi**2), rtol=0.02)
+    e = L.ar1_paths(np.full(n, 0.3), np.zeros(n), np.full((n, K), sd), rng)
+    np.testing.assert_allclose(e.mean(0), 0.0, atol=4 * sd / np.sqrt(n))
+
+
+def test_paired_crps_is_the_one_sided_paired_t_test():
+    """Without Monte Carlo error the test equals scipy's paired t-test (one-sided); a clearly
+    worse forecast is flagged, an equal one is not; bad input refused."""
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    before = rng.uniform(0.04, 0.08, 8)
+    after = before + rng.normal(0.002, 0.01, 8)
+    got = L.paired_crps(before, after)
+    ref = stats.ttest_rel(after, before, alternative="greater")
+    assert got["t"] == pytest.approx(ref.statistic, rel=1e-10)
+    assert got["worse"] == (ref.pvalue < 0.05)
+    assert got["ratio"] == pytest.approx(after.mean() / before.mean())
+    assert L.paired_crps(before, before + 0.02 + rng.normal(0, 0.002, 8))["worse"]
+    assert not L.paired_crps(before, before + rng.normal(0, 0.002, 8) - 0.001)["worse"]
+    with_mc = L.paired_crps(before, after, mc_se_before=np.full(8, 0.01), mc_se_after=np.full(8, 0.01))
+    assert with_mc["se"] > got["se"] and with_mc["se_mc"] == pytest.approx(np.sqrt(16 * 1e-4) / 8)
+    with pytest.raises(ValueError, match="same length"):
+        L.paired_crps(before, after[:-1])
+
+
+def test_min_informative_n_against_the_binomial_bands_of_the_judge():
+    """From n0 on, the judge's binomial bands reject a 70%-covering twin and a 75/25 median
+    bias (independent computation with judge's own tests); at n0 - 1 one of them does not."""
+    from vvuq_twin.validation.judge import coverage_test, median_bias_test
+
+    n0 = L.min_informative_n()
+    assert n0 == 17
+    rng = np.random.default_rng(0)
+    for n, want in ((n0, True), (n0 + 5, True), (n0 - 1, False)):
+        d, y = rng.normal(size=(100, n)), rng.normal(size=n)
+        c = coverage_test(y, d, band="binomial")
+        b = median_bias_test(y, d, band="binomial")
+        assert (c.informative and b.informative) == want, n
+    with pytest.raises(ValueError, match="not informative"):
+        L.min_informative_n(n_max=10)
+
+
+def test_lfo_resample_uniform_when_the_future_is_uninformative_and_flags_a_collapse():
+    """Equal future log-densities: uniform weights (ESS = n, k-hat small); one draw explaining
+    the future far better than the rest: ESS ~ 1 and k-hat > 0.7 (unreliable, refit needed).
+    A moderate tilt reproduces the importance-weighted mean of an independent computation."""
+    rng = np.random.default_rng(1)
+    n = 4000
+    idx, k, ess = L.lfo_resample(np.full((n, 3), -1.0), rng)
+    assert ess == pytest.approx(n) and k < 0.5
+    ll = np.zeros((n, 2))
+    ll[7] = -200.0  # removing these years favours draw 7 enormously
+    idx, k, ess = L.lfo_resample(ll, rng)
+    assert k > 0.7 and ess < 5
+    theta = rng.normal(size=n)
+    ll = (0.5 * theta)[:, None] * np.ones((1, 2))  # weights exp(-theta): tilts the mean to -1
+    idx, k, ess = L.lfo_resample(ll, rng)
+    assert k < 0.7 and theta[idx].mean() == pytest.approx(-1.0, abs=0.1)
+
+
+def test_compare_crps_step_passes_and_fails():
+    from vvuq_twin.loop import DataSplit, LoopContext, StepResult
+
+    def ctx(d):
+        v = lambda c: {"years": [2018, 2019, 2020, 2021, 2022], "crps_points": list(c), "crps": float(np.mean(c)),
+                       "crps_mc_se": [0.001] * 5}
+        b = np.array([0.05, 0.06, 0.04, 0.07, 0.05])
+        c = LoopContext(twin=None, split=DataSplit(calibration=None), seed=0)
+        c.results = {"validate_late": StepResult("validate_late", "validation", Status.PASS, "", v(b)),
+                     "revalidate": StepResult("revalidate", "validation", Status.PASS, "", v(b + d))}
+        return c
+
+    step = L.CompareCRPS()
+    assert step.run(ctx(np.array([0.0, -0.002, 0.001, 0.0, -0.001])))[0].status is Status.PASS
+    # 8% worse on average but not significantly (one year much worse, others better): WARN
+    r = step.run(ctx(np.array([0.03, -0.005, -0.002, 0.0, -0.001])))[0]
+    assert r.status is Status.WARN and not r.values["worse"] and r.values["ratio"] > 1.05
+    r = step.run(ctx(np.array([0.02, 0.018, 0.022, 0.019, 0.021])))[0]
+    assert r.status is Status.FAIL and r.values["worse"]
+
+
 # ================================================================== slow: one quick run
 @pytest.mark.slow
 def test_climate_quick_run_passes_its_sampler_gates(climate):
@@ -188,11 +328,60 @@ def test_climate_assimilation_keeps_the_later_years_covered(climate):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="AR(1) interannual noise keeps the coverage but not the CRPS: the "
-                   "CRPS of 2018-2022 still grows after assimilating the warm 2013-2017 (seed 7: 0.055 -> "
-                   "0.074); an ENSO regressor (no index data in this environment) is the next step")
 def test_climate_assimilation_does_not_make_the_forecast_worse(climate):
-    assert climate["crps_after"] <= 1.05 * climate["crps_before"]
+    """The same target years 2018-2022, each forecast from its last observed year (2012 before,
+    2017 after assimilating 2013-2017) with the AR(1) state there propagated: the paired CRPS
+    change is not significantly positive (the AR(1) twin without the ENSO regressor had 0.054 ->
+    0.071). The ratio of the 5-year means is reported (WARN above 1.05), not asserted: its
+    sampling error is ~15% (seed 7 gave 1.04 and 1.09 from two compiles of the same model)."""
+    p = climate["crps_paired"]
+    assert climate["forecast_origins"] == {"validate": 2012, "validate_late": 2012, "revalidate": 2017}
+    assert p["years"] == [2018, 2019, 2020, 2021, 2022]
+    assert np.mean(p["differences"]) == pytest.approx(climate["crps_after"] - climate["crps_before"], abs=1e-12)
+    assert p["lower"] <= 0.0 and not p["worse"] and climate["crps_not_worse"]
+    assert climate["crps_before_after_status"] in ("PASS", "WARN")
+    assert (climate["crps_before_after_status"] == "PASS") == (p["ratio"] <= 1.05)
+    assert p["se"] >= p["se_years"] > 0.0 and p["se_mc"] > 0.0
+    # the ENSO regressor explains much of the interannual variability: forecast error well below 0.054
+    assert climate["crps_before"] < 0.045
+
+
+@pytest.mark.slow
+def test_climate_enso_coefficient_matches_an_independent_regression(climate, data_dir):
+    """beta_enso (posterior, 1850-2012) against least squares of HadCRUT5 on the same lagged
+    index after removing a local quadratic trend (+-15 years), 1872-2012: ~0.1 °C per °C."""
+    import pandas as pd
+    from pathlib import Path
+
+    from case_studies.climate.data import load_nino34
+
+    h = pd.read_csv(Path(data_dir) / "hadcrut5_global_annual.csv")
+    y, t = h["year"].to_numpy(int), h["annual_1850to1900"].to_numpy(float)
+    keep = (y >= 1872) & (y <= 2012)
+    res = []
+    for i in np.flatnonzero(keep):
+        w = (np.abs(y - y[i]) <= 15) & (y <= 2012) & np.isfinite(t)
+        res.append(t[i] - np.polyfit(y[w] - y[i], t[w], 2)[-1])
+    idx, known, _ = load_nino34(y[keep])
+    assert known.all()
+    ols = np.polyfit(idx, np.asarray(res), 1)[0]
+    b = climate["noise_and_enso"]["beta_enso"]
+    assert 0.05 < b["mean"] < 0.15 and b["sd"] < 0.03
+    assert abs(b["mean"] - ols) < 0.03, (b, ols)
+
+
+@pytest.mark.slow
+def test_climate_rolling_origins_are_used_only_where_importance_sampling_is_reliable(climate):
+    """PSIS leave-future-out at 1992-2007: an origin is used iff both Pareto k-hat <= 0.7; the
+    pooled paired test covers exactly the used origins' years."""
+    r = climate["rolling_origin"]
+    assert sorted(r["k_hat"], key=int) == ["1992", "1997", "2002", "2007"]
+    for o, ks in r["k_hat"].items():
+        assert (int(o) in r["origins_used"]) == (max(ks) <= 0.7)
+    if r["origins_used"]:
+        assert r["pooled"]["n"] == 5 * len(r["origins_used"])
+    else:
+        assert r["pooled"] is None
 
 
 @pytest.mark.slow
@@ -202,7 +391,9 @@ def test_climate_decides_from_all_data_on_the_constraint(climate):
     assert climate["decision_source"][0] == "assimilate_all"
     n = climate["path_n_draws"]
     if not climate["path_at_upper_bound"]:
-        assert 0.33 - 2.0 / n <= climate["path_p_exceed"] <= 0.33
+        # the largest admissible s: one step further crosses 0.33 (draws resampled by the SMC
+        # without moves repeat, so several may sit at s)
+        assert climate["path_p_exceed"] <= 0.33 < climate["path_p_exceed"] + climate["path_n_at_scale"] / n
     assert climate["decision_provisional"] == (climate["validation_status"] != "PASS")
     steps = {s["step"]: s for s in climate["loop"]["steps"]}
     assert steps["assimilate_all"]["values"]["n_accepted"] in (1, {"value": 1, "status": "PROVISIONAL"})

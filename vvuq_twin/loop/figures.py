@@ -71,10 +71,11 @@ def index_bar_figure(ranking: Sequence[Mapping[str, Any]], *, key: str = "delta"
 def quantile_band_figure(x: Sequence[float], median: Sequence[float], lower: Sequence[float],
                          upper: Sequence[float], *, xlabel: str, ylabel: str, label: str = "5-95% band",
                          spread: Sequence[float] | None = None, spread_label: str = "sd",
-                         provisional: bool = False, ax: Any = None) -> Any:
+                         provisional: bool = False, ax: Any = None, line_label: str = "median") -> Any:
     """A quantity's median and band against a coordinate (e.g. a forecast horizon).
 
-    With ``spread`` (e.g. the sd at each ``x``), it is drawn on a second axis.
+    With ``spread`` (e.g. the sd at each ``x``), it is drawn on a second axis; ``line_label``
+    names the central line in the legend (default ``"median"``).
     """
     plt = _plt()
     x = np.asarray(x, float)
@@ -87,7 +88,7 @@ def quantile_band_figure(x: Sequence[float], median: Sequence[float], lower: Seq
     else:
         fig = ax.figure
     ax.fill_between(x, lo, hi, color="C0", alpha=0.3, label=label)
-    ax.plot(x, med, color="C0", lw=1.5, label="median")
+    ax.plot(x, med, color="C0", lw=1.5, label=line_label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if spread is not None:
