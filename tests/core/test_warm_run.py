@@ -59,3 +59,23 @@ def test_arviz_variance_is_compiled_once_across_processes(tmp_path):
         np.testing.assert_allclose(got["rhat"], got["rhat_numpy"], rtol=1e-10)
     assert second["rhat"] == first["rhat"]
     assert first["rhat"][1] > 1.05 > first["rhat"][0]  # the random walk fails, the iid draws pass
+
+
+def test_the_command_freezes_its_objects_before_exit_and_a_caller_is_left_alone(monkeypatch):
+    """``vvuq-twin`` (argv None) freezes the heap so that shutdown skips one more collection;
+    ``main([...])`` called from Python (a test, a notebook) leaves the collector as it was."""
+    import gc
+
+    from vvuq_twin import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "_main", lambda argv: calls.append(argv) or 3)
+    before = gc.get_freeze_count()
+    assert cli.main(["run", "--out", "x"]) == 3
+    assert gc.get_freeze_count() == before
+    try:
+        assert cli.main() == 3
+        assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()
+    assert calls == [["run", "--out", "x"], None]
