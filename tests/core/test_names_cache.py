@@ -93,23 +93,23 @@ def test_a_clash_is_found_with_a_warm_cache_and_is_never_stored(cache, monkeypat
 def test_a_damaged_or_foreign_file_is_rebuilt(cache, monkeypatch):
     twin = _hier_twin()
     built = names_mod.builder_names(twin)
-    path = names_mod._disk_path(twin.hash)
+    path = names_mod._disk_path(twin.hash, twin)
     for bad in ("{not json", '{"declaration": "another", "names": ["x"]}', '["a_mu"]'):
         path.write_text(bad)
         monkeypatch.setattr(names_mod, "_CACHE", {})
         assert names_mod.builder_names(twin) == built  # built again, not the file's content
-        assert names_mod._load(twin.hash) == built  # and the good file written back
+        assert names_mod._load(twin.hash, twin) == built  # and the good file written back
 
 
 def test_the_key_follows_the_builder_source_and_the_switch(cache, monkeypatch):
     twin = _hier_twin()
-    path = names_mod._disk_path(twin.hash)
+    path = names_mod._disk_path(twin.hash, twin)
     assert path.exists()
     monkeypatch.setattr(names_mod, "_STAMP", ["another builder source"])
-    assert names_mod._disk_path(twin.hash) != path  # edited builder code: another key
-    assert names_mod._load(twin.hash) is None
+    assert names_mod._disk_path(twin.hash, twin) != path  # edited builder code: another key
+    assert names_mod._load(twin.hash, twin) is None
     monkeypatch.setattr(names_mod, "_STAMP", [])
-    assert names_mod._disk_path(twin.hash) == path  # recomputed from the source: same key
+    assert names_mod._disk_path(twin.hash, twin) == path  # recomputed from the source: same key
     # switched off: nothing read, nothing written
     monkeypatch.setenv("VVUQ_TWIN_COMPILE_CACHE", "0")
     monkeypatch.setattr(names_mod, "_CACHE", {})
@@ -142,3 +142,22 @@ def test_a_new_process_declares_the_twin_without_building(cache):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == str(sorted(names_mod.builder_names(_hier_twin())))
+
+
+class _MyObs(vt.GaussianObs):
+    """A user's own observation model, defined outside vvuq_twin.twin (here, in this file)."""
+
+
+def test_the_key_follows_the_source_of_a_users_own_component(cache, monkeypatch):
+    twin = vt.Twin("names_cache_user", _lin(), [vt.Parameter("a", vt.NormalPrior(0, 1))],
+                   observation=_MyObs(sigma=vt.HalfNormal(1.0)))
+    path = names_mod._disk_path(twin.hash, twin)
+    assert path.exists() and names_mod._load(twin.hash, twin) == names_mod.builder_names(twin)
+    here = str(Path(__file__).resolve())
+    assert here in names_mod._FILE_HASHES  # this file's source is part of the key
+    monkeypatch.setitem(names_mod._FILE_HASHES, here, "edited")  # as if the class were edited
+    assert names_mod._disk_path(twin.hash, twin) != path
+    assert names_mod._load(twin.hash, twin) is None  # built again, not read
+    plain = vt.Twin("names_cache_user", _lin(), [vt.Parameter("a", vt.NormalPrior(0, 1))],
+                    observation=vt.GaussianObs(sigma=vt.HalfNormal(1.0)))
+    assert names_mod._component_sources(plain) == names_mod._component_sources(_hier_twin())

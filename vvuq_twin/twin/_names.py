@@ -12,7 +12,8 @@ The probe builds cost a few tenths of a second per declaration, paid at every ``
 Their result depends only on the declaration and on the builder's code, so it is kept in
 memory (by declaration hash) and on disk, beside the compile cache (``names-<key>.json`` in
 ``$VVUQ_TWIN_CACHE_DIR``, default ``~/.cache/vvuq_twin/compiled``), under a key made of the
-declaration hash, a hash of the source of :mod:`vvuq_twin.twin` (the builder) and the PyMC and
+declaration hash, a hash of the source of :mod:`vvuq_twin.twin` (the builder), of any component
+class defined elsewhere (a user's own discrepancy or observation model) and the PyMC and
 PyTensor versions. A new process declaring the same twin reads the names instead of building
 (``VVUQ_TWIN_COMPILE_CACHE=0`` switches the disk part off). Only declarations that pass the
 check are stored; a clash is always found by building.
@@ -134,13 +135,46 @@ def builder_stamp() -> str:
     return _STAMP[0]
 
 
-def _disk_path(twin_hash: str) -> Path:
-    key = hashlib.sha256(f"{twin_hash} {builder_stamp()}".encode()).hexdigest()
+_FILE_HASHES: dict[str, str] = {}
+
+
+def _component_sources(twin: Any) -> str:
+    """Hash of the source files of the twin's component classes defined outside
+    :mod:`vvuq_twin.twin` (a user's own discrepancy or observation model: the declaration hash
+    holds their spec, not their code). The simulator is not built by the probe."""
+    own = Path(__file__).parent.resolve()
+    comps = [twin.discrepancy, twin.observation, twin.hierarchy, *twin.parameters]
+    comps += [getattr(q, attr, None) for q in twin.parameters for attr in ("prior", "pop_scale")]
+    h = hashlib.sha256()
+    for path in sorted({str(f) for c in comps if c is not None
+                        for f in [_source_file(type(c))] if f is not None and f.parent != own}):
+        if path not in _FILE_HASHES:
+            try:
+                _FILE_HASHES[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            except OSError:
+                _FILE_HASHES[path] = "unreadable"
+        h.update(f"{path} {_FILE_HASHES[path]}".encode())
+    return h.hexdigest()
+
+
+def _source_file(cls: type) -> Path | None:
+    import inspect
+
+    try:
+        f = inspect.getsourcefile(cls)
+    except (TypeError, OSError):  # a builtin or a class made at run time
+        return None
+    return Path(f).resolve() if f else None
+
+
+def _disk_path(twin_hash: str, twin: Any | None = None) -> Path:
+    extra = "" if twin is None else _component_sources(twin)
+    key = hashlib.sha256(f"{twin_hash} {builder_stamp()} {extra}".encode()).hexdigest()
     return cache_dir() / f"names-{key}.json"
 
 
-def _load(twin_hash: str) -> frozenset[str] | None:
-    path = _disk_path(twin_hash)
+def _load(twin_hash: str, twin: Any | None = None) -> frozenset[str] | None:
+    path = _disk_path(twin_hash, twin)
     try:
         blob = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -151,8 +185,8 @@ def _load(twin_hash: str) -> frozenset[str] | None:
     return frozenset(map(str, blob["names"]))
 
 
-def _save(twin_hash: str, names: frozenset[str]) -> None:
-    path = _disk_path(twin_hash)
+def _save(twin_hash: str, names: frozenset[str], twin: Any | None = None) -> None:
+    path = _disk_path(twin_hash, twin)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,7 +210,7 @@ def builder_names(twin: Any) -> frozenset[str]:
     key = twin.hash
     if key not in _CACHE:
         disk = _disk_enabled()
-        names = _load(key) if disk else None
+        names = _load(key, twin) if disk else None
         if names is None:
             token = _PROBING.set(True)
             try:
@@ -185,7 +219,7 @@ def builder_names(twin: Any) -> frozenset[str]:
                 _PROBING.reset(token)
             names = frozenset(built - set(twin.parameter_names))
             if disk:
-                _save(key, names)
+                _save(key, names, twin)
         _CACHE[key] = names
     return _CACHE[key]
 
