@@ -205,6 +205,7 @@ def main(quick: bool = False) -> dict:
     draws, tune = (300, 300) if quick else (1000, 1000)
     out = {"readme_job": readme_job()}
     out["vs_numpyro"] = vs_numpyro(draws, tune)
+    out["vs_numpyro_centred"] = vs_numpyro_centred(draws, tune)
     out["vs_numpyro_tumor"] = vs_numpyro_case(draws, tune)
     out["ess"] = ess_per_second(draws, tune)
     out["gp_vs_hsgp"] = gp_vs_hsgp([200, 1000] if quick else [200, 1000, 5000],
@@ -230,11 +231,12 @@ def main(quick: bool = False) -> dict:
 ESS_NAMES = ["k", "k_mu", "k_sigma", "sigma_obs", "delta_ls", "delta_eta"]
 
 
-def numpyro_hierarchical_gp(data):
+def numpyro_hierarchical_gp(data, centered: bool = False):
     """The twin of :func:`hierarchical_gp_twin` in numpyro: same priors, same marginalised GP.
 
     k_u = exp(k_mu + k_sigma z_u); y ~ MvNormal(10 exp(-k_u t), eta^2 ExpQuad(ls) + (1e-6 +
     sigma^2) I), as ``Twin.build_model`` builds it (the GP discrepancy's jitter is 1e-6).
+    ``centered``: log k_u ~ N(k_mu, k_sigma) sampled directly (``Parameter(centered=True)``).
     """
     import jax.numpy as jnp
     import numpyro
@@ -251,8 +253,11 @@ def numpyro_hierarchical_gp(data):
         k_mu = numpyro.sample("k_mu", dist.Normal(np.log(0.5), 1.0))
         k_sigma = numpyro.sample("k_sigma", dist.HalfNormal(0.5))
         with numpyro.plate("unit", U):
-            z = numpyro.sample("k_z", dist.Normal(0.0, 1.0))
-        k = numpyro.deterministic("k", jnp.exp(k_mu + k_sigma * z))
+            if centered:
+                lin = numpyro.sample("k_lin", dist.Normal(k_mu, k_sigma))
+            else:
+                lin = k_mu + k_sigma * numpyro.sample("k_z", dist.Normal(0.0, 1.0))
+        k = numpyro.deterministic("k", jnp.exp(lin))
         ls = numpyro.sample("delta_ls", dist.LogNormal(0.0, 0.5))
         eta = numpyro.sample("delta_eta", dist.HalfNormal(0.5))
         sigma = numpyro.sample("sigma_obs", dist.HalfNormal(0.5))
@@ -358,6 +363,82 @@ def vs_numpyro(draws: int, tune: int, seeds=(1, 2, 3, 4, 5), chains: int = 2) ->
     out["rows"] = rows
     out["numpyro_jit_s"] = first_s - float(np.median([r["numpyro"]["sample_s"] for r in rows]))
     out["summary"] = _ess_summary(rows, ("nutpie_numba", "nutpie_numba_low_rank", "nutpie_jax"))
+    out["load_average_1min_end"] = os.getloadavg()[0]
+    return out
+
+
+def centred_twin(twin):
+    """``twin`` with every per-unit parameter centred (``Parameter(centered=True)``)."""
+    import dataclasses
+
+    return dataclasses.replace(twin, parameters=[
+        dataclasses.replace(p, centered=True) if p.per_unit else p for p in twin.parameters])
+
+
+def vs_numpyro_centred(draws: int = 1000, tune: int = 1000, seeds=(1, 2, 3, 4, 5),
+                       chains: int = 2) -> dict:
+    """Paired seeds, side by side in one run: the benchmark twin non-centred (the default) and
+    centred (``Parameter(centered=True)``) in nutpie's numba backend, and the same two
+    parametrisations in numpyro. Ratios are to numpyro non-centred (the peer's model of
+    :func:`vs_numpyro`) on the same seed; ``ratio_to_numpyro_centred`` compares like with like.
+    """
+    import os
+
+    os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={chains}")
+    try:
+        import jax
+        import numpyro
+        from numpyro.infer import MCMC, NUTS
+    except ImportError as exc:
+        return {"status": f"skipped: {exc} (pip install -e '.[bench]')"}
+    jax.config.update("jax_enable_x64", True)
+    numpyro.set_host_device_count(chains)
+
+    twin, data = hierarchical_gp_twin()
+    ctwin = centred_twin(twin)
+    kw = dict(method="nutpie", draws=draws, tune=tune, chains=chains, warn=False,
+              posterior_predictive=False)
+    out: dict = {"draws": draws, "tune": tune, "chains": chains, "seeds": list(seeds),
+                 "load_average_1min_start": os.getloadavg()[0]}
+    for name, tw in (("nutpie_numba", twin), ("nutpie_numba_centred", ctwin)):
+        r = vt.calibrate(tw, data, rng=0, **kw)  # compile (or load) outside the timed runs
+        out[f"{name}_compile_s"] = r.info["compile_time_s"]
+    mcmcs = {}
+    for name, centered in (("numpyro", False), ("numpyro_centred", True)):
+        mcmcs[name] = MCMC(NUTS(numpyro_hierarchical_gp(data, centered=centered), target_accept_prob=0.8),
+                           num_warmup=tune, num_samples=draws, num_chains=chains,
+                           chain_method="parallel", progress_bar=False)
+        first_s, _ = _numpyro_run(mcmcs[name], 0, np.asarray(data.y))
+        out[f"{name}_first_run_s"] = first_s
+    rows = []
+    for seed in seeds:
+        row = {"seed": seed}
+        for name, tw in (("nutpie_numba", twin), ("nutpie_numba_centred", ctwin)):
+            nut, r = _nutpie_rows(tw, data, seed, kw, ESS_NAMES, ((name, {}),))
+            row.update(nut)
+            if seed == seeds[0] and name == "nutpie_numba_centred":
+                centred_post = r.idata.posterior
+        for name, mcmc in mcmcs.items():
+            s, samp = _numpyro_run(mcmc, seed, np.asarray(data.y))
+            ess = _ess_from_samples(samp)
+            row[name] = {"sample_s": s, "min_ess_bulk": ess, "ess_per_s": ess / s,
+                         "divergences": int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())}
+            if seed == seeds[0] and name == "numpyro":
+                out["posterior_agreement_z_centred_vs_numpyro"] = _agreement(centred_post, samp)
+        row["load_average_1min"] = os.getloadavg()[0]
+        rows.append(row)
+        print(f"  seed {seed}: ESS/s numba {row['nutpie_numba']['ess_per_s']:.1f}, numba centred "
+              f"{row['nutpie_numba_centred']['ess_per_s']:.1f}, numpyro {row['numpyro']['ess_per_s']:.1f}, "
+              f"numpyro centred {row['numpyro_centred']['ess_per_s']:.1f} "
+              f"(load {row['load_average_1min']:.1f})", flush=True)
+    out["rows"] = rows
+    out["summary"] = _ess_summary(rows, ("nutpie_numba", "nutpie_numba_centred", "numpyro_centred"))
+    base = np.array([r["numpyro_centred"]["ess_per_s"] for r in rows])
+    for name in ("nutpie_numba", "nutpie_numba_centred"):
+        ratio = np.array([r[name]["ess_per_s"] for r in rows]) / base
+        out["summary"][name].update(ratio_to_numpyro_centred_median=float(np.median(ratio)),
+                                    ratio_to_numpyro_centred_min=float(ratio.min()),
+                                    ratio_to_numpyro_centred_max=float(ratio.max()))
     out["load_average_1min_end"] = os.getloadavg()[0]
     return out
 

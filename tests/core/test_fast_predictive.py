@@ -99,3 +99,38 @@ def test_outside_the_numpy_path_returns_none(problem, monkeypatch):
     monkeypatch.setenv("VVUQ_TWIN_FAST_PREDICTIVE", "0")
     assert posterior_predictive_numpy(twin, data, post, ["delta", "y"], seed=1) is None
     assert predict_numpy(twin, data, post, X_NEW, None, False, True, seed=1) is None
+
+
+def test_batched_simulator_is_evaluated_by_binary_ufuncs_and_matches_numpy(monkeypatch):
+    """A polynomial simulator (n-ary sums and products) over many draws: the batched graph has
+    no n-ary Add/Mul (the Python linker evaluates those element by element) and its values
+    are the closed form. Fails with PyTensor's plain FAST_COMPILE (its canonicalizers merge
+    the binary nodes)."""
+    import pytensor
+    from pytensor.tensor.elemwise import Elemwise
+
+    from vvuq_twin.inference import _fast_predictive as fp
+
+    twin = vt.Twin("poly", vt.PytensorSimulator(
+        lambda X, p: p["a"] + p["b"] * X[:, 0] + p["c"] * X[:, 0] ** 2 + p["a"] * p["b"] * p["c"],
+        name="poly"), [vt.Parameter(k, vt.NormalPrior(0, 1)) for k in "abc"],
+        observation=vt.GaussianObs(sigma=0.1))
+    X = np.linspace(0.0, 2.0, 7)[:, None]
+    rng = np.random.default_rng(3)
+    vals = {k: rng.normal(size=500) for k in "abc"}
+    nodes = []
+    real_function = pytensor.function
+
+    def spy(*a, **k):
+        f = real_function(*a, **k)
+        nodes.extend(f.maker.fgraph.apply_nodes)
+        return f
+
+    monkeypatch.setattr(pytensor, "function", spy)
+    eta = fp.simulate_batched(twin, X, vals, None)
+    a, b, c = (vals[k][:, None] for k in "abc")
+    x = X[:, 0][None, :]
+    np.testing.assert_allclose(eta, a + b * x + c * x**2 + a * b * c, rtol=1e-13, atol=1e-13)
+    elemwise = [n for n in nodes if isinstance(n.op, Elemwise)]
+    assert elemwise, "the batched graph was not compiled through pytensor.function"
+    assert max(len(n.inputs) for n in elemwise) <= 2, [str(n) for n in elemwise if len(n.inputs) > 2]

@@ -7,13 +7,27 @@ depend on it). A parameter whose name the builder also creates (``sigma_rel``, `
 ``y_observed``, ``eta_new``, ``<name>_mu`` beside a per-unit ``<name>``, a discrepancy
 hyperparameter ...) then fails at declaration with a :class:`TwinSpecificationError` naming the
 clash, instead of PyMC's "Variable name already exists" when the model is first built.
+
+The probe builds cost a few tenths of a second per declaration, paid at every ``Twin(...)``.
+Their result depends only on the declaration and on the builder's code, so it is kept in
+memory (by declaration hash) and on disk, beside the compile cache (``names-<key>.json`` in
+``$VVUQ_TWIN_CACHE_DIR``, default ``~/.cache/vvuq_twin/compiled``), under a key made of the
+declaration hash, a hash of the source of :mod:`vvuq_twin.twin` (the builder), of any component
+class defined elsewhere (a user's own discrepancy or observation model) and the PyMC and
+PyTensor versions. A new process declaring the same twin reads the names instead of building
+(``VVUQ_TWIN_COMPILE_CACHE=0`` switches the disk part off). Only declarations that pass the
+check are stored; a clash is always found by building.
 """
 
 from __future__ import annotations
 
 import contextvars
 import dataclasses
+import hashlib
+import json
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,11 +37,16 @@ from ..exceptions import TwinSpecificationError
 from ._spec import PredictSpec
 from .simulators import Simulator
 
-__all__ = ["builder_names", "check_parameter_names"]
+__all__ = ["builder_names", "builder_stamp", "cache_dir", "check_parameter_names"]
 
 _PROBING: contextvars.ContextVar[bool] = contextvars.ContextVar("vvuq_twin_probing", default=False)
 _CACHE: dict[str, frozenset[str]] = {}
 _CLASH = re.compile(r"Variable name (\S+) already exists")
+#: bump when the stored file changes
+_FORMAT = 1
+#: name files kept on disk (the oldest beyond this are removed when one is saved)
+MAX_NAME_FILES = 2048
+_STAMP: list[str] = []
 
 
 @dataclasses.dataclass
@@ -58,6 +77,14 @@ def _probe_data(twin: Any):
 
 
 def _build_all(twin: Any) -> set[str]:
+    import pytensor
+
+    # the probe models are thrown away: no stack trace on every variable (a third of the cost)
+    with pytensor.config.change_flags(traceback__limit=0):
+        return _build_all_variants(twin)
+
+
+def _build_all_variants(twin: Any) -> set[str]:
     probe = dataclasses.replace(twin, simulator=_ProbeSimulator())
     data = _probe_data(probe)
     names: set[str] = set()
@@ -76,16 +103,124 @@ def _build_all(twin: Any) -> set[str]:
     return names
 
 
+def cache_dir() -> Path:
+    """Directory of the stored names: the compile cache's (``$VVUQ_TWIN_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/vvuq_twin/compiled``, default ``~/.cache/vvuq_twin/compiled``)."""
+    env = os.environ.get("VVUQ_TWIN_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "vvuq_twin" / "compiled"
+
+
+def _disk_enabled() -> bool:
+    return os.environ.get("VVUQ_TWIN_COMPILE_CACHE", "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+def builder_stamp() -> str:
+    """Hash of what the builder's names depend on besides the declaration: the source of
+    :mod:`vvuq_twin.twin` and the PyMC / PyTensor versions (computed once per process)."""
+    if not _STAMP:
+        import importlib.metadata as md
+
+        h = hashlib.sha256(f"format {_FORMAT}".encode())
+        for pkg in ("pymc", "pytensor"):
+            try:
+                h.update(f"{pkg} {md.version(pkg)}".encode())
+            except md.PackageNotFoundError:  # pragma: no cover
+                h.update(f"{pkg} none".encode())
+        for path in sorted(Path(__file__).parent.glob("*.py")):
+            h.update(path.name.encode() + b"\0" + path.read_bytes())
+        _STAMP.append(h.hexdigest())
+    return _STAMP[0]
+
+
+_FILE_HASHES: dict[str, str] = {}
+
+
+def _component_sources(twin: Any) -> str:
+    """Hash of the source files of the twin's component classes defined outside
+    :mod:`vvuq_twin.twin` (a user's own discrepancy or observation model: the declaration hash
+    holds their spec, not their code). The simulator is not built by the probe."""
+    own = Path(__file__).parent.resolve()
+    comps = [twin.discrepancy, twin.observation, twin.hierarchy, *twin.parameters]
+    comps += [getattr(q, attr, None) for q in twin.parameters for attr in ("prior", "pop_scale")]
+    h = hashlib.sha256()
+    for path in sorted({str(f) for c in comps if c is not None
+                        for f in [_source_file(type(c))] if f is not None and f.parent != own}):
+        if path not in _FILE_HASHES:
+            try:
+                _FILE_HASHES[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            except OSError:
+                _FILE_HASHES[path] = "unreadable"
+        h.update(f"{path} {_FILE_HASHES[path]}".encode())
+    return h.hexdigest()
+
+
+def _source_file(cls: type) -> Path | None:
+    import inspect
+
+    try:
+        f = inspect.getsourcefile(cls)
+    except (TypeError, OSError):  # a builtin or a class made at run time
+        return None
+    return Path(f).resolve() if f else None
+
+
+def _disk_path(twin_hash: str, twin: Any | None = None) -> Path:
+    extra = "" if twin is None else _component_sources(twin)
+    key = hashlib.sha256(f"{twin_hash} {builder_stamp()} {extra}".encode()).hexdigest()
+    return cache_dir() / f"names-{key}.json"
+
+
+def _load(twin_hash: str, twin: Any | None = None) -> frozenset[str] | None:
+    path = _disk_path(twin_hash, twin)
+    try:
+        blob = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(blob, dict) and blob.get("declaration") == twin_hash
+            and isinstance(blob.get("names"), list)):
+        return None
+    return frozenset(map(str, blob["names"]))
+
+
+def _save(twin_hash: str, names: frozenset[str], twin: Any | None = None) -> None:
+    path = _disk_path(twin_hash, twin)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"declaration": twin_hash, "names": sorted(names)}))
+        os.replace(tmp, path)
+        files = sorted(path.parent.glob("names-*.json"), key=lambda p: p.stat().st_mtime)
+        for old in files[:max(0, len(files) - MAX_NAME_FILES)]:
+            old.unlink()
+    except OSError:  # a read-only or vanished cache directory: the names are only not kept
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
 def builder_names(twin: Any) -> frozenset[str]:
-    """Every variable name the model builder creates for ``twin`` besides its parameters."""
+    """Every variable name the model builder creates for ``twin`` besides its parameters.
+
+    From memory, else from disk (see the module docstring), else by the probe builds.
+    """
     key = twin.hash
     if key not in _CACHE:
-        token = _PROBING.set(True)
-        try:
-            names = _build_all(twin)
-        finally:
-            _PROBING.reset(token)
-        _CACHE[key] = frozenset(names - set(twin.parameter_names))
+        disk = _disk_enabled()
+        names = _load(key, twin) if disk else None
+        if names is None:
+            token = _PROBING.set(True)
+            try:
+                built = _build_all(twin)
+            finally:
+                _PROBING.reset(token)
+            names = frozenset(built - set(twin.parameter_names))
+            if disk:
+                _save(key, names, twin)
+        _CACHE[key] = names
     return _CACHE[key]
 
 
