@@ -28,6 +28,8 @@ import numpy as np
 
 __all__ = [
     "atomic_path",
+    "cache_dir",
+    "cache_enabled",
     "atomic_write_text",
     "atomic_write_bytes",
     "write_netcdf",
@@ -201,3 +203,21 @@ def json_sha256(obj: Any) -> str:
     """SHA-256 of the canonical JSON (sorted keys, no whitespace) of a JSON-able object."""
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def cache_dir() -> Path:
+    """Directory of vvuq_twin's on-disk caches (compiled models, declaration names).
+
+    ``$VVUQ_TWIN_CACHE_DIR`` when set, else ``$XDG_CACHE_HOME/vvuq_twin/compiled`` (default
+    ``~/.cache/vvuq_twin/compiled``). Deleting it is always safe.
+    """
+    env = os.environ.get("VVUQ_TWIN_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "vvuq_twin" / "compiled"
+
+
+def cache_enabled() -> bool:
+    """False when ``$VVUQ_TWIN_COMPILE_CACHE`` is ``0``/``false``/``off``/``no``."""
+    return os.environ.get("VVUQ_TWIN_COMPILE_CACHE", "1").strip().lower() not in ("0", "false", "off", "no")

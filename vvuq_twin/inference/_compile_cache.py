@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from .._io import cache_dir, cache_enabled
+
 __all__ = ["cache_dir", "cache_key", "compile_numba_cached", "prune", "CACHE_FORMAT", "MAX_MODELS"]
 
 #: bump when the generated source or the layout file changes
@@ -43,31 +45,12 @@ CACHE_FORMAT = 1
 #: compiled models kept on disk (the least recently saved beyond this are removed)
 MAX_MODELS = 128
 
-_ENV_DIR = "VVUQ_TWIN_CACHE_DIR"
 _ENV_OFF = "VVUQ_TWIN_COMPILE_CACHE"
 
 # generated callbacks -> cache disambiguator (read by the numba cache locator below)
 _CACHED_FUNCS: "dict[Any, str]" = {}
 _LOCK = threading.Lock()
 _LOCATOR_INSTALLED = False
-
-
-def cache_dir() -> Path:
-    """Directory of the on-disk compile cache.
-
-    ``$VVUQ_TWIN_CACHE_DIR`` when set, else ``$XDG_CACHE_HOME/vvuq_twin/compiled`` (default
-    ``~/.cache/vvuq_twin/compiled``). Deleting it is always safe.
-    """
-    env = os.environ.get(_ENV_DIR)
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "vvuq_twin" / "compiled"
-
-
-def cache_enabled() -> bool:
-    """False when ``$VVUQ_TWIN_COMPILE_CACHE`` is ``0``/``false``/``off``."""
-    return os.environ.get(_ENV_OFF, "1").strip().lower() not in ("0", "false", "off", "no")
 
 
 def _versions() -> dict[str, str]:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pytensor.tensor as pt
 
+from .._io import cache_dir, cache_enabled
 from ..exceptions import TwinSpecificationError
 from ._spec import PredictSpec
 from .simulators import Simulator
@@ -101,20 +102,6 @@ def _build_all_variants(twin: Any) -> set[str]:
         model = probe.build_model(data, check=False, **kw)
         names.update(map(str, model.named_vars))
     return names
-
-
-def cache_dir() -> Path:
-    """Directory of the stored names: the compile cache's (``$VVUQ_TWIN_CACHE_DIR``, else
-    ``$XDG_CACHE_HOME/vvuq_twin/compiled``, default ``~/.cache/vvuq_twin/compiled``)."""
-    env = os.environ.get("VVUQ_TWIN_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "vvuq_twin" / "compiled"
-
-
-def _disk_enabled() -> bool:
-    return os.environ.get("VVUQ_TWIN_COMPILE_CACHE", "1").strip().lower() not in ("0", "false", "off", "no")
 
 
 def builder_stamp() -> str:
@@ -209,7 +196,7 @@ def builder_names(twin: Any) -> frozenset[str]:
     """
     key = twin.hash
     if key not in _CACHE:
-        disk = _disk_enabled()
+        disk = cache_enabled()
         names = _load(key, twin) if disk else None
         if names is None:
             token = _PROBING.set(True)
