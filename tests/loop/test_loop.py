@@ -364,3 +364,32 @@ def test_resumed_assimilation_is_loaded_with_the_units_it_fixed(tmp_path):
     assert t2.hash == dataclasses.replace(twin, hierarchy=vt.Hierarchy(dim="unit", units=("A", "B", "new"))).hash
     line = line_twin()
     assert _assimilated_twin(line, path) is line  # no hierarchy: the loop's twin
+
+
+def test_resume_reruns_a_step_whose_class_code_changed(twin, tmp_path, monkeypatch):
+    """A step subclass whose ``run`` changed must not resume the result its old code saved: the
+    class's source is part of the fingerprint (same module and class name, same config, other
+    code), and unchanged code fingerprints alike."""
+    import importlib.util
+
+    from vvuq_twin.loop.runner import _step_code
+
+    def load(tag, body):
+        d = tmp_path / tag
+        d.mkdir()
+        (d / "mine.py").write_text("from vvuq_twin.loop import Operate\n\n\nclass Mine(Operate):\n"
+                                   f"    def run(self, ctx):\n        {body}\n")
+        spec = importlib.util.spec_from_file_location("mine", d / "mine.py")
+        mod = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, "mine", mod)  # as an imported module is
+        spec.loader.exec_module(mod)
+        return mod.Mine, _step_code(mod.Mine)
+
+    (old, c_old), (same, c_same), (new, c_new) = (load("old", "return super().run(ctx)"),
+                                                  load("same", "return super().run(ctx)"),
+                                                  load("new", "return super().run(ctx)  # a fix"))
+    assert c_old == c_same != c_new
+    sp = DataSplit(_data(np.linspace(0.0, 1.0, 10), 1))
+    fp = [VVUQLoop(twin, sp, [Calibrate(**CAL), cls(fn=len)], progress=False)._fingerprints()["operate"]
+          for cls in (old, same, new)]
+    assert fp[0] == fp[1] != fp[2]

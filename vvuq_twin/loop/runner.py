@@ -38,6 +38,28 @@ __all__ = ["VVUQLoop", "LoopResult"]
 _FORMAT = 1
 
 
+_CODE: dict[type, str] = {}
+
+
+def _step_code(cls: type) -> str:
+    """Hash of the source of a step class and of its bases up to :class:`Step` (part of the
+    resume fingerprint: a changed ``run`` method re-runs the step instead of loading the result
+    the old code saved). Functions the class calls elsewhere are not included."""
+    if cls not in _CODE:
+        import inspect
+
+        h = hashlib.sha256()
+        for c in cls.__mro__:
+            if c is Step or not issubclass(c, Step):
+                break
+            try:
+                h.update(inspect.getsource(c).encode())
+            except (OSError, TypeError):  # defined at run time (no source): its name only
+                h.update(f"{c.__module__}.{c.__qualname__}".encode())
+        _CODE[cls] = h.hexdigest()[:16]
+    return _CODE[cls]
+
+
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -182,6 +204,7 @@ class VVUQLoop:
         base = self._meta()
         for s in self.steps:
             fps[s.name] = _digest({"base": base, "step": s.name, "class": type(s).__name__,
+                                   "code": _step_code(type(s)),
                                    "config": s.config(), "needs": list(s.needs), "uses": list(s.uses),
                                    "upstream": [fps.get(d) for d in (*s.needs, *s.uses)]})
         return fps
