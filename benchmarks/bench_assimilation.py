@@ -254,14 +254,19 @@ def _write(rows, agreement, state, K, quick, t_cal, t_all, *, partial: bool, sho
 COST_RESULTS = Path(__file__).resolve().parent / "results" / "assimilation_cost_at_k.json"
 
 
-def _agreement(state, nuts_post, names, g, ref_second=None):
+def _agreement(state, nuts_post, names, g, ref_second=None, start_ess=None):
+    """Agreement of the SMC particles with a NUTS posterior. The SMC standard error of a mean is
+    ``sd / sqrt(ESS)`` with ESS the weights' ESS; with ``start_ess`` (per coordinate: the ESS of
+    the NUTS start draws per draw, for an update that only reweighted those draws, whose
+    autocorrelation the particles keep) it is scaled by that fraction."""
     import arviz as az
 
     nd, labels = _flat_draws(nuts_post, names)
     mcse = np.hstack([np.ravel(az.mcse(nuts_post, var_names=[n])[n].values) for n in names])
     sd_draws, sm, ss = _flat_particles(state.particles, names, 2000, g)
     nm, ns = nd.mean(0), nd.std(0)
-    se = np.sqrt(mcse**2 + ss**2 / state.particles.ess)
+    ess = state.particles.ess * (np.minimum(1.0, start_ess) if start_ess is not None else 1.0)
+    se = np.sqrt(mcse**2 + ss**2 / ess)
     z_mean = np.abs(sm - nm) / se
     sd_ratio = ss / ns
     sub = nd[g.choice(nd.shape[0], min(2000, nd.shape[0]), replace=False)]
@@ -358,7 +363,14 @@ def cost_at_k(ks=(50, 5, 20), *, n_particles: int = 2000, max_mcmc_steps: int = 
             t_nuts = time.perf_counter() - t0
             cpu_nuts = _cpu_delta(c0, _cpu())
         g = np.random.default_rng(k)
-        agree, ns, sub = _agreement(state, nuts.idata.posterior, names, g)
+        start_ess = None
+        if rep.status == "reweighted":  # the particles are the start draws, reweighted
+            import arviz as az
+
+            sp = start.idata.posterior
+            n_draws = sp.sizes["chain"] * sp.sizes["draw"]
+            start_ess = np.hstack([np.ravel(az.ess(sp, var_names=[n])[n].values) for n in names]) / n_draws
+        agree, ns, sub = _agreement(state, nuts.idata.posterior, names, g, start_ess=start_ess)
         if ref_second is None and second_nuts:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
