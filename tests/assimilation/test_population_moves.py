@@ -96,14 +96,14 @@ def ridge():
     return past, batch, {"unit": unit, "y": y}
 
 
-def _update(ridge, population, seed=11, N=1000):
+def _update(ridge, population, seed=11, N=1000, kernel="hmc"):
     past, batch, _ = ridge
     nc = NonCentred(population)
     start = exact_posterior(past)(N, np.random.default_rng(seed))
     post = ParticlePosterior(start, None, nc.ll(start, past))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out, rep = smc_update(post, batch, nc.model, past_data=[past], kernel="hmc", max_mcmc_steps=8,
+        out, rep = smc_update(post, batch, nc.model, past_data=[past], kernel=kernel, max_mcmc_steps=8,
                               rng=seed)
     return out, rep, [w for w in caught if issubclass(w.category, MixingWarning)]
 
@@ -131,6 +131,17 @@ def test_population_move_mixes_and_matches_the_exact_posterior(ridge):
     # resample-move SMC: inefficiency up to ~4, 4 standard errors
     np.testing.assert_array_less(np.abs(got.mean(0) - m), 4 * s / np.sqrt(N / 4))
     np.testing.assert_allclose(got.std(0), s, rtol=0.12)
+
+
+def test_auto_kernel_leaves_an_independent_proposal_that_cannot_mix_in_time(ridge):
+    """On the ridge the one-step pilot prefers the independent Gaussian (cheap per evaluation,
+    acceptance ~0.1): at that acceptance its rank correlation falls by about 0.9 per step, too
+    slowly for 8 moves, so the automatic choice hands over to HMC after three steps (before this
+    rule it kept the independent proposal for all its moves and only warned)."""
+    _, rep, _ = _update(ridge, population=False, kernel="auto")
+    assert "pilot (independent" in rep.kernel_reason
+    assert "switched independent -> hmc: acceptance" in rep.kernel_reason, rep.kernel_reason
+    assert rep.kernel[0] == "hmc"
 
 
 def test_population_step_keeps_unit_values_and_has_the_right_jacobian():

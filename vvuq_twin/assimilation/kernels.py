@@ -36,7 +36,9 @@ adapting the step size, until the particles have decorrelated from their start: 
 correlation between start and end positions is at most ``max_rank_correlation`` for every
 coordinate and at most ``max_stuck`` of the particles never moved. An automatically chosen
 kernel that stops accepting gives way to the next best, and an independent proposal that leaves
-stuck particles (tails, a funnel's neck) hands over to the best local kernel. It reports the
+stuck particles (tails, a funnel's neck), or whose acceptance is too low to decorrelate the
+particles within ``max_steps`` (about ``(1 - acceptance)`` per step), hands over to the best
+local kernel. It reports the
 per-coordinate correlations and the stuck fraction, and says so when the criterion was not met
 within ``max_steps``.
 """
@@ -683,6 +685,19 @@ def rejuvenate(
             if loc:
                 reason += f"; switched {chosen} -> {loc[0]} to move {1.0 - moved.mean():.3f} stuck particles"
                 chosen = loc[0]
+                continue
+        if kernel == "auto" and chosen in ("independent", "mixture") and len(acceptance) >= 3:
+            # an independent proposal decorrelates by about (1 - acceptance) per step: when that
+            # cannot bring the rank correlation under the threshold within max_steps, hand over
+            # to the best local kernel now rather than warn at the end
+            a = float(np.mean(acceptance[-3:]))
+            left = max_steps - len(acceptance)
+            projected = float(np.max(np.abs(rho))) * (1.0 - a) ** left
+            loc = [k for k in ranked if k in ("mala", "hmc", "rwm")]
+            if projected > threshold and loc and left > 0:
+                reason += (f"; switched {chosen} -> {loc[0]}: acceptance {a:.2f} projects a rank "
+                           f"correlation {projected:.2g} > {threshold:.2g} at max_steps={max_steps}")
+                chosen, n_low = loc[0], 0
                 continue
         if kernel == "auto" and n_low >= 3 and ranked.index(chosen) + 1 < len(ranked):
             nxt = ranked[ranked.index(chosen) + 1]
