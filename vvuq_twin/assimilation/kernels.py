@@ -537,9 +537,13 @@ def rejuvenate(
         Largest number of leapfrog steps per HMC trajectory.
     population_blocks : sequence of PopulationBlock
         Population blocks of a hierarchical model: every kernel step is followed by
-        ``population_moves`` :func:`population_step` moves (one density evaluation each), their
-        step size adapted to an acceptance of 0.4 (start ``"population"`` in ``step_size``,
-        default 1).
+        ``population_moves`` :func:`population_step` moves of each block (one density
+        evaluation each; the stuck-particle criterion counts only the kernel's moves, since these
+        never change the unit values), each block's step size adapted to an acceptance of 0.4
+        (start ``"population:<block name>"`` in ``step_size``, default 1). A block whose step
+        size falls below ``POPULATION_MIN_STEP`` is no longer moved; the adapted sizes
+        (:attr:`MoveResult.adapted`) carry to the next stage through ``step_size``, so it stays
+        left out there too.
     population_moves : int
         Population moves after each kernel step (cheap next to an HMC trajectory).
     """
