@@ -254,14 +254,19 @@ def _write(rows, agreement, state, K, quick, t_cal, t_all, *, partial: bool, sho
 COST_RESULTS = Path(__file__).resolve().parent / "results" / "assimilation_cost_at_k.json"
 
 
-def _agreement(state, nuts_post, names, g, ref_second=None):
+def _agreement(state, nuts_post, names, g, ref_second=None, start_ess=None):
+    """Agreement of the SMC particles with a NUTS posterior. The SMC standard error of a mean is
+    ``sd / sqrt(ESS)`` with ESS the weights' ESS; with ``start_ess`` (per coordinate: the ESS of
+    the NUTS start draws per draw, for an update that only reweighted those draws, whose
+    autocorrelation the particles keep) it is scaled by that fraction."""
     import arviz as az
 
     nd, labels = _flat_draws(nuts_post, names)
     mcse = np.hstack([np.ravel(az.mcse(nuts_post, var_names=[n])[n].values) for n in names])
     sd_draws, sm, ss = _flat_particles(state.particles, names, 2000, g)
     nm, ns = nd.mean(0), nd.std(0)
-    se = np.sqrt(mcse**2 + ss**2 / state.particles.ess)
+    ess = state.particles.ess * (np.minimum(1.0, start_ess) if start_ess is not None else 1.0)
+    se = np.sqrt(mcse**2 + ss**2 / ess)
     z_mean = np.abs(sm - nm) / se
     sd_ratio = ss / ns
     sub = nd[g.choice(nd.shape[0], min(2000, nd.shape[0]), replace=False)]
@@ -274,18 +279,39 @@ def _agreement(state, nuts_post, names, g, ref_second=None):
             "sd_ratio": dict(zip(labels, sd_ratio.round(4).tolist()))}, ns, sub
 
 
-def cost_at_k(ks=(50, 5, 20), *, n_particles: int = 500, max_mcmc_steps: int = 15,
-              n_batches: int = 50) -> dict:
+def _cpu() -> dict:
+    """Process CPU seconds so far (user, system; this process's threads and its reaped children,
+    e.g. the C compiler) and the load average, to report next to wall-clock times."""
+    import os
+    import resource
+
+    me, ch = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"user": me.ru_utime + ch.ru_utime, "system": me.ru_stime + ch.ru_stime,
+            "load": os.getloadavg()[0]}
+
+
+def _cpu_delta(a: dict, b: dict) -> dict:
+    return {"user_cpu_seconds": b["user"] - a["user"], "system_cpu_seconds": b["system"] - a["system"],
+            "load_before": a["load"], "load_after": b["load"]}
+
+
+def cost_at_k(ks=(50, 5, 20), *, n_particles: int = 2000, max_mcmc_steps: int = 15,
+              n_batches: int = 50, second_nuts: bool = True) -> dict:
     """Per-update cost of one SMC update at batch k vs a NUTS refit on the same data, side by side.
 
     The cost of the update at k depends on the data seen so far and the posterior, not on how
     the particles got there, so each k starts from a NUTS posterior on the calibration data and
-    the first k - 1 batches (4 x 250 draws, thinned to ``n_particles``; the past data are then one
+    the first k - 1 batches (4 chains x ``max(250, n_particles / 4)`` draws, thinned to
+    ``n_particles``: the particles carry that run's MC error, so more of them tighten the
+    agreement at no move cost when the update only reweights; the past data are then one
     chunk, as after a merge), assimilates batch k by :func:`vvuq_twin.assimilation.assimilate`
     (automatic kernel, at most ``max_mcmc_steps`` moves per stage) and times it; then a NUTS refit
     on all k batches (4 x 1000 draws, 1000 tuning steps, compile cache cleared: compile + sample)
     runs in the same process, and the agreement of the two posteriors is computed (at the first
-    k also against a second, independent NUTS run). Writes ``results/assimilation_cost_at_k.json``.
+    k also against a second, independent NUTS run, unless ``second_nuts`` is False). Wall-clock
+    seconds come with the process's user and system CPU seconds (threads and reaped child
+    processes such as the C compiler) and the load average before and after each phase, since
+    the machine may be shared. Writes ``results/assimilation_cost_at_k.json``.
     """
     from case_studies.airframe.run import build_twin
     from vvuq_twin import calibrate
@@ -312,7 +338,7 @@ def cost_at_k(ks=(50, 5, 20), *, n_particles: int = 500, max_mcmc_steps: int = 1
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t0 = time.perf_counter()
-            start = calibrate(twin, before, draws=250, tune=500, chains=4, rng=k, warn=False,
+            start = calibrate(twin, before, draws=max(250, -(-n_particles // 4)), tune=500, chains=4, rng=k, warn=False,
                               posterior_predictive=False)
             t_start = time.perf_counter() - t0
         if names is None:
@@ -320,21 +346,32 @@ def cost_at_k(ks=(50, 5, 20), *, n_particles: int = 500, max_mcmc_steps: int = 1
             names = [n for n in start.idata.posterior.data_vars if n in free]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            c0 = _cpu()
             t0 = time.perf_counter()
             state = assimilate(start, batches[k - 1], rng=1000 + k, n_particles=n_particles,
                                max_mcmc_steps=max_mcmc_steps)
             t_smc = time.perf_counter() - t0
+            cpu_smc = _cpu_delta(c0, _cpu())
         rep = state.reports[-1]
         clear_compile_cache()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            c0 = _cpu()
             t0 = time.perf_counter()
             nuts = calibrate(twin, state.data, rng=k, warn=False, posterior_predictive=False,
                              draws=1000, tune=1000, chains=4)
             t_nuts = time.perf_counter() - t0
+            cpu_nuts = _cpu_delta(c0, _cpu())
         g = np.random.default_rng(k)
-        agree, ns, sub = _agreement(state, nuts.idata.posterior, names, g)
-        if ref_second is None:
+        start_ess = None
+        if rep.status == "reweighted":  # the particles are the start draws, reweighted
+            import arviz as az
+
+            sp = start.idata.posterior
+            n_draws = sp.sizes["chain"] * sp.sizes["draw"]
+            start_ess = np.hstack([np.ravel(az.ess(sp, var_names=[n])[n].values) for n in names]) / n_draws
+        agree, ns, sub = _agreement(state, nuts.idata.posterior, names, g, start_ess=start_ess)
+        if ref_second is None and second_nuts:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 nuts2 = calibrate(twin, state.data, rng=10_000 + k, warn=False, posterior_predictive=False,
@@ -342,8 +379,12 @@ def cost_at_k(ks=(50, 5, 20), *, n_particles: int = 500, max_mcmc_steps: int = 1
             nd2, _ = _flat_draws(nuts2.idata.posterior, names)
             ref_second = _energy_distance(nd2[g.choice(nd2.shape[0], 2000, replace=False)] / ns, sub / ns)
         agree["energy_distance_nuts_vs_nuts"] = ref_second
+        agree["passed"] = bool(agree["max_mean_diff_in_mcse"] < 3 and agree["max_abs_sd_error"] < 0.15
+                               and (ref_second is None or agree["energy_distance_smc_vs_nuts"] < 3 * ref_second))
         point = {"k": k, "n_obs_total": int(state.data.n), "start_nuts_seconds": t_start,
-                 "smc_update_seconds": t_smc, "smc_seconds_in_update": rep.seconds,
+                 "smc_update_seconds": t_smc, "smc_seconds_in_update": rep.seconds, "smc_cpu": cpu_smc,
+                 "nuts_cpu": cpu_nuts, "n_particles": int(state.particles.n_particles),
+                 "ratio_user_cpu_compile_plus_sample": cpu_nuts["user_cpu_seconds"] / max(cpu_smc["user_cpu_seconds"], 1e-9),
                  "smc_status": rep.status, "kernel": rep.kernel, "acceptance": rep.acceptance,
                  "n_moves": rep.n_moves, "phis": rep.phis, "mixing_ok": rep.mixing_ok,
                  "max_rank_correlation": max(rep.mixing.values()) if rep.mixing else None,
@@ -364,7 +405,9 @@ def cost_at_k(ks=(50, 5, 20), *, n_particles: int = 500, max_mcmc_steps: int = 1
               f"{point['ratio_compile_plus_sample']:.2f}x (sample only {point['ratio_sample_only']:.2f}x); "
               f"max |mean diff|/MCSE {agree['max_mean_diff_in_mcse']:.2f} ({agree['worst_mean']}), max |sd ratio-1| "
               f"{agree['max_abs_sd_error']:.3f} ({agree['worst_sd']}), energy SMC-NUTS "
-              f"{agree['energy_distance_smc_vs_nuts']:.4f} vs NUTS-NUTS {ref_second:.4f}", flush=True)
+              f"{agree['energy_distance_smc_vs_nuts']:.4f} vs NUTS-NUTS {ref_second}; user CPU SMC "
+              f"{cpu_smc['user_cpu_seconds']:.1f} s vs NUTS {cpu_nuts['user_cpu_seconds']:.1f} s; load "
+              f"{cpu_smc['load_before']:.1f}-{cpu_nuts['load_after']:.1f}", flush=True)
         COST_RESULTS.parent.mkdir(parents=True, exist_ok=True)
         COST_RESULTS.write_text(json.dumps(out, indent=1, default=float))
     return out
@@ -372,6 +415,17 @@ def cost_at_k(ks=(50, 5, 20), *, n_particles: int = 500, max_mcmc_steps: int = 1
 
 if __name__ == "__main__":
     if "--cost-at-k" in sys.argv:
-        cost_at_k()
+        import argparse
+
+        ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_assimilation --cost-at-k")
+        ap.add_argument("--cost-at-k", action="store_true")
+        ap.add_argument("--k", type=int, nargs="+", default=[50, 5, 20], help="batches k to measure")
+        ap.add_argument("--n-particles", type=int, default=2000)
+        ap.add_argument("--max-mcmc-steps", type=int, default=15)
+        ap.add_argument("--no-second-nuts", action="store_true",
+                        help="skip the second NUTS run (the NUTS-vs-NUTS energy-distance reference)")
+        a = ap.parse_args()
+        cost_at_k(tuple(a.k), n_particles=a.n_particles, max_mcmc_steps=a.max_mcmc_steps,
+                  second_nuts=not a.no_second_nuts)
     else:
         main(quick="--quick" in sys.argv)

@@ -17,7 +17,17 @@ info as NamedTuples):
   step size adapted between steps to a target acceptance (Buchholz, Chopin & Jacob 2021);
 * :func:`hmc_step` - Hamiltonian Monte Carlo (``N_LEAPFROG`` leapfrog steps, mass matrix the
   inverse particle covariance), step size adapted likewise;
-* :func:`rwm_step` - random-walk Metropolis, the gradient-free fallback.
+* :func:`rwm_step` - random-walk Metropolis, the gradient-free fallback;
+* :func:`population_step` - an exact group move of a hierarchical model's population blocks
+  (:class:`PopulationBlock`): the population location and log scale take a random-walk step and
+  the per-unit coordinates are mapped so that the *other* parameterisation stays fixed (the unit
+  values ``mu + sigma z`` of a non-centred block, the standardised offsets ``(lin - mu) / sigma``
+  of a centred one), with the Jacobian of that map in the acceptance ratio (a Liu & Sabatti 2000
+  group move; the interweaving idea of Yu & Meng 2011). On a non-centred block whose units the
+  data pin down, the likelihood is unchanged by the move, so the population scale - the funnel
+  direction that a fixed-metric HMC crosses only with tiny steps - moves at the cost of one
+  density evaluation. :func:`rejuvenate` follows every step of its kernel with one such move
+  when blocks are given.
 
 :func:`rejuvenate` chooses the kernel (a one-step pilot of each candidate, scored by the expected
 squared jump relative to the particle variance per likelihood evaluation; step sizes start from
@@ -26,7 +36,9 @@ adapting the step size, until the particles have decorrelated from their start: 
 correlation between start and end positions is at most ``max_rank_correlation`` for every
 coordinate and at most ``max_stuck`` of the particles never moved. An automatically chosen
 kernel that stops accepting gives way to the next best, and an independent proposal that leaves
-stuck particles (tails, a funnel's neck) hands over to the best local kernel. It reports the
+stuck particles (tails, a funnel's neck), or whose acceptance is too low to decorrelate the
+particles within ``max_steps`` (about ``(1 - acceptance)`` per step), hands over to the best
+local kernel. It reports the
 per-coordinate correlations and the stuck fraction, and says so when the criterion was not met
 within ``max_steps``.
 """
@@ -49,6 +61,8 @@ __all__ = [
     "mala_step",
     "hmc_step",
     "rwm_step",
+    "PopulationBlock",
+    "population_step",
     "rank_correlation",
     "MoveResult",
     "rejuvenate",
@@ -63,6 +77,10 @@ TARGET_ACCEPTANCE = {"mala": 0.57, "hmc": 0.65, "rwm": 0.3}
 
 #: Leapfrog steps of the HMC kernel (its cost per step, in gradient evaluations).
 N_LEAPFROG = 8
+
+#: A population block whose adapted step size (relative to the particle sds) falls below this is
+#: no longer moved in the stage: the data fix both of its parameterisations.
+POPULATION_MIN_STEP = 0.05
 
 
 class Evaluation(NamedTuple):
@@ -339,6 +357,62 @@ def rwm_step(rng: np.random.Generator, state: MoveState, evaluate: Evaluate, phi
     return _accept(rng, state, prop, ev, log_a)
 
 
+class PopulationBlock(NamedTuple):
+    """Columns (in the unconstrained coordinates) of one per-unit parameter's population block.
+
+    ``loc``: the population location ``mu``; ``log_scale``: the population scale's coordinate,
+    which must be ``log sigma`` (PyMC's log transform of a positive prior); ``units``: the
+    per-unit coordinates, standardised offsets ``z`` (``centered=False``: unit value
+    ``mu + sigma z``) or the unit values ``lin ~ N(mu, sigma)`` themselves (``centered=True``).
+    """
+
+    loc: int
+    log_scale: int
+    units: tuple[int, ...]
+    centered: bool
+    name: str = ""
+
+
+def population_step(rng: np.random.Generator, state: MoveState, evaluate: Evaluate, phi: float,
+                    blocks: tuple[PopulationBlock, ...], step_size: float, scales: np.ndarray,
+                    grad: bool = False) -> tuple[MoveState, StepInfo]:
+    """Exact group move of every population block at once.
+
+    For each block, ``(mu, log sigma)`` moves by ``eps ~ N(0, (h s)^2)`` (``s``: the particle sds
+    of those two coordinates, ``scales[b]``); the per-unit coordinates follow the deterministic
+    map that keeps the other parameterisation fixed: ``z' = (mu + sigma z - mu') / sigma'``
+    (non-centred) or ``lin' = mu' + sigma' (lin - mu) / sigma`` (centred). For a fixed ``eps``
+    the map is a bijection whose inverse is the map for ``-eps`` (same density), so the move is
+    a valid Metropolis-Hastings step with ratio ``pi(x') / pi(x)`` times the Jacobian
+    ``(sigma / sigma')^J`` (non-centred) or ``(sigma' / sigma)^J`` (centred), ``J`` units.
+    """
+    n = state.z.shape[0]
+    prop = state.z.copy()
+    log_jac = np.zeros(n)
+    h = float(step_size)
+    for b, blk in enumerate(blocks):
+        units = np.asarray(blk.units, dtype=int)
+        mu, ls = state.z[:, blk.loc], state.z[:, blk.log_scale]
+        e_mu = h * scales[b, 0] * rng.standard_normal(n)
+        e_ls = h * scales[b, 1] * rng.standard_normal(n)
+        mu1, ls1 = mu + e_mu, ls + e_ls
+        u = state.z[:, units]
+        with np.errstate(over="ignore", invalid="ignore"):
+            if blk.centered:
+                u1 = mu1[:, None] + np.exp(ls1 - ls)[:, None] * (u - mu[:, None])
+                log_jac += units.size * e_ls
+            else:
+                u1 = (mu[:, None] + np.exp(ls)[:, None] * u - mu1[:, None]) * np.exp(-ls1)[:, None]
+                log_jac -= units.size * e_ls
+        prop[:, blk.loc], prop[:, blk.log_scale], prop[:, units] = mu1, ls1, u1
+    ok = np.all(np.isfinite(prop), axis=1)
+    prop = np.where(ok[:, None], prop, state.z)
+    ev = evaluate(prop, grad)
+    with np.errstate(invalid="ignore"):
+        log_a = ev.logdensity(phi) - state.ev.logdensity(phi) + log_jac
+    return _accept(rng, state, prop, ev, np.where(ok, log_a, -np.inf))
+
+
 def _accept(rng, state, prop, ev, log_a) -> tuple[MoveState, StepInfo]:
     log_a = np.where(np.isnan(log_a), -np.inf, log_a)
     acc = np.log(rng.random(prop.shape[0])) < log_a
@@ -390,6 +464,7 @@ class MoveResult(NamedTuple):
     n_components: int
     stuck_fraction: float  # particles never moved by the accepted steps of this stage
     adapted: dict[str, float]  # step sizes after adaptation, to start the next stage from
+    population_acceptance: list[float] = []  # per step, of the population group moves (if any)
 
 
 def rejuvenate(
@@ -409,6 +484,10 @@ def rejuvenate(
     max_stuck: float = 0.01,
     surrogate: Callable[[np.ndarray, float], tuple[np.ndarray, np.ndarray]] | None = None,
     surrogate_cost: float = 1.0,
+    trajectory_length: float = 3.0,
+    max_leapfrog: int = 4 * N_LEAPFROG,
+    population_blocks: tuple[PopulationBlock, ...] | list[PopulationBlock] = (),
+    population_moves: int = 4,
 ) -> MoveResult:
     """Move equally weighted particles until they decorrelate from their start.
 
@@ -451,6 +530,22 @@ def rejuvenate(
         :func:`hmc_step`; the kernel stays exact).
     surrogate_cost : float
         Cost of one surrogate gradient relative to one exact evaluation (for the pilot scores).
+    trajectory_length : float
+        HMC trajectory length in whitened units (particle sds): the number of leapfrog steps is
+        ``trajectory_length / step size``, at most ``max_leapfrog``.
+    max_leapfrog : int
+        Largest number of leapfrog steps per HMC trajectory.
+    population_blocks : sequence of PopulationBlock
+        Population blocks of a hierarchical model: every kernel step is followed by
+        ``population_moves`` :func:`population_step` moves of each block (one density
+        evaluation each; the stuck-particle criterion counts only the kernel's moves, since these
+        never change the unit values), each block's step size adapted to an acceptance of 0.4
+        (start ``"population:<block name>"`` in ``step_size``, default 1). A block whose step
+        size falls below ``POPULATION_MIN_STEP`` is no longer moved; the adapted sizes
+        (:attr:`MoveResult.adapted`) carry to the next stage through ``step_size``, so it stays
+        left out there too.
+    population_moves : int
+        Population moves after each kernel step (cheap next to an HMC trajectory).
     """
     if kernel not in ("auto",) + KERNELS:
         raise ValueError(f"`kernel` must be 'auto' or one of {KERNELS}, got {kernel!r}.")
@@ -467,6 +562,13 @@ def rejuvenate(
     single = GaussianMixtureProposal(np.zeros(1), mean[None], L[None])
     local = ["mala", "hmc"] if has_gradient else ["rwm"]
     h = {"mala": 1.6 * d ** (-1 / 6), "hmc": 1.0 * d ** (-1 / 4), "rwm": 2.38 / np.sqrt(d)}
+    blocks = tuple(population_blocks)
+    for blk in blocks:
+        cols = [blk.loc, blk.log_scale, *blk.units]
+        if min(cols) < 0 or max(cols) >= d or len(set(cols)) != len(cols):
+            raise ValueError(f"Population block {blk.name or blk} has columns outside 0..{d - 1} or "
+                             "repeated; its columns index the unconstrained coordinates.")
+    h_pop = {blk.name or str(b): 1.0 for b, blk in enumerate(blocks)}
     n_leap = N_LEAPFROG
     curvature = 1.0
     if has_gradient and (kernel in ("auto", "mala", "hmc")):
@@ -481,9 +583,13 @@ def rejuvenate(
         h["hmc"] = 1.5 * d ** (-1 / 4) / np.sqrt(curvature)
     if step_size is not None:
         h.update({k: float(v) for k, v in step_size.items()} if isinstance(step_size, dict) else {})
+        h_pop.update({k[len("population:"):]: float(v) for k, v in h.items()
+                      if k.startswith("population:") and k[len("population:"):] in h_pop})
+        h = {k: v for k, v in h.items() if not k.startswith("population:")}
     if has_gradient:
-        # trajectories of about 1.5 particle sds, at most 4 x N_LEAPFROG gradients per step
-        n_leap = int(np.clip(np.ceil(1.5 / h["hmc"]), 2, 4 * N_LEAPFROG))
+        # trajectories of about `trajectory_length` particle sds (3: on the airframe posterior,
+        # twice the old 1.5 decorrelated more per gradient), at most `max_leapfrog` gradients
+        n_leap = int(np.clip(np.ceil(trajectory_length / h["hmc"]), 2, max_leapfrog))
 
     def need_grad(s: MoveState) -> MoveState:
         if s.ev.grad_base is None:
@@ -512,6 +618,32 @@ def rejuvenate(
     steps: list[float] = []
     scores: dict[str, float] = {}
     moved = np.zeros(n, dtype=bool)
+    pop_acc: list[float] = []
+    pop_scales = np.array([[np.std(z0[:, b.loc]), np.std(z0[:, b.log_scale])] for b in blocks]).reshape(-1, 2)
+    pop_scales = np.maximum(pop_scales, 1e-12)
+
+    def population(s: MoveState, name: str) -> MoveState:
+        # population moves never change the unit values, so they do not count as moving a
+        # particle for the stuck-particle criterion (only the kernel's accepted steps do)
+        nonlocal h_pop
+        if not blocks:
+            return s
+        # one block at a time, each with its own step size; a block whose step size has
+        # collapsed (its units' data pin the other parameterisation too) is no longer moved
+        live = [b for b, blk in enumerate(blocks) if h_pop[blk.name or str(b)] >= POPULATION_MIN_STEP]
+        accs = []
+        for i in range(int(population_moves)):
+            for b in live:
+                key = blocks[b].name or str(b)
+                s, info = population_step(rng, s, evaluate, phi, (blocks[b],), h_pop[key], pop_scales[b:b + 1])
+                accs.append(info.acceptance)
+                h_pop[key] = float(np.clip(h_pop[key] * np.exp(1.5 * (info.acceptance - 0.4)), 1e-3, 10.0))
+        if accs:
+            pop_acc.append(float(np.mean(accs)))
+            if has_gradient and name in ("mala", "hmc") and surrogate is None:
+                # value-only moves, then one gradient evaluation for the next gradient step
+                s = MoveState(s.z, evaluate(s.z, True))
+        return s
     if kernel == "auto":
         cands = ["independent"] + (["mixture"] if gmm.n_components > 1 else []) + local
         best_name, best_state, best_info = None, None, None
@@ -529,7 +661,7 @@ def rejuvenate(
         reason = ("largest expected squared jump per evaluation in a one-step pilot ("
                   + ", ".join(f"{k} {v:.3g}" for k, v in scores.items())
                   + f"; curvature {curvature:.3g}" + (f", HMC {n_leap} leapfrog steps" if has_gradient else "") + ")")
-        state = best_state
+        state = population(best_state, chosen)
         moved |= best_info.accepted
         acceptance.append(best_info.acceptance)
         steps.append(h.get(chosen, float("nan")))
@@ -541,6 +673,7 @@ def rejuvenate(
                                            or 1.0 - moved.mean() > max_stuck):
         state, info = one(chosen, state)
         moved |= info.accepted
+        state = population(state, chosen)
         acceptance.append(info.acceptance)
         steps.append(h.get(chosen, float("nan")))
         adapt(chosen, info.acceptance)
@@ -557,6 +690,19 @@ def rejuvenate(
                 reason += f"; switched {chosen} -> {loc[0]} to move {1.0 - moved.mean():.3f} stuck particles"
                 chosen = loc[0]
                 continue
+        if kernel == "auto" and chosen in ("independent", "mixture") and len(acceptance) >= 3:
+            # an independent proposal decorrelates by about (1 - acceptance) per step: when that
+            # cannot bring the rank correlation under the threshold within max_steps, hand over
+            # to the best local kernel now rather than warn at the end
+            a = float(np.mean(acceptance[-3:]))
+            left = max_steps - len(acceptance)
+            projected = float(np.max(np.abs(rho))) * (1.0 - a) ** left
+            loc = [k for k in ranked if k in ("mala", "hmc", "rwm")]
+            if projected > threshold and loc and left > 0:
+                reason += (f"; switched {chosen} -> {loc[0]}: acceptance {a:.2f} projects a rank "
+                           f"correlation {projected:.2g} > {threshold:.2g} at max_steps={max_steps}")
+                chosen, n_low = loc[0], 0
+                continue
         if kernel == "auto" and n_low >= 3 and ranked.index(chosen) + 1 < len(ranked):
             nxt = ranked[ranked.index(chosen) + 1]
             reason += f"; switched {chosen} -> {nxt} after 3 steps with acceptance < 0.05"
@@ -565,4 +711,5 @@ def rejuvenate(
     stuck = float(1.0 - moved.mean())
     return MoveResult(state, chosen, reason, acceptance, steps, len(acceptance), rho, threshold,
                       bool(crit <= threshold and stuck <= max_stuck), scores,
-                      gmm.n_components if chosen == "mixture" else 1, stuck, dict(h))
+                      gmm.n_components if chosen == "mixture" else 1, stuck,
+                      dict(h, **{f"population:{k}": v for k, v in h_pop.items()}), pop_acc)

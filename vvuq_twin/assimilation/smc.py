@@ -246,6 +246,9 @@ class UpdateReport:
     rows_surrogate: int = 0
     #: per move stage: residual sd (nats) of the surrogate's fitted correction at the particles
     surrogate_residual_sd: list[float] = field(default_factory=list)
+    #: hierarchical blocks moved by the population group move, and its acceptance per stage
+    population_blocks: list[str] = field(default_factory=list)
+    population_acceptance: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -253,6 +256,7 @@ class UpdateReport:
             d[k] = None if not np.isfinite(d[k]) else float(d[k])
         d["step_sizes"] = [None if not np.isfinite(v) else float(v) for v in d["step_sizes"]]
         d["surrogate_residual_sd"] = [None if not np.isfinite(v) else float(v) for v in d["surrogate_residual_sd"]]
+        d["population_acceptance"] = [None if not np.isfinite(v) else float(v) for v in d["population_acceptance"]]
         d["time_range"] = [
             v.item() if isinstance(v, (np.integer, np.floating)) else (v if isinstance(v, (int, float)) else str(v))
             for v in d["time_range"]
@@ -265,6 +269,8 @@ class UpdateReport:
         for k in ("ess_one_step", "ess_final", "mixing_threshold", "unique_fraction", "stuck_fraction", "seconds"):
             d[k] = float("nan") if d.get(k) is None else float(d[k])
         d["step_sizes"] = [float("nan") if v is None else float(v) for v in d.get("step_sizes", [])]
+        d["population_acceptance"] = [float("nan") if v is None else float(v)
+                                      for v in d.get("population_acceptance", [])]
         d["surrogate_residual_sd"] = [float("nan") if v is None else float(v)
                                       for v in d.get("surrogate_residual_sd", [])]
         return cls(**d)
@@ -347,6 +353,8 @@ def smc_update(
     batch_index: int = 0,
     surrogate_thin: int | None = None,
     surrogate_min_rows: int = 32,
+    population_moves: int = 4,
+    trajectory_length: float = 3.0,
     rng: RNGLike = None,
 ) -> tuple[ParticlePosterior, UpdateReport]:
     """Assimilate one batch into a particle posterior (reweight, temper, resample, move).
@@ -415,6 +423,17 @@ def smc_update(
         be well below 1 nat, or the acceptance collapses.
     surrogate_min_rows : int
         Past chunks with fewer rows are not thinned.
+    population_moves : int
+        When the model declares hierarchical blocks (``population_blocks()``: a twin's per-unit
+        parameters with an inferred population scale), every kernel step is followed by this
+        many exact population group moves per block
+        (:func:`~vvuq_twin.assimilation.kernels.population_step`: location and log scale step,
+        the unit values of a non-centred block held fixed), one density evaluation each. They
+        move the population scale along the funnel of a non-centred parameter whose units the
+        data pin down, which a fixed-metric HMC crosses only slowly. 0 disables them.
+    trajectory_length : float
+        HMC trajectory length in particle sds (leapfrog steps = length / step size, at most
+        32).
     rng : Generator, int or None
 
     Returns
@@ -435,6 +454,10 @@ def smc_update(
         raise ValueError(f"`max_rank_correlation` must lie in (0, 1), got {max_rank_correlation}.")
     if kernel not in ("auto",) + KERNELS:
         raise ValueError(f"`kernel` must be 'auto' or one of {KERNELS}, got {kernel!r}.")
+    if int(population_moves) < 0:
+        raise ValueError(f"`population_moves` must be >= 0, got {population_moves}.")
+    if not trajectory_length > 0:
+        raise ValueError(f"`trajectory_length` must be positive, got {trajectory_length}.")
     t_start = time.perf_counter()
     model = _model_for(log_likelihood, log_prior, posterior, transforms)
     if kernel in ("mala", "hmc") and not model.has_gradient:
@@ -470,6 +493,8 @@ def smc_update(
     report.rows_surrogate = int(target.rows_surrogate or 0)
 
     z = model.to_unconstrained(posterior.values)
+    blocks = tuple(model.population_blocks()) if int(population_moves) > 0 and hasattr(model, "population_blocks") else ()
+    report.population_blocks = [b.name or str(i) for i, b in enumerate(blocks)]
     ll_new, _ = target.safe_log_likelihood(z, batch, False)
     ll_new = np.where(np.isnan(np.asarray(ll_new, float)), -np.inf, np.asarray(ll_new, float))
     report.n_likelihood_evals = 1
@@ -549,11 +574,16 @@ def smc_update(
                              target_acceptance=target_acceptance,
                              step_size=step_size,
                              surrogate=target.surrogate_grad if target.has_surrogate else None,
-                             surrogate_cost=target.surrogate_cost)
+                             surrogate_cost=target.surrogate_cost,
+                             trajectory_length=float(trajectory_length),
+                             population_blocks=blocks, population_moves=int(population_moves))
             z, ev = res.state.z, res.state.ev
             log_w = np.full(N, -np.log(N))
             acc = float(np.mean(res.acceptance))
             report.acceptance.append(acc)
+            if blocks:
+                report.population_acceptance.append(float(np.mean(res.population_acceptance))
+                                                    if res.population_acceptance else float("nan"))
             report.kernel.append(res.kernel)
             report.kernel_reason = res.kernel_reason
             report.n_moves.append(int(res.n_steps))

@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from .kernels import Evaluation
+from .kernels import Evaluation, PopulationBlock
 
 __all__ = ["ParticleModel", "CallableModel", "TemperedTarget", "TRANSFORMS", "thin_chunk"]
 
@@ -78,12 +78,19 @@ class CallableModel:
         ``(theta, data) -> dict name -> (n, ...)`` and ``(theta) -> dict``: natural-scale
         gradients, enabling the MALA kernel (the chain rule through the transforms is applied
         here).
+    population : sequence of (loc, scale, units, centered), optional
+        Hierarchical blocks, by parameter name: the population location ``loc`` (scalar), its
+        scale ``scale`` (scalar, transform ``"log"``) and the per-unit parameter ``units``
+        (standardised offsets when ``centered`` is False, unit values otherwise). They enable
+        the population group move of the rejuvenation
+        (:func:`~vvuq_twin.assimilation.kernels.population_step`).
     """
 
     def __init__(self, log_likelihood: Callable, log_prior: Callable, shapes: Mapping[str, tuple],
                  transforms: Mapping[str, Any] | None = None, *,
                  grad_log_likelihood: Callable | None = None,
-                 grad_log_prior: Callable | None = None) -> None:
+                 grad_log_prior: Callable | None = None,
+                 population: Sequence[tuple[str, str, str, bool]] = ()) -> None:
         self.log_likelihood = log_likelihood
         self.log_prior = log_prior
         self.shapes = {k: tuple(int(s) for s in v) for k, v in shapes.items()}
@@ -106,6 +113,32 @@ class CallableModel:
         self.grad_log_prior = grad_log_prior
         self.sizes = {k: int(np.prod(s, dtype=int)) for k, s in self.shapes.items()}
         self.dim = int(sum(self.sizes.values()))
+        start, j = {}, 0
+        for k in self.shapes:
+            start[k] = j
+            j += self.sizes[k]
+        blocks = []
+        for spec in population:
+            if len(spec) != 4:
+                raise ValueError(f"A population block is (loc, scale, units, centered); got {spec!r}.")
+            loc, scale, units, centered = spec
+            for nm in (loc, scale, units):
+                if nm not in self.shapes:
+                    raise ValueError(f"Population block {spec!r} names {nm!r}, which is not a parameter "
+                                     f"(parameters: {list(self.shapes)}).")
+            if self.sizes[loc] != 1 or self.sizes[scale] != 1:
+                raise ValueError(f"Population block {spec!r}: location and scale must be scalars.")
+            if self.transforms.get(scale) != ("log",):
+                raise ValueError(f"Population block {spec!r}: the scale {scale!r} needs transforms[{scale!r}] "
+                                 "= 'log' (the group move steps in log scale).")
+            blocks.append(PopulationBlock(start[loc], start[scale],
+                                          tuple(range(start[units], start[units] + self.sizes[units])),
+                                          bool(centered), str(units)))
+        self._population = tuple(blocks)
+
+    def population_blocks(self) -> tuple[PopulationBlock, ...]:
+        """Columns of the declared hierarchical blocks (see ``population``)."""
+        return self._population
 
     # coordinates --------------------------------------------------------------------------
     def _split(self, z: np.ndarray) -> dict[str, np.ndarray]:

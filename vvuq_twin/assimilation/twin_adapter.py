@@ -264,6 +264,41 @@ class TwinLogDensity:
             raise ValueError(f"Particles of {bad} lie outside their support (log/logit of a boundary value).")
         return z
 
+    def population_blocks(self) -> tuple:
+        """Population blocks of the twin's per-unit parameters, for the SMC group move.
+
+        One :class:`~vvuq_twin.assimilation.kernels.PopulationBlock` per per-unit parameter with
+        an inferred population scale: the columns of its population location, of its scale
+        (PyMC's log transform) and of its per-unit coordinates (the standardised offsets of a
+        non-centred parameter, the unit values of a centred one), as the model builder names
+        them (``<name>_mu``, ``<name>_sigma``, ``<name>_z`` / ``<name>_lin``). A parameter whose
+        variables do not have that form (another transform, a fixed scale) gets no block.
+        """
+        from .kernels import PopulationBlock
+
+        self._need_space()
+        if self.twin.hierarchy is None:
+            return ()
+        start, j = {}, 0
+        for name in self.value_names:
+            start[name] = j
+            j += int(np.prod(self.value_shapes[name], dtype=int))
+        blocks = []
+        for p in self.twin.parameters:
+            if not p.per_unit:
+                continue
+            loc, scale = f"{p.name}_mu", f"{p.name}_sigma_log__"
+            units = f"{p.name}_lin" if p.centered else f"{p.name}_z"
+            if not all(v in start for v in (loc, scale, units)):
+                continue
+            if self.value_shapes[loc] != () or self.value_shapes[scale] != ():
+                continue
+            size = int(np.prod(self.value_shapes[units], dtype=int))
+            blocks.append(PopulationBlock(start[loc], start[scale],
+                                          tuple(range(start[units], start[units] + size)),
+                                          bool(p.centered), p.name))
+        return tuple(blocks)
+
     def from_unconstrained(self, z: np.ndarray) -> dict[str, np.ndarray]:
         """Natural parameter values of flat value-variable coordinates."""
         self._need_space()
