@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from vvuq_twin.inference import Thresholds
 from vvuq_twin.loop import SBC, QoI, Calibrate, DataSplit, Sensitivity, VVUQLoop, Verify
@@ -162,7 +163,11 @@ def run(data_dir: str | os.PathLike[str] | None = None, out: str | os.PathLike[s
     out = Path(out)
     loop = VVUQLoop(twin, DataSplit(cal, None, stream), _steps(quick, life, design, ds, stream, twin), seed=seed,
                     on_fail=on_fail, out=out / "loop", name="airframe")
-    res = loop.run()
+    # one BLAS thread: the sampler runs its two chains on the two cores, and the small dense
+    # operations elsewhere (SALib's 1-D KDEs, the SMC moves) only spin extra BLAS threads: under
+    # load a KDE cost 6x the wall and 9x the CPU time with 2 threads (measured 2026-12-02)
+    with threadpool_limits(1):
+        res = loop.run()
     figs = case_figures(res, ds, design)
     rep = res.report("Airframe: Virkler 2024-T3 crack growth, hierarchical Paris twin, 1e-4 inspection interval",
                      prose=case_prose(res, design, prov))

@@ -277,6 +277,36 @@ def test_airframe_sbc_is_reported_not_run_in_quick_mode(airframe):
 
 
 @pytest.mark.slow
+def test_airframe_steps_repeat_exactly_from_the_same_posterior(airframe, data_dir):
+    """Same seed, same numbers (issue 14): the case's own steps (monotonicity, population
+    validation, decision with its 2e6-sample Monte Carlo check) re-run in a fresh context on
+    the run's saved calibration reproduce the run's JSON values exactly."""
+    from pathlib import Path
+
+    from case_studies.airframe import run as R
+    from case_studies.airframe.data import load_virkler
+    from case_studies.airframe.decision import LifeModel
+    from case_studies.airframe.twin import THIN, log10_dk_range, specimen_design, twin_data
+    from vvuq_twin.inference import load_result
+    from vvuq_twin.loop import DataSplit, LoopContext
+    from vvuq_twin.loop.status import jsonable
+
+    ds, _ = load_virkler(data_dir)
+    design = specimen_design(ds["specimen"].values, True)
+    cal = twin_data(ds, design.calibration, THIN[True])
+    stream = [twin_data(ds, [sp], THIN[True]) for sp in design.stream]
+    twin = R.build_twin(quick=True)
+    out = Path(airframe["paths"]["html"]).parent
+    [nc] = sorted(out.glob("loop/steps/*_calibrate/calibration.nc"))
+    ctx = LoopContext(twin, DataSplit(cal, None, stream), seed=1)
+    ctx.objects["calibrate"] = load_result(nc, twin=twin, data=cal)
+    steps = {st.name: st for st in R._steps(True, LifeModel(8, log10_dk_range()), design, ds, stream, twin)}
+    for name in ("monotonicity", "validate", "decide"):
+        again, _ = steps[name].run(ctx)
+        assert jsonable(again.values) == _step(airframe, name)["values"], name
+
+
+@pytest.mark.slow
 def test_airframe_quadrature_verified_at_order_four(airframe):
     v = _step(airframe, "verify")
     assert v["status"] == "PASS" and abs(v["values"]["observed_order"] - 4.0) <= 0.3
