@@ -176,7 +176,8 @@ def run(data_dir: str | os.PathLike[str] | None = None, out: str | os.PathLike[s
     paths = rep.write(out)
     summary = res.summary()
     summary.update(flat_figures(res, design, quick, ds))
-    summary["paths"] = {k: str(v) for k, v in paths.items()}
+    # where the files went depends on --out: volatile (two runs with one seed compare equal outside it)
+    summary["volatile"]["paths"] = {k: str(v) for k, v in paths.items()}
     import json
 
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

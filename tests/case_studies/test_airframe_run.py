@@ -296,7 +296,7 @@ def test_airframe_steps_repeat_exactly_from_the_same_posterior(airframe, data_di
     cal = twin_data(ds, design.calibration, THIN[True])
     stream = [twin_data(ds, [sp], THIN[True]) for sp in design.stream]
     twin = R.build_twin(quick=True)
-    out = Path(airframe["paths"]["html"]).parent
+    out = Path(airframe["volatile"]["paths"]["html"]).parent
     [nc] = sorted(out.glob("loop/steps/*_calibrate/calibration.nc"))
     ctx = LoopContext(twin, DataSplit(cal, None, stream), seed=1)
     ctx.objects["calibrate"] = load_result(nc, twin=twin, data=cal)
@@ -377,9 +377,10 @@ def test_airframe_paris_exponent_against_independent_fit(airframe):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured 2026-12-01: seed 7 acceptance 0.21-0.38, seed 1 "
-                   "0.198-0.38 (issue 16 asks 0.2-0.9), ESS >= 0.52 N, but the decorrelation criterion is "
-                   "not met within max_mcmc_steps=30 (both seeds); more move steps were not tried in time")
+@pytest.mark.xfail(strict=True, reason="measured 2026-12-02 with 500 particles (quick): seed 7 acceptance "
+                   "0.175-0.33, seed 1 0.170-0.34 (issue 16 asks 0.2-0.9; with 1000 particles 0.21-0.38 and "
+                   "0.198-0.38), ESS >= 0.50 N after the moves, but the decorrelation criterion is not met "
+                   "within max_mcmc_steps=30 (both seeds, either particle count)")
 def test_airframe_assimilation_meets_its_mixing_criterion(airframe):
     a = _step(airframe, "assimilate")["values"]
     assert all(0.2 <= x <= 0.9 for b in a["batches"] for x in b["acceptance"])
