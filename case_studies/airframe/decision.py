@@ -32,7 +32,7 @@ from numpy.polynomial.hermite_e import hermegauss
 from scipy import special
 
 from .data import VIRKLER_CONDITIONS
-from .model import SHAPE_ORDERS, cycles_to_length
+from .model import SHAPE_ORDERS, cycles_to_length, legendre_shape
 
 __all__ = [
     "DELTA_K_REF",
@@ -40,6 +40,7 @@ __all__ = [
     "POPULATION_NAMES",
     "LifeModel",
     "conditional_failure_probability",
+    "FailureProbability",
     "monte_carlo_failure_probability",
     "reliability_index",
     "mixture_quantile",
@@ -100,6 +101,50 @@ class LifeModel:
         shape = arrs[0].shape
         return self._f(*(np.ascontiguousarray(v).ravel() for v in arrs)).reshape(shape)
 
+    def curves(self, lengths: Any, lc: Any, m: Any, b: Any, stress_range: float = _DS,
+               chunk: int = 64) -> np.ndarray:
+        """``N`` at every crack length for many (draw, unit) pairs, in numpy: shape (S, U, K).
+
+        The same Simpson rule as :meth:`__call__` (same nodes and weights, the formula of
+        :func:`~case_studies.airframe.model.cycles_to_length`), with everything that depends on
+        the crack length alone (``ΔK`` at the nodes, the Legendre basis, the weights) computed
+        once: ``N_k = 10^-lc sum_j c_kj 10^-(m log10(ΔK_kj/ΔK_ref) + b . P(ΔK_kj))``. Agrees with
+        :meth:`__call__` to rounding (tested); used by the monotonicity check over all draws.
+
+        Parameters
+        ----------
+        lengths : (K,) crack half-lengths (mm)
+        lc, m : (S, U) per-draw, per-unit ``log10_C`` and ``m``
+        b : (S, 3) discrepancy coefficients of each draw
+        """
+        a = np.asarray(lengths, float).ravel()
+        lc, m, b = (np.asarray(v, float) for v in (lc, m, b))
+        if lc.ndim != 2 or m.shape != lc.shape or b.shape != (lc.shape[0], len(SHAPE_ORDERS)):
+            raise ValueError(f"curves needs lc and m of shape (S, U) and b of shape (S, {len(SHAPE_ORDERS)}); "
+                             f"got {lc.shape}, {m.shape}, {b.shape}.")
+        n = self.n_steps
+        s = np.linspace(0.0, 1.0, 2 * n + 1)
+        w = np.ones_like(s)
+        w[1:-1:2], w[2:-1:2] = 4.0, 2.0
+        w = w / (6.0 * n)
+        span = a - _A0
+        nodes = _A0 + span[:, None] * s[None, :]  # (K, J)
+        dk = stress_range * np.sqrt(np.pi * nodes * 1e-3) * np.sqrt(1.0 / np.cos(np.pi * nodes / _W))
+        ldk = np.log10(dk)
+        basis = np.stack([legendre_shape(ldk, list(e), self.log10_dk_range).ravel()
+                          for e in np.eye(len(SHAPE_ORDERS))])  # (3, K*J), orders SHAPE_ORDERS
+        lr = (ldk - math.log10(DELTA_K_REF)).ravel()
+        cw = span[:, None] * w[None, :] * 1e-3  # (K, J): panel weight x span x mm -> m
+        out = np.empty(lc.shape + (a.size,))
+        ln10 = math.log(10.0)
+        for i in range(0, lc.shape[0], int(chunk)):
+            sl = slice(i, i + int(chunk))
+            e = m[sl, :, None] * lr + (b[sl] @ basis)[:, None, :]  # (c, U, K*J) log10 of rate / C
+            np.exp(-ln10 * e, out=e)
+            out[sl] = np.einsum("cukj,kj->cuk", e.reshape(e.shape[:2] + cw.shape), cw)
+            out[sl] *= np.exp(-ln10 * lc[sl])[:, :, None]
+        return out
+
     def __getstate__(self) -> dict[str, Any]:  # the compiled function stays in this process
         return {"n_steps": self.n_steps, "log10_dk_range": self.log10_dk_range, "_f": None}
 
@@ -134,6 +179,43 @@ def _gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
     return x, np.log(w / math.sqrt(2.0 * math.pi))
 
 
+class FailureProbability:
+    """``P(L <= T | theta)`` for each population draw, for any interval ``T`` (see
+    :func:`conditional_failure_probability`).
+
+    The part that does not depend on ``T`` (``log10 G`` at the Gauss-Hermite nodes in ``m``, one
+    :class:`LifeModel` evaluation per draw and node) is computed once at construction, so
+    bisection over ``T`` (:func:`mixture_quantile`, the decision's interval search) costs one
+    normal-tail evaluation per step instead of a quadrature of the Paris law.
+    """
+
+    def __init__(self, theta: np.ndarray, life: LifeModel, a_crit: float, *, stress_range: float = _DS,
+                 n_m: int = 32, n_eps: int = 12) -> None:
+        th = np.atleast_2d(np.asarray(theta, float))
+        if th.shape[1] != len(POPULATION_NAMES):
+            raise ValueError(f"theta must have {len(POPULATION_NAMES)} columns {POPULATION_NAMES}, "
+                             f"got {th.shape[1]}.")
+        self.lc_mu, m_mu, self.s_lc, s_m = (th[:, k] for k in range(4))
+        self.sig = th[:, 7]
+        xm, self.lwm = _gauss_hermite(n_m)
+        self.xe, self.lwe = _gauss_hermite(n_eps)
+        m_nodes = m_mu[:, None] + s_m[:, None] * xm[None, :]  # (S, n_m)
+        self.log10_g = np.log10(life(a_crit, 0.0, m_nodes, th[:, None, 4:7], stress_range))  # N at log10_C = 0
+
+    def __call__(self, interval: float, log: bool = False) -> np.ndarray:
+        R = float(interval) - CYCLES_SCALE * (self.sig[:, None] * self.xe[None, :])  # (S, n_eps)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            log10_r = np.where(R > 0, np.log10(np.where(R > 0, R, 1.0)), -np.inf)
+        z = (self.log10_g[:, :, None] - log10_r[:, None, :] - self.lc_mu[:, None, None]) / self.s_lc[:, None, None]
+        terms = special.log_ndtr(-z) + self.lwm[None, :, None] + self.lwe[None, None, :]  # log P(lc >= ...)
+        top = terms.max(axis=(1, 2))
+        safe = np.where(np.isfinite(top), top, 0.0)
+        with np.errstate(divide="ignore"):  # every node has probability 0: log 0 = -inf
+            out = safe + np.log(np.exp(terms - safe[:, None, None]).sum(axis=(1, 2)))
+        out = np.where(np.isfinite(top), out, -np.inf)
+        return out if log else np.exp(out)
+
+
 def conditional_failure_probability(
     interval: float,
     theta: np.ndarray,
@@ -150,33 +232,15 @@ def conditional_failure_probability(
     ``N(a; lc, m, b) = 10^-lc G(m, b)`` exactly (the rate is proportional to ``10^lc``), so for
     fixed ``m`` and ``eps`` the event ``L <= T`` is ``lc >= log10(G / R)`` with
     ``R = T - 1e5 sigma eps``: a normal tail. ``m`` and ``eps`` are integrated by
-    Gauss-Hermite quadrature (``n_m`` and ``n_eps`` nodes).
+    Gauss-Hermite quadrature (``n_m`` and ``n_eps`` nodes). For many intervals on the same
+    draws use :class:`FailureProbability` (same numbers, the quadrature of ``G`` done once).
 
     Returns
     -------
     ndarray, shape (n_draws,)
         Probabilities (their natural log with ``log=True``).
     """
-    th = np.atleast_2d(np.asarray(theta, float))
-    if th.shape[1] != len(POPULATION_NAMES):
-        raise ValueError(f"theta must have {len(POPULATION_NAMES)} columns {POPULATION_NAMES}, got {th.shape[1]}.")
-    lc_mu, m_mu, s_lc, s_m = (th[:, k] for k in range(4))
-    sig = th[:, 7]
-    xm, lwm = _gauss_hermite(n_m)
-    xe, lwe = _gauss_hermite(n_eps)
-    m_nodes = m_mu[:, None] + s_m[:, None] * xm[None, :]  # (S, n_m)
-    log10_g = np.log10(life(a_crit, 0.0, m_nodes, th[:, None, 4:7], stress_range))  # N at log10_C = 0
-    R = float(interval) - CYCLES_SCALE * (sig[:, None] * xe[None, :])  # (S, n_eps)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        log10_r = np.where(R > 0, np.log10(np.where(R > 0, R, 1.0)), -np.inf)
-    z = (log10_g[:, :, None] - log10_r[:, None, :] - lc_mu[:, None, None]) / s_lc[:, None, None]
-    terms = special.log_ndtr(-z) + lwm[None, :, None] + lwe[None, None, :]  # log P(lc >= ...)
-    top = terms.max(axis=(1, 2))
-    safe = np.where(np.isfinite(top), top, 0.0)
-    with np.errstate(divide="ignore"):  # every node has probability 0: log 0 = -inf
-        out = safe + np.log(np.exp(terms - safe[:, None, None]).sum(axis=(1, 2)))
-    out = np.where(np.isfinite(top), out, -np.inf)
-    return out if log else np.exp(out)
+    return FailureProbability(theta, life, a_crit, stress_range=stress_range, n_m=n_m, n_eps=n_eps)(interval, log)
 
 
 def reliability_index(log_pf: np.ndarray) -> np.ndarray:
@@ -186,9 +250,9 @@ def reliability_index(log_pf: np.ndarray) -> np.ndarray:
 
 def mixture_quantile(
     target: float,
-    theta: np.ndarray,
-    life: LifeModel,
-    a_crit: float,
+    theta: np.ndarray | FailureProbability,
+    life: LifeModel | None = None,
+    a_crit: float | None = None,
     *,
     stress_range: float = _DS,
     bracket: tuple[float, float] = (1.0e3, 2.0e6),
@@ -196,12 +260,21 @@ def mixture_quantile(
     n_eps: int = 12,
     rtol: float = 1e-5,
 ) -> float:
-    """Interval ``T`` with ``mean_i P(L <= T | theta_i) = target`` (bisection in ``log T``)."""
+    """Interval ``T`` with ``mean_i P(L <= T | theta_i) = target`` (bisection in ``log T``).
+
+    ``theta`` may be a :class:`FailureProbability` already built on the draws (then ``life``,
+    ``a_crit``, ``stress_range``, ``n_m`` and ``n_eps`` are its own).
+    """
     lo, hi = np.log(bracket[0]), np.log(bracket[1])
+    if isinstance(theta, FailureProbability):
+        pf = theta
+    else:
+        if life is None or a_crit is None:
+            raise TypeError("mixture_quantile needs `life` and `a_crit` with a theta array.")
+        pf = FailureProbability(theta, life, a_crit, stress_range=stress_range, n_m=n_m, n_eps=n_eps)
 
     def f(logt: float) -> float:
-        return float(np.mean(conditional_failure_probability(
-            math.exp(logt), theta, life, a_crit, stress_range=stress_range, n_m=n_m, n_eps=n_eps)))
+        return float(np.mean(pf(math.exp(logt))))
 
     if f(lo) > target or f(hi) < target:
         raise ValueError(f"The {target:g} quantile of the life lies outside {bracket} cycles.")

@@ -8,6 +8,7 @@ The loop (:class:`vvuq_twin.loop.VVUQLoop`), from the pieces in this package:
 2. declaration (:func:`build_twin`): hierarchical Paris law with an embedded discrepancy on the
    log growth rate, so ``N(a)`` increases with ``a`` in every draw;
 3. verify the Simpson (= RK4) quadrature of ``N(a)`` against the infinite-plate closed form;
+   simulation-based calibration (SBC) of the inference on the calibration design itself;
 4. calibrate (nutpie, low-rank mass matrix; the gate is R-hat <= 1.01, bulk and tail ESS >= 400,
    0 divergences);
 5. monotonicity of ``N(a)`` over all draws; validate the *population* predictive on the
@@ -29,21 +30,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from vvuq_twin.inference import Thresholds
-from vvuq_twin.loop import QoI, Calibrate, DataSplit, Sensitivity, VVUQLoop, Verify
+from vvuq_twin.loop import SBC, QoI, Calibrate, DataSplit, Sensitivity, VVUQLoop, Verify
 
 from .data import VIRKLER_CONDITIONS, load_virkler
-from .decision import CYCLES_SCALE, DELTA_K_REF, LifeModel, conditional_failure_probability, reliability_index
+from .decision import (CYCLES_SCALE, DELTA_K_REF, POPULATION_NAMES, LifeModel, conditional_failure_probability,
+                       reliability_index)
 from .model import cycles_to_length, cycles_to_length_infinite
 from .report import case_figures, case_prose, m_comparison
-from .steps import (PF_CONFIDENCE, TARGET_PF, AirframeAssimilate, InspectionDecide, Monotonicity,
+from .steps import (PF_CONFIDENCE, TARGET_PF, AirframeAssimilate, InspectionDecide, Monotonicity, NotRun,
                     PopulationValidate, population_theta)
-from .twin import (A0, A_MAX, N_CAL, THIN, VALIDATION_LENGTHS, build_twin, holdout_matrix, log10_dk_range,
-                   specimen_design, twin_data)
+from .twin import (A0, A_MAX, N_CAL, SHAPE_NAMES, THIN, VALIDATION_LENGTHS, build_twin, holdout_matrix,
+                   log10_dk_range, specimen_design, twin_data)
 
 __all__ = ["build_twin", "run", "main", "COVERAGE_LEVEL", "DELTA_K_REF", "TARGET_PF", "PF_CONFIDENCE",
-           "CYCLES_SCALE", "LOAD_WORLDS", "budget"]
+           "CYCLES_SCALE", "LOAD_WORLDS", "budget", "SBC_BUDGET", "N_PARTICLES"]
 
 #: Nominal coverage of the population predictive interval checked on the held-out specimens.
 COVERAGE_LEVEL = 0.9
@@ -56,6 +59,31 @@ def budget(quick: bool) -> dict[str, Any]:
     """Sampler budget: 2 chains (2 cores), draws enough for bulk/tail ESS >= 400 on m_sigma."""
     return {"draws": 3000, "tune": 1000, "chains": 2, "target_accept": 0.95, "mass_matrix": "low_rank",
             "method": "nutpie", "thresholds": Thresholds(ess_per_chain_min=200.0), "posterior_predictive": False}
+
+
+#: SMC particles of the assimilation: quick, full (the move cost is linear in the particles).
+N_PARTICLES = {True: 500, False: 1000}
+
+
+#: SBC on the calibration design (full mode): replications and per-fit budget.
+SBC_BUDGET = {"n_sims": 30, "draws": 300, "tune": 400}
+#: Why quick mode does not run SBC (measured 2026-12-02, seed 7, quick design, under load 5-8).
+SBC_QUICK_REASON = (
+    "not run in quick mode: SBC on the quick calibration design (16 specimens x 14 lengths) costs about "
+    "15 CPU-s per replication (10 replications of 2 x (300 tune + 200 draws): 154 CPU-s, and 7 of the 10 fits "
+    "gave fewer than 99 near-independent draws), over the 3-minute budget of the whole quick run, and 10 "
+    "replications would detect only gross failures; full mode runs it (30 replications)")
+
+
+def _sbc(twin: Any, quick: bool) -> Any:
+    """SBC of the inference the loop runs (same design, nutpie, low-rank mass matrix): the
+    population, discrepancy and noise parameters and the joint log-likelihood, each with a band
+    of level 1 - 0.05/9 (familywise 95 %); in quick mode a NOT APPLICABLE step saying why."""
+    if quick:
+        return NotRun("sbc", kind="verification", reason=SBC_QUICK_REASON)
+    names = [*POPULATION_NAMES[:4], *SHAPE_NAMES, *twin.observation.noise_names()]
+    return SBC(var_names=names, prob=1.0 - 0.05 / (len(names) + 1), chains=2, **SBC_BUDGET,
+               calibrate_kwargs={"mass_matrix": "low_rank", "target_accept": 0.95})
 
 
 def _quadrature_solver(h: float) -> np.ndarray:
@@ -79,7 +107,7 @@ def _beta_qoi(life: LifeModel, decide: InspectionDecide) -> QoI:
     return QoI("beta", beta, "reliability index of a new panel at the 1e-4 inspection interval")
 
 
-def _steps(quick: bool, life: LifeModel, design: Any, ds: Any, stream: list[Any]) -> list[Any]:
+def _steps(quick: bool, life: LifeModel, design: Any, ds: Any, stream: list[Any], twin: Any) -> list[Any]:
     lengths = np.unique(ds["crack_half_length"].values)
     hold = holdout_matrix(ds, design.holdout)
     worlds = {k: f * _DS for k, f in LOAD_WORLDS.items()}
@@ -88,12 +116,14 @@ def _steps(quick: bool, life: LifeModel, design: Any, ds: Any, stream: list[Any]
     return [
         Verify(solver=_quadrature_solver, reference=_quadrature_exact, h=(1 / 4, 1 / 8, 1 / 16, 1 / 32),
                formal_order=4.0),
+        _sbc(twin, quick),
         Calibrate(**budget(quick)),
         Monotonicity(life=life, lengths=lengths),
         PopulationValidate(**val_kw),
-        Sensitivity(qoi=_beta_qoi(life, decide), num_resamples=10),
+        # SALib's delta costs ~linearly in the draws: 2000 of the 6000 in quick mode (not a gate)
+        Sensitivity(qoi=_beta_qoi(life, decide), num_resamples=10, max_draws=2000 if quick else None),
         decide,
-        AirframeAssimilate(n_draws=2000, assimilate_kwargs={"n_particles": 1000}),
+        AirframeAssimilate(n_draws=2000, assimilate_kwargs={"n_particles": N_PARTICLES[quick]}),
         Monotonicity("monotonicity_after", life=life, lengths=lengths, source="assimilate"),
         PopulationValidate("revalidate", source="assimilate", **val_kw),
         InspectionDecide("decide_after", life=life, a_crit=A_MAX, source="assimilate", validate="revalidate"),
@@ -131,9 +161,13 @@ def run(data_dir: str | os.PathLike[str] | None = None, out: str | os.PathLike[s
     twin = build_twin(quick=quick)
     life = LifeModel(8 if quick else 16, log10_dk_range(A_MAX))
     out = Path(out)
-    loop = VVUQLoop(twin, DataSplit(cal, None, stream), _steps(quick, life, design, ds, stream), seed=seed,
+    loop = VVUQLoop(twin, DataSplit(cal, None, stream), _steps(quick, life, design, ds, stream, twin), seed=seed,
                     on_fail=on_fail, out=out / "loop", name="airframe")
-    res = loop.run()
+    # one BLAS thread: the sampler runs its two chains on the two cores, and the small dense
+    # operations elsewhere (SALib's 1-D KDEs, the SMC moves) only spin extra BLAS threads: under
+    # load a KDE cost 6x the wall and 9x the CPU time with 2 threads (measured 2026-12-02)
+    with threadpool_limits(1):
+        res = loop.run()
     figs = case_figures(res, ds, design)
     rep = res.report("Airframe: Virkler 2024-T3 crack growth, hierarchical Paris twin, 1e-4 inspection interval",
                      prose=case_prose(res, design, prov))
@@ -142,7 +176,8 @@ def run(data_dir: str | os.PathLike[str] | None = None, out: str | os.PathLike[s
     paths = rep.write(out)
     summary = res.summary()
     summary.update(flat_figures(res, design, quick, ds))
-    summary["paths"] = {k: str(v) for k, v in paths.items()}
+    # where the files went depends on --out: volatile (two runs with one seed compare equal outside it)
+    summary["volatile"]["paths"] = {k: str(v) for k, v in paths.items()}
     import json
 
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -167,9 +202,11 @@ def flat_figures(res: Any, design: Any, quick: bool, ds: Any) -> dict[str, Any]:
         "coverage_inside": val["inside_at_critical"], "validation_status": r["validate"].status.value,
         "coverage_after": r["revalidate"].values["coverage_at_critical"],
         "verification_order": r["verify"].values["observed_order"], "verification_formal_order": 4.0,
-        "sbc_passed": None,
+        "sbc_status": r["sbc"].status.value, "sbc_passed": r["sbc"].values.get("passed"),
+        "sbc_n_sims": r["sbc"].values.get("n_sims", 0), "sbc_failed_quantities": r["sbc"].values.get("failed_quantities"),
         "m_median": float(np.median(m)), "m_90": [float(v) for v in np.quantile(m, [0.05, 0.95])],
-        "m_published": m_comparison(ds, float(np.median(m))),
+        "m_published": m_comparison(ds, float(np.median(m)), float(np.std(m)),
+                                    tuple(float(v) for v in np.quantile(m, [0.05, 0.95]))),
         "interval_cycles": dec["interval"], "pf_at_interval": dec["pf"], "pf_at_interval_upper": dec["pf_upper"],
         "pf_mc": dec["pf_mc"], "decision_inside_calibrated_domain": dec["inside_calibrated_domain"],
         "interval_after_cycles": r["decide_after"].values["interval"],

@@ -22,13 +22,12 @@ import numpy as np
 from scipy import stats
 
 from vvuq_twin.loop import Assimilate, LoopContext, Status, Step, StepResult
-from vvuq_twin.loop.status import jsonable
 
-from .decision import (CYCLES_SCALE, POPULATION_NAMES, LifeModel, conditional_failure_probability,
+from .decision import (CYCLES_SCALE, POPULATION_NAMES, FailureProbability, LifeModel,
                        mixture_quantile, monotonicity_violations, monte_carlo_failure_probability)
 from .twin import A0, SHAPE_NAMES
 
-__all__ = ["population_theta", "Monotonicity", "PopulationValidate", "InspectionDecide",
+__all__ = ["population_theta", "NotRun", "Monotonicity", "PopulationValidate", "InspectionDecide",
            "AirframeAssimilate", "TARGET_PF", "PF_CONFIDENCE"]
 
 #: Chance constraint of the inspection decision.
@@ -59,6 +58,21 @@ def population_theta(result: Any) -> np.ndarray:
     return np.column_stack(cols + [_flat(post, noise)])
 
 
+class NotRun(Step):
+    """A step the loop deliberately leaves out in this mode: NOT APPLICABLE, with the reason (so
+    the summary and the report say so, never a silent omission)."""
+
+    def __init__(self, name: str, *, kind: str, reason: str) -> None:
+        super().__init__(name)
+        self.kind, self.why = kind, str(reason)
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "reason": self.why}
+
+    def run(self, ctx: LoopContext) -> tuple[StepResult, Any]:
+        return self._result(Status.NOT_APPLICABLE, self.why, {"run": False}), None
+
+
 class Monotonicity(Step):
     """``N(a)`` increasing in every draw: specimens of the source's posterior and new panels."""
 
@@ -77,14 +91,15 @@ class Monotonicity(Step):
     def run(self, ctx: LoopContext) -> tuple[StepResult, Any]:
         res = ctx.output(self.source)
         post, th = res.posterior, population_theta(res)
-        b = th[:, None, 4:7]
         g = np.random.default_rng(ctx.step_seed(self.name))
         lc_new = th[:, 0] + th[:, 2] * g.standard_normal(th.shape[0])
         m_new = th[:, 1] + th[:, 3] * g.standard_normal(th.shape[0])
         a = self.lengths[None, :]
-        new = self.life(a, lc_new[:, None], m_new[:, None], b)
         lc_s, m_s = unit_values(post, "log10_C"), unit_values(post, "m")  # (S, n_spec)
-        spec = self.life(a[:, None, :], lc_s[:, :, None], m_s[:, :, None], b[:, :, None, :])
+        # column 0: a new panel from the population; then every calibrated specimen
+        curves = self.life.curves(self.lengths, np.column_stack([lc_new, lc_s]), np.column_stack([m_new, m_s]),
+                                  th[:, 4:7])
+        new, spec = curves[:, 0], curves[:, 1:]
         v_new = monotonicity_violations(new)
         v_spec = monotonicity_violations(spec.reshape(-1, a.size))
         vals = {"n_draws": int(th.shape[0]), "n_specimens": int(lc_s.shape[1]), "n_lengths": int(a.size),
@@ -187,11 +202,12 @@ class InspectionDecide(Step):
 
     def interval(self, th: np.ndarray, stress_range: float | None = None) -> dict[str, float]:
         kw = {} if stress_range is None else {"stress_range": stress_range}
-        t_exact = mixture_quantile(TARGET_PF, th, self.life, self.a_crit, **kw)
+        fp = FailureProbability(th, self.life, self.a_crit, **kw)  # the Paris quadrature once
+        t_exact = mixture_quantile(TARGET_PF, fp)
         z = stats.norm.ppf(PF_CONFIDENCE)
         t = np.floor(t_exact / 1000.0) * 1000.0
         while True:  # largest multiple of 1000 whose upper bound meets the target
-            pf = conditional_failure_probability(t, th, self.life, self.a_crit, **kw)
+            pf = fp(t)
             p, se = float(pf.mean()), float(pf.std(ddof=1) / np.sqrt(pf.size))
             if p + z * se <= TARGET_PF or t <= 1000.0:
                 return {"interval": float(t), "interval_point": float(t_exact), "pf": p, "pf_se": se,
@@ -232,41 +248,31 @@ class InspectionDecide(Step):
 
 
 class AirframeAssimilate(Assimilate):
-    """Assimilate the stream of new specimens; report every update's moves and the coherence
-    of the update (posterior sd of the population parameters before and after)."""
+    """:class:`vvuq_twin.loop.Assimilate` (every update's report, move diagnostics included)
+    plus the airframe's coherence figures: posterior mean and sd of the population parameters
+    before and after, and a summary of the moves (statuses, acceptance range, ESS after moves).
+    A batch that was only reweighted (no resample-move) makes the step WARN."""
 
     def run(self, ctx: LoopContext) -> tuple[StepResult, Any]:
-        from vvuq_twin.assimilation import assimilate
-
-        state: Any = ctx.output(self.source)
-        before = ctx.output(self.source).posterior
-        g = np.random.default_rng(ctx.step_seed(self.name))
-        reports = []
-        for label, batch in self._batches(ctx):
-            ctx.say(f"assimilating {label} ({batch.n} rows)")
-            state = assimilate(state, batch, rng=int(g.integers(2**31)), **self.kw)
-            rep = jsonable(state.reports[-1].to_dict())
-            reports.append({"batch": label, **{k: rep.get(k) for k in (
-                "status", "n_obs", "ess_one_step", "ess_final", "phis", "acceptance", "kernel", "kernel_reason",
-                "n_moves", "step_sizes", "mixing", "mixing_threshold", "mixing_ok", "unique_fraction",
-                "n_likelihood_evals", "reason")}})
-        result = state.to_result(self.n_draws, rng=int(g.integers(2**31)))
-        after = result.posterior
+        res, result = super().run(ctx)
+        if res.status is Status.NOT_APPLICABLE:
+            return res, result
+        before, after = ctx.output(self.source).posterior, result.posterior
         names = list(POPULATION_NAMES[:4]) + list(SHAPE_NAMES)
         sd = {n: {"before": float(before[n].std()), "after": float(after[n].std()),
                   "mean_before": float(before[n].mean()), "mean_after": float(after[n].mean())} for n in names}
-        statuses = [r["status"] for r in reports]
-        moved = all(s == "resample-move" for s in statuses)
-        mixing_ok = all(bool(r["mixing_ok"]) for r in reports)
-        acc = [a for r in reports for a in (r["acceptance"] or [])]
-        ess_ok = all((r["ess_final"] or 0) >= 0.5 * len(before.chain) * len(before.draw) or r["status"] != "resample-move"
-                     for r in reports)
-        vals = {"batches": reports, "n_accepted": len(reports), "n_rejected": 0,
-                "accepted_hashes": [b.hash for _, b in self._batches(ctx)],
-                "statuses": statuses, "all_moved": moved, "mixing_ok": mixing_ok,
+        reports = [r for r in res.values["batches"] if not r.get("rejected")]
+        statuses = [r.get("status") for r in reports]
+        moved = bool(reports) and all(st == "resample-move" for st in statuses)
+        acc = [a for r in reports for a in (r.get("acceptance") or [])]
+        n_part = len(before.chain) * len(before.draw) if "n_particles" not in self.kw else int(self.kw["n_particles"])
+        vals = {**res.values, "statuses": statuses, "all_moved": moved,
+                "mixing_ok": not res.values["unmixed_batches"],
                 "acceptance_min": float(min(acc)) if acc else None, "acceptance_max": float(max(acc)) if acc else None,
-                "ess_ok": ess_ok, "population_sd": sd}
-        ok = moved and mixing_ok
-        why = (f"Assimilated {len(reports)} new specimen(s) by resample-move ({statuses}); "
-               + ("every update met its mixing criterion." if mixing_ok else "a move did NOT meet its mixing criterion."))
-        return self._result(Status.PASS if ok else Status.WARN, why, vals), result
+                "n_particles": n_part,
+                "ess_ok": all((r.get("ess_final") or 0) >= 0.5 * n_part for r in reports if r.get("status") == "resample-move"),
+                "population_sd": sd}
+        st, why = res.status, res.reason
+        if not moved and st is Status.PASS:
+            st, why = Status.WARN, why + f" Not every batch was moved (statuses {statuses}): the particles degenerate."
+        return self._result(st, why, vals), result

@@ -267,7 +267,7 @@ def test_sbc_step_runs_sbc_on_the_calibration_design(twin, split):
 
 def test_assimilation_report_values_leave_wall_clock_seconds_out():
     """Two runs with the same seed give the same step values: the UpdateReport's wall-clock
-    ``seconds`` is kept out of the assimilation step's figures (lists are left out as before)."""
+    ``seconds`` is kept out of the assimilation step's figures."""
     from vvuq_twin.assimilation.smc import UpdateReport
     from vvuq_twin.loop.steps import _report_dict
 
@@ -275,6 +275,26 @@ def test_assimilation_report_values_leave_wall_clock_seconds_out():
     b = _report_dict(UpdateReport(batch_index=0, status="reweighted", n_obs=1, ess_one_step=900.0, seconds=7.4))
     assert a == b and "seconds" not in a
     assert a["status"] == "reweighted" and a["ess_one_step"] == 900.0 and a["n_obs"] == 1
+
+
+def test_assimilation_report_values_keep_the_move_diagnostics():
+    """The per-stage lists (tempering exponents, acceptance, kernel, moves, step sizes) and the
+    per-parameter mixing of an update are kept in the step's values, JSON-ready (NaN -> None)."""
+    import json
+
+    from vvuq_twin.assimilation.smc import UpdateReport
+    from vvuq_twin.loop.steps import _report_dict
+
+    rep = UpdateReport(batch_index=1, status="resample-move", n_obs=14, phis=[0.4, 1.0], acceptance=[0.31, 0.27],
+                       kernel=["independent", "hmc"], n_moves=[5, 12], step_sizes=[float("nan"), 0.21],
+                       mixing={"m_mu": 0.08, "noise_sd": 0.05}, mixing_threshold=0.1, mixing_ok=True, seconds=2.0)
+    d = _report_dict(rep)
+    assert d["phis"] == [0.4, 1.0] and d["acceptance"] == [0.31, 0.27]
+    assert d["kernel"] == ["independent", "hmc"] and d["n_moves"] == [5, 12]
+    assert d["step_sizes"] == [None, 0.21]
+    assert d["mixing"] == {"m_mu": 0.08, "noise_sd": 0.05} and d["mixing_ok"] is True
+    assert "seconds" not in d
+    assert json.loads(json.dumps(d, allow_nan=False)) == d  # strict JSON, nothing lost
 
 
 class _Scaled:
@@ -393,3 +413,17 @@ def test_resume_reruns_a_step_whose_class_code_changed(twin, tmp_path, monkeypat
     fp = [VVUQLoop(twin, sp, [Calibrate(**CAL), cls(fn=len)], progress=False)._fingerprints()["operate"]
           for cls in (old, same, new)]
     assert fp[0] == fp[1] != fp[2]
+
+
+def test_sensitivity_on_a_subset_of_draws(twin, split, tmp_path):
+    """``max_draws`` estimates the indices from a seeded subset of the draws: the QoI 2 theta
+    depends on theta alone (delta of theta far above the noise sd's), from 300 of the 1000
+    draws; a subset too small for the estimator is refused before anything runs."""
+    steps = [Calibrate(**CAL), Sensitivity(qoi=QOI, max_draws=300, num_resamples=5)]
+    res = VVUQLoop(twin, split, steps, seed=7, out=tmp_path, progress=False).run()
+    v = res["sensitivity"].values
+    assert v["n_draws"] == 300 and v["top"][0] == "theta"
+    delta = {r["parameter"]: r["delta"] for r in v["ranking"]}
+    assert delta["theta"] > 0.5 > delta[next(p for p in delta if p != "theta")]
+    with pytest.raises(LoopSpecError, match="max_draws must be at least 100"):
+        Sensitivity(qoi=QOI, max_draws=10)

@@ -466,21 +466,33 @@ class Sensitivity(Step):
         Scalar posterior variables to rank (default: the twin's global parameters and, for
         per-unit parameters, their population mean and scale, plus noise/discrepancy
         hyperparameters present in the posterior).
+    max_draws : int, optional
+        Estimate the indices from this many posterior draws, a random subset fixed by the step's
+        seed (default: all draws). SALib's estimator costs about linearly in the draws; fewer
+        draws widen ``delta_conf`` (reported) but leave the estimator unbiased.
     """
 
     kind = "sensitivity"
 
     def __init__(self, name: str = "sensitivity", *, qoi: QoI, source: str = "calibrate",
-                 var_names: Sequence[str] | None = None, num_resamples: int = 50, **kw: Any) -> None:
+                 var_names: Sequence[str] | None = None, num_resamples: int = 50,
+                 max_draws: int | None = None, **kw: Any) -> None:
         kw.setdefault("needs", (source,))
         super().__init__(name, **kw)
         self.qoi, self.source = qoi, source
         self.var_names = None if var_names is None else list(var_names)
         self.num_resamples = int(num_resamples)
+        if max_draws is not None and int(max_draws) < 100:
+            raise LoopSpecError(f"Step {name!r}: max_draws must be at least 100 (or None for all draws), "
+                                f"got {max_draws!r}.")
+        self.max_draws = None if max_draws is None else int(max_draws)
 
     def config(self) -> dict[str, Any]:
-        return {"qoi": self.qoi.name, "fn": _code_id(self.qoi.fn), "source": self.source,
-                "var_names": self.var_names, "num_resamples": self.num_resamples}
+        cfg = {"qoi": self.qoi.name, "fn": _code_id(self.qoi.fn), "source": self.source,
+               "var_names": self.var_names, "num_resamples": self.num_resamples}
+        if self.max_draws is not None:  # absent by default: the fingerprints of existing loops stay
+            cfg["max_draws"] = self.max_draws
+        return cfg
 
     def run(self, ctx: LoopContext) -> tuple[StepResult, Any]:
         from SALib.analyze import delta
@@ -495,6 +507,10 @@ class Sensitivity(Step):
         q = ctx.qoi_draws(self.qoi, self.source)
         if q.size != X.shape[0]:
             raise LoopSpecError(f"QoI {self.qoi.name!r} has {q.size} draws but the posterior has {X.shape[0]}.")
+        if self.max_draws is not None and X.shape[0] > self.max_draws:
+            sub = np.sort(np.random.default_rng(ctx.step_seed(self.name)).choice(X.shape[0], self.max_draws,
+                                                                                  replace=False))
+            X, q = X[sub], q[sub]
         keep = np.ptp(X, axis=0) > 0
         problem = {"num_vars": int(keep.sum()), "names": [n for n, k in zip(names, keep) if k],
                    "bounds": [[float(a), float(b)] for a, b in zip(X[:, keep].min(0), X[:, keep].max(0))]}
@@ -512,6 +528,7 @@ class Sensitivity(Step):
                          "S1_conf": float(out["S1_conf"][i])})
         rows.sort(key=lambda r: -r["delta"])
         vals = {"qoi": self.qoi.name, "method": "SALib delta (raw, given data: posterior draws)",
+                **({} if self.max_draws is None else {"n_draws": int(X.shape[0])}),
                 "ranking": rows, "top": [r["parameter"] for r in rows[:3]],
                 "notes": sorted({str(w.message) for w in notes})}
         return self._result(Status.RECORD, f"{self.qoi.name} depends most on {', '.join(vals['top'])}.", vals), rows
@@ -779,8 +796,9 @@ def _report_dict(rep: Any) -> dict[str, Any]:
         {k: getattr(rep, k) for k in getattr(rep, "__dataclass_fields__", {})})
     keep = {}
     for k, v in jsonable(d).items():
-        # wall-clock seconds differ between two runs with the same seed: not a comparable figure
-        if k not in _VOLATILE_REPORT_KEYS and (isinstance(v, (int, float, str, bool)) or v is None):
+        # wall-clock seconds differ between two runs with the same seed: not a comparable figure;
+        # lists and mappings (acceptance and kernel per stage, mixing per parameter...) are kept
+        if k not in _VOLATILE_REPORT_KEYS and (isinstance(v, (int, float, str, bool, list, dict)) or v is None):
             keep[k] = v
     return keep
 
