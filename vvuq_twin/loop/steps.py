@@ -516,7 +516,11 @@ class Sensitivity(Step):
                    "bounds": [[float(a), float(b)] for a, b in zip(X[:, keep].min(0), X[:, keep].max(0))]}
         import warnings
 
-        with warnings.catch_warnings(record=True) as notes:
+        from ..inference._threads import small_matrix_threads
+
+        # one BLAS thread: SALib's 1-D kernel density estimates are small dense operations
+        # whose second OpenBLAS thread only spins (airframe, under load: 6x wall, 9x CPU)
+        with warnings.catch_warnings(record=True) as notes, small_matrix_threads(0):
             warnings.simplefilter("always")
             # "raw": Plischke et al.'s estimator on the draws as they are (the posterior)
             out = delta.analyze(problem, X[:, keep], q, num_resamples=self.num_resamples, method="all",
