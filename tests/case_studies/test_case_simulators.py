@@ -34,6 +34,7 @@ TUMOR_PARAMS = {
     "gompertz": {"alpha": 0.9, "beta": 0.08, "vc": 1.0},
     "reduced_gompertz": {"beta": 0.09, "k": 8.0, "q": 0.1, "vc": 1.0},
     "von_bertalanffy": {"a": 2.5, "b": 0.12},
+    "power_law": {"a": 0.9, "gamma": 0.7},
 }
 TUMOR_RHS_NP = {
     "exponential": lambda v, p: p["a"] * v,
@@ -41,6 +42,7 @@ TUMOR_RHS_NP = {
     "gompertz": lambda v, p: (p["alpha"] - p["beta"] * np.log(v / p["vc"])) * v,
     "reduced_gompertz": lambda v, p: (p["k"] * p["beta"] + p["q"] - p["beta"] * np.log(v / p["vc"])) * v,
     "von_bertalanffy": lambda v, p: p["a"] * v ** (2 / 3) - p["b"] * v,
+    "power_law": lambda v, p: p["a"] * v ** p["gamma"],
 }
 T_OBS = np.array([0.0, 3.0, 7.5, 12.0, 20.0, 30.0])
 
