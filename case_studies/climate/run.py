@@ -107,7 +107,7 @@ def build_loop(data_dir: Any = None, out: Any = None, seed: int = 1, quick: bool
         Verify(),
         SBC(var_names=quantities, prob=1.0 - 0.05 / (len(quantities) + 1), chains=2, **sbc_cfg,
             calibrate_kwargs={"target_accept": 0.9}),
-        Calibrate(draws=draws, tune=tune, chains=2, target_accept=0.95, mass_matrix="low_rank",
+        Calibrate(draws=draws, tune=tune, chains=2, target_accept=0.98, mass_matrix="low_rank",
                   thresholds=Thresholds(ess_per_chain_min=200.0), posterior_predictive=False),
         L.ForecastValidate("validate"),
         L.ForecastValidate("validate_late", data=late),
