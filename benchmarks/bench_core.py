@@ -295,13 +295,9 @@ def _agreement(post, samples: dict) -> dict:
     return out
 
 
-def vs_numpyro(draws: int, tune: int, seeds=(1, 2, 3, 4, 5), chains: int = 2) -> dict:
-    """Paired seeds: nutpie (numba diag / numba low-rank / jax) vs numpyro NUTS, same twin.
-
-    ESS/s = minimum bulk ESS over the parameters / sampling wall time of that run (compile
-    apart). numpyro compiles inside its first ``run``; its JIT time is the first run minus the
-    median of its later runs (the same shapes reuse the compiled kernel).
-    """
+def _numpyro(chains: int):
+    """numpyro's ``(MCMC, NUTS)`` set up for ``chains`` parallel float64 chains on host devices,
+    or a ``{"status": "skipped: ..."}`` dict when the ``bench`` extra is not installed."""
     import os
 
     os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={chains}")
@@ -313,6 +309,22 @@ def vs_numpyro(draws: int, tune: int, seeds=(1, 2, 3, 4, 5), chains: int = 2) ->
         return {"status": f"skipped: {exc} (pip install -e '.[bench]')"}
     jax.config.update("jax_enable_x64", True)
     numpyro.set_host_device_count(chains)
+    return MCMC, NUTS
+
+
+def vs_numpyro(draws: int, tune: int, seeds=(1, 2, 3, 4, 5), chains: int = 2) -> dict:
+    """Paired seeds: nutpie (numba diag / numba low-rank / jax) vs numpyro NUTS, same twin.
+
+    ESS/s = minimum bulk ESS over the parameters / sampling wall time of that run (compile
+    apart). numpyro compiles inside its first ``run``; its JIT time is the first run minus the
+    median of its later runs (the same shapes reuse the compiled kernel).
+    """
+    import os
+
+    peer = _numpyro(chains)
+    if isinstance(peer, dict):
+        return peer
+    MCMC, NUTS = peer
 
     twin, data = hierarchical_gp_twin()
     kw = dict(method="nutpie", draws=draws, tune=tune, chains=chains, warn=False,
@@ -384,15 +396,10 @@ def vs_numpyro_centred(draws: int = 1000, tune: int = 1000, seeds=(1, 2, 3, 4, 5
     """
     import os
 
-    os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={chains}")
-    try:
-        import jax
-        import numpyro
-        from numpyro.infer import MCMC, NUTS
-    except ImportError as exc:
-        return {"status": f"skipped: {exc} (pip install -e '.[bench]')"}
-    jax.config.update("jax_enable_x64", True)
-    numpyro.set_host_device_count(chains)
+    peer = _numpyro(chains)
+    if isinstance(peer, dict):
+        return peer
+    MCMC, NUTS = peer
 
     twin, data = hierarchical_gp_twin()
     ctwin = centred_twin(twin)
