@@ -29,7 +29,7 @@ Everything here is computed from a calibrated or assimilated twin (a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -309,6 +309,22 @@ class AssimilateBatches(Assimilate):
 
 
 # --------------------------------------------------------------------------- forecasts
+def _latent_and_noise(twin: Any, result: Any, x: np.ndarray, seed: int):
+    """Posterior draws of the noise-free temperature ``zeta`` (S, len(x)) at the years ``x``, the
+    observation model's noise values and scale per draw, and the AR(1) coefficient per draw
+    (zeros for independent noise)."""
+    from vvuq_twin.inference import predict
+
+    pred = predict(result, x, include_y=False, rng=seed, domain=None, progressbar=False)
+    zeta = pred["zeta"].stack(s=("chain", "draw")).transpose("s", ...).values.reshape(-1, x.size)
+    n = zeta.shape[0]
+    draws = twin.draws_from(result.posterior, twin.free_variable_names())
+    noise = twin.observation.noise_values(draws, n)
+    sd = twin.observation.scale_numpy(noise, zeta, None, None)
+    phi = np.asarray(noise.get("phi", np.zeros(n)), float).reshape(-1)
+    return zeta, noise, sd, phi
+
+
 def ar1_forecast(result: Any, years: Sequence[float], seed: int) -> tuple[np.ndarray, dict[str, Any]]:
     """Predictive draws of the observations at ``years`` from the last observed year before them.
 
@@ -324,8 +340,6 @@ def ar1_forecast(result: Any, years: Sequence[float], seed: int) -> tuple[np.nda
     info : dict
         ``origin`` (year), ``origin_residual`` (posterior mean and sd), ``phi`` (posterior mean).
     """
-    from vvuq_twin.inference import predict
-
     twin, hist = result.twin, result.data
     years = np.asarray(years, float).ravel()
     xh = np.asarray(hist.x, float)[:, 0]
@@ -337,13 +351,7 @@ def ar1_forecast(result: Any, years: Sequence[float], seed: int) -> tuple[np.nda
     path = np.arange(t0, years.max() + 1.0)
     if not np.all(np.isin(years, path)):
         raise LoopSpecError("ar1_forecast needs whole calendar years after the origin.")
-    pred = predict(result, path, include_y=False, rng=seed, domain=None, progressbar=False)
-    zeta = pred["zeta"].stack(s=("chain", "draw")).transpose("s", ...).values.reshape(-1, path.size)
-    n = zeta.shape[0]
-    draws = twin.draws_from(result.posterior, twin.free_variable_names())
-    noise = twin.observation.noise_values(draws, n)
-    sd = twin.observation.scale_numpy(noise, zeta, None, None)
-    phi = np.asarray(noise.get("phi", np.zeros(n)), float).reshape(-1)
+    zeta, noise, sd, phi = _latent_and_noise(twin, result, path, seed)
     e0 = y0 - zeta[:, 0]
     e = ar1_paths(e0, phi, sd[:, 1:], np.random.default_rng(seed))
     y = zeta[:, 1:] + e
@@ -536,20 +544,13 @@ def rolling_origin_crps(twin: Any, origins: Sequence[int] = ROLLING_ORIGINS, *, 
     needed, and the pair is reported as dropped).
     """
     def fn(result: Any, seed: int) -> dict[str, Any]:
-        from vvuq_twin.inference import predict
         from vvuq_twin.validation import crps
 
         data = result.data
         x = np.asarray(data.x, float)[:, 0]
         y = np.asarray(data.y, float)
-        pred = predict(result, x, include_y=False, rng=seed, domain=None, progressbar=False)
-        zeta = pred["zeta"].stack(s=("chain", "draw")).transpose("s", ...).values.reshape(-1, x.size)
-        n = zeta.shape[0]
-        draws = twin.draws_from(result.posterior, twin.free_variable_names())
-        noise = twin.observation.noise_values(draws, n)
-        sd = twin.observation.scale_numpy(noise, zeta, None, None)
+        zeta, noise, sd, phi = _latent_and_noise(twin, result, x, seed)
         ll = np.asarray(twin.observation.logpdf(y, zeta, sd, noise), float)
-        phi = np.asarray(noise.get("phi", np.zeros(n)), float).reshape(-1)
         rng = np.random.default_rng(seed)
         pairs, dropped = [], []
         for o in origins:
