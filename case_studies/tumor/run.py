@@ -188,8 +188,9 @@ def run(data_dir: str | os.PathLike[str] | None = None, out: str | os.PathLike[s
     Returns
     -------
     dict
-        Case figures (top level), the loop summary (``"loop"``) and ``"volatile"`` (timings,
-        paths): two runs with the same seed agree on everything outside ``"volatile"``.
+        Case figures (top level), the summaries of the main loop (``"loop"``) and of the
+        selection loop (``"selection"``), and ``"volatile"`` (timings, paths): two runs with the
+        same seed agree on everything outside ``"volatile"``.
     """
     _check_inputs(seed, dataset, threshold_mm3, epsilon, sbc_sims, twin)
     seed = int(seed)

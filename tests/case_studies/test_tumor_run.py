@@ -652,3 +652,18 @@ def test_tumor_same_seed_same_json(tumor, data_dir, tmp_path):
     a = {k: v for k, v in again.items() if k != "volatile"}
     b = {k: v for k, v in tumor.items() if k != "volatile"}
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+@pytest.mark.slow
+def test_tumor_resumes_both_loops_with_identical_results(tumor, data_dir):
+    """A second run into the same folder loads every saved step of both loops (the assimilation
+    too, which only reweighted) instead of re-running them, and gives the same JSON."""
+    from case_studies.tumor.run import run
+
+    out = Path(tumor["volatile"]["paths"]["case_summary"]).parent
+    again = run(data_dir, out, seed=1, quick=True, progress=False)
+    assert len(again["volatile"]["selection"]["resumed_steps"]) == len(tumor["selection"]["steps"])
+    assert again["volatile"]["loop"]["resumed_steps"] == [r["step"] for r in tumor["loop"]["steps"]]
+    a = {k: v for k, v in again.items() if k != "volatile"}
+    b = {k: v for k, v in tumor.items() if k != "volatile"}
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
