@@ -68,7 +68,8 @@ class CaseInfo:
 CASES: dict[str, CaseInfo] = {
     "tumor": CaseInfo(
         name="tumor",
-        title="Mouse tumor growth (Benzekry et al. 2014; Vaghi et al. 2020), hierarchical reduced-Gompertz twin",
+        title=("Mouse tumor growth (Benzekry et al. 2014; Vaghi et al. 2020), the twin the evidence chooses "
+               "among reduced-Gompertz and power-law candidates"),
         package="case_studies.tumor",
         loader="load_tumor",
         files=("tumor_lung_llc_volumes.tsv", "tumor_breast_volumes.tsv"),

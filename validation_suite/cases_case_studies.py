@@ -40,9 +40,10 @@ def _common(s: dict) -> dict:
 
 
 def tumor() -> dict:
-    """Tumor case (Benzekry et al. 2014 lung data) on the VVUQ loop: hold-out coverage and
-    median bias inside their bands, SBC, the realised violation rate of the imaging decisions
-    inside its binomial band; verification is NOT APPLICABLE (closed-form growth law)."""
+    """Tumor case (Benzekry et al. 2014 lung data) on the VVUQ loop: the loop decides with the
+    twin the evidence chooses; its hold-out coverage and median bias inside their bands, SBC, the
+    realised violation rate of the imaging decisions inside its binomial band; verification is
+    NOT APPLICABLE (closed-form growth law)."""
     s = _run("tumor")
     lo, hi = s["coverage_band"]
     after = s.get("coverage_after_band") or s["coverage_band"]
@@ -62,6 +63,8 @@ def tumor() -> dict:
         "sbc_passed": float(bool(s["sbc_passed"])),
         "median_bias_in_band": float(mlo <= s["median_bias"] <= mhi),
         "exceedance_in_band": float(real.get("status") == "PASS"),
+        # the main loop's twin is the one the stated rule chooses from the candidates' evidence
+        "loop_twin_is_choice": float(bool((s.get("twin_choice") or {}).get("loop_twin_is_choice"))),
         "verification_not_applicable": float(s["verification_status"] == "NOT APPLICABLE"),
     }
 

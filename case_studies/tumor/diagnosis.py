@@ -1,4 +1,4 @@
-"""Why the tumor twin forecasts growth after the decision day too low: independent point fits.
+"""Why the reduced-Gompertz twins forecast growth after the decision day too low: independent point fits.
 
 Each growth law / error model below is fitted to the calibration readings only (least squares
 or maximum likelihood, NumPy/SciPy, no sampling) and its point forecast is compared with the
@@ -15,7 +15,9 @@ point forecast) and the mean log residual. The variants isolate one assumption e
   ``(V / 100 mm³)^g``, ``g`` estimated by maximum likelihood (relative caliper error that shrinks
   as the tumor grows).
 
-The calibration residuals of the twin's law by day show the misfit's shape (a trend in time).
+The calibration residuals of the reduced Gompertz and of the power law by day show the misfit's
+shape (a trend in time). ``TWIN_VARIANT`` maps each candidate twin of the loop to the variant with
+its growth law and error model: its point forecast should reproduce the twin's median bias.
 """
 
 from __future__ import annotations
@@ -28,7 +30,11 @@ from scipy.optimize import least_squares, minimize
 from .loop import gompertz_individual_fits
 from .scenarios import pooled_gompertz_fit
 
-__all__ = ["power_law_fit", "power_error_fit", "forecast_bias_diagnosis"]
+__all__ = ["power_law_fit", "power_error_fit", "forecast_bias_diagnosis", "TWIN_VARIANT"]
+
+#: The point-fit variant with each candidate twin's growth law and error model (no discrepancy).
+TWIN_VARIANT = {"none": "reduced_gompertz", "hsgp": "reduced_gompertz", "orthogonal": "reduced_gompertz",
+                "power_law": "power_law"}
 
 
 def _index(units: Any) -> tuple[list[str], np.ndarray]:
@@ -111,8 +117,9 @@ def forecast_bias_diagnosis(cal: Any, hold: Any, *, tau: float = 0.5) -> dict[st
     -------
     dict
         ``variants``: name -> ``fraction_above`` (held-back readings above the forecast),
-        ``mean_log_residual`` and, where the law has one, ``K_mm3``; ``calibration_residual_by_day``
-        of the twin's law (day -> mean residual).
+        ``mean_log_residual`` and, where the law has one, ``K_mm3``; ``calibration_residual_by_day``:
+        ``reduced_gompertz`` and ``power_law`` (day -> mean residual of the calibration readings);
+        ``twin_variant`` (:data:`TWIN_VARIANT`).
     """
     t, y = np.asarray(cal.x, float)[:, 0], np.asarray(cal.y, float)
     th, yh = np.asarray(hold.x, float)[:, 0], np.asarray(hold.y, float)
@@ -146,6 +153,9 @@ def forecast_bias_diagnosis(cal: Any, hold: Any, *, tau: float = 0.5) -> dict[st
     pe = power_error_fit(t, y, cal.unit)
     variants["reduced_gompertz_power_error"] = {
         **row(_rg(th, pe["k"], np.array([pe["beta"][m] for m in labels])[ih]), pe["K_mm3"]), "g": pe["g"]}
-    res = y - _rg(t, rg["k"], b[idx])
-    by_day = {f"{d:g}": float(np.mean(res[t == d])) for d in np.unique(t)}
-    return {"variants": variants, "calibration_residual_by_day": by_day}
+    a_pw = np.array([pw["a"][m] for m in labels])
+    by_day = {}
+    for law, res in (("reduced_gompertz", y - _rg(t, rg["k"], b[idx])),
+                     ("power_law", y - _power_law(t, a_pw[idx], pw["gamma"]))):
+        by_day[law] = {f"{d:g}": float(np.mean(res[t == d])) for d in np.unique(t)}
+    return {"variants": variants, "calibration_residual_by_day": by_day, "twin_variant": dict(TWIN_VARIANT)}

@@ -11,7 +11,9 @@ closed forms without a calibration:
 
 - :func:`crossing_times` - ``T`` per draw from the true process on a time grid;
 - :func:`gompertz_crossing_time` - ``T`` in closed form for the reduced Gompertz model with a
-  locally constant discrepancy (the function whose sensitivity is analysed);
+  locally constant discrepancy;
+- :func:`power_law_crossing_time` - ``T`` in closed form for the power law ``dV/dt = a V^gamma``
+  (always finite: the law has no carrying capacity);
 - :func:`imaging_day` - the chance-constrained imaging day by sample average approximation
   (:func:`vvuq_twin.decisions.solve`) with its closed-form cross-check (an order statistic);
 - :func:`linear_gaussian_shapley` - exact Shapley effects of a linear function of Gaussian
@@ -38,6 +40,7 @@ from scipy.optimize import least_squares
 __all__ = [
     "crossing_times",
     "gompertz_crossing_time",
+    "power_law_crossing_time",
     "imaging_day",
     "ImagingDecision",
     "linear_gaussian_shapley",
@@ -108,6 +111,22 @@ def gompertz_crossing_time(
     with np.errstate(divide="ignore", invalid="ignore"):
         t = -np.log1p(-r) / b
     t = np.where((r < 1.0) & (kk > log_v0), t, horizon)
+    return np.clip(t, 0.0, horizon)
+
+
+def power_law_crossing_time(log_a: Any, gamma: Any, log_threshold: float, horizon: float,
+                            log_v0: float = 0.0) -> np.ndarray:
+    """Time-to-threshold of the power law ``dV/dt = a V^gamma`` (``0 < gamma < 1``), capped at ``horizon``.
+
+    ``V(t) = (V0^{1-gamma} + (1 - gamma) a t)^{1/(1-gamma)}`` reaches ``V* = exp(log_threshold)``
+    at ``T = (V*^{1-gamma} - V0^{1-gamma}) / ((1 - gamma) a)``: finite for every draw (no
+    carrying capacity), 0 when ``V0 >= V*``.
+    """
+    a = np.exp(np.asarray(log_a, float))
+    g1 = 1.0 - np.asarray(gamma, float)
+    if np.any(g1 <= 0.0) or np.any(g1 >= 1.0):
+        raise ValueError("power_law_crossing_time needs 0 < gamma < 1.")
+    t = (np.exp(g1 * log_threshold) - np.exp(g1 * log_v0)) / (g1 * a)
     return np.clip(t, 0.0, horizon)
 
 

@@ -263,11 +263,12 @@ def gompertz_sensitivity(X: Any, *, k: float, beta: float, log_v0: float = 0.0) 
 
 
 def power_law_twin(v0: float = 1.0) -> Any:
-    """The growth-law check: ``dV/dt = a_u V^gamma`` from ``V(0) = v0`` on the log-volume scale.
+    """The power-law candidate twin: ``dV/dt = a_u V^gamma`` from ``V(0) = v0`` on the log-volume scale.
 
     Per-mouse ``a`` pooled on the log scale, shared ``gamma ~ Beta(4, 2)`` (sub-exponential growth,
     0 < gamma < 1; Benzekry et al. 2014 fit the power law to the same lung data), no discrepancy,
-    the same log-normal caliper error as the reduced-Gompertz twin. It has no carrying capacity.
+    the same log-normal caliper error as the reduced-Gompertz twins. It has no carrying capacity:
+    its forecasts grow without bound (the case flags decisions after the validated days).
     """
     import numpy as np
 

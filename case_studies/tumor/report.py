@@ -17,76 +17,59 @@ import numpy as np
 
 from vvuq_twin.loop.status import jsonable
 
-__all__ = ["case_summary", "choose_twin", "write", "PROSE"]
+from .steps import choose_twin  # noqa: F401  (re-exported: the rule by which the loop chooses its twin)
 
-PROSE = {
-    "verify": "The growth law is evaluated in closed form (the Gompertz solution), so there is no "
-              "discretisation to verify; the step says so instead of verifying an integrator the "
-              "calibration never runs.",
-    "validate": "The hold-out is every reading after the decision day (1-11 days ahead): a forecast "
-                "check. The median-bias statistic is the fraction of held-back readings above the "
-                "predictive median; a twin whose carrying capacity is confounded with its discrepancy "
-                "forecasts too low and leaves the band.",
-    "compare_hsgp": "The same reduced-Gompertz twin with a shared HSGP discrepancy over time, unconstrained: it "
-                    "can take over part of the growth law, and K moves.",
-    "compare_orthogonal": "The HSGP discrepancy made orthogonal, on the calibration days, to the growth law's "
-                          "sensitivity directions d log V / d k and d log V / d log beta at the least-squares fit "
-                          "(Plumlee 2017): it cannot explain what a change of K or of the growth rate explains, so "
-                          "K stays identified.",
-    "decisions": "Every mouse gets a decision at the decision day: 'image by day d' (the latest day "
-                 "with P(threshold passed before d) <= epsilon), 'image now' or 'already exceeded' "
-                 "when no day meets the constraint. The realised violation rate of the open decisions, "
-                 "read from the mouse's readings (log-linear between readings), is judged against its "
-                 "binomial band.",
-    "assimilate": "The steered reading is assimilated by SMC with the library's default rejuvenation "
-                  "(no forced resampling); the move diagnostics are in the table.",
+__all__ = ["case_summary", "choose_twin", "write", "PROSE", "EXTRAPOLATION_NOTE"]
+
+#: What a growth law without a carrying capacity means for the decisions (shown in the report and summary).
+EXTRAPOLATION_NOTE = {
+    "power_law": "The power law dV/dt = a V^gamma has no carrying capacity: every forecast grows without bound, so "
+                 "every mouse eventually crosses the threshold and a tumor that would level off below it cannot be "
+                 "represented. Its forecasts were validated on the held-back readings only, up to the last held-back "
+                 "day; an imaging day or a time-to-threshold after that day rests on the law's extrapolation and is "
+                 "flagged 'extrapolates' (for a tumor that saturates, the unbounded law forecasts early crossings: "
+                 "conservative imaging days, not late ones).",
+    "reduced_gompertz": "The reduced Gompertz law levels off at its carrying capacity K: a mouse whose plateau lies "
+                        "below the threshold never crosses (censored at the horizon). Forecasts after the last "
+                        "held-back day rest on the law's extrapolation and are flagged 'extrapolates'.",
 }
 
-
-def choose_twin(twins: dict[str, dict[str, Any]], k_fit: float) -> dict[str, Any]:
-    """The twin the decision should use, by the evidence of the sampler and of the hold-out.
-
-    A twin is *eligible* when its sampler diagnostics pass and its physical parameter stays
-    identified: the independent least-squares ``k`` (no discrepancy) lies in its 90% interval of
-    ``k`` (not applicable to a growth law without a carrying capacity, ``k_90`` None). Among the eligible twins, those whose hold-out validation passes are preferred; the
-    choice is the one with the lowest hold-out CRPS. The hold-out that judges the twins also
-    chooses between them, so the chosen twin's validation is not an independent test of the
-    choice (said in the summary).
-    """
-    elig = sorted(n for n, t in twins.items() if t["diagnostics_passed"]
-                  and (t["k_90"] is None or t["k_90"][0] <= k_fit <= t["k_90"][1]))
-    passing = [n for n in elig if twins[n]["validation_status"] == "PASS"]
-    pool = passing or elig or sorted(twins)
-    choice = min(pool, key=lambda n: (twins[n]["crps"], n))
-    return {"choice": choice, "eligible": elig, "passing_validation": passing,
-            "rule": "sampler diagnostics PASS and the least-squares k inside the twin's 90% interval of k; "
-                    "then validation PASS preferred; then the lowest hold-out CRPS (the same hold-out "
-                    "judges and chooses)"}
-
-
-def _twin_row(label: str, k_q: Any, val: dict[str, Any], diag_passed: bool, crps: float) -> dict[str, Any]:
-    """One twin's figures; ``k_q`` = 5%, 50%, 95% quantiles of its posterior ``k`` (None: no K)."""
-    lo, med, hi = (float(v) for v in k_q) if k_q is not None else (None, None, None)
-    mb = val["median_bias"]
-    return {"twin": label, "K_median_mm3": None if med is None else float(np.exp(med)),
-            "K_90_mm3": None if lo is None else [float(np.exp(lo)), float(np.exp(hi))],
-            "k_90": None if lo is None else [lo, hi], "diagnostics_passed": bool(diag_passed),
-            "validation_status": val["status"], "median_bias": mb["value"], "median_bias_band": mb["band"],
-            "median_bias_status": mb["status"], "coverage": val["coverage"]["value"],
-            "pit_ks_p": val["pit_uniformity"]["p_value"], "crps": float(crps)}
+PROSE = {
+    "verify": "The growth law is evaluated in closed form, so there is no discretisation to verify; the step says "
+              "so instead of verifying an integrator the calibration never runs.",
+    "sbc": "Simulation-based calibration of the chosen twin's own parameters on the calibration design (the real "
+           "days, mice and missing pattern).",
+    "validate": "The hold-out is every reading after the decision day (1-11 days ahead): a forecast check. The "
+                "median-bias statistic is the fraction of held-back readings above the predictive median; a twin "
+                "that forecasts too low leaves the band. The same hold-out chose the twin (selection loop), so this "
+                "validation is not an independent test of the choice.",
+    "decisions": "Every mouse gets a decision at the decision day: 'image by day d' (the latest day with "
+                 "P(threshold passed before d) <= epsilon), 'image now' or 'already exceeded' when no day meets the "
+                 "constraint. The realised violation rate of the open decisions, read from the mouse's readings "
+                 "(log-linear between readings), is judged against its binomial band. An imaging day after the "
+                 "last held-back reading is flagged 'extrapolates'.",
+    "assimilate": "The steered reading is assimilated by SMC with the library's default rejuvenation (no forced "
+                  "resampling); the move diagnostics are in the table.",
+}
 
 
 def _vals(res: Any, step: str) -> dict[str, Any]:
     return jsonable(res.results[step].values) if step in res.results else {}
 
 
-def case_summary(res: Any, *, ds: Any, prov: Any, split: dict, plain: dict, fits: dict, quick: bool,
-                 dataset: str, vaghi_r2: float) -> dict[str, Any]:
-    """The case's JSON summary (typed step values plus independent fits); no volatile fields."""
+def _q(x: Any) -> dict[str, float]:
+    v = np.asarray(x, float).ravel()
+    lo, med, hi = np.quantile(v, [0.05, 0.5, 0.95])
+    return {"median": float(med), "q05": float(lo), "q95": float(hi)}
+
+
+def case_summary(res: Any, sel: Any, *, kind: str, comparison: str, ds: Any, prov: Any, split: dict, plain: dict,
+                 fits: dict, quick: bool, dataset: str, vaghi_r2: float, power_fit: dict) -> dict[str, Any]:
+    """The case's JSON summary (typed step values of both loops plus independent fits); no volatile fields."""
+    from .run import GROWTH_LAWS, SBC_QUANTITIES
+
     post = res.objects["calibrate"].posterior
-    k = post["k"].values.ravel()
-    k_q = np.quantile(k, [0.05, 0.5, 0.95])
-    beta_pop = np.exp(post["beta_mu"].values.ravel())
+    law = GROWTH_LAWS[kind]
     a_i, b_i = fits["alpha"], fits["beta"]
     val, val2 = _vals(res, "validate"), _vals(res, "validate_after")
     cal, dec = _vals(res, "calibrate"), _vals(res, "decisions")
@@ -95,23 +78,24 @@ def case_summary(res: Any, *, ds: Any, prov: Any, split: dict, plain: dict, fits
     batches = assim.get("batches", [])
     d0, d1 = _vals(res, "decide"), _vals(res, "decide_after")
     op = _vals(res, "operate")
-    from .run import DISCREPANCIES, TWIN_LABELS
-
-    kind = next(n for n in DISCREPANCIES if f"compare_{n}" not in res.results)
-    twins = {kind: _twin_row(TWIN_LABELS[kind], k_q, val, res.results["calibrate"].status.value == "PASS", val["crps"])}
-    for n in (*DISCREPANCIES, "power_law"):
-        c = _vals(res, f"compare_{n}")
-        if c:
-            k3 = None if c["k_90"] is None else [c["k_90"][0], np.log(c["K_median_mm3"]), c["k_90"][1]]
-            twins[n] = _twin_row(c["twin"], k3, c["validation"], c["diagnostics_passed"], c["crps"])
-    choice = choose_twin(twins, plain["k"])
+    choice = _vals(sel, "choose")
+    twins = choice["twins"]
+    dc = _vals(res, f"decisions_{comparison}")
+    params = {q: _q(post[q].values) for q in SBC_QUANTITIES[kind] if q in post}
+    if law == "power_law":  # the population growth rate on the natural scale
+        params["a_population"] = _q(np.exp(post["a_mu"].values))
+    else:
+        params["K_mm3"] = _q(np.exp(post["k"].values))
     return {
         "case": "tumor", "quick": bool(quick), "dataset": dataset, "seed": int(res.meta["seed"]),
         "status": res.status.value, "provisional_steps": res.provisional_steps,
         "t_now": float(split["t_now"]), "n_train": int(split["calibration"].n), "n_holdout": int(split["holdout"].n),
+        "loop_twin": kind, "loop_twin_label": twins[kind]["twin"], "growth_law": law,
+        "carrying_capacity": law != "power_law", "extrapolation_note": EXTRAPOLATION_NOTE[law],
+        "validated_until_day": dec.get("validated_until"), "n_extrapolating": dec.get("n_extrapolating"),
         "verification_status": ver.status.value, "verification_order": ver.values.get("observed_order"),
         "sbc_passed": bool(sbc.get("passed", False)), "sbc_failed": sbc.get("failed_quantities", []),
-        "sbc_n_sims": sbc.get("n_sims"),
+        "sbc_n_sims": sbc.get("n_sims"), "sbc_quantities": list(SBC_QUANTITIES[kind]),
         "diagnostics_passed": res.results["calibrate"].status.value == "PASS",
         "diagnostics": {n: c["value"] for n, c in cal.get("checks", {}).items()},
         "validation_status": val.get("status"),
@@ -123,21 +107,22 @@ def case_summary(res: Any, *, ds: Any, prov: Any, split: dict, plain: dict, fits
         "coverage_after_band": val2.get("coverage", {}).get("band"),
         "median_bias_after": val2.get("median_bias", {}).get("value"),
         "validation_after_status": val2.get("status"),
-        "discrepancy": kind, "twins": twins, "twin_choice": {**choice, "loop_twin": kind,
-                                                              "loop_twin_is_choice": choice["choice"] == kind},
-        "crps": val["crps"],
-        "k_median": float(k_q[1]), "k_90": [float(k_q[0]), float(k_q[2])], "K_median_mm3": float(np.exp(k_q[1])),
-        "beta_median": float(np.median(beta_pop)),
+        "twins": twins, "twin_choice": {k: choice[k] for k in ("choice", "ranking", "eligible", "passing_validation",
+                                                               "rule")}
+        | {"loop_twin": kind, "loop_twin_is_choice": choice["choice"] == kind, "comparison_twin": comparison},
+        "crps": val["crps"], "parameters": params,
+        "gamma_least_squares": float(power_fit["gamma"]),
         "K_no_discrepancy_fit_mm3": plain["K_mm3"], "k_no_discrepancy_fit": plain["k"],
-        "K_ratio_to_no_discrepancy_fit": float(np.exp(k_q[1]) / plain["K_mm3"]),
         "alpha_beta_r2": float(np.corrcoef(b_i, a_i)[0, 1] ** 2), "vaghi_r2_min": float(vaghi_r2),
         "vaghi_population_values": "not found: the abstract of Vaghi et al. 2020 gives the structural correlation "
                                    "(R² > 0.92), not population estimates, and the authors' plumky repository holds "
-                                   "the data and Monolix model files only; K is compared with an independent "
-                                   "least-squares fit of the same reduced Gompertz instead (K_no_discrepancy_fit_mm3)",
+                                   "the data and Monolix model files only; the twins are compared with independent "
+                                   "least-squares fits of the same laws instead (K_no_discrepancy_fit_mm3, "
+                                   "gamma_least_squares)",
         "k_through_origin": float((a_i @ b_i) / (b_i @ b_i)),
         "decisions": dec.get("mice", []), "decision_counts": dec.get("decision_counts"),
-        "decisions_power_law": {k: _vals(res, "decisions_power_law").get(k) for k in ("decision_counts", "realised")},
+        "decisions_comparison": {"twin": comparison, **{k: dc.get(k) for k in ("decision_counts", "realised",
+                                                                                "n_extrapolating")}},
         "realised_exceedance": dec.get("realised"), "decisions_status": res.results["decisions"].status.value,
         "focus_mouse": dec.get("focus"), "focus_utility": dec.get("focus_utility"),
         "focus_utility_se": dec.get("focus_utility_se"), "widest_interval_mouse": dec.get("widest_interval_mouse"),
@@ -145,15 +130,22 @@ def case_summary(res: Any, *, ds: Any, prov: Any, split: dict, plain: dict, fits
         "sensitivity_top": _vals(res, "sensitivity").get("top"),
         "decision": d0.get("decision"), "imaging_day": d0.get("imaging_day"),
         "imaging_day_closed_form": d0.get("closed_form_day"), "p_violation": d0.get("p_violation"),
+        "decision_extrapolates": d0.get("extrapolates"),
         "next_measurement": _vals(res, "steer").get("best_label"),
         "next_measurement_utility": (_vals(res, "steer").get("utility") or [None])[_vals(res, "steer").get("best", 0)],
         "assimilation": batches[0] if batches else None,
         "decision_after": d1.get("decision"), "imaging_day_after": d1.get("imaging_day"),
-        "p_violation_after": d1.get("p_violation"),
+        "p_violation_after": d1.get("p_violation"), "decision_after_extrapolates": d1.get("extrapolates"),
+        "scenario_law": op.get("law"),
         "scenario_worlds": op.get("worlds"), "scenario_closed_form_error": op.get("closed_form_error"),
         "provenance": {"file": prov.file, "sha256": prov.sha256, "checksum_verified": bool(prov.checksum_verified)},
+        "selection": {k: v for k, v in sel.summary().items() if k != "volatile"},
         "loop": {k: v for k, v in res.summary().items() if k != "volatile"},
     }
+
+
+def _band(b: Any) -> str:
+    return "n/a" if not b else f"[{b[0]:.2f}, {b[1]:.2f}]"
 
 
 def _plt():
@@ -177,9 +169,12 @@ def _decisions_figure(s: dict) -> Any:
         if r["observed_crossing"] is not None:
             ax.plot(r["observed_crossing"], i, "x", color="k", ms=6)
     ax.axvline(s["t_now"], color="purple", ls="--", lw=1)
+    if s.get("validated_until_day") is not None:  # imaging days right of this line extrapolate
+        ax.axvline(s["validated_until_day"], color="C1", ls=":", lw=1.2)
     ax.set_yticks(range(len(rows)), [f"{r['mouse']}: {r['decision']}" for r in rows], fontsize=6)
-    ax.set_xlabel("days after injection (grey: 90% interval of the time-to-threshold; triangle: imaging "
-                  "day; x: crossing read from the readings)", fontsize=7)
+    ax.set_xlabel("days after injection (grey: 90% interval of the time-to-threshold; triangle: imaging day; "
+                  "x: crossing read from the readings;\npurple: decision day; orange: last held-back reading, "
+                  "later days extrapolate)", fontsize=7)
     ax.set_ylabel("mouse and decision")
     fig.tight_layout()
     return fig
@@ -188,7 +183,7 @@ def _decisions_figure(s: dict) -> Any:
 def _capacity_figure(s: dict) -> Any:
     plt = _plt()
     tw = s["twins"]
-    rows = [(t["twin"] + (" (loop twin)" if n == s["discrepancy"] else ""), t["K_median_mm3"], t["K_90_mm3"],
+    rows = [(t["twin"] + (" (loop twin)" if n == s["loop_twin"] else ""), t["K_median_mm3"], t["K_90_mm3"],
              t["median_bias"]) for n, t in tw.items()]
     rows = [r if r[1] is not None else (r[0] + " (no K)", None, None, r[3]) for r in rows]
     rows.append(("least squares, no discrepancy", s["K_no_discrepancy_fit_mm3"], None, None))
@@ -216,25 +211,45 @@ def write(res: Any, summary: dict, out: Path, *, split: dict, grid: Any) -> dict
     """Render the loop's report with the case figures; write it and ``case_summary.json``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rep = res.report(f"Tumor growth twin ({summary['dataset']} data)", prose=PROSE)
+    rep = res.report(f"Tumor growth twin ({summary['dataset']} data, {summary['loop_twin_label']})", prose=PROSE)
     real = summary["realised_exceedance"] or {}
     rep.add_figure("decisions (decision)", _decisions_figure(summary),
                    caption=(f"Decisions at day {summary['t_now']:g}: a reader should check that the imaging "
                             "days (triangles) fall before the crossings read from the mouse's readings (x); "
                             f"{real.get('n_violated')} of {real.get('n_judged')} judged decisions were late "
-                            f"(band {real.get('band')})."))
+                            f"(band {_band(real.get('band'))}); {summary['n_extrapolating']} imaging days lie after the last "
+                            f"held-back reading (day {summary['validated_until_day']:g}) and extrapolate."))
     tw, ch = summary["twins"], summary["twin_choice"]
     hs, orth, no = tw.get("hsgp", {}), tw.get("orthogonal", {}), tw.get("none", {})
-    rep.add_figure("compare_hsgp (validation)", _capacity_figure(summary),
-                   caption=(f"Carrying capacity and forecast bias of the three twins: a reader should conclude that "
+    sec = "twin choice (selection loop)"
+    rep.add_text(sec, f"Four candidate twins were calibrated on the same split and judged on the same hold-out "
+                      f"(selection loop, out/selection). Rule: {ch['rule']}. The evidence chooses "
+                      f"{tw[ch['choice']]['twin']!r}; the main loop's twin is {tw[ch['loop_twin']]['twin']!r}, the "
+                      f"comparison twin {tw[ch['comparison_twin']]['twin']!r}. {summary['extrapolation_note']}")
+    rep.add_table(sec, [{"rank": i + 1, "candidate": n, "twin": tw[n]["twin"], "sampler": "PASS" if
+                         tw[n]["diagnostics_passed"] else "FAIL", "K median (mm³)": tw[n]["K_median_mm3"],
+                         "validation": tw[n]["validation_status"], "above median": tw[n]["median_bias"],
+                         "coverage": tw[n]["coverage"], "PIT KS p": tw[n]["pit_ks_p"], "CRPS": tw[n]["crps"]}
+                        for i, n in enumerate(ch["ranking"])], caption="Candidate twins in the order of the rule")
+    rep.add_figure(sec, _capacity_figure(summary),
+                   caption=(f"Carrying capacity and forecast bias of the candidate twins: a reader should conclude that "
                             f"the unconstrained HSGP discrepancy is confounded with K (K {hs.get('K_median_mm3', 0):.0f} "
                             f"mm³) while the orthogonal one keeps it identified (K {orth.get('K_median_mm3', 0):.0f} mm³; "
                             f"without discrepancy {no.get('K_median_mm3', 0):.0f} mm³, least squares "
-                            f"{summary['K_no_discrepancy_fit_mm3']:.0f} mm³), and that no discrepancy removes the "
-                            f"forecast bias after day {summary['t_now']:g} (right panel) while the power law, a law "
-                            f"with more late growth, does ({tw.get('power_law', {}).get('median_bias', float('nan')):.0%}). "
-                            f"The evidence chooses {tw[ch['choice']]['twin']!r} ({ch['rule']}); the loop twin is "
+                            f"{summary['K_no_discrepancy_fit_mm3']:.0f} mm³), that no discrepancy removes the reduced "
+                            f"Gompertz's forecast bias after day {summary['t_now']:g} (right panel) while the power law, "
+                            f"a law without carrying capacity and with more late growth, does "
+                            f"({tw.get('power_law', {}).get('median_bias', float('nan')):.0%}); the loop decides with "
                             f"{tw[ch['loop_twin']]['twin']!r}."))
+    cmp_ = summary["decisions_comparison"]
+    cr = cmp_.get("realised") or {}
+    rep.add_text(f"decisions_{ch['comparison_twin']} (decision)",
+                 f"The same decisions under the comparison twin {tw[ch['comparison_twin']]['twin']!r} (reported only): "
+                 f"{cr.get('n_violated')} of {cr.get('n_judged')} judged decisions were late, band {_band(cr.get('band'))} "
+                 f"({cr.get('status')}); under the loop twin {real.get('n_violated')} of {real.get('n_judged')} "
+                 f"({real.get('status')}).")
+    # the choice comes first: every later section is about the chosen twin
+    rep.sections = {sec: rep.sections[sec], **{k: v for k, v in rep.sections.items() if k != sec}}
     paths = dict(rep.write(out))
     paths["case_summary"] = out / "case_summary.json"
     paths["case_summary"].write_text(json.dumps(summary, indent=1, default=str) + "\n", encoding="utf-8")

@@ -1,4 +1,4 @@
-"""Tumor case study on the VVUQ loop: mouse tumor volumes -> reduced-Gompertz twin -> imaging decisions.
+"""Tumor case study on the VVUQ loop: mouse tumor volumes -> the twin the evidence chooses -> imaging decisions.
 
 The Lewis lung carcinoma volumes of Benzekry et al. (2014), 20 mice. The twin decides at a
 common *decision day* - the latest measurement day at which at least 85% of the mice have no
@@ -6,15 +6,21 @@ reading above the burden threshold, so that their decisions are still open - whe
 (chance constraint on its time-to-threshold). Everything up to that day calibrates the twin,
 everything after it is held back to validate the forecasts and to judge the decisions.
 
-Loop (:class:`vvuq_twin.loop.VVUQLoop`): verify (NOT APPLICABLE: the twin's growth law is a closed form); SBC on the
-calibration design; calibrate (NUTS; the gate is the sampler diagnostics); validate on the
-held-back readings (coverage, median bias, PIT); the same judgement of three other twins on the
-same split (unconstrained HSGP discrepancy, HSGP orthogonal to the growth law's sensitivity
-directions, power law; summary ``twins`` and ``twin_choice``); per-mouse decisions (also under
-the power law) with the realised
-exceedance rate against its binomial band and the focus mouse by goal-oriented utility
-(:mod:`.steps`); sensitivity, steering and the focus decision; assimilate the steered reading
-(default SMC rejuvenation); re-validate and re-decide; inoculum scenario worlds.
+Two loops (:class:`vvuq_twin.loop.VVUQLoop`), both resumable:
+
+1. *selection* (``out/selection``): four candidate twins calibrated on the same split and judged
+   on the held-back readings (:class:`.steps.CompareTwin`) - reduced Gompertz without
+   discrepancy, with an unconstrained HSGP discrepancy, with the HSGP orthogonal to the growth
+   law's sensitivity directions, and a power law - then :class:`.steps.ChooseTwin` applies the
+   stated rule :data:`.steps.CHOICE_RULE` (summary ``twins``, ``twin_choice``);
+2. *main* (``out/loop``) on the chosen twin: verify (NOT APPLICABLE: closed-form growth law);
+   SBC of the chosen twin's own parameters on the calibration design; calibrate (the gate is the
+   sampler diagnostics); validate; the runner-up twin adopted as a comparison (no recalibration)
+   with its decisions; per-mouse decisions with the realised exceedance rate against its
+   binomial band, the focus mouse by goal-oriented utility, decisions after the last validated
+   day flagged as extrapolating (:mod:`.steps`); sensitivity, steering and the focus decision;
+   assimilate the steered reading (default SMC rejuvenation); re-validate and re-decide;
+   inoculum scenario worlds of the chosen growth law.
 
 Run: ``python -m vvuq_twin run tumor --quick --seed 7 --out DIR``.
 """
@@ -34,15 +40,15 @@ from vvuq_twin.loop import SBC, Assimilate, Calibrate, DataSplit, Operate, Valid
 
 from . import report as _report
 from .data import TUMOR_DATASETS, load_tumor, split_at_decision_day
-from .diagnosis import forecast_bias_diagnosis
+from .diagnosis import forecast_bias_diagnosis, power_law_fit
 from .loop import gompertz_individual_fits
 from .model import gompertz_sensitivity, growth_simulator, power_law_twin
 from .scenarios import inoculum_worlds, pooled_gompertz_fit
-from .steps import CompareTwin, FocusDecide, FocusSensitivity, FocusSteer, MouseDecisions, ValidateRest
+from .steps import (Adopt, ChooseTwin, CompareTwin, FocusDecide, FocusSensitivity, FocusSteer, MouseDecisions,
+                    ValidateRest)
 
-__all__ = ["build_twin", "run", "main", "COVERAGE_LEVEL", "THRESHOLD_MM3", "EPSILON", "INOCULA",
-           "VAGHI_R2_MIN", "SBC_QUANTITIES",
-           "DISCREPANCIES", "TWIN_LABELS"]
+__all__ = ["build_twin", "candidate_twin", "run", "main", "COVERAGE_LEVEL", "THRESHOLD_MM3", "EPSILON", "INOCULA",
+           "VAGHI_R2_MIN", "SBC_QUANTITIES", "DISCREPANCIES", "TWIN_KINDS", "TWIN_LABELS", "GROWTH_LAWS"]
 
 #: Nominal level of the predictive intervals judged on the hold-out.
 COVERAGE_LEVEL = 0.9
@@ -56,13 +62,18 @@ OPEN_FRACTION = 0.85
 GRID_STEP = 0.5
 #: Inoculum scenarios (initial volume V(0) in mm³; 1 mm³ = 10⁶ injected cells as calibrated).
 INOCULA: dict[str, float] = {"1e6 cells (as calibrated)": 1.0, "0.5e6 cells": 0.5, "2e6 cells": 2.0}
-#: Quantities ranked by SBC (the joint log-likelihood is added by sbc_twin).
-SBC_QUANTITIES = ("beta_mu", "beta_sigma", "k", "sigma_obs")
-#: Discrepancy choices of :func:`build_twin`.
+#: Discrepancy choices of :func:`build_twin` (reduced Gompertz twins).
 DISCREPANCIES = ("none", "hsgp", "orthogonal")
-#: Names of the three twins in the summary and the report.
+#: Candidate twins of the loop (:func:`candidate_twin`), judged on the same split.
+TWIN_KINDS = (*DISCREPANCIES, "power_law")
+#: Names of the candidate twins in the summary and the report.
 TWIN_LABELS = {"none": "without discrepancy", "hsgp": "with HSGP discrepancy",
-               "orthogonal": "with orthogonal HSGP discrepancy"}
+               "orthogonal": "with orthogonal HSGP discrepancy", "power_law": "power law, no discrepancy"}
+#: Growth law of each candidate (its inoculum worlds and its point-fit variant).
+GROWTH_LAWS = {**{k: "reduced_gompertz" for k in DISCREPANCIES}, "power_law": "power_law"}
+#: Quantities ranked by SBC for each candidate: its own parameters (sbc_twin adds the joint log-likelihood).
+SBC_QUANTITIES = {**{k: ("beta_mu", "beta_sigma", "k", "sigma_obs") for k in DISCREPANCIES},
+                  "power_law": ("a_mu", "a_sigma", "gamma", "sigma_obs")}
 #: Published structural correlation of the Gompertz parameters: R² > 0.92 in all groups
 #: (Vaghi et al. 2020, PLOS Comput Biol 16:e1007178, abstract).
 VAGHI_R2_MIN = 0.92
@@ -115,10 +126,22 @@ def build_twin(*, discrepancy: str | bool = "none", quick: bool = True, v0: floa
     )
 
 
+def candidate_twin(kind: str, *, quick: bool = True, v0: float = 1.0,
+                   reference: tuple[float, float] | None = None) -> Twin:
+    """Candidate twin ``kind`` (one of :data:`TWIN_KINDS`): a reduced Gompertz twin
+    (:func:`build_twin`) or the power law (:func:`.model.power_law_twin`, no carrying capacity)."""
+    if kind not in TWIN_KINDS:
+        raise ValueError(f"twin must be one of {list(TWIN_KINDS)} (or None: the one the evidence chooses), "
+                         f"got {kind!r}.")
+    return power_law_twin(v0) if kind == "power_law" else build_twin(discrepancy=kind, quick=quick, v0=v0,
+                                                                     reference=reference)
+
+
 def _check_inputs(seed: Any, dataset: str, threshold_mm3: float, epsilon: float, sbc_sims: int | None,
-                  discrepancy: Any = "none") -> None:
-    if not isinstance(discrepancy, bool) and discrepancy not in DISCREPANCIES:
-        raise ValueError(f"discrepancy must be one of {list(DISCREPANCIES)}, got {discrepancy!r}.")
+                  twin: Any = None) -> None:
+    if twin is not None and twin not in TWIN_KINDS:
+        raise ValueError(f"twin must be one of {list(TWIN_KINDS)} (or None: the one the evidence chooses), "
+                         f"got {twin!r}.")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
     if dataset not in TUMOR_DATASETS:
@@ -135,7 +158,7 @@ def _check_inputs(seed: Any, dataset: str, threshold_mm3: float, epsilon: float,
 
 def run(data_dir: str | os.PathLike[str] | None = None, out: str | os.PathLike[str] = "out/tumor", seed: int = 1,
         quick: bool = True, *, dataset: str = "lung", threshold_mm3: float = THRESHOLD_MM3,
-        epsilon: float = EPSILON, sbc_sims: int | None = None, discrepancy: str | bool = "none",
+        epsilon: float = EPSILON, sbc_sims: int | None = None, twin: str | None = None,
         progress: bool = True) -> dict[str, Any]:
     """Run the tumor loop, write its report and summary, return the summary.
 
@@ -154,73 +177,86 @@ def run(data_dir: str | os.PathLike[str] | None = None, out: str | os.PathLike[s
         Burden threshold and allowed probability of passing it before the next imaging.
     sbc_sims : int, optional
         SBC replications (default 10 quick, 40 full).
-    discrepancy : {"none", "hsgp", "orthogonal"}
-        Discrepancy of the loop's twin (:func:`build_twin`). The default is the twin that the
-        validation evidence chooses (summary ``twin_choice``, :func:`.report.choose_twin`); the
-        two other twins are calibrated on the same split and judged beside it (steps
-        ``compare_<kind>``).
+    twin : {None, "none", "hsgp", "orthogonal", "power_law"}
+        The main loop's twin. None (default): the one the evidence chooses by the rule
+        :data:`.steps.CHOICE_RULE` among the four candidates calibrated and judged in the
+        selection loop (summary ``twin_choice``); a name forces that candidate (a comparison
+        study; ``twin_choice.loop_twin_is_choice`` then says whether it is the evidence's).
     progress : bool
         One line per step on stdout.
 
     Returns
     -------
     dict
-        Case figures (top level), the loop summary (``"loop"``) and ``"volatile"`` (timings,
-        paths): two runs with the same seed agree on everything outside ``"volatile"``.
+        Case figures (top level), the summaries of the main loop (``"loop"``) and of the
+        selection loop (``"selection"``), and ``"volatile"`` (timings, paths): two runs with the
+        same seed agree on everything outside ``"volatile"``.
     """
-    _check_inputs(seed, dataset, threshold_mm3, epsilon, sbc_sims, discrepancy)
+    _check_inputs(seed, dataset, threshold_mm3, epsilon, sbc_sims, twin)
     seed = int(seed)
     ds, prov = load_tumor(data_dir, dataset=dataset)
     split = split_at_decision_day(ds, threshold_mm3, OPEN_FRACTION)
     cal, hold, t_now = split["calibration"], split["holdout"], split["t_now"]
     horizon = float(max(40.0, np.ceil(float(np.max(hold.x))) + 16.0))
     grid = np.arange(0.0, horizon + 1e-9, GRID_STEP)
+    validated_until = float(np.max(hold.x))  # the last held-back reading: forecasts checked up to here
     # reference of the orthogonal discrepancy and independent fits: calibration rows only
     plain = pooled_gompertz_fit(cal.x[:, 0], cal.y, cal.unit)
     fits = gompertz_individual_fits(cal.x[:, 0], cal.y, cal.unit)
     ref = (plain["k"], plain["beta_geomean"])
-    kind = {False: "none", True: "hsgp"}[discrepancy] if isinstance(discrepancy, bool) else str(discrepancy)
-    twin = build_twin(discrepancy=kind, quick=quick, reference=ref)
+    cands = {k: candidate_twin(k, quick=quick, reference=ref) for k in TWIN_KINDS}
     draws, tune = (1000, 1000) if quick else (2000, 1500)
+    # every twin at the same budget and the same gate (bulk and tail ESS >= 400)
+    cal_kw = dict(draws=draws, tune=tune, chains=2, mass_matrix="low_rank", target_accept=0.95,
+                  thresholds=Thresholds(ess_per_chain_min=200.0))
+    out = Path(out)
+    split_obj = DataSplit(cal, hold)
+    # 1. selection: every candidate calibrated and judged on the same split, then the stated rule
+    sel_steps: list[Any] = [CompareTwin(f"candidate_{k}", twin=cands[k], label=TWIN_LABELS[k], level=COVERAGE_LEVEL,
+                                        **cal_kw) for k in TWIN_KINDS]
+    sel_steps.append(ChooseTwin("choose", candidates={k: f"candidate_{k}" for k in TWIN_KINDS}, k_fit=plain["k"]))
+    sel = VVUQLoop(cands["none"], split_obj, sel_steps, seed=seed, on_fail="flag", out=out / "selection",
+                   name="tumor_selection", progress=progress).run()
+    choice = sel["choose"].values
+    kind = choice["choice"] if twin is None else str(twin)
+    comp = next(k for k in choice["ranking"] if k != kind)  # the best-ranked other twin: the comparison
     n_sbc = int(sbc_sims) if sbc_sims is not None else (10 if quick else 40)
+    dec_kw = dict(t_now=t_now, threshold=threshold_mm3, epsilon=epsilon, grid=grid, horizon=horizon,
+                  candidates=split["candidates"], readings=split["readings"], n_design_draws=300 if quick else 800,
+                  validated_until=validated_until)
+    focus_kw = dict(epsilon=epsilon, grid=grid, horizon=horizon, validated_until=validated_until)
+    # 2. the main loop on the chosen twin
     steps = [
         Verify(),
-        SBC(n_sims=n_sbc, draws=200 if quick else 400, tune=300 if quick else 500, var_names=list(SBC_QUANTITIES),
-            prob=1.0 - 0.05 / (len(SBC_QUANTITIES) + 1)),
-        Calibrate(draws=draws, tune=tune, chains=2, mass_matrix="low_rank", target_accept=0.95,
-                  thresholds=Thresholds(ess_per_chain_min=200.0)),  # bulk and tail ESS >= 400
+        SBC(n_sims=n_sbc, draws=200 if quick else 400, tune=300 if quick else 500, var_names=list(SBC_QUANTITIES[kind]),
+            prob=1.0 - 0.05 / (len(SBC_QUANTITIES[kind]) + 1)),
+        Calibrate(**cal_kw),
         Validate(level=COVERAGE_LEVEL),
-        *[CompareTwin(f"compare_{other}", twin=build_twin(discrepancy=other, quick=quick, reference=ref),
-                      label=TWIN_LABELS[other], level=COVERAGE_LEVEL, draws=draws, tune=tune, chains=2,
-                      mass_matrix="low_rank", target_accept=0.95)
-          for other in DISCREPANCIES if other != kind],
-        # growth-law check: a law with more late growth (every twin at the loop twin's budget)
-        CompareTwin("compare_power_law", twin=power_law_twin(), label="power law, no discrepancy",
-                    level=COVERAGE_LEVEL, draws=draws, tune=tune, chains=2, mass_matrix="low_rank", target_accept=0.95),
-        *[MouseDecisions(name, source=source, needs=needs, t_now=t_now, threshold=threshold_mm3, epsilon=epsilon,
-                         grid=grid, horizon=horizon, candidates=split["candidates"], readings=split["readings"],
-                         n_design_draws=300 if quick else 800)
-          for name, source, needs in (("decisions", "calibrate", None),  # the same decisions under the power law
-                                      ("decisions_power_law", "compare_power_law", ("compare_power_law",)))],
+        Adopt(f"compare_{comp}", loop=sel, step=f"candidate_{comp}", twin=cands[comp]),
+        MouseDecisions("decisions", **dec_kw),
+        MouseDecisions(f"decisions_{comp}", source=f"compare_{comp}", needs=(f"compare_{comp}",), comparison=True,
+                       **dec_kw),
         FocusSensitivity(grid=grid, horizon=horizon, num_resamples=10 if quick else 50),
-        FocusDecide("decide", source="calibrate", epsilon=epsilon, grid=grid, horizon=horizon),
+        FocusDecide("decide", source="calibrate", **focus_kw),
         FocusSteer(candidates=split["candidates"], grid=grid, horizon=horizon, n_draws=300 if quick else 800),
         Assimilate(steer="steer", time_input="time"),
         ValidateRest(source="assimilate", level=COVERAGE_LEVEL, needs=("assimilate",)),
-        FocusDecide("decide_after", source="assimilate", epsilon=epsilon, grid=grid, horizon=horizon, steer="steer",
-                    needs=("assimilate", "validate_after")),
-        Operate(fn=inoculum_worlds(INOCULA, grid, float(np.log(threshold_mm3)), horizon, epsilon)),
+        FocusDecide("decide_after", source="assimilate", steer="steer", needs=("assimilate", "validate_after"),
+                    **focus_kw),
+        Operate(fn=inoculum_worlds(INOCULA, grid, float(np.log(threshold_mm3)), horizon, epsilon,
+                                   law=GROWTH_LAWS[kind], validated_until=validated_until)),
     ]
-    out = Path(out)
-    loop = VVUQLoop(twin, DataSplit(cal, hold), steps, seed=seed, on_fail="flag", out=out / "loop",
+    loop = VVUQLoop(cands[kind], split_obj, steps, seed=seed, on_fail="flag", out=out / "loop",
                     name="tumor", progress=progress)
     res = loop.run()
-    summary = _report.case_summary(res, ds=ds, prov=prov, split=split, plain=plain, fits=fits, quick=quick,
-                                   dataset=dataset, vaghi_r2=VAGHI_R2_MIN)
-    # why the forecast is biased: point fits of other laws / error models on the same split
+    summary = _report.case_summary(res, sel, kind=kind, comparison=comp, ds=ds, prov=prov, split=split, plain=plain,
+                                   fits=fits, quick=quick, dataset=dataset, vaghi_r2=VAGHI_R2_MIN,
+                                   power_fit=power_law_fit(cal.x[:, 0], cal.y, cal.unit))
+    # why the reduced-Gompertz forecasts are biased: point fits of other laws / error models on the same split
     summary["forecast_bias_diagnosis"] = forecast_bias_diagnosis(cal, hold)
     paths = _report.write(res, summary, out, split=split, grid=grid)
-    summary["volatile"] = {"loop": res.volatile, "paths": {k: str(v) for k, v in paths.items()}}
+    summary["volatile"] = {"loop": res.volatile, "selection": sel.volatile,
+                           "paths": {k: str(v) for k, v in paths.items()}}
     return summary
 
 

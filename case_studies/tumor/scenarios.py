@@ -1,8 +1,9 @@
 """Scenario worlds and independent fits of the tumor twin (NumPy/SciPy; no sampling).
 
 - :func:`inoculum_worlds` - an :class:`vvuq_twin.loop.Operate` function: the calibrated twin
-  replicated into worlds with another inoculum (initial volume), a new mouse's time-to-threshold
-  and first imaging day in each, with the closed-form check of the inoculum effect;
+  (reduced Gompertz or power law) replicated into worlds with another inoculum (initial volume),
+  a new mouse's time-to-threshold and first imaging day in each, with the closed-form check of
+  the law's volume in each world;
 - :func:`pooled_gompertz_fit` - the plain reduced-Gompertz fit *without* discrepancy (per-mouse
   ``beta``, shared ``k``; least squares on log volumes): the independent fit that the twin's
   carrying capacity is compared with.
@@ -22,16 +23,43 @@ from .model import growth_simulator
 __all__ = ["inoculum_worlds", "pooled_gompertz_fit"]
 
 
-def _with_inoculum(twin: Any, v0: float) -> Any:
+#: Growth laws whose inoculum worlds have a closed-form check.
+INOCULUM_LAWS = ("reduced_gompertz", "power_law")
+
+
+def _with_inoculum(twin: Any, v0: float, law: str = "reduced_gompertz") -> Any:
     """The same twin with another initial volume (parameters unchanged)."""
-    sim = growth_simulator("reduced_gompertz", v0=float(v0), log_output=True,
+    sim = growth_simulator(law, v0=float(v0), log_output=True,
                            **({"method": "rk4"} if "rk4" in twin.simulator.name else {}))
     return dataclasses.replace(twin, simulator=sim)
 
 
+def _closed_form_log_volume(law: str, worlds: Any, result: Any, name: str, base: str, v0: float,
+                            g: np.ndarray) -> np.ndarray:
+    """The law's log volume of the new mouse in world ``name`` (closed form, same draws), (n_draws, n_grid).
+
+    Reduced Gompertz: the inoculum adds ``log V0 e^{-beta t}`` to the calibrated world's path.
+    Power law: ``log(V0^{1-gamma} + (1 - gamma) a t) / (1 - gamma)`` from the new mouse's ``a``
+    and the shared ``gamma``.
+    """
+    if law == "reduced_gompertz":
+        beta = worlds["beta_new"].sel(scenario=base).transpose("chain", "draw").values.reshape(-1)
+        return stack_draws(worlds["eta"].sel(scenario=base)) + np.log(v0) * np.exp(-np.outer(beta, g))
+    a = worlds["a_new"].sel(scenario=base).transpose("chain", "draw").values.reshape(-1, 1)
+    gam = result.posterior["gamma"].transpose("chain", "draw").values.reshape(-1, 1)
+    return np.log(v0 ** (1.0 - gam) + (1.0 - gam) * a * g[None, :]) / (1.0 - gam)
+
+
 def inoculum_worlds(inocula: Mapping[str, float], grid: Sequence[float], log_threshold: float, horizon: float,
-                    epsilon: float) -> Any:
-    """Operate function: a new mouse in each inoculum world (:func:`vvuq_twin.operations.replicate`)."""
+                    epsilon: float, *, law: str = "reduced_gompertz", validated_until: float = float("inf")) -> Any:
+    """Operate function: a new mouse in each inoculum world (:func:`vvuq_twin.operations.replicate`).
+
+    ``law`` is the calibrated twin's growth law (one of :data:`INOCULUM_LAWS`); the first
+    inoculum is the calibrated one. Each world's row says whether its time-to-threshold's 95%
+    quantile lies after ``validated_until`` (the last held-back reading day): extrapolating.
+    """
+    if law not in INOCULUM_LAWS:
+        raise ValueError(f"inoculum_worlds: law must be one of {list(INOCULUM_LAWS)}, got {law!r}.")
     g = np.asarray(grid, float)
 
     def operate(result: Any, seed: int) -> dict[str, Any]:
@@ -39,23 +67,25 @@ def inoculum_worlds(inocula: Mapping[str, float], grid: Sequence[float], log_thr
 
         from vvuq_twin.operations import Scenario, replicate
 
-        scen = {name: (None if v0 == 1.0 else Scenario(modify=functools.partial(_with_inoculum, v0=v0)))
-                for name, v0 in inocula.items()}
+        names = list(inocula)
+        scen = {name: (None if i == 0 else Scenario(modify=functools.partial(_with_inoculum, v0=v0, law=law)))
+                for i, (name, v0) in enumerate(inocula.items())}
         worlds = replicate(result, scen, g, unit="new", rng=int(seed) % (2**31), include_y=False)
-        base = list(inocula)[0]
-        beta_new = worlds["beta_new"].sel(scenario=base).transpose("chain", "draw").values.reshape(-1)
-        eta_base = stack_draws(worlds["eta"].sel(scenario=base))
+        base, v_base = names[0], float(inocula[names[0]])
         rows, err = [], 0.0
         for name, v0 in inocula.items():
             T = crossing_times(stack_draws(worlds["zeta"].sel(scenario=name)), g, log_threshold, horizon)
             d = imaging_day(T, epsilon, float(g[1]), horizon, rng=int(seed) % (2**31))
-            # closed form of the inoculum effect: log V0 exp(-beta t), same new-mouse draws
-            expected = np.log(v0) * np.exp(-np.outer(beta_new, g))
-            err = max(err, float(np.max(np.abs(stack_draws(worlds["eta"].sel(scenario=name)) - eta_base - expected))))
+            # closed form of the law in this world, from the same new-mouse draws
+            rel = v0 / v_base if law == "reduced_gompertz" else v0
+            expected = _closed_form_log_volume(law, worlds, result, name, base, rel, g)
+            err = max(err, float(np.max(np.abs(stack_draws(worlds["eta"].sel(scenario=name)) - expected))))
+            q95 = float(np.quantile(T, 0.95))
             rows.append({"world": name, "v0_mm3": float(v0), "T_median": float(np.median(T)),
-                         "T_q05": float(np.quantile(T, 0.05)), "T_q95": float(np.quantile(T, 0.95)),
-                         "first_imaging_day": float(d.day), "p_violation": float(d.p_violation)})
-        return {"worlds": rows, "closed_form_error": err}
+                         "T_q05": float(np.quantile(T, 0.05)), "T_q95": q95,
+                         "first_imaging_day": float(d.day), "p_violation": float(d.p_violation),
+                         "extrapolates": bool(q95 > validated_until)})
+        return {"law": law, "worlds": rows, "closed_form_error": err, "validated_until": float(validated_until)}
 
     return operate
 

@@ -11,8 +11,15 @@ threshold passed before the recommended day - is judged against its binomial ban
 The focus mouse (the one whose decision the sensitivity, steering and re-decision study) is the
 mouse whose next measurement carries the largest goal-oriented utility: the expected entropy
 reduction of its own time-to-threshold (:func:`vvuq_twin.design.twin_design_utilities`), not
-the widest interval. Its draws are diagnosed for multimodality (censoring at the horizon, when
-the plateau ``k + delta`` lies below the threshold, and Sarle's bimodality coefficient).
+the widest interval. Its draws are diagnosed for multimodality (censoring at the horizon - for a
+law with a carrying capacity, when the plateau lies below the threshold - and Sarle's bimodality
+coefficient). A decision whose day lies after the last held-back reading (``validated_until``)
+is flagged *extrapolating*: the twin's forecasts were never checked that far ahead.
+
+The twin the decisions use is chosen by a stated rule (:func:`choose_twin`, step
+:class:`ChooseTwin` of the selection loop) among candidate twins calibrated and judged on the
+same split (:class:`CompareTwin`); :class:`Adopt` brings a candidate's calibration into the main
+loop as a comparison without calibrating it again.
 
 Steps here subclass the library steps; the QoI of the focus is set when the decision step has
 run (its name carries the mouse), so resume fingerprints need no change in the library.
@@ -31,7 +38,17 @@ from .loop import crossing_times, imaging_day, stack_draws
 
 __all__ = ["bimodality_coefficient", "exceedance_band", "render_decision", "observed_crossing",
            "time_to_threshold_qoi", "imaging_rule", "MouseDecisions", "FocusSensitivity",
-           "FocusSteer", "FocusDecide", "ValidateRest", "CompareTwin"]
+           "FocusSteer", "FocusDecide", "ValidateRest", "CompareTwin", "choose_twin", "twin_row",
+           "ChooseTwin", "Adopt", "CHOICE_RULE"]
+
+
+def _notes(caught: Sequence[Any]) -> list[str]:
+    """Messages of the caught warnings about the twin and its data, sorted and unique.
+
+    Warnings about the process's environment (PyTensor's BLAS notice, emitted once per process)
+    are left out: they would make two runs with the same seed differ by the order they ran in.
+    """
+    return sorted({str(w.message) for w in caught if w.category.__name__ != "BLASWarning"})
 
 
 def bimodality_coefficient(x: Any) -> float:
@@ -103,8 +120,12 @@ def time_to_threshold_qoi(mouse: str, grid: Sequence[float], log_threshold: floa
     return QoI(f"T[{mouse}]", fn, f"days until mouse {mouse}'s true volume reaches exp({log_threshold:.3g}) mm³")
 
 
-def imaging_rule(lower: float, epsilon: float, horizon: float) -> Any:
-    """Decision function for :class:`vvuq_twin.loop.Decide`: the chance-constrained imaging day."""
+def imaging_rule(lower: float, epsilon: float, horizon: float, validated_until: float = float("inf")) -> Any:
+    """Decision function for :class:`vvuq_twin.loop.Decide`: the chance-constrained imaging day.
+
+    ``extrapolates`` is true when the day lies after ``validated_until`` (the last held-back
+    reading): the forecast it rests on was never validated that far ahead.
+    """
 
     def decide(q: np.ndarray, seed: int) -> dict[str, Any]:
         dec = imaging_day(q, epsilon, lower, horizon, rng=seed)
@@ -112,6 +133,8 @@ def imaging_rule(lower: float, epsilon: float, horizon: float) -> Any:
         return {"lower": float(lower), "epsilon": float(epsilon), "imaging_day": float(dec.day),
                 "closed_form_day": float(dec.closed_form_day), "feasible": bool(dec.feasible),
                 "p_violation": float(dec.p_violation), "p_exceeded_now": p_now,
+                "validated_until": float(validated_until),
+                "extrapolates": bool(dec.feasible and dec.day > validated_until),
                 "decision": render_decision(p_now, dec.feasible, dec.day)}
 
     return decide
@@ -135,6 +158,11 @@ class MouseDecisions(Step):
         threshold is read (log-linear interpolation) to judge the decisions.
     n_design_draws : int
         Posterior draws of the design utilities.
+    validated_until : float
+        Last day of the held-back readings: decisions after it are flagged ``extrapolates``.
+    comparison : bool
+        The decisions of a comparison twin: status RECORD (reported only), the realised rate's
+        judgement kept in ``realised.status``.
     """
 
     kind = "decision"
@@ -142,8 +170,10 @@ class MouseDecisions(Step):
     def __init__(self, name: str = "decisions", *, t_now: float, threshold: float, epsilon: float,
                  grid: Sequence[float], horizon: float, candidates: Any,
                  readings: Mapping[str, tuple[Sequence[float], Sequence[float]]], n_design_draws: int = 400,
-                 source: str = "calibrate", needs: Sequence[str] | None = None) -> None:
+                 source: str = "calibrate", needs: Sequence[str] | None = None,
+                 validated_until: float = float("inf"), comparison: bool = False) -> None:
         super().__init__(name, needs=(source, "validate") if needs is None else needs)
+        self.validated_until, self.comparison = float(validated_until), bool(comparison)
         self.t_now, self.threshold, self.epsilon = float(t_now), float(threshold), float(epsilon)
         self.grid, self.horizon = np.asarray(grid, float), float(horizon)
         self.candidates, self.readings, self.source = candidates, dict(readings), source
@@ -153,7 +183,7 @@ class MouseDecisions(Step):
         return {"t_now": self.t_now, "threshold": self.threshold, "epsilon": self.epsilon,
                 "grid": [float(self.grid[0]), float(self.grid[-1]), int(self.grid.size)], "horizon": self.horizon,
                 "candidates": self.candidates.hash, "n_design_draws": self.n_design_draws,
-                "readings": {m: [list(map(float, t)), list(map(float, v))] for m, (t, v) in sorted(self.readings.items())}}
+                "validated_until": self.validated_until, "comparison": self.comparison, "readings": {m: [list(map(float, t)), list(map(float, v))] for m, (t, v) in sorted(self.readings.items())}}
 
     def run(self, ctx: Any) -> tuple[Any, Any]:
         import warnings
@@ -186,6 +216,7 @@ class MouseDecisions(Step):
             censored = float(np.mean(T[:, j] >= self.horizon))
             row = {"mouse": m, "decision": render_decision(p_now, dec.feasible, dec.day),
                    "feasible": bool(dec.feasible), "imaging_day": float(dec.day) if dec.feasible else None,
+                   "extrapolates": bool(dec.feasible and dec.day > self.validated_until),
                    "p_violation": float(dec.p_violation), "p_exceeded_now": p_now,
                    "T_q05": float(np.quantile(T[:, j], 0.05)), "T_median": float(np.median(T[:, j])),
                    "T_q95": float(np.quantile(T[:, j], 0.95)), "T_censored_fraction": censored,
@@ -199,7 +230,7 @@ class MouseDecisions(Step):
                                               target=T[:, j].reshape(n_chain, n_draw),
                                               n_draws=min(self.n_design_draws, n_chain * n_draw),
                                               rng=int(g.integers(2**31)))
-                notes.update(f"mouse {m}: {w.message}" for w in caught)
+                notes.update(f"mouse {m}: {msg}" for msg in _notes(caught))
                 row["utility"] = float(u["utility"].values[0])
                 row["utility_se"] = float(u["utility_se"].values[0])
             rows.append(row)
@@ -215,8 +246,10 @@ class MouseDecisions(Step):
         ok = bool(n_j and band[0] <= rate <= band[1])
         counts = {lab: sum(r["decision"].startswith(lab) for r in rows)
                   for lab in ("image by day", "image now", "already exceeded")}
+        n_extra = sum(r["extrapolates"] for r in rows)
         vals = {"t_now": self.t_now, "threshold": self.threshold, "epsilon": self.epsilon, "mice": rows,
                 "decision_counts": counts, "n_open": len(open_rows), "notes": sorted(notes),
+                "validated_until": self.validated_until, "n_extrapolating": int(n_extra),
                 "realised": {"n_judged": n_j, "n_violated": n_v, "rate": rate, "band": list(band),
                              "nominal": self.epsilon, "status": "PASS" if ok else ("FAIL" if n_j else "NOT INFORMATIVE")},
                 "focus": focus_row["mouse"], "focus_utility": focus_row["utility"],
@@ -226,10 +259,12 @@ class MouseDecisions(Step):
                                         "bimodal": bool(focus_row["T_bimodality"] > 5 / 9
                                                         or 0.02 < focus_row["T_censored_fraction"] < 0.98)}}
         st = Status.PASS if ok else (Status.FAIL if n_j else Status.NOT_INFORMATIVE)
+        st = Status.RECORD if self.comparison else st
         why = (f"{counts['image by day']} open decisions, {counts['image now']} 'image now', "
                f"{counts['already exceeded']} 'already exceeded' at day {self.t_now:g}; realised violation "
                f"rate {n_v}/{n_j} against the binomial band [{band[0]:.2f}, {band[1]:.2f}] of epsilon = "
-               f"{self.epsilon:g}; focus mouse {focus_row['mouse']} (largest goal-oriented utility).")
+               f"{self.epsilon:g}; {n_extra} imaging days after the last validated day {self.validated_until:g} "
+               f"(extrapolating); focus mouse {focus_row['mouse']} (largest goal-oriented utility).")
         return self._result(st, why, vals), {"focus": focus_row["mouse"]}
 
     def load(self, directory: Any, ctx: Any, result: Any) -> Any:
@@ -284,9 +319,11 @@ class FocusDecide(_FocusMixin, Decide):
     """
 
     def __init__(self, name: str, *, source: str, epsilon: float, grid: Sequence[float], horizon: float,
-                 focus_step: str = "decisions", steer: str | None = None, needs: Sequence[str] | None = None) -> None:
-        super().__init__(name, qoi=_placeholder(), decide=imaging_rule(0.0, epsilon, horizon), source=source,
-                         needs=needs, uses=("sensitivity",) + ((steer,) if steer else ()))
+                 focus_step: str = "decisions", steer: str | None = None, needs: Sequence[str] | None = None,
+                 validated_until: float = float("inf")) -> None:
+        super().__init__(name, qoi=_placeholder(), decide=imaging_rule(0.0, epsilon, horizon, validated_until),
+                         source=source, needs=needs, uses=("sensitivity",) + ((steer,) if steer else ()))
+        self.validated_until = float(validated_until)
         self.grid, self.horizon, self.focus_step, self.steer = np.asarray(grid, float), float(horizon), focus_step, steer
         self.epsilon = float(epsilon)
         self.needs = tuple(dict.fromkeys((*self.needs, focus_step)))
@@ -298,7 +335,7 @@ class FocusDecide(_FocusMixin, Decide):
             step = next(s for s in ctx._steps if s.name == self.steer)
             best = int(ctx.results[self.steer].values["best"])
             lower = max(lower, float(np.asarray(step.candidates.x, float)[best, 0]))
-        self.decide = imaging_rule(lower, self.epsilon, self.horizon)
+        self.decide = imaging_rule(lower, self.epsilon, self.horizon, self.validated_until)
         return super().run(ctx)
 
 
@@ -320,13 +357,12 @@ class ValidateRest(Validate):
 
 
 class CompareTwin(Step):
-    """Calibrate an alternative declaration on the same split and judge it as :class:`Validate` does.
+    """Calibrate a candidate declaration ``twin`` on the loop's split and judge it as :class:`Validate` does.
 
-    Reported only (status RECORD): the figures compare the carrying capacity, the sampler
-    diagnostics and the hold-out judgement of the loop's twin with those of ``twin`` (e.g. the
-    same twin with an HSGP discrepancy), so that the summary shows what the discrepancy does to
-    the physical parameter and to the forecasts. Its output is the alternative twin's
-    calibration (saved and restored on resume), so that a later step can decide under it.
+    Status RECORD: the figures - carrying capacity (where the law has one), sampler diagnostics,
+    hold-out judgement and CRPS - are the evidence :class:`ChooseTwin` ranks the candidates by.
+    Its output is the candidate's calibration (saved and restored on resume), so that a later
+    step (or another loop, through :class:`Adopt`) can decide under it.
     """
 
     kind = "validation"
@@ -364,11 +400,124 @@ class CompareTwin(Step):
                 "k_90": [float(v) for v in np.quantile(k, [0.05, 0.95])] if has_k else None,
                 "diagnostics_passed": bool(diag.passed), "diagnostics_failures": list(diag.failures),
                 "validation": j.to_dict(), "crps": float(np.mean(crps(d, np.asarray(ho.y, float)))),
-                "notes": sorted({str(w.message) for w in caught})}
+                "notes": _notes(caught)}
         kk = f"K = {vals['K_median_mm3']:.0f} mm³" if has_k else "no carrying capacity"
         return self._result(Status.RECORD, f"{self.label}: {kk}, validation "
                                            f"{j.status} ({j.bias.value:.0%} of held-back readings above the "
                                            "predictive median).", vals), res
+
+    def save(self, obj: Any, directory: Any, ctx: Any) -> None:
+        obj.to_netcdf(directory / "comparison.nc")
+
+    def load(self, directory: Any, ctx: Any, result: Any) -> Any:
+        from vvuq_twin.inference import load_result
+
+        return load_result(directory / "comparison.nc", twin=self.twin, data=ctx.split.calibration)
+
+
+#: The rule by which the loop chooses its twin among the candidates (:func:`choose_twin`).
+CHOICE_RULE = ("sampler diagnostics PASS and, for a twin with a carrying capacity, the least-squares k inside its "
+               "90% interval of k; then validation PASS preferred; then the lowest hold-out CRPS (the same "
+               "hold-out judges and chooses, so the chosen twin's validation is not an independent test of the choice)")
+
+
+def twin_row(label: str, k_q: Any, val: Mapping[str, Any], diag_passed: bool, crps: float) -> dict[str, Any]:
+    """One candidate twin's figures; ``k_q`` = 5%, 50%, 95% quantiles of its posterior ``k`` (None: no K)."""
+    lo, med, hi = (float(v) for v in k_q) if k_q is not None else (None, None, None)
+    mb = val["median_bias"]
+    return {"twin": label, "K_median_mm3": None if med is None else float(np.exp(med)),
+            "K_90_mm3": None if lo is None else [float(np.exp(lo)), float(np.exp(hi))],
+            "k_90": None if lo is None else [lo, hi], "diagnostics_passed": bool(diag_passed),
+            "validation_status": val["status"], "median_bias": mb["value"], "median_bias_band": mb["band"],
+            "median_bias_status": mb["status"], "coverage": val["coverage"]["value"],
+            "pit_ks_p": val["pit_uniformity"]["p_value"], "crps": float(crps)}
+
+
+def choose_twin(twins: Mapping[str, Mapping[str, Any]], k_fit: float) -> dict[str, Any]:
+    """The twin the decisions should use, by the evidence of the sampler and of the hold-out (:data:`CHOICE_RULE`).
+
+    A twin is *eligible* when its sampler diagnostics pass and its physical parameter stays
+    identified: the independent least-squares ``k`` (no discrepancy) lies in its 90% interval of
+    ``k`` (not applicable to a growth law without a carrying capacity, ``k_90`` None). Eligible
+    twins whose hold-out validation passes rank first, then the other eligible ones, then the
+    rest; within each group by hold-out CRPS. ``ranking`` lists every twin in that order and
+    ``choice`` is its first.
+    """
+    if not twins:
+        raise ValueError("choose_twin needs at least one candidate twin.")
+    elig = sorted(n for n, t in twins.items() if t["diagnostics_passed"]
+                  and (t["k_90"] is None or t["k_90"][0] <= k_fit <= t["k_90"][1]))
+    passing = [n for n in elig if twins[n]["validation_status"] == "PASS"]
+    ranking = sorted(twins, key=lambda n: (n not in elig, n not in passing, twins[n]["crps"], n))
+    return {"choice": ranking[0], "ranking": ranking, "eligible": elig, "passing_validation": passing,
+            "rule": CHOICE_RULE}
+
+
+class ChooseTwin(Step):
+    """Choose the loop's twin among the candidates judged by earlier :class:`CompareTwin` steps.
+
+    Parameters
+    ----------
+    candidates : mapping of str to str
+        Candidate name -> the name of its :class:`CompareTwin` step.
+    k_fit : float
+        The independent least-squares ``k`` (reduced Gompertz without discrepancy) that a twin
+        with a carrying capacity must keep inside its 90% interval to be eligible.
+    """
+
+    kind = "validation"
+
+    def __init__(self, name: str = "choose", *, candidates: Mapping[str, str], k_fit: float) -> None:
+        super().__init__(name, uses=tuple(candidates.values()))
+        self.candidates, self.k_fit = dict(candidates), float(k_fit)
+
+    def config(self) -> dict[str, Any]:
+        return {"candidates": self.candidates, "k_fit": self.k_fit}
+
+    def run(self, ctx: Any) -> tuple[Any, Any]:
+        twins = {}
+        for kind, step in self.candidates.items():
+            c = ctx.results[step].values
+            k3 = None if c["k_90"] is None else [c["k_90"][0], float(np.log(c["K_median_mm3"])), c["k_90"][1]]
+            twins[kind] = twin_row(c["twin"], k3, c["validation"], c["diagnostics_passed"], c["crps"])
+        ch = choose_twin(twins, self.k_fit)
+        why = (f"The evidence chooses {twins[ch['choice']]['twin']!r} (ranking {ch['ranking']}; eligible "
+               f"{ch['eligible']}, validation PASS {ch['passing_validation']}).")
+        return self._result(Status.RECORD, why, {"twins": twins, **ch}), ch["choice"]
+
+    def load(self, directory: Any, ctx: Any, result: Any) -> Any:
+        return result.values["choice"]
+
+
+class Adopt(Step):
+    """A :class:`CompareTwin` calibration of another (finished) loop, brought in as a comparison.
+
+    The values and the calibration are those of step ``step`` of ``loop`` (a
+    :class:`vvuq_twin.loop.LoopResult`); nothing is recalibrated. Status RECORD (reported only).
+    """
+
+    kind = "validation"
+
+    def __init__(self, name: str, *, loop: Any, step: str, twin: Any) -> None:
+        super().__init__(name)
+        if step not in loop.results:
+            raise ValueError(f"Adopt: loop {loop.name!r} has no step {step!r} (steps: {list(loop.results)}).")
+        self.loop, self.step, self.twin = loop, step, twin
+
+    def config(self) -> dict[str, Any]:
+        import hashlib
+        import json
+
+        from vvuq_twin.loop.status import jsonable
+
+        vals = json.dumps(jsonable(self.loop.results[self.step].values), sort_keys=True, default=str)
+        return {"loop": self.loop.name, "step": self.step, "twin": self.twin.hash,
+                "values": hashlib.sha256(vals.encode()).hexdigest()}
+
+    def run(self, ctx: Any) -> tuple[Any, Any]:
+        r = self.loop.results[self.step]
+        return (self._result(Status.RECORD, f"From step {self.step!r} of loop {self.loop.name!r}: {r.reason}",
+                             r.values), self.loop.objects[self.step])
 
     def save(self, obj: Any, directory: Any, ctx: Any) -> None:
         obj.to_netcdf(directory / "comparison.nc")

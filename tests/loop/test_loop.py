@@ -384,6 +384,12 @@ def test_resumed_assimilation_is_loaded_with_the_units_it_fixed(tmp_path):
     assert t2.hash == dataclasses.replace(twin, hierarchy=vt.Hierarchy(dim="unit", units=("A", "B", "new"))).hash
     line = line_twin()
     assert _assimilated_twin(line, path) is line  # no hierarchy: the loop's twin
+    # an update that kept the loop's twin (reweighting only: no units fixed) says so in its saved
+    # declaration hash, and is loaded with the loop's twin (tumor case: resume failed before)
+    kept = tmp_path / "reweighted.nc"
+    xr.Dataset({"a": (("chain", "draw", "unit"), np.zeros((1, 2, 2)))}, coords={"unit": ["A", "B"]},
+               attrs={"vvuq_twin_declaration_hash": twin.hash}).to_netcdf(kept, group="posterior", engine="h5netcdf")
+    assert _assimilated_twin(twin, kept) is twin
 
 
 def test_resume_reruns_a_step_whose_class_code_changed(twin, tmp_path, monkeypatch):

@@ -789,6 +789,9 @@ def _assimilated_twin(twin: Any, path: Path) -> Any:
     with xr.open_dataset(path, group="posterior", engine="h5netcdf") as post:
         if twin.hierarchy.dim not in post.coords:
             return twin
+        # an update that only reweighted the particles keeps the loop's twin (no units fixed)
+        if post.attrs.get("vvuq_twin_declaration_hash") == twin.hash:
+            return twin
         units = [str(u) for u in post[twin.hierarchy.dim].values]
     return twin_with_units(twin, units)
 
