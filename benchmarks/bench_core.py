@@ -402,7 +402,7 @@ def centred_twin(twin, centered=True):
 
 
 def _paired_vs_numpyro(variants, peers, data, seeds, kw, ess_names, agree_names, label):
-    """Paired seeds, side by side: each nutpie variant ``(name, twin)`` and each numpyro peer
+    """Paired seeds, side by side: each nutpie variant ``(name, twin[, calibrate options])`` and each numpyro peer
     ``(name, model)`` at every seed. Compiles (nutpie) and JITs (numpyro) outside the timed runs.
     Ratios are to numpyro with the same parametrisation as the peer's default model
     (``numpyro``, non-centred) and to ``numpyro_centred``, seed by seed."""
@@ -411,8 +411,9 @@ def _paired_vs_numpyro(variants, peers, data, seeds, kw, ess_names, agree_names,
     MCMC, NUTS = _numpyro(kw["chains"])
     out: dict = {"draws": kw["draws"], "tune": kw["tune"], "chains": kw["chains"], "seeds": list(seeds),
                  "load_average_1min_start": os.getloadavg()[0]}
-    for name, tw in variants:
-        r = vt.calibrate(tw, data, rng=0, **kw)  # compile (or load) outside the timed runs
+    variants = [(v[0], v[1], v[2] if len(v) > 2 else {}) for v in variants]
+    for name, tw, extra in variants:
+        r = vt.calibrate(tw, data, rng=0, **kw, **extra)  # compile (or load) outside the timed runs
         out[f"{name}_compile_s"] = r.info["compile_time_s"]
         out[f"{name}_parametrization"] = r.info.get("parametrization")
     mcmcs = {}
@@ -426,8 +427,8 @@ def _paired_vs_numpyro(variants, peers, data, seeds, kw, ess_names, agree_names,
     for seed in seeds:
         row = {"seed": seed}
         posts = {}
-        for name, tw in variants:
-            nut, r = _nutpie_rows(tw, data, seed, kw, ess_names, ((name, {}),))
+        for name, tw, extra in variants:
+            nut, r = _nutpie_rows(tw, data, seed, kw, ess_names, ((name, extra),))
             row.update(nut)
             posts[name] = r.idata.posterior
         for name, mcmc in mcmcs.items():
@@ -439,7 +440,7 @@ def _paired_vs_numpyro(variants, peers, data, seeds, kw, ess_names, agree_names,
             posts[name] = post.posterior
         if seed == seeds[0]:  # posteriors agree: |mean difference| / combined MCSE
             z = {}
-            for a_name, _ in variants:
+            for a_name, *_ in variants:
                 for b_name, _ in peers:
                     z[f"{a_name}_vs_{b_name}"] = {
                         v: abs(float(posts[a_name][v].mean()) - float(posts[b_name][v].mean())) / np.hypot(
@@ -589,12 +590,13 @@ def _check_numpyro_density(twin, data, model, centered: bool = False, n: int = 5
 def vs_numpyro_case(draws: int = 1000, tune: int = 1000, seeds=(1, 2, 3, 4, 5), chains: int = 2) -> dict:
     """Paired seeds on the tumor case-study twin, side by side in one run: nutpie's numba
     backend with per-mouse beta declared non-centred (as the case study declares it today) and
-    ``centered="auto"``, against numpyro non-centred and centred (same priors; both numpyro
+    ``centered="auto"``, each with the diagonal (default) and the low-rank mass matrix (the
+    case study's setting), against numpyro non-centred and centred (same priors; both numpyro
     densities checked against the declaration's numpy log density first).
 
     ESS/s = minimum bulk ESS over beta, beta_mu, beta_sigma, k, sigma_obs (and the
     discrepancy's hyperparameters, if any) / sampling wall time, compile and JIT apart; NUTS
-    at target acceptance 0.8 and a diagonal mass matrix on both sides.
+    at target acceptance 0.8 on both sides, numpyro with its default diagonal mass matrix.
     """
     if isinstance(_numpyro(chains), dict):
         return _numpyro(chains)
@@ -608,7 +610,10 @@ def vs_numpyro_case(draws: int = 1000, tune: int = 1000, seeds=(1, 2, 3, 4, 5), 
     peers = (("numpyro", numpyro_tumor(twin, data)), ("numpyro_centred", numpyro_tumor(twin, data, centered=True)))
     dens = {"numpyro": _check_numpyro_density(nc, data, peers[0][1]),
             "numpyro_centred": _check_numpyro_density(centred_twin(twin, True), data, peers[1][1], centered=True)}
-    out = _paired_vs_numpyro((("nutpie_numba", nc), ("nutpie_numba_auto", auto)), peers, data, seeds, kw,
+    low = {"mass_matrix": "low_rank"}  # the case study's own calibration uses it
+    out = _paired_vs_numpyro((("nutpie_numba", nc), ("nutpie_numba_auto", auto),
+                              ("nutpie_numba_low_rank", nc, low), ("nutpie_numba_auto_low_rank", auto, low)),
+                             peers, data, seeds, kw,
                              _tumor_ess_names(twin), [v for v in _tumor_ess_names(twin) if v != "beta"], "tumor")
     out.update(twin=twin.name, n_obs=int(data.n), numpyro_density_max_abs_diff=dens)
     return out
