@@ -100,3 +100,10 @@ def test_calibrate_records_the_choice_and_a_reload_applies_it(tmp_path):
     path = res.to_netcdf(tmp_path / "r.nc")
     back = vt.load_result(path, twin=twin, data=data)
     assert back.twin.parameters[0].centered is True
+    # a file that does not record the choice cannot be re-read with the "auto" declaration
+    from vvuq_twin.exceptions import ResultFileError
+
+    res.info.pop("parametrization")
+    bare = res.to_netcdf(tmp_path / "bare.nc")
+    with pytest.raises(ResultFileError, match="records no parametrisation choice"):
+        vt.load_result(bare, twin=twin, data=data)
