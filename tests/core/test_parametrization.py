@@ -107,3 +107,18 @@ def test_calibrate_records_the_choice_and_a_reload_applies_it(tmp_path):
     bare = res.to_netcdf(tmp_path / "bare.nc")
     with pytest.raises(ResultFileError, match="records no parametrisation choice"):
         vt.load_result(bare, twin=twin, data=data)
+
+
+def test_fixed_twins_keep_their_choice_in_the_compile_key():
+    from vvuq_twin.inference.calibrate import _auto_tag
+
+    twin, data = _normal_hierarchy(20, 0.2, 0.5)
+    c, nc = twin.with_parametrization({"a": True}), twin.with_parametrization({"a": False})
+    assert c.hash == nc.hash == twin.hash  # one declaration ...
+    rc, rnc = c.parametrization(data), nc.parametrization(data)
+    assert rc["a"]["source"] == rnc["a"]["source"] == "chosen"
+    assert (rc["a"]["centered"], rnc["a"]["centered"]) == (True, False)
+    # ... two models: their compiled log densities are kept apart
+    assert _auto_tag(rc) != _auto_tag(rnc) and _auto_tag(rc) == _auto_tag(twin.parametrization(data))
+    tw_decl, _ = _normal_hierarchy(20, 0.2, 0.5, centered=True)
+    assert _auto_tag(tw_decl.parametrization(data)) == ""

@@ -507,9 +507,11 @@ def _arrange_groups(idata, model, data: TwinData, posterior_predictive: bool, se
 
 
 def _auto_tag(parametrization: dict[str, dict[str, Any]]) -> str:
-    """Suffix of the compile-cache key naming the choices made for ``centered="auto"`` blocks
-    (empty when there are none, so that other twins keep their keys)."""
-    auto = sorted((k, bool(v["centered"])) for k, v in parametrization.items() if v["source"] == "auto")
+    """Suffix of the compile-cache key naming the choices made for ``centered="auto"`` blocks,
+    now or before (a twin fixed by ``with_parametrization`` keeps the "auto" declaration's hash);
+    empty when there are none, so that other twins keep their keys."""
+    auto = sorted((k, bool(v["centered"])) for k, v in parametrization.items()
+                  if v["source"] in ("auto", "chosen"))
     return "" if not auto else "|auto:" + ",".join(f"{k}={'c' if c else 'nc'}" for k, c in auto)
 
 

@@ -93,19 +93,25 @@ def choose_parametrization(twin: Any, data: Any) -> dict[str, dict[str, Any]]:
     Returns
     -------
     dict
-        Parameter name -> record: ``centered`` (bool), ``source`` (``"declared"`` or
-        ``"auto"``) and, for ``"auto"``, ``reason``, ``information_ratio`` (median, min, max
+        Parameter name -> record: ``centered`` (bool), ``source`` (``"declared"``, ``"auto"``,
+        or ``"chosen"`` for an ``"auto"`` parameter already fixed by
+        :meth:`~vvuq_twin.twin.Twin.with_parametrization`) and, for ``"auto"``, ``reason``, ``information_ratio`` (median, min, max
         over the units), ``obs_per_unit`` (median, min, max), ``pop_scale_reference``,
         ``threshold``. The same declaration and data structure always give the same choice.
     """
-    key = (twin.hash, data.structure_hash)
+    # the hash of a twin fixed by Twin.with_parametrization is that of its "auto" declaration:
+    # the key also holds each parameter's current state
+    key = (twin.hash, data.structure_hash, tuple(str(p.centered) for p in twin.parameters if p.per_unit))
     if key in _MEMO:
         return {k: dict(v) for k, v in _MEMO[key].items()}
     out: dict[str, dict[str, Any]] = {}
     auto = [p for p in twin.parameters if p.per_unit and p.centered == "auto"]
     for p in twin.parameters:
         if p.per_unit and p.centered != "auto":
-            out[p.name] = {"centered": bool(p.centered), "source": "declared"}
+            out[p.name] = ({"centered": bool(p.centered), "source": "chosen",
+                            "reason": "declared centered='auto'; fixed by Twin.with_parametrization "
+                                      "(e.g. the calibrated twin, TwinResult.twin)"}
+                           if p._auto else {"centered": bool(p.centered), "source": "declared"})
     if auto:
         out.update(_auto_choice(twin, data, auto))
     _MEMO[key] = out
