@@ -202,21 +202,33 @@ def gp_vs_hsgp(ns, draws: int, tune: int, exact_max_n: int) -> list[dict]:
 
 
 def main(quick: bool = False) -> dict:
+    import os
+
     draws, tune = (300, 300) if quick else (1000, 1000)
-    out = {"readme_job": readme_job()}
-    out["vs_numpyro"] = vs_numpyro(draws, tune)
-    out["vs_numpyro_centred"] = vs_numpyro_centred(draws, tune)
-    out["vs_numpyro_tumor"] = vs_numpyro_case(draws, tune)
-    out["ess"] = ess_per_second(draws, tune)
+    # BENCH_CORE_ONLY=vs_numpyro_centred,vs_numpyro_tumor runs only those sections
+    only = {v for v in os.environ.get("BENCH_CORE_ONLY", "").split(",") if v}
+    sections = {"readme_job": readme_job, "vs_numpyro": lambda: vs_numpyro(draws, tune),
+                "vs_numpyro_centred": lambda: vs_numpyro_centred(draws, tune),
+                "vs_numpyro_tumor": lambda: vs_numpyro_case(draws, tune),
+                "ess": lambda: ess_per_second(draws, tune)}
+    unknown = only - set(sections) - {"gp_vs_hsgp"}
+    if unknown:
+        raise ValueError(f"BENCH_CORE_ONLY names unknown sections {sorted(unknown)}; known: "
+                         f"{[*sections, 'gp_vs_hsgp']}")
+    out = {name: f() for name, f in sections.items() if not only or name in only}
+    if only and "gp_vs_hsgp" not in only:
+        out["machine"] = {"cpus": os.cpu_count(), "load_average_1min": os.getloadavg()[0]}
+        OUT.mkdir(exist_ok=True)
+        (OUT / ("core_" + "_".join(sorted(only)) + ".json")).write_text(json.dumps(out, indent=2, default=float))
+        return out
     out["gp_vs_hsgp"] = gp_vs_hsgp([200, 1000] if quick else [200, 1000, 5000],
                                    draws=200 if quick else 500, tune=200 if quick else 500,
                                    exact_max_n=200)
-    e = out["ess"]
-    print(f"ESS/s (min bulk): nutpie {e['nutpie']['ess_per_s']:.1f} vs pm.sample "
-          f"{e['pymc']['ess_per_s']:.1f} -> ratio {e['ratio_ess_per_s']:.2f}x; compile nutpie "
-          f"{e['nutpie']['compile_s']:.1f}s, pymc {e['pymc']['compile_s']:.1f}s")
-    import os
-
+    e = out.get("ess")
+    if e:
+        print(f"ESS/s (min bulk): nutpie {e['nutpie']['ess_per_s']:.1f} vs pm.sample "
+              f"{e['pymc']['ess_per_s']:.1f} -> ratio {e['ratio_ess_per_s']:.2f}x; compile nutpie "
+              f"{e['nutpie']['compile_s']:.1f}s, pymc {e['pymc']['compile_s']:.1f}s")
     out["machine"] = {"cpus": os.cpu_count(), "load_average_1min": os.getloadavg()[0]}
     for r in out["gp_vs_hsgp"]:
         t = r.get("sample_s", float("nan"))
@@ -379,87 +391,106 @@ def vs_numpyro(draws: int, tune: int, seeds=(1, 2, 3, 4, 5), chains: int = 2) ->
     return out
 
 
-def centred_twin(twin):
-    """``twin`` with every per-unit parameter centred (``Parameter(centered=True)``)."""
+def centred_twin(twin, centered=True):
+    """``twin`` with every per-unit parameter declared ``Parameter(centered=centered)``
+    (``True``, ``False`` or ``"auto"``: chosen from the twin and the data, see
+    :mod:`vvuq_twin.twin._parametrization`)."""
     import dataclasses
 
     return dataclasses.replace(twin, parameters=[
-        dataclasses.replace(p, centered=True) if p.per_unit else p for p in twin.parameters])
+        dataclasses.replace(p, centered=centered) if p.per_unit else p for p in twin.parameters])
 
 
-def vs_numpyro_centred(draws: int = 1000, tune: int = 1000, seeds=(1, 2, 3, 4, 5),
-                       chains: int = 2) -> dict:
-    """Paired seeds, side by side in one run: the benchmark twin non-centred (the default) and
-    centred (``Parameter(centered=True)``) in nutpie's numba backend, and the same two
-    parametrisations in numpyro. Ratios are to numpyro non-centred (the peer's model of
-    :func:`vs_numpyro`) on the same seed; ``ratio_to_numpyro_centred`` compares like with like.
-    """
+def _paired_vs_numpyro(variants, peers, data, seeds, kw, ess_names, agree_names, label):
+    """Paired seeds, side by side: each nutpie variant ``(name, twin[, calibrate options])`` and each numpyro peer
+    ``(name, model)`` at every seed. Compiles (nutpie) and JITs (numpyro) outside the timed runs.
+    Ratios are to numpyro with the same parametrisation as the peer's default model
+    (``numpyro``, non-centred) and to ``numpyro_centred``, seed by seed."""
     import os
 
-    peer = _numpyro(chains)
-    if isinstance(peer, dict):
-        return peer
-    MCMC, NUTS = peer
-
-    twin, data = hierarchical_gp_twin()
-    ctwin = centred_twin(twin)
-    kw = dict(method="nutpie", draws=draws, tune=tune, chains=chains, warn=False,
-              posterior_predictive=False)
-    out: dict = {"draws": draws, "tune": tune, "chains": chains, "seeds": list(seeds),
+    MCMC, NUTS = _numpyro(kw["chains"])
+    out: dict = {"draws": kw["draws"], "tune": kw["tune"], "chains": kw["chains"], "seeds": list(seeds),
                  "load_average_1min_start": os.getloadavg()[0]}
-    for name, tw in (("nutpie_numba", twin), ("nutpie_numba_centred", ctwin)):
-        r = vt.calibrate(tw, data, rng=0, **kw)  # compile (or load) outside the timed runs
+    variants = [(v[0], v[1], v[2] if len(v) > 2 else {}) for v in variants]
+    for name, tw, extra in variants:
+        r = vt.calibrate(tw, data, rng=0, **kw, **extra)  # compile (or load) outside the timed runs
         out[f"{name}_compile_s"] = r.info["compile_time_s"]
+        out[f"{name}_parametrization"] = r.info.get("parametrization")
     mcmcs = {}
-    for name, centered in (("numpyro", False), ("numpyro_centred", True)):
-        mcmcs[name] = MCMC(NUTS(numpyro_hierarchical_gp(data, centered=centered), target_accept_prob=0.8),
-                           num_warmup=tune, num_samples=draws, num_chains=chains,
-                           chain_method="parallel", progress_bar=False)
+    for name, model in peers:
+        mcmcs[name] = MCMC(NUTS(model, target_accept_prob=0.8), num_warmup=kw["tune"],
+                           num_samples=kw["draws"], num_chains=kw["chains"], chain_method="parallel",
+                           progress_bar=False)
         first_s, _ = _numpyro_run(mcmcs[name], 0, np.asarray(data.y))
         out[f"{name}_first_run_s"] = first_s
     rows = []
     for seed in seeds:
         row = {"seed": seed}
-        for name, tw in (("nutpie_numba", twin), ("nutpie_numba_centred", ctwin)):
-            nut, r = _nutpie_rows(tw, data, seed, kw, ESS_NAMES, ((name, {}),))
+        posts = {}
+        for name, tw, extra in variants:
+            nut, r = _nutpie_rows(tw, data, seed, kw, ess_names, ((name, extra),))
             row.update(nut)
-            if seed == seeds[0] and name == "nutpie_numba_centred":
-                centred_post = r.idata.posterior
+            posts[name] = r.idata.posterior
         for name, mcmc in mcmcs.items():
             s, samp = _numpyro_run(mcmc, seed, np.asarray(data.y))
-            ess = _ess_from_samples(samp)
+            post = az.from_dict(posterior={k: np.asarray(v) for k, v in samp.items() if k in ess_names})
+            ess = _min_ess(post, ess_names)
             row[name] = {"sample_s": s, "min_ess_bulk": ess, "ess_per_s": ess / s,
                          "divergences": int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())}
-            if seed == seeds[0] and name == "numpyro":
-                out["posterior_agreement_z_centred_vs_numpyro"] = _agreement(centred_post, samp)
+            posts[name] = post.posterior
+        if seed == seeds[0]:  # posteriors agree: |mean difference| / combined MCSE
+            z = {}
+            for a_name, *_ in variants:
+                for b_name, _ in peers:
+                    z[f"{a_name}_vs_{b_name}"] = {
+                        v: abs(float(posts[a_name][v].mean()) - float(posts[b_name][v].mean())) / np.hypot(
+                            float(az.mcse(posts[a_name][[v]], method="mean")[v]),
+                            float(az.mcse(posts[b_name][[v]], method="mean")[v]))
+                        for v in agree_names}
+            out["posterior_agreement_z"] = z
         row["load_average_1min"] = os.getloadavg()[0]
         rows.append(row)
-        print(f"  seed {seed}: ESS/s numba {row['nutpie_numba']['ess_per_s']:.1f}, numba centred "
-              f"{row['nutpie_numba_centred']['ess_per_s']:.1f}, numpyro {row['numpyro']['ess_per_s']:.1f}, "
-              f"numpyro centred {row['numpyro_centred']['ess_per_s']:.1f} "
-              f"(load {row['load_average_1min']:.1f})", flush=True)
+        print(f"  {label} seed {seed}: ESS/s " + ", ".join(
+            f"{n} {row[n]['ess_per_s']:.1f}" for n in [*(v[0] for v in variants), *mcmcs])
+            + f" (load {row['load_average_1min']:.1f})", flush=True)
     out["rows"] = rows
-    out["summary"] = _ess_summary(rows, ("nutpie_numba", "nutpie_numba_centred", "numpyro_centred"))
-    base = np.array([r["numpyro_centred"]["ess_per_s"] for r in rows])
-    for name in ("nutpie_numba", "nutpie_numba_centred"):
-        ratio = np.array([r[name]["ess_per_s"] for r in rows]) / base
-        out["summary"][name].update(ratio_to_numpyro_centred_median=float(np.median(ratio)),
-                                    ratio_to_numpyro_centred_min=float(ratio.min()),
-                                    ratio_to_numpyro_centred_max=float(ratio.max()))
+    names = [v[0] for v in variants]
+    out["summary"] = _ess_summary(rows, (*names, *[n for n in mcmcs if n != "numpyro"]))
+    if "numpyro_centred" in mcmcs:
+        base = np.array([r["numpyro_centred"]["ess_per_s"] for r in rows])
+        for name in names:
+            ratio = np.array([r[name]["ess_per_s"] for r in rows]) / base
+            out["summary"][name].update(ratio_to_numpyro_centred_median=float(np.median(ratio)),
+                                        ratio_to_numpyro_centred_min=float(ratio.min()),
+                                        ratio_to_numpyro_centred_max=float(ratio.max()))
     out["load_average_1min_end"] = os.getloadavg()[0]
     return out
 
 
+def vs_numpyro_centred(draws: int = 1000, tune: int = 1000, seeds=(1, 2, 3, 4, 5),
+                       chains: int = 2) -> dict:
+    """Paired seeds, side by side in one run on the benchmark twin: nutpie's numba backend with
+    the per-unit parameter declared non-centred (``centered=False``) and ``centered="auto"``
+    (the choice from the twin and the data, recorded as ``nutpie_numba_auto_parametrization``),
+    against numpyro non-centred (the peer's model of :func:`vs_numpyro`) and centred."""
+    if isinstance(_numpyro(chains), dict):
+        return _numpyro(chains)
+    twin, data = hierarchical_gp_twin()
+    kw = dict(method="nutpie", draws=draws, tune=tune, chains=chains, warn=False,
+              posterior_predictive=False)
+    return _paired_vs_numpyro(
+        (("nutpie_numba", centred_twin(twin, False)), ("nutpie_numba_auto", centred_twin(twin, "auto"))),
+        (("numpyro", numpyro_hierarchical_gp(data)), ("numpyro_centred", numpyro_hierarchical_gp(data, centered=True))),
+        data, seeds, kw, ESS_NAMES, ("k_mu", "k_sigma", "sigma_obs", "delta_ls", "delta_eta"), "benchmark twin")
+
+
 # --------------------------------------------------------------------------- case-study twin
-TUMOR_ESS_NAMES = ["beta", "beta_mu", "beta_sigma", "k", "delta_ls", "delta_eta", "sigma_obs"]
-
-
 def tumor_twin_and_data():
     """The tumor case study's twin and training data, through its public functions.
 
     ``case_studies.tumor.run.build_twin(quick=True)`` (hierarchical reduced Gompertz on the log
-    scale, per-mouse beta, HSGP discrepancy with m = 8) on ``tumor_twin_data(load_tumor(), "train")``
-    (``$VVUQ_TWIN_DATA``).
+    scale: per-mouse beta pooled on the log scale, shared k, Gaussian error on log volume, no
+    discrepancy by default) on ``tumor_twin_data(load_tumor(), "train")`` (``$VVUQ_TWIN_DATA``).
     """
     from case_studies.tumor.data import load_tumor, tumor_twin_data
     from case_studies.tumor.run import build_twin
@@ -469,11 +500,16 @@ def tumor_twin_and_data():
     return build_twin(quick=True), tumor_twin_data(ds, "train")
 
 
-def numpyro_tumor(twin, data):
-    """The tumor twin in numpyro: same priors, same HSGP basis (the declaration's numpy basis).
+def _tumor_ess_names(twin):
+    return ["beta", "beta_mu", "beta_sigma", "k", *twin.discrepancy.hyperparameter_names(), "sigma_obs"]
+
+
+def numpyro_tumor(twin, data, centered: bool = False):
+    """The tumor twin in numpyro: same priors (and the same HSGP basis when it has one).
 
     log V = log V_rg(t; beta_u, k) with V(0) = 1 (reduced Gompertz: k (1 - exp(-beta t))),
-    beta_u = exp(beta_mu + beta_sigma z_u), delta = phi (coeffs * eta sqrt(S_ls(omega))),
+    log beta_u = beta_mu + beta_sigma z_u (``centered``: log beta_u ~ N(beta_mu, beta_sigma)
+    sampled directly, as ``beta_lin``), [delta = phi (coeffs * eta sqrt(S_ls(omega)))],
     y ~ Normal(log V + delta, sigma_obs). Checked against ``Twin.log_prior + Twin.log_likelihood``
     at random points by :func:`_check_numpyro_density`.
     """
@@ -481,16 +517,24 @@ def numpyro_tumor(twin, data):
     import numpyro
     import numpyro.distributions as dist
 
-    from vvuq_twin.twin.discrepancy import _default_ls, _hsgp_basis
+    from vvuq_twin.twin.discrepancy import HSGPDiscrepancy, NoDiscrepancy
 
     disc = twin.discrepancy
+    if not isinstance(disc, (HSGPDiscrepancy, NoDiscrepancy)):
+        raise TypeError(f"numpyro_tumor: discrepancy {type(disc).__name__} is not written in numpyro here.")
+    if getattr(twin.simulator, "v0", 1.0) not in (1.0, None):
+        raise ValueError("numpyro_tumor assumes V(0) = 1 (build_twin's default v0).")
     X = np.asarray(data.x, float)
-    phi, omega = _hsgp_basis(disc, X)
-    ls_prior = disc.ls if disc.ls is not None else _default_ls(X, disc._cols(X))
+    has_gp = isinstance(disc, HSGPDiscrepancy)
+    if has_gp:
+        from vvuq_twin.twin.discrepancy import _default_ls, _hsgp_basis
+
+        phi, omega = _hsgp_basis(disc, X)
+        ls_prior = disc.ls if disc.ls is not None else _default_ls(X, disc._cols(X))
+        phi_j, om = jnp.asarray(phi), jnp.asarray(omega[:, 0])
     t = jnp.asarray(X[:, 0])
     uidx, units = twin.unit_index(data)
     uidx = jnp.asarray(uidx)
-    phi_j, om = jnp.asarray(phi), jnp.asarray(omega[:, 0])
     beta_p = next(p for p in twin.parameters if p.name == "beta")
     k_p = next(p for p in twin.parameters if p.name == "k")
 
@@ -498,23 +542,29 @@ def numpyro_tumor(twin, data):
         beta_mu = numpyro.sample("beta_mu", dist.Normal(beta_p.prior.mu, beta_p.prior.sigma))
         beta_sigma = numpyro.sample("beta_sigma", dist.HalfNormal(beta_p.pop_scale.sigma))
         with numpyro.plate("mouse", len(units)):
-            z = numpyro.sample("beta_z", dist.Normal(0.0, 1.0))
-        beta = numpyro.deterministic("beta", jnp.exp(beta_mu + beta_sigma * z))
+            if centered:
+                lin = numpyro.sample("beta_lin", dist.Normal(beta_mu, beta_sigma))
+            else:
+                lin = beta_mu + beta_sigma * numpyro.sample("beta_z", dist.Normal(0.0, 1.0))
+        beta = numpyro.deterministic("beta", jnp.exp(lin))
         k = numpyro.sample("k", dist.Normal(k_p.prior.mu, k_p.prior.sigma))
-        ls = numpyro.sample("delta_ls", dist.LogNormal(ls_prior.mu, ls_prior.sigma))
-        eta = numpyro.sample("delta_eta", dist.HalfNormal(disc.eta.sigma))
-        coeffs = numpyro.sample("delta_hsgp_coeffs", dist.Normal(0.0, 1.0).expand([phi.shape[1]]))
+        delta = 0.0
+        if has_gp:
+            ls = numpyro.sample("delta_ls", dist.LogNormal(ls_prior.mu, ls_prior.sigma))
+            eta = numpyro.sample("delta_eta", dist.HalfNormal(disc.eta.sigma))
+            coeffs = numpyro.sample("delta_hsgp_coeffs", dist.Normal(0.0, 1.0).expand([phi.shape[1]]))
+            sqrt_psd = eta * jnp.sqrt(jnp.sqrt(2 * jnp.pi) * ls * jnp.exp(-0.5 * om**2 * ls**2))
+            delta = phi_j @ (coeffs * sqrt_psd)
         sigma = numpyro.sample("sigma_obs", dist.HalfNormal(twin.observation.sigma.sigma))
-        sqrt_psd = eta * jnp.sqrt(jnp.sqrt(2 * jnp.pi) * ls * jnp.exp(-0.5 * om**2 * ls**2))
-        delta = phi_j @ (coeffs * sqrt_psd)
         log_v = k * (1.0 - jnp.exp(-beta[uidx] * t))
         numpyro.sample("y", dist.Normal(log_v + delta, sigma), obs=y)
 
     return model
 
 
-def _check_numpyro_density(twin, data, model, n: int = 5, seed: int = 0) -> float:
-    """max |numpyro log joint - (Twin.log_prior + Twin.log_likelihood)| at prior-ish points."""
+def _check_numpyro_density(twin, data, model, centered: bool = False, n: int = 5, seed: int = 0) -> float:
+    """max |numpyro log joint - (Twin.log_prior + Twin.log_likelihood)| at prior-ish points
+    (``twin`` written with the same parametrisation as ``model``)."""
     from numpyro.infer.util import log_density
 
     rng = np.random.default_rng(seed)
@@ -522,10 +572,14 @@ def _check_numpyro_density(twin, data, model, n: int = 5, seed: int = 0) -> floa
     worst = 0.0
     for _ in range(n):
         pt_ = {"beta_mu": rng.normal(np.log(0.08), 0.3), "beta_sigma": abs(rng.normal(0, 0.3)),
-               "beta_z": rng.normal(size=len(units)), "k": rng.normal(9, 0.5),
-               "delta_ls": np.exp(rng.normal(1.5, 0.3)), "delta_eta": abs(rng.normal(0, 0.2)),
-               "delta_hsgp_coeffs": rng.normal(size=int(twin.discrepancy.m)),
-               "sigma_obs": abs(rng.normal(0.3, 0.1))}
+               "k": rng.normal(9, 0.5), "sigma_obs": abs(rng.normal(0.3, 0.1))}
+        if centered:
+            pt_["beta_lin"] = rng.normal(np.log(0.08), 0.3, size=len(units))
+        else:
+            pt_["beta_z"] = rng.normal(size=len(units))
+        if "delta_ls" in twin.free_variable_names(data):
+            pt_.update({"delta_ls": np.exp(rng.normal(1.5, 0.3)), "delta_eta": abs(rng.normal(0, 0.2)),
+                        "delta_hsgp_coeffs": rng.normal(size=int(np.prod(twin.discrepancy.m)))})
         lj, _ = log_density(model, (), {"y": np.asarray(data.y)}, pt_)
         draws = {k: np.asarray(v, float)[None, ...] for k, v in pt_.items()}
         ours = twin.log_prior(draws, data)[0] + twin.log_likelihood(draws, data)[0]
@@ -534,69 +588,34 @@ def _check_numpyro_density(twin, data, model, n: int = 5, seed: int = 0) -> floa
 
 
 def vs_numpyro_case(draws: int = 1000, tune: int = 1000, seeds=(1, 2, 3, 4, 5), chains: int = 2) -> dict:
-    """Paired seeds on the tumor case-study twin: nutpie (numba, jax) vs numpyro NUTS.
+    """Paired seeds on the tumor case-study twin, side by side in one run: nutpie's numba
+    backend with per-mouse beta declared non-centred (as the case study declares it today) and
+    ``centered="auto"``, each with the diagonal (default) and the low-rank mass matrix (the
+    case study's setting), against numpyro non-centred and centred (same priors; both numpyro
+    densities checked against the declaration's numpy log density first).
 
-    Same definitions as :func:`vs_numpyro` (ESS/s = minimum bulk ESS over beta, beta_mu,
-    beta_sigma, k, delta_ls, delta_eta, sigma_obs / sampling wall time; numpyro's JIT = first
-    run minus the median of its later runs).
+    ESS/s = minimum bulk ESS over beta, beta_mu, beta_sigma, k, sigma_obs (and the
+    discrepancy's hyperparameters, if any) / sampling wall time, compile and JIT apart; NUTS
+    at target acceptance 0.8 on both sides, numpyro with its default diagonal mass matrix.
     """
-    import os
-
-    os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={chains}")
-    try:
-        import jax
-        import numpyro
-        from numpyro.infer import MCMC, NUTS
-    except ImportError as exc:
-        return {"status": f"skipped: {exc} (pip install -e '.[bench]')"}
+    if isinstance(_numpyro(chains), dict):
+        return _numpyro(chains)
     try:
         twin, data = tumor_twin_and_data()
     except Exception as exc:  # noqa: BLE001 - data missing or the case study changed
         return {"status": f"skipped: tumor case study unavailable ({type(exc).__name__}: {exc})"}
-    jax.config.update("jax_enable_x64", True)
-    numpyro.set_host_device_count(chains)
     kw = dict(method="nutpie", draws=draws, tune=tune, chains=chains, warn=False,
               posterior_predictive=False)
-    model = numpyro_tumor(twin, data)
-    out: dict = {"twin": twin.name, "n_obs": int(data.n), "draws": draws, "tune": tune,
-                 "chains": chains, "seeds": list(seeds), "load_average_1min_start": os.getloadavg()[0],
-                 "numpyro_density_max_abs_diff": _check_numpyro_density(twin, data, model)}
-    clear_compile_cache()
-    r = vt.calibrate(twin, data, rng=0, **kw)
-    out["nutpie_numba_compile_s"] = r.info["compile_time_s"]
-    out["nutpie_numba_compile_cache"] = r.info["compile_cache"]
-    r = vt.calibrate(twin, data, rng=0, backend="jax", **kw)
-    out["nutpie_jax_compile_s"] = r.info["compile_time_s"]
-    mcmc = MCMC(NUTS(model, target_accept_prob=0.8), num_warmup=tune, num_samples=draws,
-                num_chains=chains, chain_method="parallel", progress_bar=False)
-    first_s, _ = _numpyro_run(mcmc, 0, np.asarray(data.y))
-    rows = []
-    for seed in seeds:
-        row = {"seed": seed}
-        nut, r = _nutpie_rows(twin, data, seed, kw, TUMOR_ESS_NAMES,
-                              (("nutpie_numba", {}), ("nutpie_jax", {"backend": "jax"})))
-        row.update(nut)
-        s, samp = _numpyro_run(mcmc, seed, np.asarray(data.y))
-        post = az.from_dict(posterior={k: np.asarray(v) for k, v in samp.items() if k in TUMOR_ESS_NAMES})
-        ess = _min_ess(post, TUMOR_ESS_NAMES)
-        row["numpyro"] = {"sample_s": s, "min_ess_bulk": ess, "ess_per_s": ess / s,
-                          "divergences": int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())}
-        if seed == seeds[0]:
-            z = {}
-            for v in ("beta_mu", "beta_sigma", "k", "delta_ls", "delta_eta", "sigma_obs"):
-                a, b = r.idata.posterior[[v]], post.posterior[[v]]
-                z[v] = abs(float(a[v].mean()) - float(b[v].mean())) / np.hypot(
-                    float(az.mcse(a, method="mean")[v]), float(az.mcse(b, method="mean")[v]))
-            out["posterior_agreement_z"] = z
-        row["load_average_1min"] = os.getloadavg()[0]
-        rows.append(row)
-        print(f"  tumor seed {seed}: ESS/s numba {row['nutpie_numba']['ess_per_s']:.1f}, jax "
-              f"{row['nutpie_jax']['ess_per_s']:.1f}, numpyro {row['numpyro']['ess_per_s']:.1f} "
-              f"(load {row['load_average_1min']:.1f})", flush=True)
-    out["rows"] = rows
-    out["numpyro_jit_s"] = first_s - float(np.median([r["numpyro"]["sample_s"] for r in rows]))
-    out["summary"] = _ess_summary(rows, ("nutpie_numba", "nutpie_jax"))
-    out["load_average_1min_end"] = os.getloadavg()[0]
+    nc, auto = centred_twin(twin, False), centred_twin(twin, "auto")
+    peers = (("numpyro", numpyro_tumor(twin, data)), ("numpyro_centred", numpyro_tumor(twin, data, centered=True)))
+    dens = {"numpyro": _check_numpyro_density(nc, data, peers[0][1]),
+            "numpyro_centred": _check_numpyro_density(centred_twin(twin, True), data, peers[1][1], centered=True)}
+    low = {"mass_matrix": "low_rank"}  # the case study's own calibration uses it
+    out = _paired_vs_numpyro((("nutpie_numba", nc), ("nutpie_numba_auto", auto),
+                              ("nutpie_numba_low_rank", nc, low), ("nutpie_numba_auto_low_rank", auto, low)),
+                             peers, data, seeds, kw,
+                             _tumor_ess_names(twin), [v for v in _tumor_ess_names(twin) if v != "beta"], "tumor")
+    out.update(twin=twin.name, n_obs=int(data.n), numpyro_density_max_abs_diff=dens)
     return out
 
 

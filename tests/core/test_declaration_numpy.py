@@ -60,6 +60,12 @@ def _cases():
                     observation=vt.LogNormalObs(sigma=vt.LogNormal(-1, 0.5), relative=vt.HalfCauchy(0.2)),
                     hierarchy=H),
             _data(units=units, missing=True, positive=True)),
+        "per-unit centered='auto' (chosen for the data) + Gaussian noise prior": (
+            vt.Twin("t3a", pos_sim, [vt.Parameter("a", vt.Normal(0, 0.5), per_unit=True, centered="auto",
+                                                  link="log", pop_scale=vt.HalfNormal(0.5)),
+                                     vt.Parameter("b", vt.Normal(0, 1))],
+                    observation=vt.Gaussian(sigma=vt.HalfNormal(0.3)), hierarchy=H),
+            _data(units=units)),
         "marginalised exact GP (default ls prior) + y_sd": (
             vt.Twin("t4", _sim_line(), par, discrepancy=vt.GPDiscrepancy(eta=vt.HalfNormal(0.5)),
                     observation=vt.Gaussian(sigma=vt.InverseGamma(3, 1))),

@@ -269,6 +269,14 @@ def calibrate(
             "method='smc' (or 'auto' for a simulator without a gradient), or drop `smc`."
         )
     twin.check(data)  # validation before any compilation
+    # centred / non-centred per-unit blocks: declared, or chosen now for these data ("auto");
+    # the calibrated twin (TwinResult.twin) carries the choice, its hash is the declaration's
+    parametrization = twin.parametrization(data) if twin.hierarchy is not None else {}
+    twin = twin.with_parametrization(parametrization)
+    for pname, rec in parametrization.items():
+        if rec["source"] == "auto":
+            _log.info("calibrate(%s): %s %s (%s).", twin.name, pname,
+                      "centred" if rec["centered"] else "non-centred", rec["reason"])
     model = twin.build_model(data, check=False)
     t0 = time.perf_counter()
     compile_time = 0.0
@@ -296,7 +304,7 @@ def calibrate(
             try:
                 y_now = np.asarray(data.y, float)[np.asarray(data.observed_mask)]
                 compiled, compile_status = _nutpie_compiled(
-                    model, (twin.hash, data.structure_hash), y_now, backend=backend)
+                    model, (twin.hash + _auto_tag(parametrization), data.structure_hash), y_now, backend=backend)
                 compile_time = compile_status["compile_time_s"]
             except Exception as exc:  # noqa: BLE001 - fall back loudly
                 warnings.warn(
@@ -407,6 +415,8 @@ def calibrate(
         "total_time_s": float(time.perf_counter() - t0),
         "versions": _versions(),
     }
+    if parametrization:
+        info["parametrization"] = parametrization
     if resolved == "smc":
         # what SMC actually used: particles and runs, no warm-up
         del info["tune"]
@@ -424,6 +434,10 @@ def calibrate(
         "calibration", "sampler_diagnostics", twin=twin, data_hash=data.hash,
         passed=diags.passed, result={"sampler": resolved, **{k: v["value"] for k, v in diags.checks.items()}},
     )
+    auto = {k: v for k, v in parametrization.items() if v["source"] == "auto"}
+    if auto:  # what was chosen for the declaration's "auto" blocks, and why
+        led.record("calibration", "parametrization", twin=twin, data_hash=data.hash, passed=None,
+                   result={k: {"centered": v["centered"], "reason": v["reason"]} for k, v in auto.items()})
     res = TwinResult(
         idata=idata, twin=twin, data=data, declaration_hash=twin.hash, data_hash=data.hash,
         diagnostics=diags, ledger=led, info=info,
@@ -490,6 +504,15 @@ def _arrange_groups(idata, model, data: TwinData, posterior_predictive: bool, se
     if latent:
         add_latent_group(out, post[latent])
     return out
+
+
+def _auto_tag(parametrization: dict[str, dict[str, Any]]) -> str:
+    """Suffix of the compile-cache key naming the choices made for ``centered="auto"`` blocks,
+    now or before (a twin fixed by ``with_parametrization`` keeps the "auto" declaration's hash);
+    empty when there are none, so that other twins keep their keys."""
+    auto = sorted((k, bool(v["centered"])) for k, v in parametrization.items()
+                  if v["source"] in ("auto", "chosen"))
+    return "" if not auto else "|auto:" + ",".join(f"{k}={'c' if c else 'nc'}" for k, c in auto)
 
 
 def _simulator_error_in(exc: BaseException) -> SimulatorError | None:

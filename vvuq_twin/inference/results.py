@@ -306,6 +306,12 @@ def load_result(path: str | Path, *, twin: Any = None, data: Any = None) -> Twin
     for k in list(attrs):
         if k.startswith("vvuq_twin_"):
             del idata.posterior.attrs[k]
+    if twin is not None and twin.has_auto_parametrization:
+        # the choice made at calibration for centered="auto" blocks, as recorded
+        if "parametrization" not in info:
+            raise ResultFileError(f"{path}: the twin has centered='auto' parameters but the file "
+                                  "records no parametrisation choice (info['parametrization']).")
+        twin = twin.with_parametrization(info["parametrization"])
     return TwinResult(idata=idata, twin=twin, data=data, declaration_hash=dh, data_hash=ah,
                       diagnostics=diagnostics, ledger=ledger, info=info)
 

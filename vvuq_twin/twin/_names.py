@@ -98,9 +98,16 @@ def _build_all_variants(twin: Any) -> set[str]:
         variants.append({"predict_at": PredictSpec(X=data.x[:2], new_unit=True)})
     if probe.marginal_discrepancy():
         variants.append({"conditional_roles": True})
-    for kw in variants:
-        model = probe.build_model(data, check=False, **kw)
-        names.update(map(str, model.named_vars))
+    # a parameter whose parametrisation is chosen from the data ("auto") may be built either way
+    probes = [probe]
+    if any(p.per_unit and (p.centered == "auto" or p._auto) for p in probe.parameters):
+        probes = [dataclasses.replace(probe, parameters=tuple(
+            dataclasses.replace(p, centered=c, _auto=False) if p.per_unit and (p.centered == "auto" or p._auto)
+            else p for p in probe.parameters)) for c in (False, True)]
+    for twin_variant in probes:
+        for kw in variants:
+            model = twin_variant.build_model(data, check=False, **kw)
+            names.update(map(str, model.named_vars))
     return names
 
 

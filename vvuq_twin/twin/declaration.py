@@ -6,7 +6,9 @@ assimilation and twin operations can each reach the part they need. ``Twin.build
 builds the PyMC model with these roles:
 
 * free parameters by their declared names (per-unit ones with dim ``unit``; their population
-  location ``<name>_mu``, scale ``<name>_sigma`` and non-centred offsets ``<name>_z``);
+  location ``<name>_mu``, scale ``<name>_sigma`` and non-centred offsets ``<name>_z``, or the
+  unit values ``<name>_lin`` on the link scale when centred; ``centered="auto"`` decides from
+  the twin and the data, see :mod:`vvuq_twin.twin._parametrization`);
 * Deterministics ``eta`` (simulator output), ``delta`` (discrepancy) and ``zeta`` (true process
   eta + delta), dim ``obs``;
 * the observed variable ``y`` (dim ``obs``, or ``obs_observed`` when some values are missing).
@@ -88,8 +90,13 @@ class Parameter:
         Scale on which units are pooled ("log" for positive parameters).
     pop_scale : Prior or float
         Prior (or fixed value) of the between-unit standard deviation sigma on the link scale.
-    centered : bool
-        Use the centred parameterisation (better when units are very informative).
+    centered : bool or "auto"
+        ``True``: the centred parameterisation (better when each unit's data inform its
+        parameter well); ``False`` (default): non-centred (better for weakly informed units);
+        ``"auto"``: chosen when a model is built for data, from the expected information of each
+        unit's observations against the population scale (Papaspiliopoulos, Roberts & Skold
+        2007; see :mod:`vvuq_twin.twin._parametrization`). ``calibrate`` records the choice and
+        its reason in ``info["parametrization"]`` and the ledger.
     """
 
     name: str
@@ -97,9 +104,17 @@ class Parameter:
     per_unit: bool = False
     link: Literal["identity", "log"] = "identity"
     pop_scale: PriorLike = field(default_factory=lambda: HalfNormal(1.0))
-    centered: bool = False
+    centered: bool | Literal["auto"] = False
+    #: set by Twin.with_parametrization: ``centered`` was chosen for ``"auto"`` (spec and hash
+    #: stay those of the "auto" declaration)
+    _auto: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.centered, (bool, np.bool_)) or self.centered == "auto"):
+            raise TwinSpecificationError(
+                f"Parameter {getattr(self, 'name', '?')!r}: `centered` must be True, False or "
+                f"'auto', got {self.centered!r}."
+            )
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise TwinSpecificationError(
                 f"Parameter name must be a Python identifier, got {self.name!r}."
@@ -140,7 +155,7 @@ class Parameter:
             "per_unit": self.per_unit,
             "link": self.link,
             "pop_scale": prior_spec(self.pop_scale) if self.per_unit else None,
-            "centered": self.centered if self.per_unit else None,
+            "centered": ("auto" if self._auto else self.centered) if self.per_unit else None,
         }
 
 
@@ -251,6 +266,61 @@ class Twin:
         new = freeze(np.asarray(data.x, float))
         return self if new is self.discrepancy else _dc.replace(self, discrepancy=new)
 
+    # ------------------------------------------------------------------ parametrisation
+    @property
+    def has_auto_parametrization(self) -> bool:
+        """Whether a per-unit parameter is declared ``centered="auto"`` (and not yet resolved)."""
+        return any(p.per_unit and p.centered == "auto" for p in self.parameters)
+
+    def parametrization(self, data: TwinData) -> dict[str, dict[str, Any]]:
+        """The centred/non-centred choice of every per-unit parameter on ``data``, with reasons.
+
+        See :func:`vvuq_twin.twin._parametrization.choose_parametrization`; declared choices are
+        reported with ``source="declared"``.
+        """
+        from ._parametrization import choose_parametrization
+
+        return choose_parametrization(self, data)
+
+    def with_parametrization(self, choice: "TwinData | dict[str, Any]") -> "Twin":
+        """This twin with every ``centered="auto"`` parameter fixed to a choice.
+
+        ``choice``: the data to decide on (:meth:`parametrization`), or a mapping parameter name ->
+        bool or record with ``"centered"`` (as stored in ``info["parametrization"]``). The
+        declaration hash is unchanged (the choice is a function of the declaration and the data
+        structure); twins without ``"auto"`` parameters are returned as they are.
+        """
+        import dataclasses as _dc
+
+        if not self.has_auto_parametrization:
+            return self
+        if isinstance(choice, TwinData):
+            choice = self.parametrization(choice)
+        params = []
+        for p in self.parameters:
+            if p.per_unit and p.centered == "auto":
+                if p.name not in choice:
+                    raise KeyError(f"No parametrisation choice for the per-unit parameter {p.name!r}.")
+                c = choice[p.name]
+                c = c["centered"] if isinstance(c, dict) else c
+                p = _dc.replace(p, centered=bool(c), _auto=True)
+            params.append(p)
+        return _dc.replace(self, parameters=tuple(params))
+
+    def _centred(self, p: Parameter, data: "TwinData | None" = None, draws: Any = None) -> bool:
+        """Whether per-unit ``p`` is written centred (resolving ``"auto"`` from data or draws)."""
+        if p.centered != "auto":
+            return bool(p.centered)
+        if draws is not None and (f"{p.name}_lin" in draws or f"{p.name}_z" in draws):
+            return f"{p.name}_lin" in draws
+        if data is not None:
+            return bool(self.parametrization(data)[p.name]["centered"])
+        raise TwinSpecificationError(
+            f"Parameter {p.name!r} is declared centered='auto': its model variables depend on the "
+            "data. Pass data= (the calibration TwinData), or use the calibrated twin "
+            "(TwinResult.twin), whose choice is fixed."
+        )
+
     @property
     def parameter_names(self) -> list[str]:
         """Names of the calibration parameters."""
@@ -284,7 +354,7 @@ class Twin:
                     out.append(f"{p.name}_sigma")
         return out + list(self.discrepancy.hyperparameter_names()) + list(self.observation.noise_names())
 
-    def _prior_terms(self, data: TwinData | None) -> dict[str, Any]:
+    def _prior_terms(self, data: TwinData | None, draws: Any = None) -> dict[str, Any]:
         X = None if data is None else np.asarray(data.x, float)
         needs_x = getattr(self.discrepancy, "ls", 0.0) is None
         if needs_x and X is None:
@@ -301,7 +371,7 @@ class Twin:
             terms[f"{p.name}_mu"] = lambda d, p=p: _sum_draws(p.prior.logpdf(_get(d, f"{p.name}_mu")))
             if isinstance(p.pop_scale, Prior):
                 terms[f"{p.name}_sigma"] = lambda d, p=p: _sum_draws(p.pop_scale.logpdf(_get(d, f"{p.name}_sigma")))
-            if p.centered:
+            if self._centred(p, data, draws):
                 terms[f"{p.name}_lin"] = lambda d, p=p: _sum_draws(_norm_logpdf(
                     _get(d, f"{p.name}_lin"), _get(d, f"{p.name}_mu")[:, None], self._pop_sigma(p, d)[:, None]))
             else:
@@ -323,7 +393,7 @@ class Twin:
         ``build_model(data)``. ``data`` is needed only when the discrepancy's length-scale prior
         is derived from the inputs. Draws outside the support give ``-inf``.
         """
-        terms = self._prior_terms(data)
+        terms = self._prior_terms(data, draws)
         with np.errstate(divide="ignore", invalid="ignore"):
             lp = sum(f(draws) for f in terms.values())
         return np.where(np.isnan(lp), -np.inf, lp)
@@ -347,7 +417,7 @@ class Twin:
                 continue
             _, inv = _NP_LINKS[p.link]
             mu = _get(draws, f"{p.name}_mu").reshape(-1)
-            if p.centered:
+            if self._centred(p, draws=draws):
                 lin = _get(draws, f"{p.name}_lin")
             else:
                 lin = mu[:, None] + self._pop_sigma(p, draws)[:, None] * _get(draws, f"{p.name}_z")
@@ -562,6 +632,11 @@ class Twin:
     def build(self, data: TwinData, *, predict_at: PredictSpec | None = None,
               check: bool = True, conditional_roles: bool = False) -> "TwinBuild":
         """Build the PyMC model (as :meth:`build_model`) and return it with its build record."""
+        if self.has_auto_parametrization:  # the choice for these data, then the same build
+            if check:
+                self.check(data)
+            return self.with_parametrization(data).build(
+                data, predict_at=predict_at, check=False, conditional_roles=conditional_roles)
         if check:
             self.check(data)
         unit_idx, units = self.unit_index(data)
@@ -585,7 +660,7 @@ class Twin:
                 inv, _ = _LINKS[p.link]
                 mu = p.prior.dist(f"{p.name}_mu")
                 sig = p.pop_scale.dist(f"{p.name}_sigma") if isinstance(p.pop_scale, Prior) else pt.as_tensor_variable(p.pop_scale)
-                if p.centered:
+                if p.centered:  # "auto" was resolved above
                     lin = pm.Normal(f"{p.name}_lin", mu=mu, sigma=sig, dims=udim)
                 else:
                     z = pm.Normal(f"{p.name}_z", 0.0, 1.0, dims=udim)
