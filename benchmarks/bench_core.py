@@ -472,14 +472,16 @@ def vs_numpyro_centred(draws: int = 1000, tune: int = 1000, seeds=(1, 2, 3, 4, 5
     """Paired seeds, side by side in one run on the benchmark twin: nutpie's numba backend with
     the per-unit parameter declared non-centred (``centered=False``) and ``centered="auto"``
     (the choice from the twin and the data, recorded as ``nutpie_numba_auto_parametrization``),
-    against numpyro non-centred (the peer's model of :func:`vs_numpyro`) and centred."""
+    the latter also with nutpie's low-rank mass-matrix adaptation, against numpyro non-centred
+    (the peer's model of :func:`vs_numpyro`) and centred."""
     if isinstance(_numpyro(chains), dict):
         return _numpyro(chains)
     twin, data = hierarchical_gp_twin()
     kw = dict(method="nutpie", draws=draws, tune=tune, chains=chains, warn=False,
               posterior_predictive=False)
     return _paired_vs_numpyro(
-        (("nutpie_numba", centred_twin(twin, False)), ("nutpie_numba_auto", centred_twin(twin, "auto"))),
+        (("nutpie_numba", centred_twin(twin, False)), ("nutpie_numba_auto", centred_twin(twin, "auto")),
+         ("nutpie_numba_auto_low_rank", centred_twin(twin, "auto"), {"mass_matrix": "low_rank"})),
         (("numpyro", numpyro_hierarchical_gp(data)), ("numpyro_centred", numpyro_hierarchical_gp(data, centered=True))),
         data, seeds, kw, ESS_NAMES, ("k_mu", "k_sigma", "sigma_obs", "delta_ls", "delta_eta"), "benchmark twin")
 
