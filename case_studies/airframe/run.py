@@ -33,20 +33,20 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from vvuq_twin.inference import Thresholds
-from vvuq_twin.loop import SBC, QoI, Calibrate, DataSplit, Sensitivity, VVUQLoop, Verify
+from vvuq_twin.loop import QoI, Calibrate, DataSplit, Sensitivity, VVUQLoop, Verify
 
 from .data import VIRKLER_CONDITIONS, load_virkler
 from .decision import (CYCLES_SCALE, DELTA_K_REF, POPULATION_NAMES, LifeModel, conditional_failure_probability,
                        reliability_index)
 from .model import cycles_to_length, cycles_to_length_infinite
 from .report import case_figures, case_prose, m_comparison
-from .steps import (PF_CONFIDENCE, TARGET_PF, AirframeAssimilate, InspectionDecide, Monotonicity, NotRun,
+from .steps import (PF_CONFIDENCE, TARGET_PF, AirframeAssimilate, DesignSBC, InspectionDecide, Monotonicity, NotRun,
                     PopulationValidate, population_theta)
 from .twin import (A0, A_MAX, N_CAL, SHAPE_NAMES, THIN, VALIDATION_LENGTHS, build_twin, holdout_matrix,
                    log10_dk_range, specimen_design, twin_data)
 
 __all__ = ["build_twin", "run", "main", "COVERAGE_LEVEL", "DELTA_K_REF", "TARGET_PF", "PF_CONFIDENCE",
-           "CYCLES_SCALE", "LOAD_WORLDS", "budget", "SBC_BUDGET", "N_PARTICLES"]
+           "CYCLES_SCALE", "LOAD_WORLDS", "budget", "SBC_BUDGET", "SBC_THIN", "N_PARTICLES"]
 
 #: Nominal coverage of the population predictive interval checked on the held-out specimens.
 COVERAGE_LEVEL = 0.9
@@ -65,25 +65,35 @@ def budget(quick: bool) -> dict[str, Any]:
 N_PARTICLES = {True: 500, False: 1000}
 
 
-#: SBC on the calibration design (full mode): replications and per-fit budget.
-SBC_BUDGET = {"n_sims": 30, "draws": 300, "tune": 400}
+#: SBC in full mode: replications and per-fit budget (2 chains; ranks against 99 draws). Measured at
+#: seed 7 under load: PASS, about 1350 CPU-s, over the 15-minute full-mode budget (benchmarks/RESULTS.md).
+SBC_BUDGET = {"n_sims": 20, "draws": 200, "tune": 300}
+#: SBC's design in full mode: the 32 calibration specimens at every SBC_THIN-th crack length
+#: (every 8th in the calibration itself), so each replication fits half the calibration's rows.
+SBC_THIN = 16
 #: Why quick mode does not run SBC (measured 2026-12-02, seed 7, quick design, under load 5-8).
 SBC_QUICK_REASON = (
     "not run in quick mode: SBC on the quick calibration design (16 specimens x 14 lengths) costs about "
     "15 CPU-s per replication (10 replications of 2 x (300 tune + 200 draws): 154 CPU-s, and 7 of the 10 fits "
     "gave fewer than 99 near-independent draws), over the 3-minute budget of the whole quick run, and 10 "
-    "replications would detect only gross failures; full mode runs it (30 replications)")
+    "replications would detect only gross failures; full mode runs it (20 replications)")
 
 
-def _sbc(twin: Any, quick: bool) -> Any:
-    """SBC of the inference the loop runs (same design, nutpie, low-rank mass matrix): the
+def _sbc(twin: Any, quick: bool, ds: Any, design: Any) -> Any:
+    """SBC of the inference the loop runs (same twin, nutpie, low-rank mass matrix): the
     population, discrepancy and noise parameters and the joint log-likelihood, each with a band
-    of level 1 - 0.05/9 (familywise 95 %); in quick mode a NOT APPLICABLE step saying why."""
+    of level 1 - 0.05/9 (familywise 95 %), on the calibration specimens at every
+    :data:`SBC_THIN`-th length; in quick mode a NOT APPLICABLE step saying why."""
     if quick:
         return NotRun("sbc", kind="verification", reason=SBC_QUICK_REASON)
     names = [*POPULATION_NAMES[:4], *SHAPE_NAMES, *twin.observation.noise_names()]
-    return SBC(var_names=names, prob=1.0 - 0.05 / (len(names) + 1), chains=2, **SBC_BUDGET,
-               calibrate_kwargs={"mass_matrix": "low_rank", "target_accept": 0.95})
+    tmpl = twin_data(ds, design.calibration, SBC_THIN)
+    how = (f"the {len(design.calibration)} calibration specimens at every {SBC_THIN}th measured crack length "
+           f"({tmpl.y.size} rows; the calibration uses every {THIN[False]}th, "
+           f"{twin_data(ds, design.calibration, THIN[False]).y.size} rows): same specimens, inputs, twin and "
+           "sampler, half the rows (to cut its cost: about 1350 CPU-s, measured 2026-12-02 at seed 7)")
+    return DesignSBC(template=tmpl, design=how, var_names=names, prob=1.0 - 0.05 / (len(names) + 1), chains=2,
+                     **SBC_BUDGET, calibrate_kwargs={"mass_matrix": "low_rank", "target_accept": 0.95})
 
 
 def _quadrature_solver(h: float) -> np.ndarray:
@@ -116,7 +126,7 @@ def _steps(quick: bool, life: LifeModel, design: Any, ds: Any, stream: list[Any]
     return [
         Verify(solver=_quadrature_solver, reference=_quadrature_exact, h=(1 / 4, 1 / 8, 1 / 16, 1 / 32),
                formal_order=4.0),
-        _sbc(twin, quick),
+        _sbc(twin, quick, ds, design),
         Calibrate(**budget(quick)),
         Monotonicity(life=life, lengths=lengths),
         PopulationValidate(**val_kw),

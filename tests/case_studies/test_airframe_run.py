@@ -252,6 +252,51 @@ def test_airframe_bad_input_is_refused(tmp_path):
 
 
 # ------------------------------------------------------------------ slow: the quick run
+def test_full_mode_sbc_design_is_a_sub_design_of_the_calibration(data_dir):
+    """Full mode's SBC simulates on the calibration specimens at every SBC_THIN-th length: every
+    (specimen, length) it uses is a row of the calibration data, every calibration specimen is
+    in it with the critical length 49.8 mm, and it has about half the calibration's rows."""
+    from case_studies.airframe import run as R
+    from case_studies.airframe.data import load_virkler
+    from case_studies.airframe.steps import DesignSBC
+    from case_studies.airframe.twin import A_MAX, THIN, specimen_design, twin_data
+
+    ds, _ = load_virkler(data_dir)
+    design = specimen_design(ds["specimen"].values, False)
+    step = R._sbc(R.build_twin(quick=False), False, ds, design)
+    assert isinstance(step, DesignSBC) and step.n_sims == R.SBC_BUDGET["n_sims"]
+    t, cal = step.template, twin_data(ds, design.calibration, THIN[False])
+    rows = set(zip(np.asarray(cal.unit).tolist(), np.round(np.asarray(cal.x, float).ravel(), 6).tolist()))
+    sub = list(zip(np.asarray(t.unit).tolist(), np.round(np.asarray(t.x, float).ravel(), 6).tolist()))
+    assert set(sub) <= rows and len(set(sub)) == len(sub)
+    assert {u for u, _ in sub} == set(design.calibration)
+    assert all((u, A_MAX) in set(sub) for u in design.calibration)
+    assert 0.45 <= len(sub) / len(rows) <= 0.55
+    # the data the ranks are tested on is named in the step's configuration (resume fingerprint)
+    assert step.config()["template_unit"] == np.asarray(t.unit).tolist()
+    # quick mode says why it does not run SBC
+    assert R._sbc(R.build_twin(quick=True), True, ds, design).config()["reason"].startswith("not run in quick mode")
+
+
+@pytest.mark.slow
+def test_stated_sbc_power_is_reproduced():
+    """The power the report states for 20 replications (SBC_POWER) against an independent
+    simulation: ranks Binomial(99, Phi(z / k)) or Binomial(99, Phi(z - b)), the loop's band."""
+    from scipy.stats import norm
+
+    from case_studies.airframe.report import SBC_POWER
+    from vvuq_twin.verification.sbc import rank_uniformity
+
+    g, reps, n = np.random.default_rng(11), 300, 20
+    def power(f):
+        r = np.stack([g.binomial(99, f(g.standard_normal(n))) for _ in range(reps)], axis=1)
+        return 1.0 - float(rank_uniformity(r, 99, prob=1 - 0.05 / 9)["band_passed"].values.mean())
+    assert "0.60" in SBC_POWER[20] and "0.85" in SBC_POWER[20] and "0.005" in SBC_POWER[20]
+    assert abs(power(lambda z: norm.cdf(z / 0.5)) - 0.60) < 0.09  # 3 binomial sd at 300 runs
+    assert abs(power(lambda z: norm.cdf(z - 1.0)) - 0.85) < 0.07
+    assert power(norm.cdf) < 0.03
+
+
 @pytest.mark.slow
 def test_airframe_sampler_gate_passes(airframe):
     cal = _step(airframe, "calibrate")
