@@ -64,6 +64,7 @@ __all__ = [
     "PopulationBlock",
     "population_step",
     "rank_correlation",
+    "measured_progress",
     "MoveResult",
     "rejuvenate",
     "KERNELS",
@@ -448,6 +449,39 @@ def _scaled_jump(z0: np.ndarray, z1: np.ndarray) -> float:
     return float(np.mean(((z1 - z0) ** 2).mean(0) / var))
 
 
+#: Steps of a kernel whose measured decay of the mixing criterion judges its progress.
+PROGRESS_WINDOW = 5
+
+
+def measured_progress(progress: list[tuple[float, float]], left: int, threshold: float,
+                      max_stuck: float, window: int = PROGRESS_WINDOW) -> str | None:
+    """Whether a kernel's *measured* progress can meet the mixing criterion in ``left`` steps.
+
+    ``progress`` holds ``(max |rank corr start-end|, stuck fraction)`` after each step of the
+    kernel. Over its last ``window`` entries, the decay per step of each quantity is estimated by
+    a least-squares line through its logarithm (a flat or rising trend counts as no decay) and
+    extrapolated ``left`` steps ahead. Returns ``None`` while there are fewer than ``window``
+    entries or when both extrapolations meet their thresholds, else a sentence saying which
+    does not (the reason for a hand-over).
+    """
+    if len(progress) < int(window) or left <= 0:
+        return None
+    last = np.asarray(progress[-int(window):], float)
+    t = np.arange(last.shape[0], dtype=float)
+    out = []
+    for j, (what, thr) in enumerate((("rank correlation", threshold), ("stuck fraction", max_stuck))):
+        v = last[:, j]
+        if v[-1] <= thr:
+            continue
+        slope = float(np.polyfit(t, np.log(np.maximum(v, 1e-12)), 1)[0])
+        rate = float(np.exp(min(slope, 0.0)))
+        proj = float(v[-1] * rate ** left)
+        if proj > thr:
+            out.append(f"measured {what} {v[-1]:.3g} falling by x{rate:.3f} per step over the last "
+                       f"{int(window)} steps projects {proj:.2g} > {thr:.2g} in the {left} steps left")
+    return "; ".join(out) if out else None
+
+
 class MoveResult(NamedTuple):
     """What :func:`rejuvenate` did."""
 
@@ -669,6 +703,8 @@ def rejuvenate(
         chosen, reason, ranked = kernel, "requested", [kernel]
     rho = rank_correlation(z0, state.z) if acceptance else np.ones(d)
     n_low = 0
+    # measured progress of the current kernel: (max |rank corr|, stuck fraction) after each of its steps
+    progress: list[tuple[float, float]] = []
     while len(acceptance) < max_steps and (len(acceptance) < min_steps or np.max(np.abs(rho)) > threshold
                                            or 1.0 - moved.mean() > max_stuck):
         state, info = one(chosen, state)
@@ -678,6 +714,7 @@ def rejuvenate(
         steps.append(h.get(chosen, float("nan")))
         adapt(chosen, info.acceptance)
         rho = rank_correlation(z0, state.z)
+        progress.append((float(np.max(np.abs(rho))), float(1.0 - moved.mean())))
         # an automatically chosen kernel that stops moving (acceptance < 5 % three times running)
         # gives way to the next best of the pilot
         n_low = n_low + 1 if info.acceptance < 0.05 else 0
@@ -688,7 +725,7 @@ def rejuvenate(
             loc = [k for k in ranked if k in ("mala", "hmc", "rwm")]
             if loc:
                 reason += f"; switched {chosen} -> {loc[0]} to move {1.0 - moved.mean():.3f} stuck particles"
-                chosen = loc[0]
+                chosen, progress = loc[0], []
                 continue
         if kernel == "auto" and chosen in ("independent", "mixture") and len(acceptance) >= 3:
             # an independent proposal decorrelates by about (1 - acceptance) per step: when that
@@ -701,12 +738,21 @@ def rejuvenate(
             if projected > threshold and loc and left > 0:
                 reason += (f"; switched {chosen} -> {loc[0]}: acceptance {a:.2f} projects a rank "
                            f"correlation {projected:.2g} > {threshold:.2g} at max_steps={max_steps}")
-                chosen, n_low = loc[0], 0
+                chosen, n_low, progress = loc[0], 0, []
+                continue
+            # the (1 - acceptance) projection assumes every particle accepts alike; an independent
+            # proposal accepts in the bulk and rarely in the tails, so its rank correlation and
+            # stuck fraction level off. Judge from the measured decay instead: the log-linear
+            # trend of the last PROGRESS_WINDOW steps, extrapolated to max_steps
+            verdict = measured_progress(progress, left, threshold, max_stuck)
+            if verdict is not None and loc and left > 0:
+                reason += f"; switched {chosen} -> {loc[0]}: {verdict}"
+                chosen, n_low, progress = loc[0], 0, []
                 continue
         if kernel == "auto" and n_low >= 3 and ranked.index(chosen) + 1 < len(ranked):
             nxt = ranked[ranked.index(chosen) + 1]
             reason += f"; switched {chosen} -> {nxt} after 3 steps with acceptance < 0.05"
-            chosen, n_low = nxt, 0
+            chosen, n_low, progress = nxt, 0, []
     crit = float(np.max(np.abs(rho)))
     stuck = float(1.0 - moved.mean())
     return MoveResult(state, chosen, reason, acceptance, steps, len(acceptance), rho, threshold,
