@@ -499,6 +499,8 @@ class MoveResult(NamedTuple):
     stuck_fraction: float  # particles never moved by the accepted steps of this stage
     adapted: dict[str, float]  # step sizes after adaptation, to start the next stage from
     population_acceptance: list[float] = []  # per step, of the population group moves (if any)
+    #: automatically chosen kernels left in this stage because they could not meet the criterion
+    handed_over: tuple[str, ...] = ()
 
 
 def rejuvenate(
@@ -522,6 +524,7 @@ def rejuvenate(
     max_leapfrog: int = 4 * N_LEAPFROG,
     population_blocks: tuple[PopulationBlock, ...] | list[PopulationBlock] = (),
     population_moves: int = 4,
+    exclude: tuple[str, ...] | list[str] = (),
 ) -> MoveResult:
     """Move equally weighted particles until they decorrelate from their start.
 
@@ -580,6 +583,10 @@ def rejuvenate(
         left out there too.
     population_moves : int
         Population moves after each kernel step (cheap next to an HMC trajectory).
+    exclude : sequence of str
+        Kernels the automatic choice does not pilot (e.g. :attr:`MoveResult.handed_over` of the
+        previous tempering stage: an independent proposal that could not mix there is not tried
+        again; a local kernel is always kept).
     """
     if kernel not in ("auto",) + KERNELS:
         raise ValueError(f"`kernel` must be 'auto' or one of {KERNELS}, got {kernel!r}.")
@@ -679,7 +686,11 @@ def rejuvenate(
                 s = MoveState(s.z, evaluate(s.z, True))
         return s
     if kernel == "auto":
-        cands = ["independent"] + (["mixture"] if gmm.n_components > 1 else []) + local
+        cands = [k for k in ["independent"] + (["mixture"] if gmm.n_components > 1 else [])
+                 if k not in set(exclude)] + local
+        skipped = [k for k in ("independent", "mixture") if k in set(exclude)]
+        reason_excl = (f"; not piloted: {', '.join(skipped)} (handed over in an earlier stage)"
+                       if skipped else "")
         best_name, best_state, best_info = None, None, None
         for name in cands:
             s1, info = one(name, state)
@@ -694,7 +705,8 @@ def rejuvenate(
         ranked = sorted(scores, key=lambda k: -scores[k])
         reason = ("largest expected squared jump per evaluation in a one-step pilot ("
                   + ", ".join(f"{k} {v:.3g}" for k, v in scores.items())
-                  + f"; curvature {curvature:.3g}" + (f", HMC {n_leap} leapfrog steps" if has_gradient else "") + ")")
+                  + f"; curvature {curvature:.3g}" + (f", HMC {n_leap} leapfrog steps" if has_gradient else "") + ")"
+                  + reason_excl)
         state = population(best_state, chosen)
         moved |= best_info.accepted
         acceptance.append(best_info.acceptance)
@@ -705,6 +717,7 @@ def rejuvenate(
     n_low = 0
     # measured progress of the current kernel: (max |rank corr|, stuck fraction) after each of its steps
     progress: list[tuple[float, float]] = []
+    left_kernels: list[str] = []
     while len(acceptance) < max_steps and (len(acceptance) < min_steps or np.max(np.abs(rho)) > threshold
                                            or 1.0 - moved.mean() > max_stuck):
         state, info = one(chosen, state)
@@ -725,6 +738,7 @@ def rejuvenate(
             loc = [k for k in ranked if k in ("mala", "hmc", "rwm")]
             if loc:
                 reason += f"; switched {chosen} -> {loc[0]} to move {1.0 - moved.mean():.3f} stuck particles"
+                left_kernels.append(chosen)
                 chosen, progress = loc[0], []
                 continue
         if kernel == "auto" and chosen in ("independent", "mixture") and len(acceptance) >= 3:
@@ -738,6 +752,7 @@ def rejuvenate(
             if projected > threshold and loc and left > 0:
                 reason += (f"; switched {chosen} -> {loc[0]}: acceptance {a:.2f} projects a rank "
                            f"correlation {projected:.2g} > {threshold:.2g} at max_steps={max_steps}")
+                left_kernels.append(chosen)
                 chosen, n_low, progress = loc[0], 0, []
                 continue
             # the (1 - acceptance) projection assumes every particle accepts alike; an independent
@@ -747,6 +762,7 @@ def rejuvenate(
             verdict = measured_progress(progress, left, threshold, max_stuck)
             if verdict is not None and loc and left > 0:
                 reason += f"; switched {chosen} -> {loc[0]}: {verdict}"
+                left_kernels.append(chosen)
                 chosen, n_low, progress = loc[0], 0, []
                 continue
         if kernel == "auto" and n_low >= 3 and ranked.index(chosen) + 1 < len(ranked):
@@ -758,4 +774,5 @@ def rejuvenate(
     return MoveResult(state, chosen, reason, acceptance, steps, len(acceptance), rho, threshold,
                       bool(crit <= threshold and stuck <= max_stuck), scores,
                       gmm.n_components if chosen == "mixture" else 1, stuck,
-                      dict(h, **{f"population:{k}": v for k, v in h_pop.items()}), pop_acc)
+                      dict(h, **{f"population:{k}": v for k, v in h_pop.items()}), pop_acc,
+                      tuple(dict.fromkeys(left_kernels)))

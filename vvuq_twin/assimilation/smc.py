@@ -547,6 +547,7 @@ def smc_update(
     ev = Evaluation(np.asarray(lp, float), ll_past, ll_new)
     phi = 0.0
     step_size: dict[str, float] | None = None
+    handed_over: tuple[str, ...] = ()
     mixing: dict[str, float] = {}
     while phi < 1.0:
         if len(report.phis) >= max_stages:
@@ -576,7 +577,8 @@ def smc_update(
                              surrogate=target.surrogate_grad if target.has_surrogate else None,
                              surrogate_cost=target.surrogate_cost,
                              trajectory_length=float(trajectory_length),
-                             population_blocks=blocks, population_moves=int(population_moves))
+                             population_blocks=blocks, population_moves=int(population_moves),
+                             exclude=handed_over)
             z, ev = res.state.z, res.state.ev
             log_w = np.full(N, -np.log(N))
             acc = float(np.mean(res.acceptance))
@@ -589,6 +591,11 @@ def smc_update(
             report.n_moves.append(int(res.n_steps))
             report.step_sizes.append(float(res.step_sizes[-1]))
             step_size = res.adapted
+            # an independent proposal that could not mix in this stage is not piloted in the next
+            # when a gradient kernel takes over (without a gradient the fallback is the random
+            # walk, which cannot cross between modes: there the proposal is tried at every stage)
+            if model.has_gradient:
+                handed_over = tuple(dict.fromkeys(handed_over + tuple(res.handed_over)))
             report.mixing_threshold = float(res.criterion)
             mixing = _mixing_by_parameter(res.rank_correlation, posterior)
             report.mixing = mixing
