@@ -37,8 +37,14 @@ correlation between start and end positions is at most ``max_rank_correlation`` 
 coordinate and at most ``max_stuck`` of the particles never moved. An automatically chosen
 kernel that stops accepting gives way to the next best, and an independent proposal that leaves
 stuck particles (tails, a funnel's neck), or whose acceptance is too low to decorrelate the
-particles within ``max_steps`` (about ``(1 - acceptance)`` per step), hands over to the best
-local kernel. It reports the
+particles within ``max_steps`` (about ``(1 - acceptance)`` per step), or whose *measured*
+progress cannot meet the criterion in time (:func:`measured_progress`: the log-linear decay of
+the rank correlation and of the stuck fraction over its last ``PROGRESS_WINDOW`` steps,
+extrapolated to ``max_steps``; an independent proposal accepts in the bulk and rarely in the
+tails, so both level off where the ``(1 - acceptance)`` prediction says they keep falling), hands
+over to the best local kernel; the SMC update does not pilot such a proposal again in later
+tempering stages when the local kernel uses the gradient (:attr:`MoveResult.handed_over`). It
+reports the
 per-coordinate correlations and the stuck fraction, and says so when the criterion was not met
 within ``max_steps``.
 """

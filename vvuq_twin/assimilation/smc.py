@@ -16,7 +16,9 @@ assimilated so far. :func:`smc_update` adds one batch:
    past data are kept (as chunks) and their log-likelihood is recomputed at the proposals. The
    kernel (independent Gaussian or Gaussian-mixture proposal fitted to the particles, MALA with
    the model's gradient, or random walk) is chosen by a one-step pilot and adapted between
-   steps (step size to a target acceptance); steps continue until the rank correlation between
+   steps (step size to a target acceptance; an independent proposal whose measured decay of the
+   mixing criterion cannot meet it hands over to the gradient kernel, and is not piloted again in
+   later stages); steps continue until the rank correlation between
    start and end positions is small for every coordinate, or a :class:`MixingWarning` says it was
    not (:mod:`~vvuq_twin.assimilation.kernels`). Proposals outside the support are rejected on
    the prior, without evaluating the likelihood. The report records kernel, acceptance, step
