@@ -269,3 +269,56 @@ def test_update_report_with_mixing_and_cost_roundtrips_through_json(hier_case):
     assert back.kernel == rep.kernel and back.mixing == rep.mixing and back.n_moves == rep.n_moves
     assert back.n_point_evals == rep.n_point_evals > 0 and back.mixing_ok == rep.mixing_ok
     assert back.seconds == pytest.approx(rep.seconds)
+
+
+# --------------------------------------------------------------------------------------------
+# hand-over judged from measured progress
+# --------------------------------------------------------------------------------------------
+def test_measured_progress_extrapolates_the_measured_decay():
+    """The rule behind the hand-over: a log-linear fit of the last 5 steps, extrapolated."""
+    from vvuq_twin.assimilation.kernels import measured_progress
+
+    # geometric decay by 0.8 per step: 0.5 x 0.8^(4 + 20) = 0.0024 < 0.1 -> can meet it
+    geo = [(0.5 * 0.8 ** t, 0.0) for t in range(5)]
+    assert measured_progress(geo, 20, 0.1, 0.01) is None
+    # the same decay with only 3 steps left: 0.205 x 0.8^3 = 0.105 > 0.1 -> hand over
+    msg = measured_progress(geo, 3, 0.1, 0.01)
+    assert msg is not None and "rank correlation" in msg and "x0.800" in msg
+    # a plateau (an independent proposal that accepts in the bulk only): no decay at all
+    flat = [(0.18, 0.0), (0.17, 0.0), (0.19, 0.0), (0.18, 0.0), (0.18, 0.0)]
+    msg = measured_progress(flat, 25, 0.157, 0.01)
+    assert msg is not None and "x1.000" in msg and "0.18" in msg
+    # stuck particles that stop being freed are judged alike
+    stuck = [(0.05, s) for s in (0.10, 0.095, 0.094, 0.094, 0.093)]
+    msg = measured_progress(stuck, 25, 0.157, 0.01)
+    assert msg is not None and "stuck fraction" in msg and "rank correlation" not in msg
+    # fewer than 5 measured steps: no verdict yet
+    assert measured_progress(flat[:4], 25, 0.157, 0.01) is None
+
+
+def test_independent_proposal_that_levels_off_hands_over_on_its_measured_progress():
+    """Heavy tails (product of Student-t, 1.5 dof, d = 4): the pilot picks the Gaussian-mixture
+    independent proposal (acceptance ~0.14), whose (1 - acceptance) projection says it would
+    decorrelate in time, but the particles in the tails are rarely accepted: the measured decay of
+    the stuck fraction says it will not, the rule hands over to a local kernel, and the criterion
+    is met (before this rule the proposal ran all 30 moves)."""
+    from vvuq_twin.assimilation.kernels import Evaluation, MoveState, rejuvenate
+
+    d, nu, n = 4, 1.5, 1000
+
+    def evaluate(z, grad=False):
+        zero = np.zeros(z.shape[0])
+        g = -(nu + 1) * z / (nu + z * z) if grad else None
+        return Evaluation(stats.t.logpdf(z, nu).sum(1), zero, zero, g, np.zeros_like(z) if grad else None)
+
+    rng = np.random.default_rng(1)
+    z0 = stats.t.rvs(nu, size=(n, d), random_state=rng)
+    with np.errstate(over="ignore"):
+        res = rejuvenate(rng, MoveState(z0, evaluate(z0, True)), evaluate, 1.0, kernel="auto",
+                         has_gradient=True, max_steps=30)
+    assert "pilot (independent" in res.kernel_reason and "mixture" in res.kernel_reason
+    assert "switched mixture -> " in res.kernel_reason and "measured stuck fraction" in res.kernel_reason
+    assert res.kernel in ("mala", "hmc")
+    assert res.acceptance[0] < 0.2  # the independent proposal's
+    assert res.converged and res.stuck_fraction <= 0.01 and np.max(np.abs(res.rank_correlation)) <= res.criterion
+    assert res.n_steps < 30

@@ -422,10 +422,6 @@ def test_airframe_paris_exponent_against_independent_fit(airframe):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured 2026-12-02 03:00 UTC after the population moves (500 particles, "
-                   "quick, seed 1): stream[0] mixes (HMC, acceptance 0.20-0.23, population moves 0.39-0.40); "
-                   "stream[1] does not (HMC 0.16 and 0.25, then the independent proposal 0.14 for 30 moves); "
-                   "issue 16 asks acceptance 0.2-0.9 and the decorrelation criterion in every stage")
 def test_airframe_assimilation_meets_its_mixing_criterion(airframe):
     a = _step(airframe, "assimilate")["values"]
     assert all(0.2 <= x <= 0.9 for b in a["batches"] for x in b["acceptance"])

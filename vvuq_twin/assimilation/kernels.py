@@ -37,8 +37,14 @@ correlation between start and end positions is at most ``max_rank_correlation`` 
 coordinate and at most ``max_stuck`` of the particles never moved. An automatically chosen
 kernel that stops accepting gives way to the next best, and an independent proposal that leaves
 stuck particles (tails, a funnel's neck), or whose acceptance is too low to decorrelate the
-particles within ``max_steps`` (about ``(1 - acceptance)`` per step), hands over to the best
-local kernel. It reports the
+particles within ``max_steps`` (about ``(1 - acceptance)`` per step), or whose *measured*
+progress cannot meet the criterion in time (:func:`measured_progress`: the log-linear decay of
+the rank correlation and of the stuck fraction over its last ``PROGRESS_WINDOW`` steps,
+extrapolated to ``max_steps``; an independent proposal accepts in the bulk and rarely in the
+tails, so both level off where the ``(1 - acceptance)`` prediction says they keep falling), hands
+over to the best local kernel; the SMC update does not pilot such a proposal again in later
+tempering stages when the local kernel uses the gradient (:attr:`MoveResult.handed_over`). It
+reports the
 per-coordinate correlations and the stuck fraction, and says so when the criterion was not met
 within ``max_steps``.
 """
@@ -64,6 +70,7 @@ __all__ = [
     "PopulationBlock",
     "population_step",
     "rank_correlation",
+    "measured_progress",
     "MoveResult",
     "rejuvenate",
     "KERNELS",
@@ -448,6 +455,39 @@ def _scaled_jump(z0: np.ndarray, z1: np.ndarray) -> float:
     return float(np.mean(((z1 - z0) ** 2).mean(0) / var))
 
 
+#: Steps of a kernel whose measured decay of the mixing criterion judges its progress.
+PROGRESS_WINDOW = 5
+
+
+def measured_progress(progress: list[tuple[float, float]], left: int, threshold: float,
+                      max_stuck: float, window: int = PROGRESS_WINDOW) -> str | None:
+    """Whether a kernel's *measured* progress can meet the mixing criterion in ``left`` steps.
+
+    ``progress`` holds ``(max |rank corr start-end|, stuck fraction)`` after each step of the
+    kernel. Over its last ``window`` entries, the decay per step of each quantity is estimated by
+    a least-squares line through its logarithm (a flat or rising trend counts as no decay) and
+    extrapolated ``left`` steps ahead. Returns ``None`` while there are fewer than ``window``
+    entries or when both extrapolations meet their thresholds, else a sentence saying which
+    does not (the reason for a hand-over).
+    """
+    if len(progress) < int(window) or left <= 0:
+        return None
+    last = np.asarray(progress[-int(window):], float)
+    t = np.arange(last.shape[0], dtype=float)
+    out = []
+    for j, (what, thr) in enumerate((("rank correlation", threshold), ("stuck fraction", max_stuck))):
+        v = last[:, j]
+        if v[-1] <= thr:
+            continue
+        slope = float(np.polyfit(t, np.log(np.maximum(v, 1e-12)), 1)[0])
+        rate = float(np.exp(min(slope, 0.0)))
+        proj = float(v[-1] * rate ** left)
+        if proj > thr:
+            out.append(f"measured {what} {v[-1]:.3g} falling by x{rate:.3f} per step over the last "
+                       f"{int(window)} steps projects {proj:.2g} > {thr:.2g} in the {left} steps left")
+    return "; ".join(out) if out else None
+
+
 class MoveResult(NamedTuple):
     """What :func:`rejuvenate` did."""
 
@@ -465,6 +505,8 @@ class MoveResult(NamedTuple):
     stuck_fraction: float  # particles never moved by the accepted steps of this stage
     adapted: dict[str, float]  # step sizes after adaptation, to start the next stage from
     population_acceptance: list[float] = []  # per step, of the population group moves (if any)
+    #: automatically chosen kernels left in this stage because they could not meet the criterion
+    handed_over: tuple[str, ...] = ()
 
 
 def rejuvenate(
@@ -488,6 +530,7 @@ def rejuvenate(
     max_leapfrog: int = 4 * N_LEAPFROG,
     population_blocks: tuple[PopulationBlock, ...] | list[PopulationBlock] = (),
     population_moves: int = 4,
+    exclude: tuple[str, ...] | list[str] = (),
 ) -> MoveResult:
     """Move equally weighted particles until they decorrelate from their start.
 
@@ -546,6 +589,10 @@ def rejuvenate(
         left out there too.
     population_moves : int
         Population moves after each kernel step (cheap next to an HMC trajectory).
+    exclude : sequence of str
+        Kernels the automatic choice does not pilot (e.g. :attr:`MoveResult.handed_over` of the
+        previous tempering stage: an independent proposal that could not mix there is not tried
+        again; a local kernel is always kept).
     """
     if kernel not in ("auto",) + KERNELS:
         raise ValueError(f"`kernel` must be 'auto' or one of {KERNELS}, got {kernel!r}.")
@@ -645,7 +692,11 @@ def rejuvenate(
                 s = MoveState(s.z, evaluate(s.z, True))
         return s
     if kernel == "auto":
-        cands = ["independent"] + (["mixture"] if gmm.n_components > 1 else []) + local
+        cands = [k for k in ["independent"] + (["mixture"] if gmm.n_components > 1 else [])
+                 if k not in set(exclude)] + local
+        skipped = [k for k in ("independent", "mixture") if k in set(exclude)]
+        reason_excl = (f"; not piloted: {', '.join(skipped)} (handed over in an earlier stage)"
+                       if skipped else "")
         best_name, best_state, best_info = None, None, None
         for name in cands:
             s1, info = one(name, state)
@@ -660,7 +711,8 @@ def rejuvenate(
         ranked = sorted(scores, key=lambda k: -scores[k])
         reason = ("largest expected squared jump per evaluation in a one-step pilot ("
                   + ", ".join(f"{k} {v:.3g}" for k, v in scores.items())
-                  + f"; curvature {curvature:.3g}" + (f", HMC {n_leap} leapfrog steps" if has_gradient else "") + ")")
+                  + f"; curvature {curvature:.3g}" + (f", HMC {n_leap} leapfrog steps" if has_gradient else "") + ")"
+                  + reason_excl)
         state = population(best_state, chosen)
         moved |= best_info.accepted
         acceptance.append(best_info.acceptance)
@@ -669,6 +721,9 @@ def rejuvenate(
         chosen, reason, ranked = kernel, "requested", [kernel]
     rho = rank_correlation(z0, state.z) if acceptance else np.ones(d)
     n_low = 0
+    # measured progress of the current kernel: (max |rank corr|, stuck fraction) after each of its steps
+    progress: list[tuple[float, float]] = []
+    left_kernels: list[str] = []
     while len(acceptance) < max_steps and (len(acceptance) < min_steps or np.max(np.abs(rho)) > threshold
                                            or 1.0 - moved.mean() > max_stuck):
         state, info = one(chosen, state)
@@ -678,6 +733,7 @@ def rejuvenate(
         steps.append(h.get(chosen, float("nan")))
         adapt(chosen, info.acceptance)
         rho = rank_correlation(z0, state.z)
+        progress.append((float(np.max(np.abs(rho))), float(1.0 - moved.mean())))
         # an automatically chosen kernel that stops moving (acceptance < 5 % three times running)
         # gives way to the next best of the pilot
         n_low = n_low + 1 if info.acceptance < 0.05 else 0
@@ -688,7 +744,8 @@ def rejuvenate(
             loc = [k for k in ranked if k in ("mala", "hmc", "rwm")]
             if loc:
                 reason += f"; switched {chosen} -> {loc[0]} to move {1.0 - moved.mean():.3f} stuck particles"
-                chosen = loc[0]
+                left_kernels.append(chosen)
+                chosen, progress = loc[0], []
                 continue
         if kernel == "auto" and chosen in ("independent", "mixture") and len(acceptance) >= 3:
             # an independent proposal decorrelates by about (1 - acceptance) per step: when that
@@ -701,15 +758,27 @@ def rejuvenate(
             if projected > threshold and loc and left > 0:
                 reason += (f"; switched {chosen} -> {loc[0]}: acceptance {a:.2f} projects a rank "
                            f"correlation {projected:.2g} > {threshold:.2g} at max_steps={max_steps}")
-                chosen, n_low = loc[0], 0
+                left_kernels.append(chosen)
+                chosen, n_low, progress = loc[0], 0, []
+                continue
+            # the (1 - acceptance) projection assumes every particle accepts alike; an independent
+            # proposal accepts in the bulk and rarely in the tails, so its rank correlation and
+            # stuck fraction level off. Judge from the measured decay instead: the log-linear
+            # trend of the last PROGRESS_WINDOW steps, extrapolated to max_steps
+            verdict = measured_progress(progress, left, threshold, max_stuck)
+            if verdict is not None and loc and left > 0:
+                reason += f"; switched {chosen} -> {loc[0]}: {verdict}"
+                left_kernels.append(chosen)
+                chosen, n_low, progress = loc[0], 0, []
                 continue
         if kernel == "auto" and n_low >= 3 and ranked.index(chosen) + 1 < len(ranked):
             nxt = ranked[ranked.index(chosen) + 1]
             reason += f"; switched {chosen} -> {nxt} after 3 steps with acceptance < 0.05"
-            chosen, n_low = nxt, 0
+            chosen, n_low, progress = nxt, 0, []
     crit = float(np.max(np.abs(rho)))
     stuck = float(1.0 - moved.mean())
     return MoveResult(state, chosen, reason, acceptance, steps, len(acceptance), rho, threshold,
                       bool(crit <= threshold and stuck <= max_stuck), scores,
                       gmm.n_components if chosen == "mixture" else 1, stuck,
-                      dict(h, **{f"population:{k}": v for k, v in h_pop.items()}), pop_acc)
+                      dict(h, **{f"population:{k}": v for k, v in h_pop.items()}), pop_acc,
+                      tuple(dict.fromkeys(left_kernels)))

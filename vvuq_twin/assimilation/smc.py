@@ -16,7 +16,9 @@ assimilated so far. :func:`smc_update` adds one batch:
    past data are kept (as chunks) and their log-likelihood is recomputed at the proposals. The
    kernel (independent Gaussian or Gaussian-mixture proposal fitted to the particles, MALA with
    the model's gradient, or random walk) is chosen by a one-step pilot and adapted between
-   steps (step size to a target acceptance); steps continue until the rank correlation between
+   steps (step size to a target acceptance; an independent proposal whose measured decay of the
+   mixing criterion cannot meet it hands over to the gradient kernel, and is not piloted again in
+   later stages); steps continue until the rank correlation between
    start and end positions is small for every coordinate, or a :class:`MixingWarning` says it was
    not (:mod:`~vvuq_twin.assimilation.kernels`). Proposals outside the support are rejected on
    the prior, without evaluating the likelihood. The report records kernel, acceptance, step
@@ -547,6 +549,7 @@ def smc_update(
     ev = Evaluation(np.asarray(lp, float), ll_past, ll_new)
     phi = 0.0
     step_size: dict[str, float] | None = None
+    handed_over: tuple[str, ...] = ()
     mixing: dict[str, float] = {}
     while phi < 1.0:
         if len(report.phis) >= max_stages:
@@ -576,7 +579,8 @@ def smc_update(
                              surrogate=target.surrogate_grad if target.has_surrogate else None,
                              surrogate_cost=target.surrogate_cost,
                              trajectory_length=float(trajectory_length),
-                             population_blocks=blocks, population_moves=int(population_moves))
+                             population_blocks=blocks, population_moves=int(population_moves),
+                             exclude=handed_over)
             z, ev = res.state.z, res.state.ev
             log_w = np.full(N, -np.log(N))
             acc = float(np.mean(res.acceptance))
@@ -589,6 +593,11 @@ def smc_update(
             report.n_moves.append(int(res.n_steps))
             report.step_sizes.append(float(res.step_sizes[-1]))
             step_size = res.adapted
+            # an independent proposal that could not mix in this stage is not piloted in the next
+            # when a gradient kernel takes over (without a gradient the fallback is the random
+            # walk, which cannot cross between modes: there the proposal is tried at every stage)
+            if model.has_gradient:
+                handed_over = tuple(dict.fromkeys(handed_over + tuple(res.handed_over)))
             report.mixing_threshold = float(res.criterion)
             mixing = _mixing_by_parameter(res.rank_correlation, posterior)
             report.mixing = mixing
