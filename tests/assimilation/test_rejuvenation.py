@@ -322,3 +322,29 @@ def test_independent_proposal_that_levels_off_hands_over_on_its_measured_progres
     assert res.acceptance[0] < 0.2  # the independent proposal's
     assert res.converged and res.stuck_fraction <= 0.01 and np.max(np.abs(res.rank_correlation)) <= res.criterion
     assert res.n_steps < 30
+
+
+def test_mala_that_falls_short_hands_over_to_hmc_on_its_measured_progress():
+    """Heavy tails (product of Student-t, 1.5 dof, d = 4) with the independent proposals excluded
+    (handed over in an earlier stage): the pilot picks MALA, whose diffusive steps decorrelate too
+    slowly - before this rule it ran all 30 moves and ended at rank correlation 0.165 > 0.11, not
+    converged. Judged by its measured decay it hands over to HMC, which meets the criterion."""
+    from vvuq_twin.assimilation.kernels import Evaluation, MoveState, rejuvenate
+
+    d, nu, n = 4, 1.5, 1000
+
+    def evaluate(z, grad=False):
+        zero = np.zeros(z.shape[0])
+        g = -(nu + 1) * z / (nu + z * z) if grad else None
+        return Evaluation(stats.t.logpdf(z, nu).sum(1), zero, zero, g, np.zeros_like(z) if grad else None)
+
+    rng = np.random.default_rng(1)
+    z0 = stats.t.rvs(nu, size=(n, d), random_state=rng)
+    with np.errstate(over="ignore", invalid="ignore"):
+        res = rejuvenate(rng, MoveState(z0, evaluate(z0, True)), evaluate, 1.0, kernel="auto",
+                         has_gradient=True, max_steps=30, exclude=("independent", "mixture"))
+    assert "pilot (mala" in res.kernel_reason
+    assert "switched mala -> hmc: measured rank correlation" in res.kernel_reason
+    assert res.kernel == "hmc" and "mala" in res.handed_over
+    assert res.converged and np.max(np.abs(res.rank_correlation)) <= res.criterion
+    assert res.n_steps < 30

@@ -43,8 +43,9 @@ the rank correlation and of the stuck fraction over its last ``PROGRESS_WINDOW``
 extrapolated to ``max_steps``; an independent proposal accepts in the bulk and rarely in the
 tails, so both level off where the ``(1 - acceptance)`` prediction says they keep falling), hands
 over to the best local kernel; the SMC update does not pilot such a proposal again in later
-tempering stages when the local kernel uses the gradient (:attr:`MoveResult.handed_over`). It
-reports the
+tempering stages when the local kernel uses the gradient (:attr:`MoveResult.handed_over`). An
+automatically chosen MALA whose measured progress falls short in the same way hands over to HMC.
+It reports the
 per-coordinate correlations and the stuck fraction, and says so when the criterion was not met
 within ``max_steps``.
 """
@@ -770,6 +771,16 @@ def rejuvenate(
                 reason += f"; switched {chosen} -> {loc[0]}: {verdict}"
                 left_kernels.append(chosen)
                 chosen, n_low, progress = loc[0], 0, []
+                continue
+        if kernel == "auto" and chosen == "mala" and "hmc" in ranked:
+            # MALA's diffusive steps can also fall short of the criterion (airframe quick case,
+            # seed 7: 30 MALA steps at acceptance 0.57 without meeting it): judged by the same
+            # measured decay, it hands over to HMC's longer trajectories
+            verdict = measured_progress(progress, max_steps - len(acceptance), threshold, max_stuck)
+            if verdict is not None:
+                reason += f"; switched mala -> hmc: {verdict}"
+                left_kernels.append(chosen)
+                chosen, n_low, progress = "hmc", 0, []
                 continue
         if kernel == "auto" and n_low >= 3 and ranked.index(chosen) + 1 < len(ranked):
             nxt = ranked[ranked.index(chosen) + 1]
