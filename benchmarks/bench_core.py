@@ -211,6 +211,8 @@ def main(quick: bool = False) -> dict:
                 "vs_numpyro_centred": lambda: vs_numpyro_centred(draws, tune),
                 "vs_numpyro_tumor": lambda: vs_numpyro_case(draws, tune),
                 "ess": lambda: ess_per_second(draws, tune)}
+    if "flow_funnel" in only:  # minutes (the flow is trained): only when asked for
+        sections["flow_funnel"] = flow_funnel
     unknown = only - set(sections) - {"gp_vs_hsgp"}
     if unknown:
         raise ValueError(f"BENCH_CORE_ONLY names unknown sections {sorted(unknown)}; known: "
@@ -236,6 +238,36 @@ def main(quick: bool = False) -> dict:
               f"{r['grad_s'] * 1e3:10.3g} ms, sampling {t:12.1f} s")
     OUT.mkdir(exist_ok=True)
     (OUT / "core.json").write_text(json.dumps(out, indent=2, default=float))
+    return out
+
+
+def flow_funnel(draws: int = 500, tune: int = 500, seed: int = 1) -> dict:
+    """nutpie's normalising-flow adaptation (what ``calibrate(..., mass_matrix="flow")`` passes:
+    ``transform_adapt=True`` on the JAX backend) against its diagonal mass matrix on Neal's funnel
+    (``v ~ N(0, 3)``, nine ``x_i ~ N(0, exp(v/2))``): bulk ESS and sd of ``v`` (known: 3),
+    divergences, wall time. ``BENCH_CORE_ONLY=flow_funnel python -m benchmarks core``; needs the
+    ``flow`` extra."""
+    import importlib.util
+
+    if importlib.util.find_spec("flowjax") is None:
+        return {"status": "skipped: flowjax not installed (pip install -e '.[flow]')"}
+    import nutpie
+
+    with pm.Model() as m:
+        v = pm.Normal("v", 0, 3)
+        pm.Normal("x", 0, pm.math.exp(v / 2), shape=9)
+    t0 = time.perf_counter()
+    compiled = nutpie.compile_pymc_model(m, backend="jax", gradient_backend="jax")
+    out: dict = {"compile_s": time.perf_counter() - t0, "draws": draws, "seed": seed}
+    for name, kw in (("diag", {"tune": tune}), ("flow", {"tune": 2 * tune, "transform_adapt": True})):
+        t0 = time.perf_counter()
+        tr = nutpie.sample(compiled, draws=draws, chains=2, seed=seed, progress_bar=False, **kw)
+        out[name] = {"wall_s": time.perf_counter() - t0, "tune": kw["tune"],
+                     "ess_bulk_v": float(az.ess(tr, var_names=["v"])["v"]),
+                     "sd_v": float(tr.posterior["v"].std()), "mean_v": float(tr.posterior["v"].mean()),
+                     "divergences": int(tr.sample_stats["diverging"].sum())}
+        print(f"  funnel {name}: ESS(v) {out[name]['ess_bulk_v']:.0f}, sd(v) {out[name]['sd_v']:.2f} (3), "
+              f"divergences {out[name]['divergences']}, {out[name]['wall_s']:.1f} s", flush=True)
     return out
 
 

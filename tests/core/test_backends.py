@@ -48,3 +48,28 @@ def test_backend_from_the_environment_is_checked_before_compiling(monkeypatch):
     monkeypatch.setenv("VVUQ_TWIN_BACKEND", "cuda")
     with pytest.raises(ValueError, match=r"VVUQ_TWIN_BACKEND.*'cuda'"):
         vt.calibrate(make_twin(), make_data(a=1.0, b=2.0, seed=1), rng=3, **KW)
+
+
+def test_flow_adaptation_is_refused_early_on_the_numba_backend_or_without_flowjax(monkeypatch):
+    data = make_data(a=1.0, b=2.0, seed=1)
+    with pytest.raises(ValueError, match=r"mass_matrix='flow'.*JAX backend only.*backend='numba'"):
+        vt.calibrate(make_twin(), data, rng=3, mass_matrix="flow", backend="numba", **KW)
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "flowjax" else real(name, *a))
+    with pytest.raises(ImportError, match=r"needs flowjax: pip install 'vvuq-twin\[flow\]'"):
+        vt.calibrate(make_twin(), data, rng=3, mass_matrix="flow", **KW)
+    with pytest.raises(ValueError, match=r"'diag', 'low_rank' or 'flow', got 'dense'"):
+        vt.calibrate(make_twin(), data, rng=3, mass_matrix="dense", **KW)
+
+
+@pytest.mark.slow
+def test_flow_adaptation_gives_the_conjugate_posterior():
+    """nutpie's normalising-flow adaptation (``transform_adapt``, JAX backend): the known answer
+    holds and the info says which adaptation and backend ran (minutes: the flow is trained)."""
+    pytest.importorskip("flowjax")
+    data = make_data(a=1.0, b=2.0, seed=1)
+    res = vt.calibrate(make_twin(), data, rng=3, mass_matrix="flow", **KW)
+    assert res.info["sampler"] == "nutpie" and res.info["mass_matrix"] == "flow" and res.info["backend"] == "jax"
+    check_known_answer(res, data)

@@ -76,9 +76,20 @@ def clear_compile_cache(disk: bool = False) -> None:
 
 
 def _nutpie_compiled(model: pm.Model, key: tuple[str, str], y_observed: np.ndarray | None = None,
-                     backend: str = "numba"):
-    """Compiled nutpie model and compile status (in-memory cache, then the on-disk cache)."""
+                     backend: str = "numba", frozen: bool = False):
+    """Compiled nutpie model and compile status (in-memory cache, then the on-disk cache).
+
+    ``frozen``: the JAX model with its data frozen in, compiled for this call only (nutpie's
+    normalising-flow adaptation calls the log density without the shared data).
+    """
     import nutpie
+
+    if frozen:
+        t0 = time.perf_counter()
+        compiled = nutpie.compile_pymc_model(model, backend="jax", gradient_backend="jax", freeze_model=True)
+        return compiled, {"compile_time_s": time.perf_counter() - t0,
+                          "compile_cache": "off (flow adaptation: data frozen into the model)",
+                          "compile_cache_hit": False}
 
     mkey = (*key, backend)
     if mkey in _CACHE:
@@ -162,7 +173,7 @@ def calibrate(
     ledger: Ledger | None = None,
     smc: SMCOptions | dict[str, Any] | None = None,
     backend: Literal["numba", "jax"] | None = None,
-    mass_matrix: Literal["diag", "low_rank"] = "diag",
+    mass_matrix: Literal["diag", "low_rank", "flow"] = "diag",
 ) -> TwinResult:
     """Calibrate ``twin`` to ``data``.
 
@@ -211,10 +222,15 @@ def calibrate(
         ``info["compile_cache_hit"]`` says whether this call reused it); ``"jax"`` needs the
         ``jax`` extra and is compiled anew in every process. See ``benchmarks/RESULTS.md``
         for the measurements behind the default.
-    mass_matrix : {"diag", "low_rank"}
-        nutpie's mass-matrix adaptation: diagonal (default) or ``"low_rank"`` (diagonal plus
+    mass_matrix : {"diag", "low_rank", "flow"}
+        nutpie's mass-matrix adaptation: diagonal (default), ``"low_rank"`` (diagonal plus
         low-rank corrections from the draws and gradients; helps strongly correlated
-        posteriors).
+        posteriors) or ``"flow"``: nutpie's normalising-flow adaptation (``transform_adapt``), a
+        flow fitted during tuning maps the posterior towards a standard normal, for geometry no
+        mass matrix fixes (funnels, banana shapes). ``"flow"`` needs the JAX backend and
+        flowjax (``pip install 'vvuq-twin[flow]'``); ``backend`` defaults to ``"jax"`` with it.
+        It is expensive: tuning trains the flow (minutes even for small twins); see
+        ``benchmarks/RESULTS.md``.
 
     Returns
     -------
@@ -248,12 +264,23 @@ def calibrate(
         raise ValueError(f"`tune` must be >= 0, got {tune}.")
     if target_accept is not None and not 0.0 < float(target_accept) < 1.0:
         raise ValueError(f"`target_accept` must lie in (0, 1), got {target_accept}.")
+    if mass_matrix not in ("diag", "low_rank", "flow"):
+        raise ValueError(f"`mass_matrix` must be 'diag', 'low_rank' or 'flow', got {mass_matrix!r}.")
+    if mass_matrix == "flow":
+        if backend not in (None, "jax"):
+            raise ValueError(f"mass_matrix='flow' (nutpie's normalising-flow adaptation) runs on the JAX backend "
+                             f"only, got backend={backend!r}: pass backend='jax' or leave it unset.")
+        backend = "jax"
+        import importlib.util
+
+        missing = [m for m in ("jax", "flowjax") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ImportError(f"mass_matrix='flow' needs {' and '.join(missing)}: pip install 'vvuq-twin[flow]' "
+                              "(or use mass_matrix='low_rank').")
     if backend is None:
         backend = os.environ.get("VVUQ_TWIN_BACKEND", "").strip().lower() or "numba"
     if backend not in ("numba", "jax"):
         raise ValueError(f"`backend` (or $VVUQ_TWIN_BACKEND) must be 'numba' or 'jax', got {backend!r}.")
-    if mass_matrix not in ("diag", "low_rank"):
-        raise ValueError(f"`mass_matrix` must be 'diag' or 'low_rank', got {mass_matrix!r}.")
     if backend == "jax":
         import importlib.util
 
@@ -304,7 +331,8 @@ def calibrate(
             try:
                 y_now = np.asarray(data.y, float)[np.asarray(data.observed_mask)]
                 compiled, compile_status = _nutpie_compiled(
-                    model, (twin.hash + _auto_tag(parametrization), data.structure_hash), y_now, backend=backend)
+                    model, (twin.hash + _auto_tag(parametrization), data.structure_hash), y_now, backend=backend,
+                    frozen=mass_matrix == "flow")
                 compile_time = compile_status["compile_time_s"]
             except Exception as exc:  # noqa: BLE001 - fall back loudly
                 warnings.warn(
@@ -321,6 +349,8 @@ def calibrate(
             extra = {} if target_accept is None else {"target_accept": float(target_accept)}
             if mass_matrix == "low_rank":
                 extra["low_rank_modified_mass_matrix"] = True
+            elif mass_matrix == "flow":
+                extra["transform_adapt"] = True
             idata = nutpie.sample(
                 compiled, draws=draws, tune=tune, chains=chains, cores=ncores,
                 seed=seed_sample, progress_bar=progressbar, save_warmup=False, **extra,
