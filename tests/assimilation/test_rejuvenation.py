@@ -296,12 +296,9 @@ def test_measured_progress_extrapolates_the_measured_decay():
     assert measured_progress(flat[:4], 25, 0.157, 0.01) is None
 
 
-def test_independent_proposal_that_levels_off_hands_over_on_its_measured_progress():
-    """Heavy tails (product of Student-t, 1.5 dof, d = 4): the pilot picks the Gaussian-mixture
-    independent proposal (acceptance ~0.14), whose (1 - acceptance) projection says it would
-    decorrelate in time, but the particles in the tails are rarely accepted: the measured decay of
-    the stuck fraction says it will not, the rule hands over to a local kernel, and the criterion
-    is met (before this rule the proposal ran all 30 moves)."""
+def _heavy_tailed_moves(**kw):
+    """:func:`rejuvenate` (``kernel="auto"``, 30 moves at most) on a product of Student-t (1.5 dof,
+    d = 4), 1000 particles drawn from it, seed 1."""
     from vvuq_twin.assimilation.kernels import Evaluation, MoveState, rejuvenate
 
     d, nu, n = 4, 1.5, 1000
@@ -313,9 +310,18 @@ def test_independent_proposal_that_levels_off_hands_over_on_its_measured_progres
 
     rng = np.random.default_rng(1)
     z0 = stats.t.rvs(nu, size=(n, d), random_state=rng)
-    with np.errstate(over="ignore"):
-        res = rejuvenate(rng, MoveState(z0, evaluate(z0, True)), evaluate, 1.0, kernel="auto",
-                         has_gradient=True, max_steps=30)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return rejuvenate(rng, MoveState(z0, evaluate(z0, True)), evaluate, 1.0, kernel="auto",
+                          has_gradient=True, max_steps=30, **kw)
+
+
+def test_independent_proposal_that_levels_off_hands_over_on_its_measured_progress():
+    """Heavy tails (product of Student-t, 1.5 dof, d = 4): the pilot picks the Gaussian-mixture
+    independent proposal (acceptance ~0.14), whose (1 - acceptance) projection says it would
+    decorrelate in time, but the particles in the tails are rarely accepted: the measured decay of
+    the stuck fraction says it will not, the rule hands over to a local kernel, and the criterion
+    is met (before this rule the proposal ran all 30 moves)."""
+    res = _heavy_tailed_moves()
     assert "pilot (independent" in res.kernel_reason and "mixture" in res.kernel_reason
     assert "switched mixture -> " in res.kernel_reason and "measured stuck fraction" in res.kernel_reason
     assert res.kernel in ("mala", "hmc")
@@ -329,20 +335,7 @@ def test_mala_that_falls_short_hands_over_to_hmc_on_its_measured_progress():
     (handed over in an earlier stage): the pilot picks MALA, whose diffusive steps decorrelate too
     slowly - before this rule it ran all 30 moves and ended at rank correlation 0.165 > 0.11, not
     converged. Judged by its measured decay it hands over to HMC, which meets the criterion."""
-    from vvuq_twin.assimilation.kernels import Evaluation, MoveState, rejuvenate
-
-    d, nu, n = 4, 1.5, 1000
-
-    def evaluate(z, grad=False):
-        zero = np.zeros(z.shape[0])
-        g = -(nu + 1) * z / (nu + z * z) if grad else None
-        return Evaluation(stats.t.logpdf(z, nu).sum(1), zero, zero, g, np.zeros_like(z) if grad else None)
-
-    rng = np.random.default_rng(1)
-    z0 = stats.t.rvs(nu, size=(n, d), random_state=rng)
-    with np.errstate(over="ignore", invalid="ignore"):
-        res = rejuvenate(rng, MoveState(z0, evaluate(z0, True)), evaluate, 1.0, kernel="auto",
-                         has_gradient=True, max_steps=30, exclude=("independent", "mixture"))
+    res = _heavy_tailed_moves(exclude=("independent", "mixture"))
     assert "pilot (mala" in res.kernel_reason
     assert "switched mala -> hmc: measured rank correlation" in res.kernel_reason
     assert res.kernel == "hmc" and "mala" in res.handed_over
