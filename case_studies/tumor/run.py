@@ -40,7 +40,7 @@ from vvuq_twin.loop import SBC, Assimilate, Calibrate, DataSplit, Operate, Valid
 
 from . import report as _report
 from .data import TUMOR_DATASETS, load_tumor, split_at_decision_day
-from .diagnosis import forecast_bias_diagnosis, power_law_fit
+from .diagnosis import TWIN_VARIANT, forecast_bias_diagnosis, power_law_fit
 from .loop import gompertz_individual_fits
 from .model import gompertz_sensitivity, growth_simulator, power_law_twin
 from .scenarios import inoculum_worlds, pooled_gompertz_fit
@@ -70,7 +70,7 @@ TWIN_KINDS = (*DISCREPANCIES, "power_law")
 TWIN_LABELS = {"none": "without discrepancy", "hsgp": "with HSGP discrepancy",
                "orthogonal": "with orthogonal HSGP discrepancy", "power_law": "power law, no discrepancy"}
 #: Growth law of each candidate (its inoculum worlds and its point-fit variant).
-GROWTH_LAWS = {**{k: "reduced_gompertz" for k in DISCREPANCIES}, "power_law": "power_law"}
+GROWTH_LAWS = TWIN_VARIANT  # the one mapping, also used by the forecast-bias diagnosis
 #: Quantities ranked by SBC for each candidate: its own parameters (sbc_twin adds the joint log-likelihood).
 SBC_QUANTITIES = {**{k: ("beta_mu", "beta_sigma", "k", "sigma_obs") for k in DISCREPANCIES},
                   "power_law": ("a_mu", "a_sigma", "gamma", "sigma_obs")}
