@@ -27,6 +27,7 @@ import xarray as xr
 
 from .._rng import RNGLike, as_generator, seed_int
 from ..exceptions import DataValidationError, TwinSpecificationError
+from ..inference._fast_predictive import _python_mode
 from ..inference.ledger import Ledger
 from .smc import ParticlePosterior, UpdateReport, concat_data, smc_update
 
@@ -83,6 +84,8 @@ class TwinLogDensity:
         self._prior_data: dict[str, np.ndarray] | None = None
         self._space: tuple | None = None
         self._prior_z: Callable | None = None
+        self._prior_z_c = False
+        self._prior_model: tuple | None = None
         self.value_names: list[str] = []
         self.value_shapes: dict[str, tuple[int, ...]] = {}
         #: number of likelihood functions compiled (one per data chunk and gradient flag)
@@ -217,9 +220,7 @@ class TwinLogDensity:
         # the transforms run once or twice per update: compiled for compile speed (Python
         # linker, fast_compile rewrites), which on these small elementwise graphs costs a
         # fraction of a C compile and evaluates in milliseconds
-        from pytensor.compile.mode import Mode
-
-        fast = Mode(linker="py", optimizer="fast_compile")
+        fast = _python_mode()
         f_fwd = pytensor.function([nat_in[rv] for rv in free], fwd_b, on_unused_input="ignore", mode=fast)
         # value -> natural (backward transforms)
         bwd = []
@@ -231,13 +232,26 @@ class TwinLogDensity:
         f_bwd = pytensor.function([batched[v] for v in vv], bwd_b, on_unused_input="ignore", mode=fast)
         names = [rv.name for rv in free]
         self._space = (names, f_fwd, f_bwd)
-        # one compiled function per density returns value and gradient: on these graphs the
-        # gradient costs little next to the value, and compiling twice would double the
-        # per-chunk compile time that dominates a streaming update
-        self._prior_z = self._compile_z_fn(model, free, vv, batched, prior=True, grad=True)
+        # the prior (value and gradient) first through the Python linker: it compiles in about
+        # a second where the C function cost 15 s (idle) to 45 s (loaded) with a cold PyTensor
+        # cache, and an update that only reweights evaluates it once; a move stage compiles the
+        # C function (prepare_gradient), which evaluates ~100x faster, and uses it from then on
+        self._prior_model = (model, free, vv, batched)
+        self._prior_z = self._compile_z_fn(model, free, vv, batched, prior=True, grad=True,
+                                           mode=_python_mode())
+        self._prior_z_c = False
+
+    def _prepare_prior_gradient(self) -> None:
+        """Replace the Python-linker prior by its C-compiled value-and-gradient function."""
+        self._need_space()
+        if not self._prior_z_c:
+            model, free, vv, batched = self._prior_model
+            self._prior_z = self._compile_z_fn(model, free, vv, batched, prior=True, grad=True)
+            self._prior_z_c = True
 
     @staticmethod
-    def _compile_z_fn(model, free, vv, batched, *, prior: bool, grad: bool) -> Callable:
+    def _compile_z_fn(model, free, vv, batched, *, prior: bool, grad: bool,
+                      mode: Any = None) -> Callable:
         import pytensor
         import pytensor.tensor as pt
         from pytensor.graph.replace import vectorize_graph
@@ -248,7 +262,7 @@ class TwinLogDensity:
         outs = [out_b]
         if grad:
             outs += list(pt.grad(out_b.sum(), ins, disconnected_inputs="ignore"))
-        return pytensor.function(ins, outs, on_unused_input="ignore")
+        return pytensor.function(ins, outs, on_unused_input="ignore", mode=mode)
 
     def _split_z(self, z: np.ndarray) -> list[np.ndarray]:
         n, j, out = z.shape[0], 0, []
@@ -362,18 +376,19 @@ class TwinLogDensity:
 
     def _compile_fast_value(self, data: Mapping[str, np.ndarray]) -> Callable:
         import pytensor
-        from pytensor.compile.mode import Mode
         from pytensor.graph.replace import vectorize_graph
 
         model = self.twin.build_model(self.twin_data(data), check=False)
         free, vv, batched = self._batched_values(model)
         out_b = vectorize_graph(model.logp(vars=[model["y"]]), replace=batched)
         return pytensor.function([batched[v] for v in vv], [out_b], on_unused_input="ignore",
-                                 mode=Mode(linker="py", optimizer="fast_compile"))
+                                 mode=_python_mode())
 
     def prepare_gradient(self, data: Mapping[str, np.ndarray]) -> None:
-        """Compile the value-and-gradient function of ``data`` (before a move stage uses it)."""
+        """Compile the value-and-gradient function of ``data`` and the prior's C function
+        (before a move stage uses them)."""
         self._need_space()
+        self._prepare_prior_gradient()
         self._z_fn(data, fast_value=False)
 
     def log_likelihood_z(self, z: np.ndarray, data: Mapping[str, np.ndarray],
