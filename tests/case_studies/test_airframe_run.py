@@ -242,6 +242,21 @@ def test_secant_fit_recovers_a_known_paris_exponent():
     assert m == pytest.approx(3.25, abs=0.01)
 
 
+def test_m_comparison_reports_the_secant_fit_and_the_related_published_value():
+    from case_studies.airframe.data import load_virkler
+    from case_studies.airframe.report import PUBLISHED_RELATED, m_comparison, secant_paris_fit
+
+    ds, _ = load_virkler()
+    out = m_comparison(ds, 3.0, 0.1, (2.8, 3.2))
+    m_sec, _ = secant_paris_fit(ds["crack_half_length"].values, ds["cycles"].values, ds["specimen"].values)
+    assert out["m_secant_all_specimens"] == pytest.approx(m_sec)
+    assert out["difference_in_posterior_sd"] == pytest.approx((3.0 - m_sec) / 0.1)
+    assert out["secant_inside_twin_90"] is bool(2.8 <= m_sec <= 3.2)
+    assert out["published_value_checked"] is False  # no value under Virkler's loading was read
+    assert out["published_related"] == PUBLISHED_RELATED and PUBLISHED_RELATED["comparable_to_virkler"] is False
+    assert out["difference_to_published_related"] == pytest.approx(3.0 - 3.7053)
+
+
 def test_airframe_bad_input_is_refused(tmp_path):
     from case_studies.airframe.run import run
 
@@ -417,6 +432,9 @@ def test_airframe_paris_exponent_against_independent_fit(airframe):
     mp = airframe["m_published"]
     assert abs(mp["difference"]) < 0.4, mp
     assert mp["published_value_checked"] is False and mp["published_value"] is None  # said, not hidden
+    rel = mp["published_related"]  # the nearest published fit, labelled as not comparable
+    assert rel["m"] == 3.7053 and rel["comparable_to_virkler"] is False and "fas-2022-0004" in rel["source"]
+    assert mp["difference_to_published_related"] == pytest.approx(airframe["m_median"] - 3.7053)
     lo, hi = airframe["m_90"]
     assert lo < airframe["m_median"] < hi
 
