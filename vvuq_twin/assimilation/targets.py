@@ -327,16 +327,29 @@ class TemperedTarget:
     surrogate_past : sequence of (float, dict), optional
         Weighted chunks whose weighted log-likelihood sum approximates the past likelihood (e.g.
         from :func:`thin_chunk`); enables :meth:`surrogate_grad`.
+    sufficient_statistics : True, False or "auto"
+        Evaluate each past chunk that admits it by its sufficient statistics (one row per group
+        of replicate rows; exact, checked at ``check_z`` before use): see
+        :func:`~vvuq_twin.assimilation.sufficient.plan_reductions`. The plan, with the reason
+        for every chunk kept in full, is :attr:`reduction`.
+    check_z : ndarray (k, d), optional
+        Particles at which a new reduction is checked against the full chunk.
     """
 
     def __init__(self, model: ParticleModel, past: Sequence[Mapping[str, np.ndarray]],
                  batch: Mapping[str, np.ndarray],
-                 surrogate_past: Sequence[tuple[float, Mapping[str, np.ndarray]]] | None = None) -> None:
+                 surrogate_past: Sequence[tuple[float, Mapping[str, np.ndarray]]] | None = None, *,
+                 sufficient_statistics: bool | str = False,
+                 check_z: np.ndarray | None = None) -> None:
+        from .sufficient import plan_reductions
+
         self.model = model
         self.past = list(past)
         self.batch = batch
         self.surrogate_past = None if surrogate_past is None else [(float(w), c) for w, c in surrogate_past]
-        self.rows_exact = sum(_n_rows(c) for c in self.past) + _n_rows(batch)
+        #: the sufficient-statistic reduction of the past chunks (per chunk: used, rows, reason)
+        self.reduction = plan_reductions(model, self.past, sufficient_statistics, check_z)
+        self.rows_exact = self.reduction.n_rows_reduced + _n_rows(batch)
         self.rows_surrogate = (None if self.surrogate_past is None else
                                sum(_n_rows(c) for _, c in self.surrogate_past) + _n_rows(batch))
         self.n_row_evals = 0
@@ -354,6 +367,15 @@ class TemperedTarget:
     def safe_log_likelihood(self, z: np.ndarray, data: Mapping[str, np.ndarray], grad: bool):
         """Likelihood on a block of in-support particles; a raising block is split in halves."""
         return _bisect_eval(lambda zz: self.model.log_likelihood_z(zz, data, grad), z, grad)
+
+    def safe_reduced_log_likelihood(self, z: np.ndarray, reduced: Any, grad: bool):
+        """:meth:`safe_log_likelihood` of a chunk reduced to its sufficient statistics."""
+        return _bisect_eval(lambda zz: self.model.log_likelihood_reduced_z(zz, reduced, grad), z, grad)
+
+    @property
+    def exact_past(self) -> list[Mapping[str, np.ndarray]]:
+        """The past chunks evaluated in full (not reduced)."""
+        return [c for c, r in zip(self.past, self.reduction.reduced) if r is None]
 
     def safe_log_prior(self, z: np.ndarray, grad: bool):
         """Log prior on a block of finite particles; a raising block (e.g. a population scale that
@@ -383,8 +405,9 @@ class TemperedTarget:
             zs = z[ok]
             acc = np.zeros(zs.shape[0])
             gacc = np.zeros_like(zs) if grad else None
-            for chunk in self.past:
-                ll, g = self.safe_log_likelihood(zs, chunk, grad)
+            for chunk, red in zip(self.past, self.reduction.reduced):
+                ll, g = (self.safe_log_likelihood(zs, chunk, grad) if red is None
+                         else self.safe_reduced_log_likelihood(zs, red, grad))
                 acc = acc + ll
                 if grad:
                     gacc = gacc + g
