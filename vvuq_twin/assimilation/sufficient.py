@@ -337,6 +337,23 @@ def _reduced_logp(kind: str, params: list, count: np.ndarray, centre: np.ndarray
     return check_parameters(res.sum() + constant, pt.all(pt.gt(s, 0)), msg="sigma > 0")
 
 
+def _strip_views(out):
+    """``out`` without the view ops that name the model's Deterministics: PyTensor has no
+    vectorised form of them, and ``vectorize_graph`` would otherwise loop over the particles in
+    Python (``Blockwise{ViewOp}``)."""
+    from pytensor.compile.ops import ViewOp
+    from pytensor.graph.traversal import applys_between, graph_inputs
+    from pytensor.graph.replace import clone_replace
+
+    for _ in range(100):
+        views = {node.outputs[0]: node.inputs[0]
+                 for node in applys_between(list(graph_inputs([out])), [out]) if isinstance(node.op, ViewOp)}
+        if not views:
+            return out
+        out = clone_replace(out, replace=views)
+    return out
+
+
 def compile_reduced(density: Any, reduced: SufficientChunk) -> Callable:
     """Compile the reduced log-likelihood and its gradient on the value variables.
 
@@ -358,7 +375,7 @@ def compile_reduced(density: Any, reduced: SufficientChunk) -> Callable:
                            f"{list(density.value_names)}.")
     kind, params = _distribution(model)
     out = _reduced_logp(kind, params, reduced.count, reduced.centre, reduced.within, reduced.constant)
-    out_b = vectorize_graph(out, replace=batched)
+    out_b = vectorize_graph(_strip_views(out), replace=batched)
     ins = [batched[v] for v in vv]
     grads = pt.grad(out_b.sum(), ins, disconnected_inputs="ignore")
     reduced._fn = pytensor.function(ins, [out_b, *grads], on_unused_input="ignore")
