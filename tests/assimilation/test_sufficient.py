@@ -283,3 +283,48 @@ def test_models_without_the_reduction_are_evaluated_in_full():
     assert not tgt.reduction.used and "offers no sufficient-statistic reduction" in tgt.reduction.reason
     assert tgt.rows_exact == 8
     assert "not requested" in TemperedTarget(m, [d], d).reduction.reason
+
+
+def test_hsgp_discrepancy_rows_reduce_exactly():
+    """An HSGP discrepancy is a per-row function of x (the basis frozen on the calibration
+    inputs): replicate rows share it, and the reduced chunk equals the full one."""
+    g = np.random.default_rng(10)
+    sim = vt.PytensorSimulator(lambda X, p: p["a"] * pt.sqrt(X[:, 0]), name="sqrt_law")
+    tw = vt.Twin("hsgp_suff", sim, [vt.Parameter("a", vt.NormalPrior(1.0, 1.0))],
+                 discrepancy=vt.HSGPDiscrepancy(m=6, eta=vt.HalfNormal(0.3)),
+                 observation=vt.GaussianObs(sigma=vt.HalfNormal(0.3)))
+    x = np.repeat(np.linspace(0.5, 5.0, 6), [1, 2, 3, 4, 5, 6])
+    d = {"x": x.reshape(-1, 1), "y": 1.2 * np.sqrt(x) + 0.2 * np.sin(x) + g.normal(0, 0.1, x.size)}
+    data = vt.TwinData(x=d["x"], y=d["y"], input_names=["x"])
+    dens = TwinLogDensity(tw.with_frozen_discrepancy(data), input_names=["x"])
+    dens.prepare(d)
+    red = _assert_equal(dens, d, _z(dens, 5, g))
+    assert red.n_rows == 21 and red.n_groups == 6
+
+
+def test_assimilate_passes_the_option_and_reports_it(conj):
+    """Through ``assimilate``: the calibration chunk is reduced, the report says so and survives
+    its JSON round trip."""
+    import arviz as az
+    import xarray as xr
+
+    from vvuq_twin.assimilation import UpdateReport, assimilate
+    from vvuq_twin.inference import TwinResult
+
+    _, (c0, b1, _) = conj
+    g = np.random.default_rng(11)
+    m0, cov0 = _exact([c0])
+    draws = g.multivariate_normal(m0, cov0, 500)
+    post = xr.Dataset({"k_mu": (("chain", "draw"), draws[None, :, 0]),
+                       "k_z": (("chain", "draw", "unit"), draws[None, :, 1:])}, coords={"unit": list(UNITS)})
+    twin = _linear()
+    data = vt.TwinData(x=c0["x"], y=c0["y"], unit=c0["unit"], input_names=["x"])
+    res = TwinResult(idata=az.InferenceData(posterior=post), twin=twin, data=data,
+                     declaration_hash=twin.hash, data_hash=data.hash)
+    new = vt.TwinData(x=b1["x"], y=b1["y"], unit=b1["unit"], input_names=["x"])
+    out = assimilate(res, new, sufficient_statistics="auto", resample_threshold=1.0, rng=12)
+    rep = out.reports[-1]
+    assert rep.sufficient_statistics and rep.rows_past == 36 and rep.rows_past_reduced == 12, rep
+    assert rep.rows_exact == 12 + 36
+    back = UpdateReport.from_dict(rep.to_dict())
+    assert back.sufficient_statistics and back.sufficient_reason == rep.sufficient_reason
