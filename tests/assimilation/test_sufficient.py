@@ -208,6 +208,24 @@ def test_auto_needs_the_rows_to_halve(conj):
     assert not plan.used and "at least halves" in plan.reason
     with pytest.raises(ValueError, match="True, False or 'auto'"):
         plan_reductions(dens, [c0], "yes", z)
+    with pytest.raises(ValueError, match="True, False or 'auto'"):
+        TemperedTarget(dens, [c0], c0, sufficient_statistics="yes")
+
+
+def test_a_reweight_only_update_plans_no_reduction(conj):
+    """The past is not evaluated when the batch only reweights: nothing is reduced or compiled
+    for it, and the report says so."""
+    dens, (c0, _, _) = conj
+    g = np.random.default_rng(13)
+    m0, cov0 = _exact([c0])
+    draws = g.multivariate_normal(m0, cov0, 400)
+    vals = {"k_mu": draws[:, 0], "k_z": draws[:, 1:]}
+    post = ParticlePosterior(vals, None, dens.log_likelihood_z(dens.to_unconstrained(vals), c0, True)[0])
+    one = {k: v[:1] for k, v in c0.items()}
+    _, rep = smc_update(post, one, dens, past_data=[c0], sufficient_statistics=True, rng=14)
+    assert rep.status == "reweighted", rep
+    assert not rep.sufficient_statistics and "did not evaluate the past" in rep.sufficient_reason
+    assert rep.rows_past == rep.rows_past_reduced == 36 and rep.rows_exact == 37
 
 
 # ----------------------------------------------------------------------------------- fallbacks
@@ -272,7 +290,7 @@ def test_row_coupled_simulator_fails_the_run_time_check():
     assert red.failure and not red.verified
     # and the target evaluates the chunk in full
     tgt = TemperedTarget(dens, [d], d, sufficient_statistics=True, check_z=z)
-    assert tgt.rows_exact == 16 and tgt.exact_past == [d]
+    assert tgt.exact_past == [d] and tgt.rows_exact == 16
 
 
 def test_models_without_the_reduction_are_evaluated_in_full():

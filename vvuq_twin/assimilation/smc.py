@@ -513,10 +513,20 @@ def smc_update(
                             sufficient_statistics=sufficient_statistics, check_z=check_z)
     report.rows_exact = int(target.rows_exact)
     report.rows_surrogate = int(target.rows_surrogate or 0)
-    report.sufficient_statistics = bool(target.reduction.used)
-    report.rows_past = int(target.reduction.n_rows)
-    report.rows_past_reduced = int(target.reduction.n_rows_reduced)
-    report.sufficient_reason = target.reduction.reason
+    rows_past = sum(int(np.asarray(next(iter(c.values()))).shape[0]) for c in past)
+
+    def reduction_costs() -> None:
+        report.rows_exact = int(target.rows_exact)
+        report.rows_past = rows_past
+        if target.reduction_planned:
+            report.sufficient_statistics = bool(target.reduction.used)
+            report.rows_past_reduced = int(target.reduction.n_rows_reduced)
+            report.sufficient_reason = target.reduction.reason
+        else:
+            report.rows_past_reduced = rows_past
+            report.sufficient_reason = ("not requested (sufficient_statistics=False)"
+                                        if sufficient_statistics is False else
+                                        "not needed: the update did not evaluate the past chunks")
 
     blocks = tuple(model.population_blocks()) if int(population_moves) > 0 and hasattr(model, "population_blocks") else ()
     report.population_blocks = [b.name or str(i) for i, b in enumerate(blocks)]
@@ -532,6 +542,7 @@ def smc_update(
     report.ess_one_step = effective_sample_size(posterior.log_weights + ll_new)
 
     def finish_costs() -> None:
+        reduction_costs()
         report.n_likelihood_evals += target.n_calls
         report.n_gradient_evals = target.n_gradient_calls
         report.n_point_evals += target.n_point_evals

@@ -313,6 +313,12 @@ def reduce_twin_chunk(density: Any, data: Mapping[str, np.ndarray]) -> Sufficien
         raise NotReducible(
             f"the model on the representative rows has free variables {names}, not "
             f"{list(density.free_names)} (latent values per observation?).")
+    if density.free_shapes:
+        shapes = {rv.name: tuple(int(v) for v in rv.shape.eval()) for rv in model.free_RVs}
+        if any(shapes[k] != tuple(density.free_shapes[k]) for k in shapes):
+            raise NotReducible(
+                f"the model on the representative rows has free-variable shapes {shapes}, not "
+                f"{dict(density.free_shapes)} (a hierarchical twin without its units fixed?).")
     count, centre, within, constant = group_statistics(np.asarray(data["y"], float), groups, kind)
     return SufficientChunk(kind=kind, representative=rep, count=count, centre=centre, within=within,
                            constant=constant, n_rows=groups.n_rows, full=data, key=density._key(data),
