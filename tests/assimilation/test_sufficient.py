@@ -106,7 +106,7 @@ def test_reduced_equals_full_normal(inferred):
     # one row per distinct (unit, x): 3 units x 4 inputs, from 48 rows
     assert red.n_rows == 48 and red.n_groups == 12 == len({(u, x) for u, x in zip(c["unit"], c["x"][:, 0])})
     assert red.count.sum() == 48
-    # the representative rows are the groups' first rows, in order of appearance
+    # one representative row per group
     assert red.representative["x"].shape == (12, 1)
     assert check_reduction(dens, red, _z(dens, 3, np.random.default_rng(3))) < 1e-10
     # a second reduction of the same chunk is the cached one (compiled once)
@@ -174,9 +174,13 @@ def test_conjugate_posterior_with_reduced_past(conj):
                              resample_threshold=1.0, rng=8)
     for rep, k in ((rep1, 1), (rep2, 2)):
         assert rep.sufficient_statistics, rep.sufficient_reason
-        assert rep.rows_past == 36 * k and rep.rows_past_reduced == 12 * k, rep
+        # both chunks measure the same 12 (unit, x) set-points: pooled, the past is 12 rows
+        assert rep.rows_past == 36 * k and rep.rows_past_reduced == 12, rep
         assert rep.status == "resample-move" and rep.mixing_ok, rep
         assert "reduced 36 rows to 12 groups" in rep.sufficient_reason
+    assert "2 reduced chunks (24 groups) pooled into 12 groups" in rep2.sufficient_reason
+    # chunks at the same set-points share one compiled function (the statistics are inputs)
+    assert dens.reduce_chunk(b1)._fn is dens.reduce_chunk(c0)._fn is not None
     m, cov = _exact([c0, b1, b2])
     sd = np.sqrt(np.diag(cov))
     got_m = np.r_[post2.mean()["k_mu"], post2.mean()["k_z"]]
@@ -193,6 +197,23 @@ def test_conjugate_posterior_with_reduced_past(conj):
     np.testing.assert_allclose(post1.log_likelihood, full1.log_likelihood, rtol=1e-9)
     assert rep1.n_row_evals < rep_f.n_row_evals
     assert rep_f.rows_exact - rep1.rows_exact == 36 - 12
+
+
+def test_pooled_statistics_equal_those_of_the_concatenated_chunks(conj):
+    from vvuq_twin.assimilation import concat_data
+    from vvuq_twin.assimilation.sufficient import merge_reduced
+
+    dens, (c0, b1, b2) = conj
+    parts = [dens.reduce_chunk(c) for c in (c0, b1, b2)]
+    merged = merge_reduced(dens, parts)
+    whole = dens.reduce_chunk(concat_data([c0, b1, b2]))
+    assert merged.n_groups == whole.n_groups == 12 and merged.n_rows == whole.n_rows == 108
+    key = lambda r: [(u, x) for u, x in zip(r.representative["unit"], r.representative["x"][:, 0])]
+    order = [key(whole).index(k) for k in key(merged)]
+    np.testing.assert_array_equal(merged.count, whole.count[order])
+    np.testing.assert_allclose(merged.centre, whole.centre[order], rtol=1e-13)
+    np.testing.assert_allclose(merged.within, whole.within[order], rtol=1e-11)
+    assert merged.struct_key == whole.struct_key  # the same compiled function serves both
 
 
 def test_auto_needs_the_rows_to_halve(conj):

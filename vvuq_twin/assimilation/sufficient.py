@@ -51,6 +51,8 @@ __all__ = [
     "group_statistics",
     "reduce_twin_chunk",
     "compile_reduced",
+    "merge_reduced",
+    "check_merged",
     "check_reduction",
     "plan_reductions",
 ]
@@ -75,7 +77,8 @@ class RowGroups:
     rows : ndarray of int
         Rows of the chunk that enter the likelihood (finite ``y``), in order.
     group : ndarray of int
-        Group of each of ``rows`` (``0 .. n_groups - 1``, in order of first appearance).
+        Group of each of ``rows`` (``0 .. n_groups - 1``, groups sorted by unit label, inputs
+        and sd).
     first : ndarray of int
         Row of the chunk that represents each group (its first row).
     n_rows : int
@@ -101,14 +104,12 @@ def _n_rows(d: Mapping[str, np.ndarray]) -> int:
 
 
 def _group_ids(cols: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Group index (in order of first appearance) and first row of each group of equal rows."""
+    """Group index and first row of each group of equal rows; groups in sorted order of their
+    key (unit label, inputs, sd), so that chunks measured at the same set-points get the same
+    representative rows in the same order (and share a compiled function)."""
     key = np.ascontiguousarray(np.column_stack(cols).astype(float))
     _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    inv = np.asarray(inv).reshape(-1)
-    order = np.argsort(first, kind="stable")  # groups in order of first appearance
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    return rank[inv], first[order]
+    return np.asarray(inv).reshape(-1), first
 
 
 def group_rows(data: Mapping[str, np.ndarray]) -> RowGroups:
@@ -238,6 +239,11 @@ class SufficientChunk:
     max_error: float = float("nan")
     #: why the exactness check failed ("" when it passed or has not run)
     failure: str = ""
+    #: identifies the compiled function: distribution, twin and representative rows (not y)
+    struct_key: str = ""
+    #: identifies the twin the representative model is built from (chunks sharing it merge)
+    twin_key: str = ""
+    _twin: Any = field(default=None, repr=False)
     _model: Any = field(default=None, repr=False)
     _fn: Callable | None = field(default=None, repr=False)
 
@@ -305,6 +311,9 @@ def reduce_twin_chunk(density: Any, data: Mapping[str, np.ndarray]) -> Sufficien
     if getattr(twin, "has_auto_parametrization", False):
         twin = twin.with_parametrization(full_td)
     twin = twin.with_frozen_discrepancy(full_td)
+    # the twin as the density has it (the usual case: frozen geometry, fixed parametrisation),
+    # or one resolved on this chunk's data, which only this chunk's reduction uses
+    twin_key = "twin" if twin is density.twin else "chunk:" + density._key(data)
     rep = {k: np.asarray(v)[groups.first] for k, v in data.items()}
     model = twin.build_model(density.twin_data(rep), check=False)
     kind, _ = _distribution(model)
@@ -322,25 +331,91 @@ def reduce_twin_chunk(density: Any, data: Mapping[str, np.ndarray]) -> Sufficien
     count, centre, within, constant = group_statistics(np.asarray(data["y"], float), groups, kind)
     return SufficientChunk(kind=kind, representative=rep, count=count, centre=centre, within=within,
                            constant=constant, n_rows=groups.n_rows, full=data, key=density._key(data),
-                           _model=model)
+                           struct_key=_struct_key(density, kind, twin_key, rep), twin_key=twin_key,
+                           _twin=twin, _model=model)
 
 
-def _reduced_logp(kind: str, params: list, count: np.ndarray, centre: np.ndarray,
-                  within: np.ndarray, constant: float):
-    """Sum over groups of the reduced log-likelihood (PyTensor), checks as PyMC's logp."""
+def _struct_key(density: Any, kind: str, twin_key: str, rep: Mapping[str, np.ndarray]) -> str:
+    return f"{kind}|{twin_key}|" + density._key({k: v for k, v in rep.items() if k != "y"})
+
+
+def merge_reduced(density: Any, parts: Sequence[SufficientChunk]) -> SufficientChunk:
+    """Pool reduced chunks of the same distribution and twin into one reduction.
+
+    The log-likelihood is additive over chunks, and the statistics of a group pool exactly:
+    ``n = sum n_m``, ``c = sum n_m c_m / n``, ``W = sum W_m + sum n_m (c_m - c)^2``, the
+    constants add. Groups of different chunks with the same unit, inputs and known sd become
+    one, so a stream that measures the same set-points again and again keeps a past of constant
+    size. The result has no ``full`` chunk (check it against the parts with
+    :func:`check_merged`).
+
+    Raises
+    ------
+    ValueError
+        If the parts differ in distribution or twin.
+    """
+    if len({(p.kind, p.twin_key) for p in parts}) != 1:
+        raise ValueError("Only reduced chunks of the same distribution and twin can be merged.")
+    keys = list(parts[0].representative)
+    cat = {k: np.concatenate([np.asarray(p.representative[k]) for p in parts], axis=0) for k in keys}
+    groups = group_rows(dict(cat, y=np.zeros(cat["y"].shape[0])))
+    g, G = groups.group, groups.n_groups
+    cnt = np.concatenate([p.count for p in parts])
+    cen = np.concatenate([p.centre for p in parts])
+    wit = np.concatenate([p.within for p in parts])
+    n = np.bincount(g, weights=cnt, minlength=G)
+    c = np.bincount(g, weights=cnt * cen, minlength=G) / n
+    w = np.bincount(g, weights=wit + cnt * (cen - c[g]) ** 2, minlength=G)
+    if parts[0].kind == "poisson":
+        w = np.zeros(G)
+    rep = {k: v[groups.first] for k, v in cat.items()}
+    first = parts[0]
+    return SufficientChunk(kind=first.kind, representative=rep, count=n, centre=c, within=w,
+                           constant=float(sum(p.constant for p in parts)),
+                           n_rows=int(sum(p.n_rows for p in parts)), full={},
+                           key="merged:" + "|".join(p.key for p in parts),
+                           struct_key=_struct_key(density, first.kind, first.twin_key, rep),
+                           twin_key=first.twin_key, _twin=first._twin)
+
+
+def check_merged(model: Any, merged: SufficientChunk, parts: Sequence[SufficientChunk], z: np.ndarray,
+                 rtol: float = CHECK_RTOL) -> float:
+    """Compare a merged reduction with the sum of its (verified) parts at ``z``, value and
+    gradient, as :func:`check_reduction` does with a full chunk; sets ``merged.verified``."""
+    z = np.atleast_2d(np.asarray(z, float))
+    with np.errstate(all="ignore"):
+        v_m, g_m = model.log_likelihood_reduced_z(z, merged, True)
+        v_p, g_p = np.zeros(z.shape[0]), np.zeros_like(z)
+        for p in parts:
+            v, gg = model.log_likelihood_reduced_z(z, p, True)
+            v_p, g_p = v_p + v, g_p + gg
+    ok = np.isfinite(v_p)
+    if not ok.any() or not np.array_equal(np.isfinite(v_m), ok):
+        raise NotReducible("the merged reduction is not finite where its parts are.")
+    err_v = np.abs(v_m[ok] - v_p[ok]) / np.maximum(1.0, np.abs(v_p[ok]))
+    err_g = np.abs(g_m[ok] - g_p[ok]) / np.maximum(1.0, np.max(np.abs(g_p[ok]), axis=1, keepdims=True))
+    err = float(max(err_v.max(), err_g.max()))
+    merged.max_error = err
+    if not err <= rtol:
+        raise NotReducible(f"the merged reduction differs from the sum of its parts (relative error "
+                           f"{err:.3g} > rtol {rtol:g}).")
+    merged.verified = True
+    return err
+
+
+def _reduced_logp(kind: str, params: list, n, c, W):
+    """Sum over groups of the reduced log-likelihood without its data constant (PyTensor; the
+    statistics ``n``, ``c``, ``W`` are symbolic vectors), with PyMC's parameter checks."""
     import pytensor.tensor as pt
     from pymc.distributions.dist_math import check_parameters, logpow
 
-    n = pt.constant(count)
-    c = pt.constant(centre)
     if kind == "poisson":
         (mu,) = params
-        res = logpow(mu, pt.constant(count * centre)) - n * mu
-        return check_parameters(res.sum() + constant, pt.all(pt.ge(mu, 0)), msg="mu >= 0")
+        res = logpow(mu, n * c) - n * mu
+        return check_parameters(res.sum(), pt.all(pt.ge(mu, 0)), msg="mu >= 0")
     mu, s = params
-    W = pt.constant(within)
     res = -n * pt.log(s) - 0.5 * n * np.log(2.0 * np.pi) - (W + n * (c - mu) ** 2) / (2.0 * s**2)
-    return check_parameters(res.sum() + constant, pt.all(pt.gt(s, 0)), msg="sigma > 0")
+    return check_parameters(res.sum(), pt.all(pt.gt(s, 0)), msg="sigma > 0")
 
 
 def _strip_views(out):
@@ -361,11 +436,13 @@ def _strip_views(out):
 
 
 def compile_reduced(density: Any, reduced: SufficientChunk) -> Callable:
-    """Compile the reduced log-likelihood and its gradient on the value variables.
+    """The compiled reduced log-likelihood (without its data constant) and gradient.
 
-    The statistics enter as constants; the graph is vectorised over a leading particle axis like
-    the twin's full chunk functions, and the compiled function takes the split value-variable
-    coordinates and returns ``[value (n,), *gradients]``.
+    The statistics are inputs: one function serves every reduction with the same distribution,
+    twin and representative rows (cached in the density by ``struct_key``), so chunks measured
+    at the same set-points compile once. The graph is vectorised over a leading particle axis
+    like the twin's full chunk functions; the function takes the split value-variable
+    coordinates, then ``count``, ``centre``, ``within``, and returns ``[value (n,), *gradients]``.
     """
     import pytensor
     import pytensor.tensor as pt
@@ -373,20 +450,29 @@ def compile_reduced(density: Any, reduced: SufficientChunk) -> Callable:
 
     if reduced._fn is not None:
         return reduced._fn
-    model = reduced._model
-    _, vv, batched = density._batched_values(model)
-    vnames = [v.name for v in vv]
-    if density.value_names and vnames != list(density.value_names):
-        raise NotReducible(f"the representative model's value variables {vnames} differ from "
-                           f"{list(density.value_names)}.")
-    kind, params = _distribution(model)
-    out = _reduced_logp(kind, params, reduced.count, reduced.centre, reduced.within, reduced.constant)
-    out_b = vectorize_graph(_strip_views(out), replace=batched)
-    ins = [batched[v] for v in vv]
-    grads = pt.grad(out_b.sum(), ins, disconnected_inputs="ignore")
-    reduced._fn = pytensor.function(ins, [out_b, *grads], on_unused_input="ignore")
-    reduced._model = None  # the graph is compiled; drop the model
-    return reduced._fn
+    key = ("suffn", reduced.struct_key)
+    fn = density._cache.get(key)
+    if fn is None:
+        model = reduced._model
+        if model is None:
+            model = reduced._twin.build_model(density.twin_data(reduced.representative), check=False)
+        _, vv, batched = density._batched_values(model)
+        vnames = [v.name for v in vv]
+        if density.value_names and vnames != list(density.value_names):
+            raise NotReducible(f"the representative model's value variables {vnames} differ from "
+                               f"{list(density.value_names)}.")
+        kind, params = _distribution(model)
+        stats = [pt.vector(name=k, dtype="float64") for k in ("count", "centre", "within")]
+        out = _reduced_logp(kind, params, *stats)
+        out_b = vectorize_graph(_strip_views(out), replace=batched)
+        ins = [batched[v] for v in vv]
+        grads = pt.grad(out_b.sum(), ins, disconnected_inputs="ignore")
+        fn = pytensor.function(ins + stats, [out_b, *grads], on_unused_input="ignore")
+        density._cache[key] = fn
+        density.n_compiled += 1
+    reduced._fn = fn
+    reduced._model = None  # compiled; drop the model graph
+    return fn
 
 
 def check_reduction(model: Any, reduced: SufficientChunk, z: np.ndarray,
@@ -459,14 +545,24 @@ class ReductionPlan:
     Attributes
     ----------
     reduced : list of SufficientChunk or None
-        One per past chunk: the verified reduction, or None (evaluated in full).
+        One per past chunk: its verified reduction, or None (evaluated in full).
     chunks : list of ChunkReduction
-        Per chunk: used, rows before / after, reason.
+        Per chunk: used, rows before / after (on its own), reason.
+    terms : list of (str, object)
+        What an evaluation of the past sums: ``("full", chunk)`` for the chunks kept in full and
+        ``("reduced", SufficientChunk)`` for the reductions - the verified reductions of chunks
+        sharing distribution and twin pooled into one (:func:`merge_reduced`) where that check
+        passed.
+    mode : True, False or "auto"
+    merge_reason : str
+        How the reductions were pooled (or why not).
     """
 
     reduced: list[SufficientChunk | None]
     chunks: list[ChunkReduction]
+    terms: list[tuple[str, Any]] = field(default_factory=list)
     mode: bool | str = False
+    merge_reason: str = ""
 
     @property
     def used(self) -> bool:
@@ -480,17 +576,19 @@ class ReductionPlan:
 
     @property
     def n_rows_reduced(self) -> int:
-        """Past rows evaluated after the reduction."""
-        return int(sum(c.n_rows_reduced for c in self.chunks))
+        """Past rows evaluated after the reduction (rows of the full chunks, groups of the
+        reduced terms)."""
+        return int(sum(_n_rows(obj) if kind == "full" else obj.n_groups for kind, obj in self.terms))
 
     @property
     def reason(self) -> str:
-        """One line per chunk (``chunk i: ...``)."""
+        """One line per chunk (``chunk i: ...``), and how the reductions were pooled."""
         if self.mode is False:
             return "not requested (sufficient_statistics=False)"
         if not self.chunks:
             return "no past chunks"
-        return "; ".join(f"chunk {i}: {c.reason}" for i, c in enumerate(self.chunks))
+        out = "; ".join(f"chunk {i}: {c.reason}" for i, c in enumerate(self.chunks))
+        return out + (f"; {self.merge_reason}" if self.merge_reason else "")
 
 
 def _min_gain_reason(mode: Any, n_rows: int, n_groups: int) -> str | None:
@@ -502,7 +600,7 @@ def _min_gain_reason(mode: Any, n_rows: int, n_groups: int) -> str | None:
 
 
 def plan_reductions(model: Any, past: Sequence[Mapping[str, np.ndarray]], mode: bool | str,
-                    check_z: np.ndarray | None) -> ReductionPlan:
+                    check_z: np.ndarray | None, *, merge: bool = True) -> ReductionPlan:
     """Reduce each past chunk where that is exact (and, with ``"auto"``, worthwhile).
 
     Parameters
@@ -519,6 +617,10 @@ def plan_reductions(model: Any, past: Sequence[Mapping[str, np.ndarray]], mode: 
     check_z : ndarray (k, d), optional
         Particles at which each new reduction is checked against the full chunk (a reduction
         verified before is reused as is). Without them a chunk is not reduced.
+    merge : bool
+        Pool the verified reductions of chunks that share distribution and twin into one
+        (:func:`merge_reduced`, checked at ``check_z`` against the sum of its parts), so that the
+        past evaluates one function over the distinct groups of all chunks.
 
     Returns
     -------
@@ -564,4 +666,30 @@ def plan_reductions(model: Any, past: Sequence[Mapping[str, np.ndarray]], mode: 
                                    f"reduced {red.n_rows} rows to {red.n_groups} groups ({red.kind}; "
                                    f"checked, relative error {red.max_error:.2g})",
                                    kind=red.kind, max_error=red.max_error))
-    return ReductionPlan(reduced, info, mode)
+    terms: list[tuple[str, Any]] = [("full", c) for c, r in zip(past, reduced) if r is None]
+    merge_reason = ""
+    families: dict[tuple[str, str], list[SufficientChunk]] = {}
+    for r in reduced:
+        if r is not None:
+            families.setdefault((r.kind, r.twin_key), []).append(r)
+    for parts in families.values():
+        if not merge or len(parts) < 2 or check_z is None or np.asarray(check_z).shape[0] == 0:
+            terms += [("reduced", p) for p in parts]
+            continue
+        try:
+            cache = getattr(model, "_cache", None)
+            mkey = ("suffmerged", "|".join(p.key for p in parts))
+            merged = cache.get(mkey) if cache is not None else None
+            if merged is None:
+                merged = merge_reduced(model, parts)
+                check_merged(model, merged, parts, check_z)
+                if cache is not None:
+                    cache[mkey] = merged
+            terms.append(("reduced", merged))
+            merge_reason = (f"{len(parts)} reduced chunks ({sum(p.n_groups for p in parts)} groups) "
+                            f"pooled into {merged.n_groups} groups (checked, relative error "
+                            f"{merged.max_error:.2g})")
+        except NotReducible as err:
+            terms += [("reduced", p) for p in parts]
+            merge_reason = f"reduced chunks not pooled: {err}"
+    return ReductionPlan(reduced, info, terms, mode, merge_reason)

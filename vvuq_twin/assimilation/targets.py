@@ -402,7 +402,7 @@ class TemperedTarget:
     @property
     def exact_past(self) -> list[Mapping[str, np.ndarray]]:
         """The past chunks evaluated in full (not reduced)."""
-        return [c for c, r in zip(self.past, self.reduction.reduced) if r is None]
+        return [term for kind, term in self.reduction.terms if kind == "full"]
 
     def safe_log_prior(self, z: np.ndarray, grad: bool):
         """Log prior on a block of finite particles; a raising block (e.g. a population scale that
@@ -432,9 +432,9 @@ class TemperedTarget:
             zs = z[ok]
             acc = np.zeros(zs.shape[0])
             gacc = np.zeros_like(zs) if grad else None
-            for chunk, red in zip(self.past, self.reduction.reduced):
-                ll, g = (self.safe_log_likelihood(zs, chunk, grad) if red is None
-                         else self.safe_reduced_log_likelihood(zs, red, grad))
+            for kind, term in self.reduction.terms:
+                ll, g = (self.safe_log_likelihood(zs, term, grad) if kind == "full"
+                         else self.safe_reduced_log_likelihood(zs, term, grad))
                 acc = acc + ll
                 if grad:
                     gacc = gacc + g
@@ -443,7 +443,7 @@ class TemperedTarget:
             ll_new[ok] = ll
             if grad:
                 g_past[ok], g_new[ok] = gacc, g
-            k = len(self.past) + 1
+            k = len(self.reduction.terms) + 1
             self.n_calls += k
             self.n_gradient_calls += k if grad else 0
             self.n_point_evals += k * int(ok.sum())

@@ -429,10 +429,9 @@ class TwinLogDensity:
         from .sufficient import compile_reduced
 
         self._need_space()
-        if reduced._fn is None:
-            self.n_compiled += 1
-        out = compile_reduced(self, reduced)(*self._split_z(z))
-        return np.asarray(out[0], float), (self._flat(out[1:], z.shape[0]) if grad else None)
+        out = compile_reduced(self, reduced)(*self._split_z(z), reduced.count, reduced.centre, reduced.within)
+        return (np.asarray(out[0], float) + reduced.constant,
+                self._flat(out[1:], z.shape[0]) if grad else None)
 
 
 def twin_log_density(twin: Any, *, units: tuple[str, ...] | None = None,
