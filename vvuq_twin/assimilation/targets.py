@@ -347,7 +347,7 @@ class TemperedTarget:
         self.past = list(past)
         self.batch = batch
         self.surrogate_past = None if surrogate_past is None else [(float(w), c) for w, c in surrogate_past]
-        #: the sufficient-statistic reduction of the past chunks (per chunk: used, rows, reason)
+        # the sufficient-statistic reduction of the past chunks: planned on first use (`reduction`)
         self._sufficient = sufficient_statistics
         self._check_z = check_z
         self._plan: Any = None
