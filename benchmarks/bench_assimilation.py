@@ -30,6 +30,12 @@ each of k = 50, 5, 20 on a stream's state (a NUTS posterior on the first k - 2 b
 batch k - 1 assimilated: that first call pays the stream's one-time set-up and is reported
 separately), side by side with a NUTS refit on the same data (cost and agreement), without
 streaming through all k updates; writes ``benchmarks/results/assimilation_cost_at_k.json``.
+
+``python -m benchmarks.bench_assimilation --sufficient`` (:func:`sufficient_cost`) measures, on a
+twin with replicate rows, one update with and without the sufficient-statistic reduction of the
+past chunks (:mod:`vvuq_twin.assimilation.sufficient`), side by side from the same particles and
+random stream: row evaluations and seconds (the first call, with compiles and the exactness
+check, and a second, warm call); writes ``benchmarks/results/assimilation_sufficient.json``.
 """
 
 from __future__ import annotations
@@ -433,8 +439,114 @@ def cost_at_k(ks=(50, 5, 20), *, n_particles: int = 2000, max_mcmc_steps: int = 
     return out
 
 
+SUFFICIENT_RESULTS = Path(__file__).resolve().parent / "results" / "assimilation_sufficient.json"
+
+
+def sufficient_cost(*, n_units: int = 6, n_inputs: int = 10, n_reps: int = 8, n_past: int = 5,
+                    n_particles: int = 2000, rng: int = 0) -> dict:
+    """One SMC update with and without the sufficient-statistic reduction, side by side.
+
+    Twin: hierarchical ``y = k_u sqrt(x) + N(0, 0.2^2)``, ``k_u = mu + 0.5 z_u`` (known noise and
+    population sd, so that the posterior after the past chunks is Gaussian in closed form and the
+    particles start as exact draws). Each chunk measures ``n_units`` units at the same
+    ``n_inputs`` set-points ``n_reps`` times (replicate rows); ``n_past`` past chunks, then the
+    new batch. Each variant runs twice from the same particles and seed: the first call compiles
+    (and, reduced, builds and checks the reduction), the second is warm. ``resample_threshold=1``
+    forces a move stage, whose cost is what the reduction changes.
+    """
+    import pytensor.tensor as pt
+
+    import vvuq_twin as vt
+    from vvuq_twin.assimilation import ParticlePosterior, TwinLogDensity, smc_update
+
+    sig, tau = 0.2, 0.5
+    g = np.random.default_rng(rng)
+    units = tuple(f"u{i}" for i in range(n_units))
+    k_true = g.normal(1.0, tau, n_units)
+    xs = np.linspace(0.5, 5.0, n_inputs)
+
+    def chunk():
+        x = np.tile(np.repeat(xs, n_reps), n_units)
+        u = np.repeat(np.arange(n_units), n_inputs * n_reps)
+        y = k_true[u] * np.sqrt(x) + g.normal(0, sig, x.size)
+        return {"x": x.reshape(-1, 1), "y": y, "unit": np.array(units)[u]}
+
+    past = [chunk() for _ in range(n_past)]
+    batch = chunk()
+    twin = vt.Twin(name="replicates", simulator=vt.PytensorSimulator(lambda X, p: p["k"] * pt.sqrt(X[:, 0])),
+                   parameters=[vt.Parameter("k", vt.NormalPrior(1.0, 1.0), per_unit=True, pop_scale=tau)],
+                   observation=vt.GaussianObs(sigma=sig), hierarchy=vt.Hierarchy(dim="unit"))
+    # closed-form posterior of (k_mu, k_z) given the past chunks
+    x = np.concatenate([c["x"][:, 0] for c in past])
+    y = np.concatenate([c["y"] for c in past])
+    ui = np.concatenate([np.searchsorted(units, c["unit"]) for c in past])
+    X = np.zeros((x.size, 1 + n_units))
+    X[:, 0] = np.sqrt(x)
+    X[np.arange(x.size), 1 + ui] = tau * np.sqrt(x)
+    prior_m = np.r_[1.0, np.zeros(n_units)]
+    cov = np.linalg.inv(np.eye(1 + n_units) + X.T @ X / sig**2)
+    mean = cov @ (prior_m + X.T @ y / sig**2)
+    draws = g.multivariate_normal(mean, cov, n_particles)
+    vals = {"k_mu": draws[:, 0], "k_z": draws[:, 1:]}
+    dens = TwinLogDensity(twin, units=units, input_names=["x"])
+    dens.prepare(past[0])
+    zz = dens.to_unconstrained(vals)
+    ll = np.zeros(n_particles)
+    for c in past:
+        ll += dens.log_likelihood_z(zz, c, True)[0]  # the full chunk functions are compiled here
+    post = ParticlePosterior(vals, None, ll)
+    out = {"problem": {"n_units": n_units, "n_inputs": n_inputs, "n_reps": n_reps, "n_past": n_past,
+                       "rows_per_chunk": int(past[0]["y"].size), "n_particles": n_particles,
+                       "free_dims": int(zz.shape[1])}, "runs": []}
+    res = {}
+    for label, mode in (("full", False), ("reduced", True)):
+        for call in ("first", "warm"):
+            c0 = dens.n_compiled
+            t0 = time.perf_counter()
+            cpu0 = time.process_time()
+            new, rep = smc_update(post, batch, dens, past_data=past, sufficient_statistics=mode,
+                                  resample_threshold=1.0, rng=rng + 1)
+            row = {"variant": label, "call": call, "seconds": time.perf_counter() - t0,
+                   "cpu_seconds": time.process_time() - cpu0, "seconds_in_update": rep.seconds,
+                   "n_row_evals": int(rep.n_row_evals), "rows_exact": int(rep.rows_exact),
+                   "rows_past": int(rep.rows_past), "rows_past_reduced": int(rep.rows_past_reduced),
+                   "sufficient_statistics": bool(rep.sufficient_statistics),
+                   "n_likelihood_calls": int(rep.n_likelihood_evals), "n_moves": rep.n_moves,
+                   "kernel": rep.kernel, "acceptance": rep.acceptance, "status": rep.status,
+                   "compiled": int(dens.n_compiled - c0), "reason": rep.sufficient_reason[:300]}
+            out["runs"].append(row)
+            res[(label, call)] = new
+            print(f"{label:8s} {call:5s}: {row['seconds']:.2f} s (cpu {row['cpu_seconds']:.2f} s), row evals "
+                  f"{row['n_row_evals']:.4g}, rows per exact evaluation {row['rows_exact']} (past "
+                  f"{row['rows_past']} -> {row['rows_past_reduced']}), moves {row['n_moves']} "
+                  f"{row['kernel']}, compiled {row['compiled']}", flush=True)
+    a, b = res[("full", "warm")], res[("reduced", "warm")]
+    out["max_abs_particle_difference"] = float(max(np.max(np.abs(a.values[k] - b.values[k])) for k in a.values))
+    warm = {r["variant"]: r for r in out["runs"] if r["call"] == "warm"}
+    out["ratio_row_evals"] = warm["full"]["n_row_evals"] / max(warm["reduced"]["n_row_evals"], 1)
+    out["ratio_warm_seconds"] = warm["full"]["seconds"] / max(warm["reduced"]["seconds"], 1e-9)
+    print(f"row evals full/reduced {out['ratio_row_evals']:.2f}x, warm seconds full/reduced "
+          f"{out['ratio_warm_seconds']:.2f}x, max |particle difference| {out['max_abs_particle_difference']:.2g}")
+    SUFFICIENT_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    SUFFICIENT_RESULTS.write_text(json.dumps(out, indent=1, default=float))
+    return out
+
+
 if __name__ == "__main__":
-    if "--cost-at-k" in sys.argv:
+    if "--sufficient" in sys.argv:
+        import argparse
+
+        ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_assimilation --sufficient")
+        ap.add_argument("--sufficient", action="store_true")
+        ap.add_argument("--n-units", type=int, default=6)
+        ap.add_argument("--n-inputs", type=int, default=10)
+        ap.add_argument("--n-reps", type=int, default=8)
+        ap.add_argument("--n-past", type=int, default=5)
+        ap.add_argument("--n-particles", type=int, default=2000)
+        a = ap.parse_args()
+        sufficient_cost(n_units=a.n_units, n_inputs=a.n_inputs, n_reps=a.n_reps, n_past=a.n_past,
+                        n_particles=a.n_particles)
+    elif "--cost-at-k" in sys.argv:
         import argparse
 
         ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_assimilation --cost-at-k")

@@ -251,6 +251,13 @@ class UpdateReport:
     #: hierarchical blocks moved by the population group move, and its acceptance per stage
     population_blocks: list[str] = field(default_factory=list)
     population_acceptance: list[float] = field(default_factory=list)
+    #: sufficient-statistic reduction of the past chunks: whether any chunk was reduced, the
+    #: past rows before and after (rows evaluated per exact past evaluation), and per chunk why
+    #: it was (not) reduced (:mod:`~vvuq_twin.assimilation.sufficient`)
+    sufficient_statistics: bool = False
+    rows_past: int = 0
+    rows_past_reduced: int = 0
+    sufficient_reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -357,6 +364,7 @@ def smc_update(
     surrogate_min_rows: int = 32,
     population_moves: int = 4,
     trajectory_length: float = 3.0,
+    sufficient_statistics: bool | str = False,
     rng: RNGLike = None,
 ) -> tuple[ParticlePosterior, UpdateReport]:
     """Assimilate one batch into a particle posterior (reweight, temper, resample, move).
@@ -436,6 +444,15 @@ def smc_update(
     trajectory_length : float
         HMC trajectory length in particle sds (leapfrog steps = length / step size, at most
         32).
+    sufficient_statistics : True, False or "auto"
+        Evaluate the past chunks by their sufficient statistics where the observation model
+        admits an exact reduction (a twin's Normal, LogNormal or Poisson rows; replicate rows -
+        same unit, inputs and known sd - merged into one row per group;
+        :mod:`~vvuq_twin.assimilation.sufficient`). Each reduction is checked against the full
+        chunk (value and gradient, relative 1e-8) at a few particles before use; a chunk that is
+        not reducible or fails the check is evaluated in full. ``"auto"`` reduces only chunks
+        whose rows at least halve. The report records whether it was used, the past rows
+        before and after, and per chunk the reason. Default False.
     rng : Generator, int or None
 
     Returns
@@ -490,11 +507,27 @@ def smc_update(
             else:
                 parts.append((1.0, c))
         surrogate_past = parts if thinned else None
-    target = TemperedTarget(model, past, batch, surrogate_past)
+    z = model.to_unconstrained(posterior.values)
+    check_z = z[np.unique(np.linspace(0, N - 1, min(N, 4)).astype(int))]
+    target = TemperedTarget(model, past, batch, surrogate_past,
+                            sufficient_statistics=sufficient_statistics, check_z=check_z)
     report.rows_exact = int(target.rows_exact)
     report.rows_surrogate = int(target.rows_surrogate or 0)
+    rows_past = sum(int(np.asarray(next(iter(c.values()))).shape[0]) for c in past)
 
-    z = model.to_unconstrained(posterior.values)
+    def reduction_costs() -> None:
+        report.rows_exact = int(target.rows_exact)
+        report.rows_past = rows_past
+        if target.reduction_planned:
+            report.sufficient_statistics = bool(target.reduction.used)
+            report.rows_past_reduced = int(target.reduction.n_rows_reduced)
+            report.sufficient_reason = target.reduction.reason
+        else:
+            report.rows_past_reduced = rows_past
+            report.sufficient_reason = ("not requested (sufficient_statistics=False)"
+                                        if sufficient_statistics is False else
+                                        "not needed: the update did not evaluate the past chunks")
+
     blocks = tuple(model.population_blocks()) if int(population_moves) > 0 and hasattr(model, "population_blocks") else ()
     report.population_blocks = [b.name or str(i) for i, b in enumerate(blocks)]
     ll_new, _ = target.safe_log_likelihood(z, batch, False)
@@ -509,6 +542,7 @@ def smc_update(
     report.ess_one_step = effective_sample_size(posterior.log_weights + ll_new)
 
     def finish_costs() -> None:
+        reduction_costs()
         report.n_likelihood_evals += target.n_calls
         report.n_gradient_evals = target.n_gradient_calls
         report.n_point_evals += target.n_point_evals
@@ -566,7 +600,8 @@ def smc_update(
             if model.has_gradient and hasattr(model, "prepare_gradient"):
                 # a move needs every chunk's compiled value-and-gradient function (a model may
                 # have evaluated the new batch with a function compiled for compile speed)
-                for chunk in past + [dict(batch)]:
+                # (a chunk evaluated by its sufficient statistics needs only its reduced one)
+                for chunk in target.exact_past + [dict(batch)]:
                     model.prepare_gradient(chunk)
             state = MoveState(z[idx], Evaluation(*(None if a is None else a[idx] for a in ev)))
             if target.has_surrogate:

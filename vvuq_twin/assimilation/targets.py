@@ -327,16 +327,33 @@ class TemperedTarget:
     surrogate_past : sequence of (float, dict), optional
         Weighted chunks whose weighted log-likelihood sum approximates the past likelihood (e.g.
         from :func:`thin_chunk`); enables :meth:`surrogate_grad`.
+    sufficient_statistics : True, False or "auto"
+        Evaluate each past chunk that admits it by its sufficient statistics (one row per group
+        of replicate rows; exact, checked at ``check_z`` before use): see
+        :func:`~vvuq_twin.assimilation.sufficient.plan_reductions`. The plan, with the reason
+        for every chunk kept in full, is :attr:`reduction`; it is made when first needed (the
+        first evaluation of the past), so that an update that only reweights compiles nothing
+        for it.
+    check_z : ndarray (k, d), optional
+        Particles at which a new reduction is checked against the full chunk.
     """
 
     def __init__(self, model: ParticleModel, past: Sequence[Mapping[str, np.ndarray]],
                  batch: Mapping[str, np.ndarray],
-                 surrogate_past: Sequence[tuple[float, Mapping[str, np.ndarray]]] | None = None) -> None:
+                 surrogate_past: Sequence[tuple[float, Mapping[str, np.ndarray]]] | None = None, *,
+                 sufficient_statistics: bool | str = False,
+                 check_z: np.ndarray | None = None) -> None:
         self.model = model
         self.past = list(past)
         self.batch = batch
         self.surrogate_past = None if surrogate_past is None else [(float(w), c) for w, c in surrogate_past]
-        self.rows_exact = sum(_n_rows(c) for c in self.past) + _n_rows(batch)
+        # the sufficient-statistic reduction of the past chunks: planned on first use (`reduction`)
+        self._sufficient = sufficient_statistics
+        self._check_z = check_z
+        self._plan: Any = None
+        self._rows_full = sum(_n_rows(c) for c in self.past) + _n_rows(batch)
+        if sufficient_statistics not in (True, False, "auto"):
+            raise ValueError(f"`sufficient_statistics` must be True, False or 'auto', got {sufficient_statistics!r}.")
         self.rows_surrogate = (None if self.surrogate_past is None else
                                sum(_n_rows(c) for _, c in self.surrogate_past) + _n_rows(batch))
         self.n_row_evals = 0
@@ -354,6 +371,38 @@ class TemperedTarget:
     def safe_log_likelihood(self, z: np.ndarray, data: Mapping[str, np.ndarray], grad: bool):
         """Likelihood on a block of in-support particles; a raising block is split in halves."""
         return _bisect_eval(lambda zz: self.model.log_likelihood_z(zz, data, grad), z, grad)
+
+    def safe_reduced_log_likelihood(self, z: np.ndarray, reduced: Any, grad: bool):
+        """:meth:`safe_log_likelihood` of a chunk reduced to its sufficient statistics."""
+        return _bisect_eval(lambda zz: self.model.log_likelihood_reduced_z(zz, reduced, grad), z, grad)
+
+    @property
+    def reduction(self) -> Any:
+        """The :class:`~vvuq_twin.assimilation.sufficient.ReductionPlan` of the past chunks
+        (made, with its compiles and exactness checks, on first access)."""
+        if self._plan is None:
+            from .sufficient import plan_reductions
+
+            self._plan = plan_reductions(self.model, self.past, self._sufficient, self._check_z)
+        return self._plan
+
+    @property
+    def reduction_planned(self) -> bool:
+        """Whether :attr:`reduction` has been made (the past was needed)."""
+        return self._plan is not None
+
+    @property
+    def rows_exact(self) -> int:
+        """Rows per exact evaluation: the past chunks (reduced ones by their groups) and the
+        batch; before the reduction is planned, all rows."""
+        if self._plan is None:
+            return self._rows_full
+        return self._plan.n_rows_reduced + _n_rows(self.batch)
+
+    @property
+    def exact_past(self) -> list[Mapping[str, np.ndarray]]:
+        """The past chunks evaluated in full (not reduced)."""
+        return [term for kind, term in self.reduction.terms if kind == "full"]
 
     def safe_log_prior(self, z: np.ndarray, grad: bool):
         """Log prior on a block of finite particles; a raising block (e.g. a population scale that
@@ -383,8 +432,9 @@ class TemperedTarget:
             zs = z[ok]
             acc = np.zeros(zs.shape[0])
             gacc = np.zeros_like(zs) if grad else None
-            for chunk in self.past:
-                ll, g = self.safe_log_likelihood(zs, chunk, grad)
+            for kind, term in self.reduction.terms:
+                ll, g = (self.safe_log_likelihood(zs, term, grad) if kind == "full"
+                         else self.safe_reduced_log_likelihood(zs, term, grad))
                 acc = acc + ll
                 if grad:
                     gacc = gacc + g
@@ -393,7 +443,7 @@ class TemperedTarget:
             ll_new[ok] = ll
             if grad:
                 g_past[ok], g_new[ok] = gacc, g
-            k = len(self.past) + 1
+            k = len(self.reduction.terms) + 1
             self.n_calls += k
             self.n_gradient_calls += k if grad else 0
             self.n_point_evals += k * int(ok.sum())

@@ -404,6 +404,50 @@ class TwinLogDensity:
         out = fn(*self._split_z(z))
         return np.asarray(out[0], float), (self._flat(out[1:], z.shape[0]) if grad else None)
 
+    # ------------------------------------------------------------------------------------------
+    # sufficient-statistic reduction of past chunks (vvuq_twin.assimilation.sufficient)
+    # ------------------------------------------------------------------------------------------
+    def reduce_chunk(self, data: Mapping[str, np.ndarray]) -> Any:
+        """The chunk reduced to one row per group of replicate rows, with its statistics.
+
+        Cached per chunk (a reduction verified once is reused by later updates; a chunk found
+        not reducible raises the same reason again without rebuilding).
+
+        Raises
+        ------
+        NotReducible
+            With the reason (see :mod:`vvuq_twin.assimilation.sufficient`).
+        """
+        from .sufficient import NotReducible, reduce_twin_chunk
+
+        self._need_space()
+        key = ("suff", self._key(data))
+        hit = self._cache.get(key)
+        if hit is None:
+            try:
+                hit = reduce_twin_chunk(self, data)
+            except NotReducible as err:
+                hit = err
+            self._cache[key] = hit
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        if isinstance(hit, NotReducible):
+            raise hit
+        return hit
+
+    def log_likelihood_reduced_z(self, z: np.ndarray, reduced: Any,
+                                 grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Log-likelihood of a reduced chunk (:meth:`reduce_chunk`) at value-variable coordinates,
+        and its gradient: equal to :meth:`log_likelihood_z` of the full chunk."""
+        from .sufficient import compile_reduced
+
+        self._need_space()
+        out = compile_reduced(self, reduced)(*self._split_z(z), reduced.count, reduced.centre, reduced.within)
+        return (np.asarray(out[0], float) + reduced.constant,
+                self._flat(out[1:], z.shape[0]) if grad else None)
+
 
 def twin_log_density(twin: Any, *, units: tuple[str, ...] | None = None,
                      input_names: list[str] | None = None) -> TwinLogDensity:
