@@ -68,12 +68,25 @@ def test_overlapped_sampling_gives_the_blocking_draws(monkeypatch):
 
 def test_write_steps_only_when_a_write_is_expected(monkeypatch):
     monkeypatch.setattr(ov, "_WRITE_EXPECTED", False)
-    assert [n for n, _ in ov._steps()] == ["xarray duck-array probe"]
+    base = ["xarray duck-array probe", "import vvuq_twin post-sampling modules"]
+    assert [n for n, _ in ov._steps()] == base
     ov.expect_netcdf_write()
-    assert [n for n, _ in ov._steps()] == ["xarray duck-array probe", "import h5netcdf",
-                                          "import dask.distributed"]
+    assert [n for n, _ in ov._steps()] == [*base, "import h5netcdf", "import dask.distributed"]
     ov.expect_netcdf_write(False)
-    assert len(ov._steps()) == 1
+    assert [n for n, _ in ov._steps()] == base
+
+
+def test_every_step_runs_here():
+    """The real steps succeed in this environment (h5netcdf and dask are dependencies), and
+    afterwards the modules they prefetch are loaded."""
+    ov.expect_netcdf_write()
+    try:
+        for name, step in ov._steps():
+            step()
+    finally:
+        ov.expect_netcdf_write(False)
+    for mod in ("h5netcdf", "dask.array", "distributed", "vvuq_twin.domain", "vvuq_twin.inference._fast_predictive"):
+        assert mod in sys.modules, mod
 
 
 def test_a_failing_step_is_skipped_and_each_step_runs_once(monkeypatch):

@@ -61,13 +61,22 @@ def _xarray_duck_probe() -> None:
     xr.Variable(("draw",), np.zeros(1))
 
 
+def _import_own() -> None:
+    importlib.import_module("vvuq_twin.inference._fast_predictive")
+    importlib.import_module("vvuq_twin.domain")
+
+
 def _import_if_present(name: str) -> None:
     if importlib.util.find_spec(name.split(".")[0]) is not None:
         importlib.import_module(name)
 
 
 def _steps() -> list[tuple[str, Callable[[], None]]]:
-    steps: list[tuple[str, Callable[[], None]]] = [("xarray duck-array probe", _xarray_duck_probe)]
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("xarray duck-array probe", _xarray_duck_probe),
+        # ours, imported lazily by the posterior predictive and by predict (domain check)
+        ("import vvuq_twin post-sampling modules", _import_own),
+    ]
     if _WRITE_EXPECTED:
         steps += [
             ("import h5netcdf", lambda: _import_if_present("h5netcdf")),
