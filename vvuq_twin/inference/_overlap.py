@@ -2,8 +2,9 @@
 
 nutpie samples in its own (Rust) threads and releases the GIL; with ``blocking=True`` the main
 thread only waits. On the 2-core machine of the README job the sampling of 4 chains on 2
-threads does not keep both cores busy all the time (measured idle: about 1.3 cores on average),
-and every step after it starts with third-party imports that do not depend on the draws:
+threads does not keep both cores busy all the time (about 1.3 cores on average, estimated from
+the idle warm run's CPU and wall times in ``benchmarks/RESULTS.md``), and the steps after it
+start with third-party imports that do not depend on the draws:
 nutpie's Arrow -> ArviZ conversion makes xarray probe for dask on its first ``Variable``
 (importing ``dask.array``), and xarray's NetCDF writer imports ``h5netcdf`` and asks dask for
 its scheduler (importing ``dask.distributed``).
@@ -12,8 +13,8 @@ its scheduler (importing ``dask.distributed``).
 and :meth:`wait`: the same imports the later steps would make, earlier, in an otherwise idle
 window. It never changes what is computed (imports only; no random state is touched); each
 step is done once per process, and is work that would otherwise follow the sampling, so a
-sampler that finishes first loses nothing but the overlap. A step that fails (a package not installed) is skipped: the
-later step that needs it raises its own error as before.
+sampler that finishes first loses nothing but the overlap. A step that fails (a package not
+installed) is skipped: the later step that needs it raises its own error as before.
 
 The NetCDF writer's imports are only prefetched when the caller said it will write
 (:func:`expect_netcdf_write`, called by the ``vvuq-twin run`` command): a library user who never
@@ -45,8 +46,12 @@ def overlap_enabled() -> bool:
 def expect_netcdf_write(expected: bool = True) -> None:
     """Say that this process will write NetCDF (h5netcdf engine) after calibrating.
 
-    Then :func:`while_sampling` also imports what xarray's NetCDF writer imports at its first
-    call (``h5netcdf``; ``dask.distributed`` through xarray's scheduler probe).
+    Parameters
+    ----------
+    expected : bool
+        True: :func:`while_sampling` also imports what xarray's NetCDF writer imports at its
+        first call (``h5netcdf``; ``dask.distributed`` through xarray's scheduler probe).
+        False: it no longer does (the default of a new process).
     """
     global _WRITE_EXPECTED
     _WRITE_EXPECTED = bool(expected)
@@ -93,11 +98,16 @@ def _import_dask_distributed() -> None:
 
 
 def while_sampling() -> list[str]:
-    """Do the steps not yet done in this process; return the names of those done now.
+    """Do the steps not yet done in this process.
 
     A step that raises is skipped (and tried again in a later call). There is no check whether
     the sampler has finished in between: nutpie 0.16's ``is_finished`` raises ``TimeoutError``
     while it runs, and every step is work that would otherwise follow the sampling anyway.
+
+    Returns
+    -------
+    list of str
+        The names of the steps done by this call (also appended to :data:`DONE`).
     """
     done = []
     for name, step in _steps():
@@ -117,8 +127,22 @@ def sample_overlapped(nutpie_module: Any, compiled: Any, **kwargs: Any) -> tuple
 
     The same as ``nutpie.sample(..., blocking=True)`` (which is ``sample(blocking=False)``
     followed by ``wait()``, aborting on KeyboardInterrupt and cancelling on any other error),
-    with the overlap between the start of sampling and ``wait()``. Returns the trace and a
-    record: the steps done and the seconds they took.
+    with the overlap between the start of sampling and ``wait()``.
+
+    Parameters
+    ----------
+    nutpie_module : module
+        ``nutpie`` (passed in so that the caller's import is the one used).
+    compiled : nutpie compiled model
+    **kwargs
+        ``nutpie.sample`` keywords other than ``blocking``.
+
+    Returns
+    -------
+    trace : arviz.InferenceData
+        What ``nutpie.sample`` returns (the aborted trace after KeyboardInterrupt).
+    record : dict
+        ``steps``: the steps done while sampling; ``seconds``: the time they took.
     """
     sampler = nutpie_module.sample(compiled, blocking=False, **kwargs)
     t0 = time.perf_counter()
