@@ -34,8 +34,11 @@ def _run_default(args) -> int:
 
     from .testing.problems_core import bo2014_reality
 
+    from .inference._overlap import expect_netcdf_write
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    expect_netcdf_write()  # the writer's imports are made while the sampler runs
     steps = tqdm(total=4, desc="default twin", disable=args.no_progress, file=sys.stderr)
     twin, data = default_twin()
     steps.set_postfix_str("calibrate (NUTS via nutpie)")

@@ -351,10 +351,18 @@ def calibrate(
                 extra["low_rank_modified_mass_matrix"] = True
             elif mass_matrix == "flow":
                 extra["transform_adapt"] = True
-            idata = nutpie.sample(
-                compiled, draws=draws, tune=tune, chains=chains, cores=ncores,
-                seed=seed_sample, progress_bar=progressbar, save_warmup=False, **extra,
-            )
+            kw = dict(draws=draws, tune=tune, chains=chains, cores=ncores, seed=seed_sample,
+                      progress_bar=progressbar, save_warmup=False, **extra)
+            from ._overlap import overlap_enabled, sample_overlapped
+
+            if overlap_enabled():
+                # the main thread imports what the next steps need while nutpie samples in its
+                # own threads (same draws as blocking=True; see _overlap)
+                idata, overlap = sample_overlapped(nutpie, compiled, **kw)
+                _log.debug("calibrate(%s): while sampling: %s (%.3f s)", twin.name,
+                           ", ".join(overlap["steps"]) or "nothing left to do", overlap["seconds"])
+            else:
+                idata = nutpie.sample(compiled, **kw)
             sample_time = time.perf_counter() - ts
         elif resolved == "pymc":
             ts = time.perf_counter()
