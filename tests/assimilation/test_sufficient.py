@@ -170,8 +170,8 @@ def test_conjugate_posterior_with_reduced_past(conj):
     post = ParticlePosterior(vals, None, ll0)
     post1, rep1 = smc_update(post, b1, dens, past_data=[c0], sufficient_statistics=True,
                              resample_threshold=1.0, rng=7)
-    post2, rep2 = smc_update(post1, b2, dens, past_data=[c0, b1], sufficient_statistics=True,
-                             resample_threshold=1.0, rng=8)
+    # the default ("auto") reduces these chunks too: 36 rows -> 12 groups each
+    post2, rep2 = smc_update(post1, b2, dens, past_data=[c0, b1], resample_threshold=1.0, rng=8)
     for rep, k in ((rep1, 1), (rep2, 2)):
         assert rep.sufficient_statistics, rep.sufficient_reason
         # both chunks measure the same 12 (unit, x) set-points: pooled, the past is 12 rows

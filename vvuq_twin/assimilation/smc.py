@@ -364,7 +364,7 @@ def smc_update(
     surrogate_min_rows: int = 32,
     population_moves: int = 4,
     trajectory_length: float = 3.0,
-    sufficient_statistics: bool | str = False,
+    sufficient_statistics: bool | str = "auto",
     rng: RNGLike = None,
 ) -> tuple[ParticlePosterior, UpdateReport]:
     """Assimilate one batch into a particle posterior (reweight, temper, resample, move).
@@ -452,7 +452,8 @@ def smc_update(
         chunk (value and gradient, relative 1e-8) at a few particles before use; a chunk that is
         not reducible or fails the check is evaluated in full. ``"auto"`` reduces only chunks
         whose rows at least halve. The report records whether it was used, the past rows
-        before and after, and per chunk the reason. Default False.
+        before and after, and per chunk the reason. Default "auto" (a twin without replicate
+        rows keeps every chunk in full, at the cost of grouping its rows once).
     rng : Generator, int or None
 
     Returns
