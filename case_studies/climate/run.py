@@ -151,7 +151,10 @@ def _case_summary(res: Any) -> dict[str, Any]:
     return {
         "case": "climate",
         "verification_status": res["verify"].status.value,
-        "sbc_passed": bool(v["sbc"]["passed"]),
+        # the step's verdict: uniform ranks *and* (full mode) converged replications
+        "sbc_passed": res["sbc"].status.value == "PASS",
+        "sbc_ranks_passed": bool(v["sbc"]["passed"]),
+        "sbc_unconverged": f"{v['sbc'].get('n_unconverged', 0)} of {v['sbc'].get('n_diagnosed', 0)}",
         "diagnostics_passed": cal.status.value == "PASS",
         "diagnostics": {k: c["value"] for k, c in v["calibrate"]["checks"].items()},
         "coverage": cov["value"], "coverage_band": cov["band"], "validation_status": res["validate"].status.value,
