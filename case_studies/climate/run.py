@@ -105,8 +105,12 @@ def build_loop(data_dir: Any = None, out: Any = None, seed: int = 1, quick: bool
     smc = {"n_particles": 2000}  # a subsample of the posterior draws (SMC cost grows with it)
     steps = [
         Verify(),
+        # full mode gates on the replications' own sampler diagnostics: ranks of unconverged fits
+        # test the SBC's budget, not the inference (issue #14: at seed 7, 0 of 50 replications of
+        # 2 x (400 + 400) passed R-hat/ESS/divergences and the rank verdict flipped between compiles);
+        # quick mode's 2 x (150 + 100) cannot converge, so it reports the count without gating
         SBC(var_names=quantities, prob=1.0 - 0.05 / (len(quantities) + 1), chains=2, **sbc_cfg,
-            calibrate_kwargs={"target_accept": 0.9}),
+            calibrate_kwargs={"target_accept": 0.9}, max_unconverged=None if quick else 0.1),
         Calibrate(draws=draws, tune=tune, chains=2, target_accept=0.98, mass_matrix="low_rank",
                   thresholds=Thresholds(ess_per_chain_min=200.0), posterior_predictive=False),
         L.ForecastValidate("validate"),
@@ -147,7 +151,10 @@ def _case_summary(res: Any) -> dict[str, Any]:
     return {
         "case": "climate",
         "verification_status": res["verify"].status.value,
-        "sbc_passed": bool(v["sbc"]["passed"]),
+        # the step's verdict: uniform ranks *and* (full mode) converged replications
+        "sbc_passed": res["sbc"].status.value == "PASS",
+        "sbc_ranks_passed": bool(v["sbc"]["passed"]),
+        "sbc_unconverged": f"{v['sbc'].get('n_unconverged', 0)} of {v['sbc'].get('n_diagnosed', 0)}",
         "diagnostics_passed": cal.status.value == "PASS",
         "diagnostics": {k: c["value"] for k, c in v["calibrate"]["checks"].items()},
         "coverage": cov["value"], "coverage_band": cov["band"], "validation_status": res["validate"].status.value,

@@ -169,6 +169,19 @@ def test_climate_bad_input_is_refused(tmp_path):
         build_twin(np.array([1850, 1851]), np.zeros(2), noise="ar2")
 
 
+def test_climate_full_mode_sbc_gates_on_the_replications_convergence(data_dir):
+    """Issue #14: full mode refuses SBC ranks from replications whose sampler did not converge
+    (more than 10 % of them); quick mode, whose budget cannot converge, reports the count only."""
+    pytest.importorskip("fair")
+    from case_studies.climate.run import build_loop
+
+    for quick, want in ((False, 0.1), (True, None)):
+        lp, _ = build_loop(data_dir, None, seed=7, quick=quick, progress=False)
+        step = next(s for s in lp.steps if s.name == "sbc")
+        assert step.max_unconverged == want
+        assert step.config()["max_unconverged"] == want
+
+
 def test_assimilate_batches_refuses_a_missing_batch():
     from vvuq_twin.loop import DataSplit, LoopContext
 

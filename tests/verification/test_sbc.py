@@ -390,3 +390,9 @@ def test_sbc_twin_hierarchical_defaults_and_one_compilation():
     assert len(calmod._CACHE) == 1  # eight calibrations, one compilation
     assert res.ranks["rank"].shape == (8, 4)
     assert int(res.ranks["rank"].max()) <= 19
+    # every calibration reported its own diagnostics (2 x 100 draws: bulk ESS < 200 is a failure)
+    assert res.n_diagnosed == 8
+    ess = res.ranks["diag_ess_bulk"].values
+    assert np.all(np.isfinite(ess)) and np.all(np.isfinite(res.ranks["diag_rhat"].values))
+    assert res.unconverged == [i for i in range(8) if res.ranks["diag_passed"].values[i] == 0]
+    assert set(np.flatnonzero(ess < 200).tolist()) <= set(res.unconverged)

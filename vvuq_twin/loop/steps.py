@@ -253,21 +253,33 @@ class SBC(Step):
 
     Runs :func:`vvuq_twin.verification.sbc_twin` with the calibration data as the template (the
     real inputs, units and missing pattern), so the check is of the inference the loop runs.
+
+    Every replication's own sampler diagnostics (R-hat, ESS, divergences, E-BFMI against the
+    thresholds in ``calibrate_kwargs`` or the defaults) are counted and reported
+    (``n_unconverged``, ``unconverged``). Ranks from unconverged replications test the SBC's
+    sampler budget rather than the inference: with ``max_unconverged`` set (a fraction of
+    ``n_sims``), the step FAILs when more replications than that failed their diagnostics,
+    whatever the ranks say. ``None`` (default) reports the count without gating on it.
     """
 
     kind = "verification"
 
     def __init__(self, name: str = "sbc", *, n_sims: int = 20, draws: int = 300, tune: int = 300,
                  chains: int = 2, prob: float | None = None, var_names: Sequence[str] | None = None,
-                 calibrate_kwargs: Mapping[str, Any] | None = None, **kw: Any) -> None:
+                 calibrate_kwargs: Mapping[str, Any] | None = None, max_unconverged: float | None = None,
+                 **kw: Any) -> None:
         super().__init__(name, **kw)
+        if max_unconverged is not None and not 0.0 <= float(max_unconverged) <= 1.0:
+            raise LoopSpecError(f"max_unconverged must be a fraction in [0, 1] or None, got {max_unconverged!r}.")
         self.n_sims, self.draws, self.tune, self.chains = int(n_sims), int(draws), int(tune), int(chains)
         self.prob, self.var_names = prob, None if var_names is None else list(var_names)
         self.calibrate_kwargs = dict(calibrate_kwargs or {})
+        self.max_unconverged = None if max_unconverged is None else float(max_unconverged)
 
     def config(self) -> dict[str, Any]:
         return {"n_sims": self.n_sims, "draws": self.draws, "tune": self.tune, "chains": self.chains,
-                "prob": self.prob, "var_names": self.var_names, "calibrate_kwargs": repr(self.calibrate_kwargs)}
+                "prob": self.prob, "var_names": self.var_names, "calibrate_kwargs": repr(self.calibrate_kwargs),
+                "max_unconverged": self.max_unconverged}
 
     def run(self, ctx: LoopContext) -> tuple[StepResult, Any]:
         from ..verification import sbc_twin
@@ -282,12 +294,53 @@ class SBC(Step):
                        **({"prob": prob} if prob is not None else {}), **kw)
         fq = getattr(res, "failed_quantities", [])
         failed = list(fq() if callable(fq) else fq)  # a property of SBCResult
+        bad = list(getattr(res, "unconverged", []))
+        n_diag = int(getattr(res, "n_diagnosed", 0))
+        rk = getattr(res, "ranks", None)
+        worst: dict[str, Any] = {}
+        if rk is not None and n_diag:
+            for key, fn in (("rhat", np.nanmax), ("ess_bulk", np.nanmin), ("divergences", np.nansum)):
+                col = f"diag_{key}"
+                if col in rk and np.any(np.isfinite(rk[col].values)):
+                    worst[key] = float(fn(rk[col].values))
         vals = {"n_sims": self.n_sims, "passed": bool(res.passed), "failed_quantities": list(failed),
-                "quantities": [str(q) for q in res.report["quantity"].values] if "quantity" in res.report.coords else []}
-        st = Status.PASS if res.passed else Status.FAIL
+                "quantities": [str(q) for q in res.report["quantity"].values] if "quantity" in res.report.coords else [],
+                "n_diagnosed": n_diag, "n_unconverged": len(bad), "unconverged": bad,
+                "max_unconverged": self.max_unconverged, "diagnostics_worst": worst}
+        too_many = (self.max_unconverged is not None and n_diag > 0
+                    and len(bad) > self.max_unconverged * self.n_sims)
+        if self.max_unconverged is not None and n_diag == 0:
+            too_many = True  # a gate on convergence that saw no diagnostics cannot pass
+        st = Status.PASS if res.passed and not too_many else Status.FAIL
         why = ("Ranks of every quantity are uniform within their bands on the calibration design."
                if res.passed else f"Ranks non-uniform for {failed}: the inference is biased on this design.")
+        if n_diag:
+            conv = (f" Sampler diagnostics failed in {len(bad)} of {n_diag} replications"
+                    + (f" (worst R-hat {worst.get('rhat', float('nan')):.3g}, smallest bulk ESS "
+                       f"{worst.get('ess_bulk', float('nan')):.0f}, {worst.get('divergences', 0):.0f} divergences)"
+                       if bad else "") + ".")
+            why += conv
+        if too_many:
+            why += (" More replications than allowed (max_unconverged="
+                    f"{self.max_unconverged:g} of {self.n_sims}) did not converge: their ranks test the SBC's "
+                    "sampler budget, not the inference. Give each replication the draws, tuning and sampler "
+                    "settings of the calibration.")
         return self._result(st, why, vals), res
+
+    def save(self, obj: Any, directory: Path, ctx: LoopContext) -> None:
+        """Ranks, prior values, per-replication diagnostics and the band report (``sbc.nc``)."""
+        if obj is not None and hasattr(obj, "to_dataset"):
+            obj.to_dataset().to_netcdf(directory / "sbc.nc")
+
+    def load(self, directory: Path, ctx: LoopContext, result: StepResult) -> Any:
+        """The saved ``sbc.nc`` as an ``xarray.Dataset`` (None when absent)."""
+        import xarray as xr
+
+        path = directory / "sbc.nc"
+        if not path.exists():
+            return None
+        with xr.open_dataset(path) as ds:
+            return ds.load()
 
 
 # --------------------------------------------------------------------------- calibration

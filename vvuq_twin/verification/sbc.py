@@ -293,6 +293,24 @@ def _rank(draws: np.ndarray, true: float, rng: np.random.Generator) -> int:
     return less + (int(rng.integers(0, ties + 1)) if ties else 0)
 
 
+#: Sampler diagnostics a fit may return with its draws (``(draws, {"passed": bool, ...})``),
+#: stored per replication as ``diag_<key>`` (``diag_passed``: 1, 0, or NaN when not reported).
+_DIAG_KEYS = ("passed", "rhat", "ess_bulk", "ess_tail", "divergences")
+
+
+def _fit_diagnostics(out: Any) -> Mapping[str, Any] | None:
+    """The diagnostics of a fit that returned ``(draws, diagnostics)``; None when it returned draws only."""
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], Mapping)):
+        return None
+    diag = out[1]
+    if "passed" not in diag:
+        raise SBCError(
+            "A fit that returns (draws, diagnostics) must give diagnostics['passed'] (bool): whether "
+            f"its sampler diagnostics met their thresholds; got keys {sorted(map(str, diag))}."
+        )
+    return diag
+
+
 @dataclass
 class _Replication:
     """One SBC replication; picklable when its callables are (module-level functions)."""
@@ -324,7 +342,11 @@ class _Replication:
                     f"{params[nm].shape if nm in params else 'missing'}; expected {self.shapes[nm]} "
                     "as in the first simulation. Every simulation must return the same parameters."
                 )
-        draws = _as_draws(self.fit(data, np.random.default_rng(fit_ss)), self.param_names, self.shapes)
+        out = self.fit(data, np.random.default_rng(fit_ss))
+        diag = _fit_diagnostics(out)
+        if diag is not None:
+            out = out[0]
+        draws = _as_draws(out, self.param_names, self.shapes)
         n_chain, n_draw = next(iter(draws.values())).shape[:2]
         total = n_chain * n_draw
         # thinning to near-independent draws
@@ -374,9 +396,13 @@ class _Replication:
                 raise SBCError("A derived quantity (e.g. the log-likelihood) returned NaN or inf.")
             ranks.append(_rank(vals, true_val, tie_rng))
             truths.append(true_val)
+        if diag is None:
+            dvals = [np.nan] * len(_DIAG_KEYS)
+        else:
+            dvals = [float(diag["passed"])] + [float(diag.get(key, np.nan)) for key in _DIAG_KEYS[1:]]
         return np.concatenate(
             [np.asarray(ranks, dtype=float), np.asarray(truths, dtype=float),
-             [float(k), ess_min, float(total), float(n_kept >= self.max_rank)]]
+             [float(k), ess_min, float(total), float(n_kept >= self.max_rank)], dvals]
         )
 
 
@@ -388,17 +414,37 @@ class SBCResult:
     ----------
     ranks : xarray.Dataset
         ``rank`` and ``prior_value`` (sim, quantity); ``thin``, ``ess_min``, ``n_draws``,
-        ``independent`` (whether ``max_rank`` near-independent draws were available) and
-        ``seed`` (sim); attr ``max_rank``.
+        ``independent`` (whether ``max_rank`` near-independent draws were available),
+        ``seed`` and the fit's own sampler diagnostics ``diag_passed`` (1/0), ``diag_rhat``,
+        ``diag_ess_bulk``, ``diag_ess_tail``, ``diag_divergences`` (sim; NaN when the fit
+        returned draws only); attr ``max_rank``.
     report : xarray.Dataset
         Output of :func:`rank_uniformity` for these ranks.
     passed : bool
-        True when no quantity's ECDF leaves its simultaneous band.
+        True when no quantity's ECDF leaves its simultaneous band. This is the rank verdict
+        only: ranks of replications listed in :attr:`unconverged` come from posteriors whose
+        sampler did not converge, and a gate should not accept them (the loop's ``SBC`` step
+        refuses them, see its ``max_unconverged``).
     """
 
     ranks: xr.Dataset
     report: xr.Dataset
     passed: bool
+
+    @property
+    def unconverged(self) -> list[int]:
+        """Replications whose fit reported failed sampler diagnostics (empty when none reported)."""
+        if "diag_passed" not in self.ranks:
+            return []
+        ok = self.ranks["diag_passed"].values
+        return [int(i) for i in np.flatnonzero(ok == 0)]
+
+    @property
+    def n_diagnosed(self) -> int:
+        """Replications whose fit reported its sampler diagnostics."""
+        if "diag_passed" not in self.ranks:
+            return 0
+        return int(np.sum(np.isfinite(self.ranks["diag_passed"].values)))
 
     @property
     def failed_quantities(self) -> list[str]:
@@ -422,8 +468,14 @@ class SBCResult:
             f"SBC: {rep.attrs['n_sims']} simulations, ranks 0..{rep.attrs['max_rank']}, "
             f"{100 * rep.attrs['prob']:.0f}% simultaneous ECDF band ({rep.attrs['band_method']}) -> "
             f"{'PASS' if self.passed else 'FAIL'}",
-            f"{'quantity':<20} {'band':>5} {'outside':>8} {'max|dECDF|':>11} {'chi2 p':>8}",
         ]
+        if self.n_diagnosed:
+            bad = self.unconverged
+            lines.append(
+                f"sampler diagnostics failed in {len(bad)} of {self.n_diagnosed} replications"
+                + (f" ({bad[:10]}{'...' if len(bad) > 10 else ''})" if bad else "")
+            )
+        lines.append(f"{'quantity':<20} {'band':>5} {'outside':>8} {'max|dECDF|':>11} {'chi2 p':>8}")
         for j, q in enumerate(rep["quantity"].values):
             lines.append(
                 f"{str(q):<20} {'ok' if rep['band_passed'].values[j] else 'FAIL':>5} "
@@ -463,6 +515,7 @@ def _run_sbc(
     ranks = out[:, :Q].astype(int)
     truths = out[:, Q : 2 * Q]
     thin, ess_min, n_draws, indep = out[:, 2 * Q], out[:, 2 * Q + 1], out[:, 2 * Q + 2], out[:, 2 * Q + 3]
+    diag = out[:, 2 * Q + 4 : 2 * Q + 4 + len(_DIAG_KEYS)]
     n_dep = int(np.sum(indep == 0))
     if n_dep:
         warnings.warn(
@@ -470,6 +523,16 @@ def _run_sbc(
             f"{replication.max_rank} near-independent draws (after thinning by ESS), so correlated "
             "draws were ranked; autocorrelation makes ranks look non-uniform. Ask the fit for more "
             "draws or lower `max_rank`.",
+            SBCWarning,
+            stacklevel=4,
+        )
+    n_bad = int(np.sum(diag[:, 0] == 0))
+    if n_bad:
+        warnings.warn(
+            f"In {n_bad} of {n_sims} replications the fit's own sampler diagnostics failed (R-hat, "
+            "ESS, divergences or E-BFMI beyond their thresholds): those ranks come from unconverged "
+            "posteriors, so the rank test then checks the sampler's budget, not the inference. "
+            "Give each replication the draws, tuning and sampler settings the real fit needs.",
             SBCWarning,
             stacklevel=4,
         )
@@ -482,6 +545,7 @@ def _run_sbc(
             "n_draws": ("sim", n_draws.astype(int)),
             "independent": ("sim", indep.astype("int8")),
             "seed": ("sim", np.asarray(seeds, dtype=np.int64)),
+            **{f"diag_{key}": ("sim", diag[:, j]) for j, key in enumerate(_DIAG_KEYS)},
         },
         coords={"sim": np.arange(n_sims), "quantity": quantities},
         attrs={"max_rank": replication.max_rank},
@@ -529,7 +593,11 @@ def sbc(
         from the prior and ``data`` (any object) from the model given them.
     fit : callable
         ``fit(data, rng) -> draws``: posterior draws as a dict ``{name: array (n_draws, *shape)}``,
-        an ``xarray.Dataset`` with dims ``(chain, draw, ...)`` or an ``InferenceData``.
+        an ``xarray.Dataset`` with dims ``(chain, draw, ...)`` or an ``InferenceData``; or
+        ``(draws, diagnostics)`` with ``diagnostics`` a dict holding ``"passed"`` (whether the
+        sampler's diagnostics met their thresholds) and optionally ``"rhat"``, ``"ess_bulk"``,
+        ``"ess_tail"``, ``"divergences"``: stored per replication and counted in
+        :attr:`SBCResult.unconverged`.
     n_sims : int
         Number of replications (100-1000 is typical).
     log_likelihood : callable, optional

@@ -83,7 +83,13 @@ class _TwinLogLik:
 
 
 class _TwinFit:
-    """Calibrate the twin on one simulated data set; returns the posterior Dataset."""
+    """Calibrate the twin on one simulated data set.
+
+    Returns ``(posterior, diagnostics)``: the posterior Dataset and the calibration's own
+    sampler diagnostics (``passed`` against the thresholds given in ``calibrate_kwargs`` or the
+    defaults, worst R-hat, smallest bulk/tail ESS, divergences), so that SBC can count the
+    replications whose sampler did not converge.
+    """
 
     def __init__(self, twin: Any, draws: int, tune: int, chains: int, method: str,
                  kwargs: Mapping[str, Any]) -> None:
@@ -98,7 +104,12 @@ class _TwinFit:
             chains=self.chains, rng=rng, progressbar=False, posterior_predictive=False,
             warn=False, **self.kwargs,
         )
-        return res.idata.posterior
+        checks = res.diagnostics.checks
+        diag: dict[str, Any] = {"passed": bool(res.diagnostics.passed)}
+        for key in ("rhat", "ess_bulk", "ess_tail", "divergences"):
+            if key in checks:
+                diag[key] = float(checks[key]["value"])
+        return res.idata.posterior, diag
 
 
 def sbc_twin(
