@@ -64,8 +64,12 @@ def budget(quick: bool) -> dict[str, Any]:
             "method": "nutpie", "thresholds": Thresholds(ess_per_chain_min=200.0), "posterior_predictive": False}
 
 
-#: SMC particles of the assimilation: quick, full (the move cost is linear in the particles).
-N_PARTICLES = {True: 300, False: 1000}
+#: SMC particles of the assimilation: quick, full. The move cost is linear in particles x rows x
+#: moves; the mixing criterion (start/end rank correlation <= max(0.1, 3.5/sqrt(N))) adapts to N.
+#: Were 500 and 1000 until 2026-12-02: quick's assimilate took 155 s of a 202-210 s run on 2 idle
+#: cores (budget 180 s), full's did not finish its first specimen in 8 minutes (budget 15 minutes
+#: for the whole run; full mode has 3x the calibration rows of quick mode).
+N_PARTICLES = {True: 300, False: 400}
 
 
 #: SBC (opt-in, ``run(..., sbc=True)`` / ``vvuq-twin run airframe --sbc``): replications and per-fit
