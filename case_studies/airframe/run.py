@@ -94,7 +94,7 @@ SBC_FULL_REASON = (
     "at about 1350 CPU-s (PASS, seed 7, 2026-12-02), alone over the 15-minute budget of the whole full run "
     "on 2 cores; a cheaper design (fewer specimens or replications) would no longer test this calibration's "
     "inference or would detect only gross failures. Run it with `vvuq-twin run airframe --sbc` "
-    "(run(..., quick=False, sbc=True)): about 12-25 minutes more on 2 idle cores")
+    "(run(..., quick=False, sbc=True)): about 11-23 minutes more on 2 idle cores")
 
 
 def _sbc(twin: Any, quick: bool, ds: Any, design: Any, sbc: bool = False) -> Any:
