@@ -8,7 +8,9 @@ The loop (:class:`vvuq_twin.loop.VVUQLoop`), from the pieces in this package:
 2. declaration (:func:`build_twin`): hierarchical Paris law with an embedded discrepancy on the
    log growth rate, so ``N(a)`` increases with ``a`` in every draw;
 3. verify the Simpson (= RK4) quadrature of ``N(a)`` against the infinite-plate closed form;
-   simulation-based calibration (SBC) of the inference on the calibration design itself;
+   simulation-based calibration (SBC) of the inference on a half-row sub-design of the calibration
+   design, in full mode on request only (``sbc=True``, ``--sbc``: it alone exceeds the full run's
+   15-minute budget; otherwise NOT APPLICABLE with its measured cost);
 4. calibrate (nutpie, low-rank mass matrix; the gate is R-hat <= 1.01, bulk and tail ESS >= 400,
    0 divergences);
 5. monotonicity of ``N(a)`` over all draws; validate the *population* predictive on the
@@ -46,7 +48,8 @@ from .twin import (A0, A_MAX, N_CAL, SHAPE_NAMES, THIN, VALIDATION_LENGTHS, buil
                    log10_dk_range, specimen_design, twin_data)
 
 __all__ = ["build_twin", "run", "main", "COVERAGE_LEVEL", "DELTA_K_REF", "TARGET_PF", "PF_CONFIDENCE",
-           "CYCLES_SCALE", "LOAD_WORLDS", "budget", "SBC_BUDGET", "SBC_THIN", "N_PARTICLES"]
+           "CYCLES_SCALE", "LOAD_WORLDS", "budget", "SBC_BUDGET", "SBC_THIN", "SBC_QUICK_REASON", "SBC_FULL_REASON",
+           "N_PARTICLES"]
 
 #: Nominal coverage of the population predictive interval checked on the held-out specimens.
 COVERAGE_LEVEL = 0.9
@@ -61,37 +64,59 @@ def budget(quick: bool) -> dict[str, Any]:
             "method": "nutpie", "thresholds": Thresholds(ess_per_chain_min=200.0), "posterior_predictive": False}
 
 
-#: SMC particles of the assimilation: quick, full (the move cost is linear in the particles).
-N_PARTICLES = {True: 500, False: 1000}
+#: SMC particles of the assimilation: quick, full. The move cost is linear in particles x rows x
+#: moves; the mixing criterion (start/end rank correlation <= max(0.1, 3.5/sqrt(N))) adapts to N.
+#: Were 500 and 1000 until 2026-12-02: quick's assimilate took 155 s of a 202-210 s run on 2 idle
+#: cores (budget 180 s), full's did not finish its first specimen in 8 minutes (budget 15 minutes
+#: for the whole run; full mode has 3x the calibration rows of quick mode). Full mode's 400 did not
+#: finish its first specimen either (12.5 min wall, about 490 CPU-s, under load 3-7, 2026-12-02):
+#: full mode does NOT fit 15 minutes yet (benchmarks/RESULTS.md, "Airframe: quick at 300 particles").
+N_PARTICLES = {True: 300, False: 400}
 
 
-#: SBC in full mode: replications and per-fit budget (2 chains; ranks against 99 draws). Measured at
-#: seed 7 under load: PASS, about 1350 CPU-s, over the 15-minute full-mode budget (benchmarks/RESULTS.md).
+#: SBC (opt-in, ``run(..., sbc=True)`` / ``vvuq-twin run airframe --sbc``): replications and per-fit
+#: budget (2 chains; ranks against 99 draws). Measured at seed 7 under load: PASS, about 1350 CPU-s,
+#: alone over the 15-minute full-mode budget (benchmarks/RESULTS.md), so a plain full run leaves it out.
 SBC_BUDGET = {"n_sims": 20, "draws": 200, "tune": 300}
-#: SBC's design in full mode: the 32 calibration specimens at every SBC_THIN-th crack length
-#: (every 8th in the calibration itself), so each replication fits half the calibration's rows.
+#: SBC's design: the 32 calibration specimens at every SBC_THIN-th crack length (every 8th in the
+#: calibration itself), so each replication fits half the calibration's rows.
 SBC_THIN = 16
 #: Why quick mode does not run SBC (measured 2026-12-02, seed 7, quick design, under load 5-8).
 SBC_QUICK_REASON = (
     "not run in quick mode: SBC on the quick calibration design (16 specimens x 14 lengths) costs about "
     "15 CPU-s per replication (10 replications of 2 x (300 tune + 200 draws): 154 CPU-s, and 7 of the 10 fits "
     "gave fewer than 99 near-independent draws), over the 3-minute budget of the whole quick run, and 10 "
-    "replications would detect only gross failures; full mode runs it (20 replications)")
+    "replications would detect only gross failures; full mode runs it on request (--sbc, 20 replications)")
+#: Why a plain full run does not run SBC (measured 2026-12-02 at seed 7, load 4-8).
+SBC_FULL_REASON = (
+    "not run by default in full mode: SBC of this inference (20 replications of 2 x (300 tune + 200 draws) "
+    "on the 32 calibration specimens at every 16th crack length, half the calibration's rows) was measured "
+    "at about 1350 CPU-s (PASS, seed 7, 2026-12-02), alone over the 15-minute budget of the whole full run "
+    "on 2 cores; a cheaper design (fewer specimens or replications) would no longer test this calibration's "
+    "inference or would detect only gross failures. Run it with `vvuq-twin run airframe --sbc` "
+    "(run(..., quick=False, sbc=True)): about 11-23 minutes more on 2 idle cores")
 
 
-def _sbc(twin: Any, quick: bool, ds: Any, design: Any) -> Any:
+def _sbc(twin: Any, quick: bool, ds: Any, design: Any, sbc: bool = False) -> Any:
     """SBC of the inference the loop runs (same twin, nutpie, low-rank mass matrix): the
     population, discrepancy and noise parameters and the joint log-likelihood, each with a band
     of level 1 - 0.05/9 (familywise 95 %), on the calibration specimens at every
-    :data:`SBC_THIN`-th length; in quick mode a NOT APPLICABLE step saying why."""
+    :data:`SBC_THIN`-th length, when ``sbc`` is true (full mode only); otherwise a NOT APPLICABLE
+    step saying why (:data:`SBC_QUICK_REASON`, :data:`SBC_FULL_REASON`) and how to run it."""
+    if quick and sbc:
+        raise ValueError("sbc=True needs full mode (quick=False): SBC runs on the full calibration design "
+                         "(about 1350 CPU-s), which the quick run's 3-minute budget cannot hold.")
     if quick:
         return NotRun("sbc", kind="verification", reason=SBC_QUICK_REASON)
+    if not sbc:
+        return NotRun("sbc", kind="verification", reason=SBC_FULL_REASON)
     names = [*POPULATION_NAMES[:4], *SHAPE_NAMES, *twin.observation.noise_names()]
     tmpl = twin_data(ds, design.calibration, SBC_THIN)
     how = (f"the {len(design.calibration)} calibration specimens at every {SBC_THIN}th measured crack length "
            f"({tmpl.y.size} rows; the calibration uses every {THIN[False]}th, "
            f"{twin_data(ds, design.calibration, THIN[False]).y.size} rows): same specimens, inputs, twin and "
-           "sampler, half the rows (to cut its cost: about 1350 CPU-s, measured 2026-12-02 at seed 7)")
+           "sampler, half the rows (to cut its cost: about 1350 CPU-s, measured 2026-12-02 at seed 7); "
+           "run on request (sbc=True), as it alone exceeds the full run's 15-minute budget")
     return DesignSBC(template=tmpl, design=how, var_names=names, prob=1.0 - 0.05 / (len(names) + 1), chains=2,
                      **SBC_BUDGET, calibrate_kwargs={"mass_matrix": "low_rank", "target_accept": 0.95})
 
@@ -117,7 +142,8 @@ def _beta_qoi(life: LifeModel, decide: InspectionDecide) -> QoI:
     return QoI("beta", beta, "reliability index of a new panel at the 1e-4 inspection interval")
 
 
-def _steps(quick: bool, life: LifeModel, design: Any, ds: Any, stream: list[Any], twin: Any) -> list[Any]:
+def _steps(quick: bool, life: LifeModel, design: Any, ds: Any, stream: list[Any], twin: Any,
+           sbc: bool = False) -> list[Any]:
     lengths = np.unique(ds["crack_half_length"].values)
     hold = holdout_matrix(ds, design.holdout)
     worlds = {k: f * _DS for k, f in LOAD_WORLDS.items()}
@@ -126,7 +152,7 @@ def _steps(quick: bool, life: LifeModel, design: Any, ds: Any, stream: list[Any]
     return [
         Verify(solver=_quadrature_solver, reference=_quadrature_exact, h=(1 / 4, 1 / 8, 1 / 16, 1 / 32),
                formal_order=4.0),
-        _sbc(twin, quick, ds, design),
+        _sbc(twin, quick, ds, design, sbc),
         Calibrate(**budget(quick)),
         Monotonicity(life=life, lengths=lengths),
         PopulationValidate(**val_kw),
@@ -141,7 +167,7 @@ def _steps(quick: bool, life: LifeModel, design: Any, ds: Any, stream: list[Any]
 
 
 def run(data_dir: str | os.PathLike[str] | None = None, out: str | os.PathLike[str] = "out/airframe",
-        seed: int = 1, quick: bool = True, *, on_fail: str = "flag") -> dict[str, Any]:
+        seed: int = 1, quick: bool = True, *, on_fail: str = "flag", sbc: bool = False) -> dict[str, Any]:
     """Run the airframe case study on the loop and write its report.
 
     Parameters
@@ -156,6 +182,15 @@ def run(data_dir: str | os.PathLike[str] | None = None, out: str | os.PathLike[s
         Fewer calibration specimens (:data:`~case_studies.airframe.twin.N_CAL`), same design.
     on_fail : {"flag", "stop"}
         A failed gate marks what follows PROVISIONAL (default) or stops the loop.
+    sbc : bool
+        Full mode only: run the simulation-based calibration step (about 1350 CPU-s, over the
+        full run's 15-minute budget by itself). Off (default), the step is reported NOT
+        APPLICABLE with its measured cost and how to run it (:data:`SBC_FULL_REASON`).
+
+    Raises
+    ------
+    ValueError
+        ``sbc=True`` with ``quick=True``.
 
     Returns
     -------
@@ -164,6 +199,11 @@ def run(data_dir: str | os.PathLike[str] | None = None, out: str | os.PathLike[s
     """
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {seed!r}.")
+    if not isinstance(sbc, bool):
+        raise TypeError(f"sbc must be a bool, got {sbc!r}.")
+    if quick and sbc:
+        raise ValueError("sbc=True needs full mode (quick=False): SBC runs on the full calibration design "
+                         "(about 1350 CPU-s), which the quick run's 3-minute budget cannot hold.")
     ds, prov = load_virkler(data_dir)
     design = specimen_design(ds["specimen"].values, quick)
     cal = twin_data(ds, design.calibration, THIN[quick])
@@ -171,7 +211,7 @@ def run(data_dir: str | os.PathLike[str] | None = None, out: str | os.PathLike[s
     twin = build_twin(quick=quick)
     life = LifeModel(8 if quick else 16, log10_dk_range(A_MAX))
     out = Path(out)
-    loop = VVUQLoop(twin, DataSplit(cal, None, stream), _steps(quick, life, design, ds, stream, twin), seed=seed,
+    loop = VVUQLoop(twin, DataSplit(cal, None, stream), _steps(quick, life, design, ds, stream, twin, sbc), seed=seed,
                     on_fail=on_fail, out=out / "loop", name="airframe")
     # one BLAS thread: the sampler runs its two chains on the two cores, and the small dense
     # operations elsewhere (SALib's 1-D KDEs, the SMC moves) only spin extra BLAS threads: under
@@ -227,14 +267,17 @@ def flat_figures(res: Any, design: Any, quick: bool, ds: Any) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m case_studies.airframe.run [--quick] [--seed S] [--out DIR] [--data DIR]``."""
+    """``python -m case_studies.airframe.run [--quick | --sbc] [--seed S] [--out DIR] [--data DIR]``."""
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--data", default=None, help="data directory (default $VVUQ_TWIN_DATA)")
     ap.add_argument("--out", default="out/airframe")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--sbc", action="store_true", help="full mode: also run SBC (about 1350 CPU-s)")
     a = ap.parse_args(argv)
-    run(a.data, a.out, a.seed, a.quick)
+    if a.quick and a.sbc:
+        ap.error("--sbc needs full mode (drop --quick)")
+    run(a.data, a.out, a.seed, a.quick, sbc=a.sbc)
     return 0
 
 

@@ -262,6 +262,11 @@ def test_airframe_bad_input_is_refused(tmp_path):
 
     with pytest.raises(TypeError, match="seed must be an int"):
         run(tmp_path, tmp_path, seed=1.5)
+    # SBC is full mode's opt-in step: refused in quick mode before any data are read
+    with pytest.raises(ValueError, match=r"sbc=True needs full mode \(quick=False\)"):
+        run(tmp_path / "missing", tmp_path, quick=True, sbc=True)
+    with pytest.raises(TypeError, match="sbc must be a bool"):
+        run(tmp_path / "missing", tmp_path, quick=False, sbc="yes")
     with pytest.raises(DataDirectoryError, match="virkler_crack_growth.csv"):
         run(tmp_path, tmp_path / "out")
 
@@ -278,7 +283,7 @@ def test_full_mode_sbc_design_is_a_sub_design_of_the_calibration(data_dir):
 
     ds, _ = load_virkler(data_dir)
     design = specimen_design(ds["specimen"].values, False)
-    step = R._sbc(R.build_twin(quick=False), False, ds, design)
+    step = R._sbc(R.build_twin(quick=False), False, ds, design, sbc=True)
     assert isinstance(step, DesignSBC) and step.n_sims == R.SBC_BUDGET["n_sims"]
     t, cal = step.template, twin_data(ds, design.calibration, THIN[False])
     rows = set(zip(np.asarray(cal.unit).tolist(), np.round(np.asarray(cal.x, float).ravel(), 6).tolist()))
@@ -291,6 +296,78 @@ def test_full_mode_sbc_design_is_a_sub_design_of_the_calibration(data_dir):
     assert step.config()["template_unit"] == np.asarray(t.unit).tolist()
     # quick mode says why it does not run SBC
     assert R._sbc(R.build_twin(quick=True), True, ds, design).config()["reason"].startswith("not run in quick mode")
+
+
+def test_full_mode_runs_sbc_only_on_request(data_dir):
+    """A plain full run reports SBC NOT APPLICABLE with its measured cost and how to run it; with
+    sbc=True it is the DesignSBC step; quick mode with sbc=True is refused with a clear error."""
+    from case_studies.airframe import run as R
+    from case_studies.airframe.data import load_virkler
+    from case_studies.airframe.steps import DesignSBC, NotRun
+    from case_studies.airframe.twin import specimen_design
+    from vvuq_twin.loop import Status
+
+    ds, _ = load_virkler(data_dir)
+    design = specimen_design(ds["specimen"].values, False)
+    twin = R.build_twin(quick=False)
+    step = R._sbc(twin, False, ds, design)
+    assert isinstance(step, NotRun) and not isinstance(step, DesignSBC)
+    why = step.config()["reason"]
+    assert why == R.SBC_FULL_REASON and why.startswith("not run by default in full mode")
+    assert "1350 CPU-s" in why and "--sbc" in why and "sbc=True" in why
+    res, obj = step.run(None)
+    assert res.status is Status.NOT_APPLICABLE and res.values == {"run": False} and obj is None
+    assert isinstance(R._sbc(twin, False, ds, design, sbc=True), DesignSBC)
+    with pytest.raises(ValueError, match="needs full mode"):
+        R._sbc(R.build_twin(quick=True), True, ds, design, sbc=True)
+
+
+def test_cli_sbc_flag_reaches_the_airframe_run_and_is_refused_where_it_does_not_apply(monkeypatch, tmp_path,
+                                                                                      capsys):
+    import case_studies.airframe.run as R
+    from vvuq_twin.cli import _main
+
+    calls = []
+
+    def fake(data_dir=None, out="", seed=1, quick=True, *, on_fail="flag", sbc=False):
+        calls.append({"quick": quick, "sbc": sbc, "seed": seed})
+        return {}
+
+    monkeypatch.setattr(R, "run", fake)
+    assert _main(["run", "airframe", "--sbc", "--seed", "3", "--out", str(tmp_path)]) == 0
+    assert _main(["run", "airframe", "--out", str(tmp_path)]) == 0
+    assert calls == [{"quick": False, "sbc": True, "seed": 3}, {"quick": False, "sbc": False, "seed": 1}]
+    for argv, msg in ((["run", "airframe", "--quick", "--sbc"], "--sbc needs full mode"),
+                      (["run", "--sbc"], "not the default twin")):
+        with pytest.raises(SystemExit) as e:
+            _main(argv)
+        assert e.value.code == 2 and msg in capsys.readouterr().err
+    # a case whose run has no optional SBC step: a clear refusal, not a TypeError deep inside
+    assert _main(["run", "tumor", "--sbc", "--out", str(tmp_path)]) == 2
+    assert "has no optional SBC step" in capsys.readouterr().err
+    assert len(calls) == 2
+
+
+def test_assimilation_budget_of_each_mode(data_dir):
+    """The assimilate step runs N_PARTICLES[quick] particles on N_STREAM[quick] new specimens in
+    each mode, the stream specimens are disjoint from calibration and hold-out, and full mode
+    holds out at least as many specimens as quick mode's calibration has."""
+    from case_studies.airframe import run as R
+    from case_studies.airframe.data import load_virkler
+    from case_studies.airframe.decision import LifeModel
+    from case_studies.airframe.steps import AirframeAssimilate
+    from case_studies.airframe.twin import A_MAX, N_STREAM, log10_dk_range, specimen_design
+
+    ds, _ = load_virkler(data_dir)
+    for quick in (True, False):
+        design = specimen_design(ds["specimen"].values, quick)
+        assert len(design.stream) == N_STREAM[quick] == 2
+        steps = R._steps(quick, LifeModel(8, log10_dk_range(A_MAX)), design, ds, [], R.build_twin(quick=quick))
+        [a] = [s for s in steps if isinstance(s, AirframeAssimilate)]
+        assert a.kw == {"n_particles": R.N_PARTICLES[quick]}
+        assert [s.name for s in steps].count("sbc") == 1
+    assert 0 < R.N_PARTICLES[True] <= R.N_PARTICLES[False]
+    assert len(specimen_design(ds["specimen"].values, False).holdout) == 68 - 32 - 2
 
 
 @pytest.mark.slow
@@ -413,7 +490,9 @@ def test_airframe_assimilation_moves_and_is_coherent(airframe):
     a = _step(airframe, "assimilate")["values"]
     assert a["statuses"] == ["resample-move"] * 2, a["statuses"]
     n = a["n_particles"]
-    assert n == 500  # quick mode (full mode: 1000)
+    from case_studies.airframe.run import N_PARTICLES
+
+    assert n == N_PARTICLES[True]  # quick mode's particles (the step's configuration reached the engine)
     for b in a["batches"]:
         assert b["kernel"] and b["n_moves"] and b["mixing"]
         assert len(b["acceptance"]) == len(b["kernel"]) == len(b["n_moves"])  # kept per stage by the loop

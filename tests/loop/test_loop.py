@@ -92,6 +92,10 @@ def test_full_loop_passes_and_each_step_is_consumed(twin, split, tmp_path):
     assert names == [s.name for s in steps]
     summary = json.loads((tmp_path / "loop_summary.json").read_text())
     assert summary["status"] == "PASS" and "durations_s" in summary["volatile"]
+    # CPU seconds per run step (comparable on a loaded machine), their sum within the run's total
+    cpu = summary["volatile"]["cpu_s"]
+    assert set(cpu) == {s.name for s in steps} and all(v >= 0 for v in cpu.values())
+    assert cpu["calibrate"] > 0 and sum(cpu.values()) <= summary["volatile"]["total_cpu_s"] + 1e-6
 
 
 def test_too_small_budget_stops_the_decision(twin, split, tmp_path):

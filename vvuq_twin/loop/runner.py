@@ -80,8 +80,9 @@ class LoopResult:
     meta : dict
         Seed, declaration and data hashes, ``on_fail``.
     volatile : dict
-        Timestamps, durations, resumed steps: everything that differs between two runs with the
-        same seed.
+        Timestamps, durations (wall ``durations_s``, this process's CPU ``cpu_s`` of each step
+        run, not resumed), resumed steps: everything that differs between two runs with the same
+        seed.
     """
 
     name: str
@@ -259,8 +260,10 @@ class VVUQLoop:
         ledger = Ledger()
         fps = self._fingerprints()
         volatile: dict[str, Any] = {"started_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                    "durations_s": {}, "resumed_steps": []}
-        t_all = time.perf_counter()
+                                    "durations_s": {}, "cpu_s": {}, "resumed_steps": []}
+        # CPU seconds of this process (all its threads) per step: on a shared machine the wall
+        # time depends on the load, the CPU time much less (resumed steps: not re-measured)
+        t_all, c_all = time.perf_counter(), time.process_time()
         chain_ok = True
         for i, step in enumerate(self.steps):
             sdir = None if self.out is None else self.out / "steps" / f"{i:02d}_{step.name}"
@@ -288,9 +291,10 @@ class VVUQLoop:
             provisional = self._gate(step, ctx)
             if self._say:
                 self._say(f"{step.name}: running")
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             r, obj = step.run(ctx)
             r.duration_s = time.perf_counter() - t0
+            volatile["cpu_s"][step.name] = time.process_time() - c0
             r.inputs = tuple(dict.fromkeys((*step.needs, *[u for u in step.uses if u in ctx.results])))
             r.provisional = provisional
             ctx.results[step.name], ctx.objects[step.name] = r, obj
@@ -309,6 +313,7 @@ class VVUQLoop:
                 if r.step not in ctx.results[dep].consumed_by:
                     ctx.results[dep].consumed_by.append(r.step)
         volatile["total_s"] = time.perf_counter() - t_all
+        volatile["total_cpu_s"] = time.process_time() - c_all
         volatile["finished_utc"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         from ..report import software_versions
 
