@@ -57,8 +57,14 @@ __all__ = [
     "plan_reductions",
 ]
 
-#: observation distributions (PyTensor random-variable ops, by class name) with a reduction
-REDUCIBLE_DISTRIBUTIONS = {"NormalRV": "normal", "LogNormalRV": "lognormal", "PoissonRV": "poisson"}
+#: observation distributions with a reduction: PyTensor random-variable op class -> kind
+def _reducible_ops() -> dict[type, str]:
+    from pytensor.tensor.random.basic import LogNormalRV, NormalRV, PoissonRV
+
+    return {NormalRV: "normal", LogNormalRV: "lognormal", PoissonRV: "poisson"}
+
+
+REDUCIBLE_DISTRIBUTIONS: dict[type, str] = _reducible_ops()
 
 #: relative tolerance of the run-time exactness check (value and gradient)
 CHECK_RTOL = 1e-8
@@ -257,16 +263,18 @@ def _distribution(model: Any) -> tuple[str, list]:
     """The reducible kind of the model's observed ``y`` and its parameters (value-variable form)."""
     y_rv = model["y"]
     op = y_rv.owner.op
-    name = type(op).__name__
-    if name == "MvNormalRV":
+    from pymc.distributions.multivariate import MvNormalRV as PymcMvNormalRV
+    from pytensor.tensor.random.basic import MvNormalRV
+
+    if isinstance(op, (MvNormalRV, PymcMvNormalRV)):
         raise NotReducible(
             "the observations are jointly Gaussian over rows (MvNormal: a marginalised GP "
             "discrepancy couples the rows), so the likelihood is not row-separable.")
-    kind = REDUCIBLE_DISTRIBUTIONS.get(name)
+    kind = next((k for cls, k in REDUCIBLE_DISTRIBUTIONS.items() if isinstance(op, cls)), None)
     if kind is None:
-        label = getattr(op, "name", None) or name
+        label = getattr(op, "name", None) or str(op)
         raise NotReducible(
-            f"the observation distribution {label!r} ({name}) has no fixed-size sufficient "
+            f"the observation distribution {label!r} ({type(op).__name__}) has no fixed-size sufficient "
             "statistic (only Normal, LogNormal and Poisson rows are reduced).")
     params = list(op.dist_params(y_rv.owner))
     return kind, model.replace_rvs_by_values(params)
