@@ -46,7 +46,7 @@ import xarray as xr
 from .._rng import RNGLike, as_generator
 from ..exceptions import VVUQError
 from .kernels import KERNELS, Evaluation, MoveState, rejuvenate
-from .targets import CallableModel, ParticleModel, TemperedTarget, thin_chunk
+from .targets import CallableModel, ParticleModel, TemperedTarget, _n_rows, thin_chunk
 from .weights import effective_sample_size, normalize_log_weights, systematic_resample
 
 __all__ = [
@@ -514,7 +514,7 @@ def smc_update(
                             sufficient_statistics=sufficient_statistics, check_z=check_z)
     report.rows_exact = int(target.rows_exact)
     report.rows_surrogate = int(target.rows_surrogate or 0)
-    rows_past = sum(int(np.asarray(next(iter(c.values()))).shape[0]) for c in past)
+    rows_past = sum(_n_rows(c) for c in past)
 
     def reduction_costs() -> None:
         report.rows_exact = int(target.rows_exact)

@@ -40,6 +40,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from .targets import _n_rows
+
 __all__ = [
     "NotReducible",
     "RowGroups",
@@ -103,10 +105,6 @@ class RowGroups:
     def n_groups(self) -> int:
         """Number of distinct groups."""
         return int(self.first.size)
-
-
-def _n_rows(d: Mapping[str, np.ndarray]) -> int:
-    return int(np.asarray(next(iter(d.values()))).shape[0]) if d else 0
 
 
 def _group_ids(cols: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
