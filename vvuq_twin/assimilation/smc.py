@@ -46,7 +46,8 @@ import xarray as xr
 from .._rng import RNGLike, as_generator
 from ..exceptions import VVUQError
 from .kernels import KERNELS, Evaluation, MoveState, rejuvenate
-from .targets import CallableModel, ParticleModel, TemperedTarget, _n_rows, thin_chunk
+from ._rows import _n_rows
+from .targets import CallableModel, ParticleModel, TemperedTarget, thin_chunk
 from .weights import effective_sample_size, normalize_log_weights, systematic_resample
 
 __all__ = [

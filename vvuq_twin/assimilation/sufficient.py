@@ -40,7 +40,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .targets import _n_rows
+from ._rows import _n_rows
 
 __all__ = [
     "NotReducible",

@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from .kernels import Evaluation, PopulationBlock
+from ._rows import _n_rows
 
 __all__ = ["ParticleModel", "CallableModel", "TemperedTarget", "TRANSFORMS", "thin_chunk"]
 
@@ -237,10 +238,6 @@ class CallableModel:
         if not grad:
             return ll, None
         return ll, self._chain(self.grad_log_likelihood(theta, data), parts, z)
-
-
-def _n_rows(d: Mapping[str, np.ndarray]) -> int:
-    return int(np.asarray(next(iter(d.values()))).shape[0]) if d else 0
 
 
 def thin_chunk(data: Mapping[str, np.ndarray], every: int, *, unit_key: str = "unit"
