@@ -32,7 +32,7 @@ from numpy.polynomial.hermite_e import hermegauss
 from scipy import special
 
 from .data import VIRKLER_CONDITIONS
-from .model import SHAPE_ORDERS, cycles_to_length, legendre_shape
+from .model import SHAPE_ORDERS, cycles_to_length, legendre_shape, quadrature_rule
 
 __all__ = [
     "DELTA_K_REF",
@@ -70,14 +70,19 @@ class LifeModel:
     Parameters
     ----------
     n_steps : int
-        Simpson panels of the quadrature (as in the twin's simulator).
+        Panels of the quadrature (as in the twin's simulator).
     log10_dk_range : (float, float)
         Range of ``log10 ΔK`` of the discrepancy's basis (the twin's, see
         :func:`case_studies.airframe.twin.log10_dk_range`).
+    rule : {"simpson", "gauss4"}
+        The composite rule (:func:`~case_studies.airframe.model.quadrature_rule`; the twin's is
+        :data:`case_studies.airframe.twin.QUADRATURE`).
     """
 
-    def __init__(self, n_steps: int, log10_dk_range: tuple[float, float]) -> None:
+    def __init__(self, n_steps: int, log10_dk_range: tuple[float, float], rule: str = "simpson") -> None:
         self.n_steps = int(n_steps)
+        self.rule = str(rule)
+        quadrature_rule(self.n_steps, self.rule)  # a bad rule or panel count fails here
         self.log10_dk_range = (float(log10_dk_range[0]), float(log10_dk_range[1]))
         self._f: Callable[..., np.ndarray] | None = None
 
@@ -85,7 +90,7 @@ class LifeModel:
         a, lc, m, ds = pt.dvector("a"), pt.dvector("lc"), pt.dvector("m"), pt.dvector("ds")
         bs = [pt.dvector(f"b{k}") for k in SHAPE_ORDERS]
         out = cycles_to_length(a, _A0, lc, m, ds, _W, n_steps=self.n_steps, delta_k_ref=DELTA_K_REF,
-                               shape=(bs, self.log10_dk_range))
+                               shape=(bs, self.log10_dk_range), rule=self.rule)
         return pytensor.function([a, lc, m, ds, *bs], out)
 
     def __call__(self, a: Any, lc: Any, m: Any, b: Any = None, stress_range: Any = _DS) -> np.ndarray:
@@ -105,7 +110,7 @@ class LifeModel:
                chunk: int = 64) -> np.ndarray:
         """``N`` at every crack length for many (draw, unit) pairs, in numpy: shape (S, U, K).
 
-        The same Simpson rule as :meth:`__call__` (same nodes and weights, the formula of
+        The same quadrature rule as :meth:`__call__` (same nodes and weights, the formula of
         :func:`~case_studies.airframe.model.cycles_to_length`), with everything that depends on
         the crack length alone (``ΔK`` at the nodes, the Legendre basis, the weights) computed
         once: ``N_k = 10^-lc sum_j c_kj 10^-(m log10(ΔK_kj/ΔK_ref) + b . P(ΔK_kj))``. Agrees with
@@ -122,19 +127,21 @@ class LifeModel:
         if lc.ndim != 2 or m.shape != lc.shape or b.shape != (lc.shape[0], len(SHAPE_ORDERS)):
             raise ValueError(f"curves needs lc and m of shape (S, U) and b of shape (S, {len(SHAPE_ORDERS)}); "
                              f"got {lc.shape}, {m.shape}, {b.shape}.")
-        n = self.n_steps
-        s = np.linspace(0.0, 1.0, 2 * n + 1)
-        w = np.ones_like(s)
-        w[1:-1:2], w[2:-1:2] = 4.0, 2.0
-        w = w / (6.0 * n)
-        span = a - _A0
-        nodes = _A0 + span[:, None] * s[None, :]  # (K, J)
+        s, w, in_log = quadrature_rule(self.n_steps, self.rule)
+        if in_log:  # panels equal in log a (da = a dt): the node's a is part of its weight
+            span = np.log(a / _A0)
+            nodes = _A0 * np.exp(span[:, None] * s[None, :])  # (K, J)
+            w = w[None, :] * nodes
+        else:
+            span = a - _A0
+            nodes = _A0 + span[:, None] * s[None, :]  # (K, J)
+            w = np.broadcast_to(w[None, :], nodes.shape)
         dk = stress_range * np.sqrt(np.pi * nodes * 1e-3) * np.sqrt(1.0 / np.cos(np.pi * nodes / _W))
         ldk = np.log10(dk)
         basis = np.stack([legendre_shape(ldk, list(e), self.log10_dk_range).ravel()
                           for e in np.eye(len(SHAPE_ORDERS))])  # (3, K*J), orders SHAPE_ORDERS
         lr = (ldk - math.log10(DELTA_K_REF)).ravel()
-        cw = span[:, None] * w[None, :] * 1e-3  # (K, J): panel weight x span x mm -> m
+        cw = span[:, None] * w * 1e-3  # (K, J): panel weight x span x mm -> m
         out = np.empty(lc.shape + (a.size,))
         ln10 = math.log(10.0)
         for i in range(0, lc.shape[0], int(chunk)):
@@ -146,7 +153,7 @@ class LifeModel:
         return out
 
     def __getstate__(self) -> dict[str, Any]:  # the compiled function stays in this process
-        return {"n_steps": self.n_steps, "log10_dk_range": self.log10_dk_range, "_f": None}
+        return {"n_steps": self.n_steps, "rule": self.rule, "log10_dk_range": self.log10_dk_range, "_f": None}
 
 
 def monotonicity_violations(curves: np.ndarray) -> int:

@@ -122,7 +122,8 @@ class Monotonicity(Step):
         self.lengths = np.asarray(sorted(float(a) for a in lengths if a > A0))
 
     def config(self) -> dict[str, Any]:
-        return {"source": self.source, "lengths": self.lengths.tolist(), "n_steps": self.life.n_steps}
+        return {"source": self.source, "lengths": self.lengths.tolist(), "n_steps": self.life.n_steps,
+                "rule": self.life.rule}
 
     def run(self, ctx: LoopContext) -> tuple[StepResult, Any]:
         res = ctx.output(self.source)
@@ -234,6 +235,7 @@ class InspectionDecide(Step):
 
     def config(self) -> dict[str, Any]:
         return {"a_crit": self.a_crit, "source": self.source, "n_mc": self.n_mc, "n_steps": self.life.n_steps,
+                "rule": self.life.rule,
                 "stress_ranges": self.stress_ranges, "target": TARGET_PF}
 
     def interval(self, th: np.ndarray, stress_range: float | None = None) -> dict[str, float]:
