@@ -66,12 +66,11 @@ def budget(quick: bool) -> dict[str, Any]:
 
 
 #: SMC particles of the assimilation: quick, full. The move cost is linear in particles x rows x
-#: moves; the mixing criterion (start/end rank correlation <= max(0.1, 3.5/sqrt(N))) adapts to N.
-#: Were 500 and 1000 until 2026-12-02: quick's assimilate took 155 s of a 202-210 s run on 2 idle
-#: cores (budget 180 s), full's did not finish its first specimen in 8 minutes (budget 15 minutes
-#: for the whole run; full mode has 3x the calibration rows of quick mode). Full mode's 400 did not
-#: finish its first specimen either (12.5 min wall, about 490 CPU-s, under load 3-7, 2026-12-02):
-#: full mode does NOT fit 15 minutes yet (benchmarks/RESULTS.md, "Airframe: quick at 300 particles").
+#: quadrature nodes x moves; the mixing criterion (start/end rank correlation <= max(0.1, 3.5/sqrt(N)))
+#: adapts to N. Were 500 and 1000 until 2026-12-02 (quick's assimilate then took 155 s of a 202-210 s
+#: run). With the Gauss-Legendre quadrature in log a (8 / 12 nodes per row instead of Simpson's
+#: 17 / 33; twin.QUADRATURE), seed 7 under load 2-3 (2026-12-02, benchmarks/RESULTS.md): quick
+#: 173 CPU-s in all (assimilate 78 s), full 458 CPU-s in all (assimilate 337 CPU-s, calibrate 65).
 N_PARTICLES = {True: 300, False: 400}
 
 

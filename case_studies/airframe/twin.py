@@ -48,7 +48,8 @@ DESIGN_SEED = 19790401
 #: Calibration specimens: quick, full.
 N_CAL = {True: 16, False: 32}
 #: Specimens assimilated one by one after calibration (new panels): quick, full (full was 4 until
-#: 2026-12-02: the SMC moves' cost is linear in the rows, and full mode must fit 15 minutes on 2 cores).
+#: 2026-12-02: the SMC moves' cost is linear in the rows, and full mode must fit 15 minutes on 2 cores;
+#: with the Gauss-Legendre quadrature the full run costs 458 CPU-s in all, seed 7).
 N_STREAM = {True: 2, False: 2}
 #: Quadrature of N(a) (panels, rule; case_studies.airframe.model.quadrature_rule): quick, full.
 #: 4-point Gauss-Legendre on panels equal in log a (order 8) on 2 or 3 panels: 8 or 12 nodes per
