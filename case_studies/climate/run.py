@@ -100,7 +100,9 @@ def build_loop(data_dir: Any = None, out: Any = None, seed: int = 1, quick: bool
     twin = build_twin(years[cal], worlds["ssp245"][cal], quick=quick, noise=noise,
                       enso=nino if enso else None)
     draws, tune = (2000, 1000) if quick else (3000, 1500)
-    sbc_cfg = dict(n_sims=12, draws=100, tune=150) if quick else dict(n_sims=50, draws=400, tune=400)
+    # full mode: 2 x (400 tune + 800 draws) of the collapsed model at target_accept 0.95 (issue #14,
+    # see below; at 0.9, 5 of 50 replications failed their diagnostics at seed 7, the gate's limit)
+    sbc_cfg = dict(n_sims=12, draws=100, tune=150) if quick else dict(n_sims=50, draws=800, tune=400)
     quantities = list(twin.parameter_names) + list(twin.hyperparameter_names())
     smc = {"n_particles": 2000}  # a subsample of the posterior draws (SMC cost grows with it)
     steps = [
@@ -108,9 +110,14 @@ def build_loop(data_dir: Any = None, out: Any = None, seed: int = 1, quick: bool
         # full mode gates on the replications' own sampler diagnostics: ranks of unconverged fits
         # test the SBC's budget, not the inference (issue #14: at seed 7, 0 of 50 replications of
         # 2 x (400 + 400) passed R-hat/ESS/divergences and the rank verdict flipped between compiles);
-        # quick mode's 2 x (150 + 100) cannot converge, so it reports the count without gating
+        # quick mode's 2 x (150 + 100) cannot converge, so it reports the count without gating.
+        # The replications sample the collapsed model (collapse_discrepancy: the HSGP coefficients
+        # integrated out of the AR(1) likelihood, then drawn from their exact Gaussian conditional):
+        # the same posterior, without the coupling of delta_eta / phi_obs / sigma_obs through the
+        # 48 coefficients that made the latent fits mix slowly (vvuq_twin.twin.collapsed)
         SBC(var_names=quantities, prob=1.0 - 0.05 / (len(quantities) + 1), chains=2, **sbc_cfg,
-            calibrate_kwargs={"target_accept": 0.9}, max_unconverged=None if quick else 0.1),
+            calibrate_kwargs={"target_accept": 0.95, "collapse_discrepancy": True},
+            max_unconverged=None if quick else 0.1),
         Calibrate(draws=draws, tune=tune, chains=2, target_accept=0.98, mass_matrix="low_rank",
                   thresholds=Thresholds(ess_per_chain_min=200.0), posterior_predictive=False),
         L.ForecastValidate("validate"),

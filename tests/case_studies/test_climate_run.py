@@ -180,6 +180,9 @@ def test_climate_full_mode_sbc_gates_on_the_replications_convergence(data_dir):
         step = next(s for s in lp.steps if s.name == "sbc")
         assert step.max_unconverged == want
         assert step.config()["max_unconverged"] == want
+        # the replications sample the collapsed model (same posterior, converging geometry)
+        assert step.calibrate_kwargs["collapse_discrepancy"] is True
+    assert (step.draws, step.tune) == (100, 150)  # quick
 
 
 def test_assimilate_batches_refuses_a_missing_batch():

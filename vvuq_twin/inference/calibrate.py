@@ -174,6 +174,7 @@ def calibrate(
     smc: SMCOptions | dict[str, Any] | None = None,
     backend: Literal["numba", "jax"] | None = None,
     mass_matrix: Literal["diag", "low_rank", "flow"] = "diag",
+    collapse_discrepancy: bool = False,
 ) -> TwinResult:
     """Calibrate ``twin`` to ``data``.
 
@@ -231,6 +232,13 @@ def calibrate(
         flowjax (``pip install 'vvuq-twin[flow]'``); ``backend`` defaults to ``"jax"`` with it.
         It is expensive: tuning trains the flow (minutes even for small twins); see
         ``benchmarks/RESULTS.md``.
+    collapse_discrepancy : bool
+        Sample the collapsed model (:mod:`vvuq_twin.twin.collapsed`): the coefficients of an
+        HSGP discrepancy integrated out of a Gaussian or AR(1) likelihood, NUTS on the physical
+        parameters and hyperparameters only, then the coefficients drawn exactly from their
+        Gaussian conditional for every draw. The same posterior as the latent model (and the
+        same posterior variables), a better geometry when the discrepancy amplitude and the
+        noise parameters trade off through the coefficients. NUTS only (nutpie or PyMC).
 
     Returns
     -------
@@ -304,7 +312,18 @@ def calibrate(
         if rec["source"] == "auto":
             _log.info("calibrate(%s): %s %s (%s).", twin.name, pname,
                       "centred" if rec["centered"] else "non-centred", rec["reason"])
-    model = twin.build_model(data, check=False)
+    if not isinstance(collapse_discrepancy, (bool, np.bool_)):
+        raise TypeError(f"`collapse_discrepancy` must be True or False, got {collapse_discrepancy!r}.")
+    if collapse_discrepancy:
+        from ..twin.collapsed import collapsed_model
+
+        if resolved not in ("nutpie", "pymc"):
+            raise ValueError(f"collapse_discrepancy=True needs NUTS (method 'nutpie' or 'pymc'), got {resolved!r}.")
+        if mass_matrix == "flow":
+            raise ValueError("collapse_discrepancy=True does not support mass_matrix='flow'.")
+        model = collapsed_model(twin, data, check=False)  # raises when the twin has no collapsed form
+    else:
+        model = twin.build_model(data, check=False)
     t0 = time.perf_counter()
     compile_time = 0.0
     compile_status: dict[str, Any] = {"compile_cache_hit": False, "compile_cache": "none"}
@@ -331,7 +350,8 @@ def calibrate(
             try:
                 y_now = np.asarray(data.y, float)[np.asarray(data.observed_mask)]
                 compiled, compile_status = _nutpie_compiled(
-                    model, (twin.hash + _auto_tag(parametrization), data.structure_hash), y_now, backend=backend,
+                    model, (twin.hash + _auto_tag(parametrization) + ("|collapsed" if collapse_discrepancy else ""),
+                            data.structure_hash), y_now, backend=backend,
                     frozen=mass_matrix == "flow")
                 compile_time = compile_status["compile_time_s"]
             except Exception as exc:  # noqa: BLE001 - fall back loudly
@@ -423,10 +443,14 @@ def calibrate(
         blas.restore_original_limits()
     prog.__exit__(None, None, None)
     idata, sim_accuracy = pop_accuracy(idata)
+    if collapse_discrepancy:
+        idata = _add_collapsed_coefficients(idata, twin, data, seed_pp)
     with small_matrix_threads(data.n):
         # the model is built for PyMC's forward sampler only when the numpy path cannot serve
         pp_model = (lambda: twin.build_model(data, check=False, conditional_roles=True)) \
             if twin.marginal_discrepancy() else (lambda: model)
+        if collapse_discrepancy:  # the latent model computes delta and zeta from the coefficients
+            pp_model = lambda: twin.build_model(data, check=False)  # noqa: E731
         idata = _arrange_groups(idata, pp_model, data, posterior_predictive, seed_pp, twin=twin)
     diags = compute_diagnostics(
         idata, sampler=resolved, thresholds=thresholds,
@@ -447,6 +471,7 @@ def calibrate(
         "compile_time_s": float(compile_time),
         "backend": backend if resolved == "nutpie" else None,
         "mass_matrix": mass_matrix if resolved == "nutpie" else None,
+        "collapse_discrepancy": bool(collapse_discrepancy),
         "compile_cache_hit": bool(compile_status.get("compile_cache_hit", False)),
         "compile_cache": str(compile_status.get("compile_cache", "none")),
         "sample_time_s": float(sample_time),
@@ -484,6 +509,25 @@ def calibrate(
     if has_closed_form(twin):  # pointwise log-likelihood for az.loo (closed form, no compile)
         res.compute_log_likelihood()
     return res
+
+
+def _add_collapsed_coefficients(idata, twin: Twin, data: TwinData, seed: int):
+    """The collapsed model's posterior with the HSGP coefficients drawn from their exact
+    Gaussian conditional (one draw per posterior draw; seeded from ``seed``), and ``delta``,
+    ``zeta`` computed from them: the posterior variables of the latent model."""
+    from ..twin.collapsed import latent_posterior_variables
+
+    post = idata.posterior
+    nc, nd = int(post.sizes["chain"]), int(post.sizes["draw"])
+    flat = {k: np.asarray(post[k].values, float).reshape(nc * nd, *post[k].shape[2:]) for k in post.data_vars}
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED]))
+    new = {}
+    for k, v in latent_posterior_variables(twin, data, flat, rng).items():
+        # per-observation variables on eta's dims, the coefficients on their own
+        dims = post["eta"].dims if v.shape[1] == data.n and k in ROLE_DETERMINISTICS else ("chain", "draw", f"{k}_dim_0")
+        new[k] = xr.DataArray(v.reshape(nc, nd, -1), dims=dims, coords={"chain": post["chain"], "draw": post["draw"]})
+    idata.posterior = post.assign(**new)
+    return idata
 
 
 def _arrange_groups(idata, model, data: TwinData, posterior_predictive: bool, seed: int,

@@ -734,11 +734,10 @@ class HSGPDiscrepancy(Discrepancy):
                 f"HSGPDiscrepancy.columns={cols} but the inputs have {X.shape[1]} column(s)."
             )
 
-    def _add(self, ctx, name="delta"):
-        if self.per_unit and ctx.unit_idx is None:
-            raise TwinSpecificationError(
-                "HSGPDiscrepancy(per_unit=True) needs a hierarchy (units in the data)."
-            )
+    def _basis(self, ctx, name="delta"):
+        """Register the length scale and amplitude; return ``(gp, phi, sqrt_psd, ortho, cols)``:
+        the HSGP (boundary frozen), the basis at the training inputs (n, m, orthogonalised with
+        ``orthogonal_to``) and the square root of the spectral density (m,), amplitude included."""
         cols = self._cols(ctx.X)
         nd = len(cols)
         ls_p = self.ls if self.ls is not None else _default_ls(ctx.X, cols)
@@ -761,6 +760,15 @@ class HSGPDiscrepancy(Discrepancy):
             phi_r = gp.prior_linearized(R[:, cols].astype(float))[0].eval()
             ortho = self._ortho_coef(R, phi_r)
             phi = phi - pt.as_tensor_variable(self.directions(ctx.X) @ ortho)
+        return gp, phi, sqrt_psd, ortho, cols
+
+    def _add(self, ctx, name="delta"):
+        if self.per_unit and ctx.unit_idx is None:
+            raise TwinSpecificationError(
+                "HSGPDiscrepancy(per_unit=True) needs a hierarchy (units in the data)."
+            )
+        gp, phi, sqrt_psd, ortho, cols = self._basis(ctx, name)
+        m = [int(self.m)] * len(cols) if np.isscalar(self.m) else [int(v) for v in self.m]
         nb = int(np.prod(m))
         if self.per_unit:
             beta = pm.Normal(f"{name}_hsgp_coeffs", 0.0, 1.0, shape=(ctx.n_units, nb))
