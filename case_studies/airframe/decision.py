@@ -32,7 +32,7 @@ from numpy.polynomial.hermite_e import hermegauss
 from scipy import special
 
 from .data import VIRKLER_CONDITIONS
-from .model import SHAPE_ORDERS, cycles_to_length, legendre_shape, quadrature_rule
+from .model import SHAPE_ORDERS, cycles_to_length, legendre_shape, quadrature_nodes, quadrature_rule
 
 __all__ = [
     "DELTA_K_REF",
@@ -74,7 +74,7 @@ class LifeModel:
     log10_dk_range : (float, float)
         Range of ``log10 ΔK`` of the discrepancy's basis (the twin's, see
         :func:`case_studies.airframe.twin.log10_dk_range`).
-    rule : {"simpson", "gauss4"}
+    rule : {"simpson", "gauss4_log"}
         The composite rule (:func:`~case_studies.airframe.model.quadrature_rule`; the twin's is
         :data:`case_studies.airframe.twin.QUADRATURE`).
     """
@@ -127,21 +127,13 @@ class LifeModel:
         if lc.ndim != 2 or m.shape != lc.shape or b.shape != (lc.shape[0], len(SHAPE_ORDERS)):
             raise ValueError(f"curves needs lc and m of shape (S, U) and b of shape (S, {len(SHAPE_ORDERS)}); "
                              f"got {lc.shape}, {m.shape}, {b.shape}.")
-        s, w, in_log = quadrature_rule(self.n_steps, self.rule)
-        if in_log:  # panels equal in log a (da = a dt): the node's a is part of its weight
-            span = np.log(a / _A0)
-            nodes = _A0 * np.exp(span[:, None] * s[None, :])  # (K, J)
-            w = w[None, :] * nodes
-        else:
-            span = a - _A0
-            nodes = _A0 + span[:, None] * s[None, :]  # (K, J)
-            w = np.broadcast_to(w[None, :], nodes.shape)
+        span, nodes, log_w = quadrature_nodes(a, _A0, self.n_steps, self.rule)  # nodes (K, J)
         dk = stress_range * np.sqrt(np.pi * nodes * 1e-3) * np.sqrt(1.0 / np.cos(np.pi * nodes / _W))
         ldk = np.log10(dk)
         basis = np.stack([legendre_shape(ldk, list(e), self.log10_dk_range).ravel()
                           for e in np.eye(len(SHAPE_ORDERS))])  # (3, K*J), orders SHAPE_ORDERS
         lr = (ldk - math.log10(DELTA_K_REF)).ravel()
-        cw = span[:, None] * w * 1e-3  # (K, J): panel weight x span x mm -> m
+        cw = span[:, None] * np.exp(log_w) * 1e-3  # (K, J): panel weight x span x mm -> m
         out = np.empty(lc.shape + (a.size,))
         ln10 = math.log(10.0)
         for i in range(0, lc.shape[0], int(chunk)):

@@ -49,6 +49,7 @@ __all__ = [
     "paris_cycles_simulator",
     "legendre_shape",
     "quadrature_rule",
+    "quadrature_nodes",
     "QUADRATURE_ORDERS",
     "SHAPE_ORDERS",
 ]
@@ -105,28 +106,19 @@ def cycles_to_length(
     growth rate (:func:`legendre_shape`); the rate is multiplied by ``10^shape(ΔK)``, which keeps
     ``dN/da > 0``, so ``N(a)`` increases with ``a`` for every parameter value.
     """
-    s, w, in_log = quadrature_rule(n_steps, rule)
-    a = pt.as_tensor_variable(a_mm)
+    span, nodes, log_w = quadrature_nodes(pt.as_tensor_variable(a_mm), a0_mm, n_steps, rule)
     ex = lambda v: pt.shape_padright(pt.as_tensor_variable(v))  # noqa: E731
-    if in_log:  # panels equal in t = log a: da = a dt
-        span = pt.log(a / a0_mm)
-        nodes = a0_mm * pt.exp(pt.shape_padright(span) * s)  # (..., 4n)
-        w = pt.log(nodes) + np.log(w)  # log of weight x Jacobian, added in the log domain
-    else:
-        span = a - a0_mm
-        nodes = pt.shape_padright(a0_mm + 0.0 * a) + pt.shape_padright(span) * s  # (..., 2n+1)
-        w = pt.as_tensor_variable(np.log(w))
     # log-domain integrand: log(dN/da) = log(1e-3) - ln10 log10_C - m log(dK/dK_ref) - ln10 s(dK).
     # Everything but the parameters depends on the data only (PyTensor folds it to constants when
     # the crack lengths are), so each node costs one exp of a linear combination of parameters,
-    # and the gradient reuses it: 15x cheaper per row than the rate-then-divide form (value and
-    # gradient, airframe quick calibration rows, 300 particles; benchmarks/RESULTS.md).
+    # and the gradient reuses it: 1.3x cheaper than the rate-then-divide form at the same nodes
+    # (value and gradient, airframe quick calibration rows, 300 particles; benchmarks/RESULTS.md).
     log_dk = pt.log(delta_k(nodes, ex(stress_range), width_mm))
     log_dn_da = np.log(_MM) - _LN10 * ex(log10_C) - ex(m) * (log_dk - np.log(delta_k_ref))
     if shape is not None:
         coeffs, rng_dk = shape
         log_dn_da = log_dn_da - _LN10 * legendre_shape(log_dk / _LN10, coeffs, rng_dk, expand=ex)
-    return span * pt.sum(pt.exp(log_dn_da + w), axis=-1)
+    return span * pt.sum(pt.exp(log_dn_da + log_w), axis=-1)
 
 
 #: Composite quadrature rules of :func:`cycles_to_length`: name -> formal order of accuracy.
@@ -159,6 +151,24 @@ def quadrature_rule(n_panels: int, rule: str = "simpson") -> tuple[np.ndarray, n
         s = ((np.arange(n)[:, None] + (x[None, :] + 1.0) / 2.0) / n).ravel()
         return s, np.tile(wq / (2.0 * n), n), True
     raise TwinSpecificationError(f"Unknown quadrature rule {rule!r}: use one of {sorted(QUADRATURE_ORDERS)}.")
+
+
+def quadrature_nodes(a_mm: Any, a0_mm: float, n_panels: int, rule: str = "simpson") -> tuple[Any, Any, Any]:
+    """``(span, nodes, log_w)`` with ``int_{a0}^{a} f(x) dx ~= span * sum_j exp(log_w_j) f(nodes_j)``
+    for the composite rule :func:`quadrature_rule`; ``a_mm`` a numpy array or a PyTensor tensor
+    (the result is of the same kind; nodes along a new last axis). For panels equal in ``log a``
+    the Jacobian ``da = a dt`` is part of the log weight. The one place the nodes of
+    :func:`cycles_to_length` (PyTensor) and of ``LifeModel.curves`` (numpy) are made.
+    """
+    s, w, in_log = quadrature_rule(n_panels, rule)
+    xp = pt if isinstance(a_mm, pt.Variable) else np
+    if in_log:  # panels equal in t = log a: da = a dt
+        span = xp.log(a_mm / a0_mm)
+        nodes = a0_mm * xp.exp(span[..., None] * s)  # (..., 4n)
+        return span, nodes, xp.log(nodes) + np.log(w)
+    span = a_mm - a0_mm
+    nodes = (a0_mm + 0.0 * a_mm)[..., None] + span[..., None] * s  # (..., 2n+1)
+    return span, nodes, np.log(w)
 
 
 def legendre_shape(log10_dk: Any, coeffs: Any, log10_dk_range: tuple[float, float], *,

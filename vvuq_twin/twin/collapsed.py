@@ -208,16 +208,22 @@ def _pieces(twin: Any, data: Any, draws: Mapping[str, Any], eta: np.ndarray):
     return u, G, logdet_w
 
 
+def _conditional(twin: Any, data: Any, draws: Mapping[str, Any], eta: np.ndarray):
+    """Per draw: ``u``, ``log|det W|``, ``L = chol(A)`` and ``c = L^-1 G'u`` (module docstring)."""
+    u, G, logdet_w = _pieces(twin, data, draws, eta)
+    A = np.eye(G.shape[2])[None] + np.swapaxes(G, 1, 2) @ G
+    L = np.linalg.cholesky(A)
+    c = np.linalg.solve(L, np.swapaxes(G, 1, 2) @ u[..., None])[..., 0]
+    return u, logdet_w, L, c
+
+
 def collapsed_loglik_numpy(twin: Any, data: Any, draws: Mapping[str, Any], eta: np.ndarray) -> np.ndarray:
     """The collapsed model's marginal log-likelihood per draw (numpy), shape (n_draws,).
 
     ``draws`` holds the hyperparameters and noise variables by model name (leading draw axis);
     ``eta`` the simulator output at ``data.x`` per draw, (n_draws, n).
     """
-    u, G, logdet_w = _pieces(twin, data, draws, eta)
-    A = np.eye(G.shape[2])[None] + np.swapaxes(G, 1, 2) @ G
-    L = np.linalg.cholesky(A)
-    c = np.linalg.solve(L, np.swapaxes(G, 1, 2) @ u[..., None])[..., 0]
+    u, logdet_w, L, c = _conditional(twin, data, draws, eta)
     n = u.shape[1]
     return (-0.5 * (u**2).sum(axis=1) - 0.5 * n * np.log(2 * np.pi) + logdet_w
             - np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1) + 0.5 * (c**2).sum(axis=1))
@@ -230,10 +236,7 @@ def draw_coefficients(twin: Any, data: Any, draws: Mapping[str, Any], eta: np.nd
     ``beta | rest ~ N(A^-1 G'u, A^-1)`` (module docstring): with ``A = L L'``,
     ``beta = L'^-1 (L^-1 G'u + z)``, ``z ~ N(0, I)``.
     """
-    u, G, _ = _pieces(twin, data, draws, eta)
-    A = np.eye(G.shape[2])[None] + np.swapaxes(G, 1, 2) @ G
-    L = np.linalg.cholesky(A)
-    c = np.linalg.solve(L, np.swapaxes(G, 1, 2) @ u[..., None])[..., 0]
+    _, _, L, c = _conditional(twin, data, draws, eta)
     z = rng.standard_normal(c.shape)
     return np.linalg.solve(np.swapaxes(L, 1, 2), (c + z)[..., None])[..., 0]
 
