@@ -54,6 +54,11 @@ def test_a_new_process_reuses_the_compiled_model_from_disk(tmp_path, monkeypatch
     assert first.info["compile_cache_hit"] is False
     assert first.info["compile_cache"] == "miss: saved"
     assert list(tmp_path.glob("layout-*.json")), "nothing was written to the cache directory"
+    # the first process samples with the machine code loaded from the cache file (compiled in a
+    # child), not with its own fresh compile: the same code every later process loads
+    (compiled,) = calmod._CACHE.values()
+    assert compiled.compiled_logp_func._cache_hits == 1
+    assert compiled.compiled_expand_func._cache_hits == 1
     # in the same process the in-memory cache answers first
     again = vt.calibrate(twin, data, **KW)
     assert again.info["compile_cache"] == "memory" and _digest(again) == _digest(first)
@@ -72,6 +77,73 @@ def test_a_new_process_reuses_the_compiled_model_from_disk(tmp_path, monkeypatch
     assert second["digest"] == _digest(first)
     # and the posterior is the right one (conjugate closed form, within 4 MCSE)
     check_known_answer(first, data, means=second["mean"])
+
+
+def test_without_a_child_the_first_process_runs_its_own_compile_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("VVUQ_TWIN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("VVUQ_TWIN_COMPILE_IN_CHILD", "0")
+    calmod.clear_compile_cache()
+    res = vt.calibrate(make_twin(), make_data(), **KW)
+    assert res.info["compile_cache"].startswith("miss: saved (compiled in this process")
+    assert "VVUQ_TWIN_COMPILE_IN_CHILD=0" in res.info["compile_cache"]
+    (compiled,) = calmod._CACHE.values()
+    assert compiled.compiled_logp_func._cache_hits == 0  # its own in-memory compile
+    calmod.clear_compile_cache()
+    # a child that cannot compile (here: it is killed by the timeout) falls back in-process
+    monkeypatch.setenv("VVUQ_TWIN_COMPILE_IN_CHILD", "1")
+    monkeypatch.setenv("VVUQ_TWIN_COMPILE_CHILD_TIMEOUT", "0")
+    monkeypatch.setenv("VVUQ_TWIN_CACHE_DIR", str(tmp_path / "other"))
+    res2 = vt.calibrate(make_twin(), make_data(), **KW)
+    assert "timeout" in res2.info["compile_cache"] and "compiled in this process" in res2.info["compile_cache"]
+    check_known_answer(res2, make_data())
+
+
+_TUMOR_PROBE = """
+import hashlib, json, sys
+import numpy as np
+import vvuq_twin as vt
+from case_studies.tumor.run import candidate_twin, OPEN_FRACTION, THRESHOLD_MM3
+from case_studies.tumor.data import load_tumor, split_at_decision_day
+from case_studies.tumor.scenarios import pooled_gompertz_fit
+cal = split_at_decision_day(load_tumor(None), THRESHOLD_MM3, OPEN_FRACTION)["calibration"]
+plain = pooled_gompertz_fit(cal.x[:, 0], cal.y, cal.unit)
+tw = candidate_twin("none", quick=True, reference=(plain["k"], plain["beta_geomean"]))
+res = vt.calibrate(tw, cal, rng=123, draws=200, tune=300, chains=2, mass_matrix="low_rank",
+                   target_accept=0.95, warn=False)
+post = res.posterior
+blob = b"".join(np.ascontiguousarray(post[v].values).tobytes() for v in sorted(post.data_vars))
+print(json.dumps({"cache": res.info["compile_cache"], "digest": hashlib.sha256(blob).hexdigest()}))
+"""
+
+
+def _tumor_run(cache: Path, child: str) -> dict:
+    env = {**os.environ, "VVUQ_TWIN_COMPILE_IN_CHILD": child, "XDG_CACHE_HOME": str(cache),
+           "PYTENSOR_FLAGS": f"base_compiledir={cache / 'pytensor'}", "NUMBA_CACHE_DIR": str(cache / "numba"),
+           "VVUQ_TWIN_CACHE_DIR": str(cache / "vt"),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", _TUMOR_PROBE], env=env, cwd=str(ROOT), capture_output=True,
+                          text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_first_and_second_process_draw_the_same_on_the_tumor_twin(tmp_path):
+    """The defect this guards against, measured: on the tumor twin (hierarchical reduced Gompertz)
+    numba's fresh machine code and the same code loaded from its cache file differ in the last bits
+    of the log density, so a first process that sampled with its own compile drew other numbers than
+    every later process at the same seed (every draw differed). With the child compile they agree."""
+    pytest.importorskip("case_studies.tumor.run")
+    cold = _tumor_run(tmp_path / "a", "1")
+    warm = _tumor_run(tmp_path / "a", "1")
+    assert cold["cache"] == "miss: saved" and warm["cache"] == "disk"
+    assert cold["digest"] == warm["digest"]
+    # failure case: compiled in the first process itself, its draws are not the later processes'
+    cold0 = _tumor_run(tmp_path / "b", "0")
+    warm0 = _tumor_run(tmp_path / "b", "0")
+    assert cold0["cache"].startswith("miss: saved (compiled in this process") and warm0["cache"] == "disk"
+    assert warm0["digest"] == warm["digest"]  # the cache file's code is the same in both
+    assert cold0["digest"] != warm0["digest"]
 
 
 def test_cache_key_separates_declarations_structures_and_can_be_switched_off(monkeypatch, tmp_path):

@@ -16,6 +16,11 @@ structure loads the machine code and the layout, builds only the initial-point f
 nutpie does, so the same seed gives the same draws), and skips PyTensor's graph rewriting and
 numba's compiler altogether.
 
+A miss is compiled and saved by a forked child (:func:`_compile_in_child`); this process then
+loads the saved object code like any later process, so the first process on a fresh machine
+samples with the same machine code as the second (a fresh numba compile and its cached object
+code can differ in the last bits; every draw of the tumor twin did).
+
 Anything unexpected on this path (another nutpie layout, a numba that refuses to cache) falls
 back to ``nutpie.compile_pymc_model`` and says so in the returned status; it never changes
 what is sampled.
@@ -314,8 +319,10 @@ def compile_numba_cached(model, declaration_hash: str, structure_hash: str) -> t
     -------
     compiled : nutpie CompiledPyMCModel
     status : dict
-        ``compile_cache_hit`` (bool), ``compile_cache`` ("disk", "miss: saved", "miss: not
-        cacheable ...", "off" or "fallback: ..."), ``compile_cache_key``, ``compile_time_s``.
+        ``compile_cache_hit`` (bool), ``compile_cache`` ("disk"; "miss: saved": compiled in
+        a child and loaded from disk; "miss: saved (compiled in this process: WHY ...)"; "miss:
+        not cacheable ..."; "off" or "fallback: ..."), ``compile_cache_key``,
+        ``compile_time_s``.
     """
     import nutpie
 
@@ -345,6 +352,105 @@ def compile_numba_cached(model, declaration_hash: str, structure_hash: str) -> t
 def _compile_or_load(model, key: str):
     layout_path = cache_dir() / f"layout-{key}.json"
     logp_sig, expand_sig = _signatures()
+    loaded = _load(model, key, layout_path, logp_sig, expand_sig)
+    if loaded is not None:
+        return loaded, "disk"
+    why_not = _child_compile_unavailable()
+    if why_not is None:
+        child = _compile_in_child(model, key, layout_path, logp_sig, expand_sig)
+        if child == "miss: saved":
+            loaded = _load(model, key, layout_path, logp_sig, expand_sig)
+            if loaded is not None:
+                # the machine code this process runs is the one every later process loads
+                return loaded, "miss: saved"
+            why_not = "the child's saved model could not be loaded"
+        else:
+            why_not = f"the child process reported {child!r}"
+    compiled, how = _compile_fresh(model, key, layout_path, logp_sig, expand_sig)
+    if how == "miss: saved":
+        how = f"miss: saved (compiled in this process: {why_not}; a later process may differ in the last bits)"
+    return compiled, how
+
+
+#: seconds a child compile may take before the parent compiles in-process instead
+_CHILD_TIMEOUT_ENV = "VVUQ_TWIN_COMPILE_CHILD_TIMEOUT"
+_CHILD_ENV = "VVUQ_TWIN_COMPILE_IN_CHILD"
+
+
+def _child_compile_unavailable() -> str | None:
+    """Why a miss cannot be compiled in a forked child (None: it can)."""
+    if os.environ.get(_CHILD_ENV, "1").strip().lower() in ("0", "false", "off", "no"):
+        return f"${_CHILD_ENV}=0"
+    if not hasattr(os, "fork") or not sys.platform.startswith("linux"):
+        return f"no fork-safe child processes on {sys.platform}"
+    return None
+
+
+def _compile_in_child(model, key: str, layout_path: Path, logp_sig, expand_sig) -> str:
+    """Compile and save the model in a forked child; return the child's status string.
+
+    Why a child: numba's machine code for a freshly compiled callback and the same callback
+    loaded from its cache file (object code) can differ in the last bits of the log density
+    (measured on the tumor twin: every draw differed between a first and a second process
+    at the same seed). A process that compiled in-process would therefore sample differently
+    from every later process that loads the cache. Compiling in a child and loading the
+    saved object code here makes the first process run exactly what later ones run. The
+    child is forked (it inherits the model; nothing is pickled) and only compiles and writes
+    the cache; on any failure or after the timeout the caller compiles in-process.
+    """
+    import select
+    import signal
+
+    timeout = float(os.environ.get(_CHILD_TIMEOUT_ENV, "3600"))
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed stream must not stop the compile
+            pass
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: compile, save, report, leave without running the parent's exit code
+        code = 1
+        try:
+            os.close(r)
+            _, how = _compile_fresh(model, key, layout_path, logp_sig, expand_sig)
+            os.write(w, how.encode()[:4000])
+            code = 0
+        except BaseException as exc:  # noqa: BLE001 - report anything to the parent
+            try:
+                os.write(w, f"error: {type(exc).__name__}: {exc}".encode()[:4000])
+            except Exception:  # noqa: BLE001
+                pass
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+    os.close(w)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                os.kill(pid, signal.SIGKILL)
+                chunks = [f"timeout after {timeout:.0f} s (${_CHILD_TIMEOUT_ENV})".encode()]
+                break
+            ready, _, _ = select.select([r], [], [], min(left, 1.0))
+            if ready:
+                b = os.read(r, 4096)
+                if not b:
+                    break
+                chunks.append(b)
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    return b"".join(chunks).decode(errors="replace") or "no report (the child died)"
+
+
+def _load(model, key: str, layout_path: Path, logp_sig, expand_sig):
+    """The model from the disk cache, or None when the cache has no usable entry for it."""
     if layout_path.exists():
         layout = json.loads(layout_path.read_text())
         value_names = [model.rvs_to_values[v].name for v in model.free_RVs]
@@ -362,8 +468,8 @@ def _compile_or_load(model, key: str):
             logp_cf = _load_cfunc(lp, logp_sig)
             expand_cf = _load_cfunc(ex, expand_sig) if logp_cf is not None else None
             if logp_cf is not None and expand_cf is not None:
-                return _assemble(model, layout, logp_cf, expand_cf, shared_data), "disk"
-    return _compile_fresh(model, key, layout_path, logp_sig, expand_sig)
+                return _assemble(model, layout, logp_cf, expand_cf, shared_data)
+    return None
 
 
 def _record_dtype(shared_data: dict[str, np.ndarray]) -> np.dtype:
