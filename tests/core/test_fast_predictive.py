@@ -134,3 +134,32 @@ def test_batched_simulator_is_evaluated_by_binary_ufuncs_and_matches_numpy(monke
     elemwise = [n for n in nodes if isinstance(n.op, Elemwise)]
     assert elemwise, "the batched graph was not compiled through pytensor.function"
     assert max(len(n.inputs) for n in elemwise) <= 2, [str(n) for n in elemwise if len(n.inputs) > 2]
+
+
+def test_python_mode_splits_nary_sums_and_products_into_numpy_calls():
+    """The Python linker evaluates an n-ary Add/Mul element by element (np.frompyfunc); the mode
+    used for value-only and predictive functions must hold only binary ones, with the same values."""
+    import pytensor
+    import pytensor.tensor as pt
+    from pytensor.compile.mode import get_mode
+    from pytensor.tensor.elemwise import Elemwise
+
+    from vvuq_twin.inference._fast_predictive import _python_mode
+
+    a, b, c, d = (pt.dmatrix(n) for n in "abcd")
+    out = pt.mul(a, b, c, d) + pt.add(a, b, c) * 2.0
+    rng = np.random.default_rng(0)
+    vals = [rng.normal(size=(3, 4)) for _ in range(4)]
+
+    def nary(fn):
+        return [n for n in fn.maker.fgraph.apply_nodes if isinstance(n.op, Elemwise)
+                and type(n.op.scalar_op).__name__ in ("Add", "Mul") and len(n.inputs) > 2]
+
+    fn = pytensor.function([a, b, c, d], out, mode=_python_mode())
+    old = pytensor.function([a, b, c, d], out, mode=get_mode("FAST_COMPILE"))
+    assert nary(old), "the failure case: FAST_COMPILE keeps the n-ary nodes"
+    assert not nary(fn)
+    x = vals
+    expected = x[0] * x[1] * x[2] * x[3] + (x[0] + x[1] + x[2]) * 2.0
+    np.testing.assert_array_equal(fn(*vals), old(*vals))
+    np.testing.assert_allclose(fn(*vals), expected, rtol=1e-15, atol=0)
