@@ -105,7 +105,7 @@ import vvuq_twin as vt
 from case_studies.tumor.run import candidate_twin, OPEN_FRACTION, THRESHOLD_MM3
 from case_studies.tumor.data import load_tumor, split_at_decision_day
 from case_studies.tumor.scenarios import pooled_gompertz_fit
-cal = split_at_decision_day(load_tumor(None), THRESHOLD_MM3, OPEN_FRACTION)["calibration"]
+cal = split_at_decision_day(load_tumor(None)[0], THRESHOLD_MM3, OPEN_FRACTION)["calibration"]
 plain = pooled_gompertz_fit(cal.x[:, 0], cal.y, cal.unit)
 tw = candidate_twin("none", quick=True, reference=(plain["k"], plain["beta_geomean"]))
 res = vt.calibrate(tw, cal, rng=123, draws=200, tune=300, chains=2, mass_matrix="low_rank",
