@@ -17,9 +17,9 @@ def line(X, p):
 
 def make_twin(prior_sd: float = PRIOR_SD):
     sim = vt.PytensorSimulator(line, name="line_disk_cache")
-    return vt.Twin("disk_cache", sim, [vt.Parameter("a", vt.Normal(0, prior_sd)),
-                                       vt.Parameter("b", vt.Normal(0, prior_sd))],
-                   observation=vt.Gaussian(sigma=SIGMA))
+    return vt.Twin("disk_cache", sim, [vt.Parameter("a", vt.NormalPrior(0, prior_sd)),
+                                       vt.Parameter("b", vt.NormalPrior(0, prior_sd))],
+                   observation=vt.GaussianObs(sigma=SIGMA))
 
 
 def make_data(scale: float = 1.0, a: float = 0.5, b: float = 1.5, seed: int = 3):

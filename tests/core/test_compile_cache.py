@@ -98,6 +98,60 @@ def test_without_a_child_the_first_process_runs_its_own_compile_and_says_so(tmp_
     check_known_answer(res2, make_data())
 
 
+def test_a_model_numba_cannot_cache_is_compiled_twice_once_then_once_per_process(tmp_path, monkeypatch):
+    """A child's code cannot reach the parent when numba refuses to cache it: the first process
+    compiles again in-process (and says so), keeps the verdict on disk, and a later process compiles
+    once without a child. Failure case: without the verdict the second process would fork again."""
+    monkeypatch.setenv("VVUQ_TWIN_CACHE_DIR", str(tmp_path))
+    calmod.clear_compile_cache()
+    real = cc._compile_cfunc
+    calls = {"n": 0}
+
+    def refusing(pyfunc, sig):  # numba's "cannot cache" warning, as a dynamic-globals callback gets
+        calls["n"] += 1
+        cf, why = real(pyfunc, sig)
+        return cf, [*why, "Cannot cache compiled function as it uses dynamic globals (test)"]
+
+    monkeypatch.setattr(cc, "_compile_cfunc", refusing)
+    res = vt.calibrate(make_twin(), make_data(), **KW)
+    how = res.info["compile_cache"]
+    assert how.startswith("miss: not cacheable") and "compiled twice" in how, how
+    assert calls["n"] == 2  # in this process: logp and expand once (the child's calls are its own)
+    assert list(tmp_path.glob("uncacheable-*.txt")) and not list(tmp_path.glob("layout-*.json"))
+    check_known_answer(res, make_data())
+
+    calmod.clear_compile_cache()
+    calls["n"] = 0
+
+    def no_child(*a, **k):
+        raise AssertionError("a known not-cacheable model must not be compiled in a child")
+
+    monkeypatch.setattr(cc, "_compile_in_child", no_child)
+    again = vt.calibrate(make_twin(), make_data(), **KW)
+    assert "known from an earlier process" in again.info["compile_cache"], again.info["compile_cache"]
+    assert calls["n"] == 2 and _digest(again) == _digest(res)  # one in-process compile, same code
+    # once numba caches it again, the verdict is dropped and the model is saved
+    calmod.clear_compile_cache()
+    monkeypatch.setattr(cc, "_compile_cfunc", real)
+    third = vt.calibrate(make_twin(), make_data(), **KW)
+    assert third.info["compile_cache"].startswith("miss: saved (compiled in this process")
+    assert not list(tmp_path.glob("uncacheable-*.txt")) and list(tmp_path.glob("layout-*.json"))
+
+
+def test_no_child_is_forked_while_jax_runs_in_the_process(monkeypatch):
+    """JAX's runtime threads make fork unsafe (JAX warns of a deadlock): a miss is compiled in
+    this process instead, and the status says why. Before JAX starts its runtime, a child is used."""
+    import types
+
+    monkeypatch.delenv("VVUQ_TWIN_COMPILE_IN_CHILD", raising=False)
+    fake = types.ModuleType("jax._src.xla_bridge")
+    fake.backends_are_initialized = lambda: False
+    monkeypatch.setitem(sys.modules, "jax._src.xla_bridge", fake)
+    assert cc._child_compile_unavailable() is None
+    fake.backends_are_initialized = lambda: True
+    assert "JAX" in cc._child_compile_unavailable()
+
+
 _TUMOR_PROBE = """
 import hashlib, json, sys
 import numpy as np

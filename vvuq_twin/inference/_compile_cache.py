@@ -321,7 +321,9 @@ def compile_numba_cached(model, declaration_hash: str, structure_hash: str) -> t
     status : dict
         ``compile_cache_hit`` (bool), ``compile_cache`` ("disk"; "miss: saved": compiled in
         a child and loaded from disk; "miss: saved (compiled in this process: WHY ...)"; "miss:
-        not cacheable ..."; "off" or "fallback: ..."), ``compile_cache_key``,
+        not cacheable (WHY) [compiled twice: ...]" the first time, "... [known from an earlier
+        process ...]" later (the verdict is kept on disk, so later processes compile once,
+        without a child); "off" or "fallback: ..."), ``compile_cache_key``,
         ``compile_time_s``.
     """
     import nutpie
@@ -355,6 +357,15 @@ def _compile_or_load(model, key: str):
     loaded = _load(model, key, layout_path, logp_sig, expand_sig)
     if loaded is not None:
         return loaded, "disk"
+    marker = _uncacheable_path(key)
+    if marker.exists():
+        # an earlier process found this model not cacheable: a child could not hand its code
+        # over, so compile once, here, and say where the verdict comes from
+        compiled, how = _compile_fresh(model, key, layout_path, logp_sig, expand_sig)
+        if how.startswith("miss: not cacheable"):
+            return compiled, how + " [known from an earlier process: compiled once, in this process]"
+        marker.unlink(missing_ok=True)  # the verdict no longer holds (the model now caches)
+        return compiled, "miss: saved (compiled in this process: an earlier process found it not cacheable; a later process may differ in the last bits)"
     why_not = _child_compile_unavailable()
     if why_not is None:
         child = _compile_in_child(model, key, layout_path, logp_sig, expand_sig)
@@ -364,12 +375,33 @@ def _compile_or_load(model, key: str):
                 # the machine code this process runs is the one every later process loads
                 return loaded, "miss: saved"
             why_not = "the child's saved model could not be loaded"
+        elif child.startswith("miss: not cacheable"):
+            # the child's machine code cannot reach this process: compile again, here (this
+            # once: the verdict is kept so that later processes compile once, without a child)
+            _write_marker(marker, child)
+            compiled, how = _compile_fresh(model, key, layout_path, logp_sig, expand_sig)
+            return compiled, (how + " [compiled twice: in a child that found it not cacheable, "
+                              "then in this process; later processes compile once]")
         else:
             why_not = f"the child process reported {child!r}"
     compiled, how = _compile_fresh(model, key, layout_path, logp_sig, expand_sig)
     if how == "miss: saved":
         how = f"miss: saved (compiled in this process: {why_not}; a later process may differ in the last bits)"
     return compiled, how
+
+
+def _uncacheable_path(key: str) -> Path:
+    return cache_dir() / f"uncacheable-{key}.txt"
+
+
+def _write_marker(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:  # a read-only cache only costs the next process a second compile
+        pass
 
 
 #: seconds a child compile may take before the parent compiles in-process instead
@@ -383,6 +415,15 @@ def _child_compile_unavailable() -> str | None:
         return f"${_CHILD_ENV}=0"
     if not hasattr(os, "fork") or not sys.platform.startswith("linux"):
         return f"no fork-safe child processes on {sys.platform}"
+    xla = sys.modules.get("jax._src.xla_bridge")
+    if xla is not None:
+        try:
+            running = bool(xla.backends_are_initialized())
+        except Exception:  # noqa: BLE001 - another JAX layout: assume its runtime runs
+            running = True
+        if running:
+            # JAX's runtime threads may hold locks a forked child would wait on forever
+            return "JAX's runtime is running in this process (forking it is unsafe)"
     return None
 
 
@@ -422,11 +463,9 @@ def _compile_in_child(model, key: str, layout_path: Path, logp_sig, expand_sig) 
             except Exception:  # noqa: BLE001
                 pass
         finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
+            # no flush: another thread of the parent may have held a stream's lock at the fork
+            # (its buffers were flushed before it); anything the child printed is dropped
+            os._exit(code)
     os.close(w)
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout
