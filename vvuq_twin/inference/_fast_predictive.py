@@ -80,12 +80,14 @@ def _binary_elemwise_rewrite():
             so = node.op.scalar_op
             if len(node.inputs) <= 2 or not isinstance(so, (ps.Add, ps.Mul)):
                 return None
+            if any(x.dtype != node.outputs[0].dtype for x in node.inputs):
+                # mixed dtypes: a binary chain could compute a partial sum in a narrower type
+                # (int8 + int8 overflows) than the n-ary node; leave it as it is
+                return None
             f = pt.add if isinstance(so, ps.Add) else pt.mul
             out = node.inputs[0]
             for x in node.inputs[1:]:
                 out = f(out, x)
-            if out.dtype != node.outputs[0].dtype:
-                out = pt.cast(out, node.outputs[0].dtype)
             return [out]
 
         _BINARY_REWRITE = in2out(vvuq_binary_add_mul, name="vvuq_binary_add_mul")
