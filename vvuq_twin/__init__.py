@@ -18,8 +18,8 @@ from ._version import __version__
 
 _EXPORTS = {
     "vvuq_twin.inference": (
-        "Diagnostics", "Ledger", "Thresholds", "TwinResult", "calibrate", "load_result", "predict",
-        "SMCOptions",
+        "Diagnostics", "Ledger", "Thresholds", "TwinResult", "calibrate", "load_result", "precompile",
+        "predict", "SMCOptions",
     ),
     "vvuq_twin.twin": (
         "Beta", "BiasDiscrepancy", "BlackBoxSimulator", "Exponential", "Gamma", "GaussianAR1Obs", "GaussianObs",

@@ -94,6 +94,9 @@ class DesignSBC(SBC):
         return {**super().config(), "design": self.design, "template_x": np.asarray(t.x, float).round(10).tolist(),
                 "template_unit": [str(u) for u in np.asarray(t.unit)]}
 
+    def compile_jobs(self, ctx: LoopContext) -> list[tuple[Any, Any, dict[str, Any]]]:
+        return [(ctx.twin, self.template, dict(self.calibrate_kwargs))]
+
     def run(self, ctx: LoopContext) -> tuple[StepResult, Any]:
         from dataclasses import replace
 

@@ -376,6 +376,9 @@ class CompareTwin(Step):
         return {"twin": self.twin.hash, "label": self.label, "level": self.level,
                 "kwargs": {k: repr(v) for k, v in sorted(self.kwargs.items())}}
 
+    def compile_jobs(self, ctx: Any) -> list[tuple[Any, Any, dict[str, Any]]]:
+        return [(self.twin, ctx.split.calibration, dict(self.kwargs))]
+
     def run(self, ctx: Any) -> tuple[Any, Any]:
         import warnings
 

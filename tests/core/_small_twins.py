@@ -3,6 +3,11 @@ backend tests (one declaration, so one compilation per test process)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import arviz as az
 import numpy as np
 
@@ -45,3 +50,27 @@ def check_known_answer(res, data, means=None):
         got = float(d.mean()) if means is None else means[i]
         assert abs(got - m[i]) < 4 * mcse + 1e-12, (v, got, m[i])
         assert abs(float(d.std()) - np.sqrt(cov[i, i])) < 0.1 * np.sqrt(cov[i, i])
+
+
+def ran_in_a_fresh_process(request, test_file: str) -> bool:
+    """Run the calling test in a fresh pytest process when JAX's runtime already runs in this one.
+
+    A child compile (what these tests check) is rightly skipped once JAX's runtime threads run
+    in a process (another test of the suite may have started them); the test then runs where no
+    JAX runs. Returns True when it ran (and passed) there: the caller returns.
+    """
+    from vvuq_twin.inference import _compile_cache as cc
+
+    why = cc._child_compile_unavailable()
+    if why is None or "JAX" not in why:
+        return False
+    assert os.environ.get("VVUQ_TEST_FRESH_PROCESS") != "1", "JAX's runtime runs even in a fresh process"
+    root = Path(test_file).resolve().parents[2]
+    env = {**os.environ, "VVUQ_TEST_FRESH_PROCESS": "1",
+           "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           f"{Path(test_file).resolve()}::{request.node.name}"],
+                          env=env, cwd=str(root), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert "1 passed" in proc.stdout, proc.stdout[-2000:]
+    return True

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 calmod = importlib.import_module("vvuq_twin.inference.calibrate")
 cc = importlib.import_module("vvuq_twin.inference._compile_cache")
 
-from _small_twins import check_known_answer, make_data, make_twin  # noqa: E402
+from _small_twins import check_known_answer, make_data, make_twin, ran_in_a_fresh_process  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 KW = dict(draws=400, tune=300, chains=2, rng=5, warn=False)
@@ -46,28 +46,9 @@ def _summary(res) -> dict:
             "mean": [float(res.posterior[v].mean()) for v in ("a", "b")]}
 
 
-def _ran_in_a_fresh_process(request) -> bool:
-    """Run this test in a fresh pytest process when JAX's runtime already runs in this one.
-
-    The child compile these tests check is (rightly) skipped once JAX's runtime threads run in a
-    process (another test of the suite may have started them); the test then runs where no JAX
-    runs. Returns True when it ran (and passed) there: the caller returns.
-    """
-    if cc._child_compile_unavailable() is None or "JAX" not in cc._child_compile_unavailable():
-        return False
-    assert os.environ.get("VVUQ_TEST_FRESH_PROCESS") != "1", "JAX's runtime runs even in a fresh process"
-    env = {**os.environ, "VVUQ_TEST_FRESH_PROCESS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           f"{Path(__file__).resolve()}::{request.node.name}"],
-                          env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    assert "1 passed" in proc.stdout, proc.stdout[-2000:]
-    return True
-
 
 def test_a_new_process_reuses_the_compiled_model_from_disk(tmp_path, monkeypatch, request):
-    if _ran_in_a_fresh_process(request):
+    if ran_in_a_fresh_process(request, __file__):
         return
     monkeypatch.setenv("VVUQ_TWIN_CACHE_DIR", str(tmp_path))
     calmod.clear_compile_cache()
@@ -102,7 +83,7 @@ def test_a_new_process_reuses_the_compiled_model_from_disk(tmp_path, monkeypatch
 
 
 def test_without_a_child_the_first_process_runs_its_own_compile_and_says_so(tmp_path, monkeypatch, request):
-    if _ran_in_a_fresh_process(request):
+    if ran_in_a_fresh_process(request, __file__):
         return
     monkeypatch.setenv("VVUQ_TWIN_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("VVUQ_TWIN_COMPILE_IN_CHILD", "0")
@@ -126,7 +107,7 @@ def test_a_model_numba_cannot_cache_is_compiled_twice_once_then_once_per_process
     """A child's code cannot reach the parent when numba refuses to cache it: the first process
     compiles again in-process (and says so), keeps the verdict on disk, and a later process compiles
     once without a child. Failure case: without the verdict the second process would fork again."""
-    if _ran_in_a_fresh_process(request):
+    if ran_in_a_fresh_process(request, __file__):
         return
     monkeypatch.setenv("VVUQ_TWIN_CACHE_DIR", str(tmp_path))
     calmod.clear_compile_cache()

@@ -43,7 +43,7 @@ import numpy as np
 
 from .._io import cache_dir, cache_enabled
 
-__all__ = ["cache_dir", "cache_key", "compile_numba_cached", "prune", "CACHE_FORMAT", "MAX_MODELS"]
+__all__ = ["cache_dir", "cache_key", "compile_many", "compile_numba_cached", "prune", "CACHE_FORMAT", "MAX_MODELS"]
 
 #: bump when the generated source or the layout file changes
 CACHE_FORMAT = 1
@@ -439,10 +439,12 @@ def _compile_in_child(model, key: str, layout_path: Path, logp_sig, expand_sig) 
     child is forked (it inherits the model; nothing is pickled) and only compiles and writes
     the cache; on any failure or after the timeout the caller compiles in-process.
     """
-    import select
-    import signal
+    pid, r = _fork_compile(model, key, layout_path, logp_sig, expand_sig)
+    return _collect_children({r: pid})[r]
 
-    timeout = float(os.environ.get(_CHILD_TIMEOUT_ENV, "3600"))
+
+def _fork_compile(model, key: str, layout_path: Path, logp_sig, expand_sig) -> tuple[int, int]:
+    """Fork a child that compiles and saves ``model``; return its pid and the pipe it reports on."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -467,25 +469,122 @@ def _compile_in_child(model, key: str, layout_path: Path, logp_sig, expand_sig) 
             # (its buffers were flushed before it); anything the child printed is dropped
             os._exit(code)
     os.close(w)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                os.kill(pid, signal.SIGKILL)
-                chunks = [f"timeout after {timeout:.0f} s (${_CHILD_TIMEOUT_ENV})".encode()]
-                break
-            ready, _, _ = select.select([r], [], [], min(left, 1.0))
-            if ready:
-                b = os.read(r, 4096)
-                if not b:
-                    break
-                chunks.append(b)
-    finally:
+    return pid, r
+
+
+def _collect_children(children: dict[int, int], on_done=None) -> dict[int, str]:
+    """Wait for forked compile children (``{pipe: pid}``); their status strings by pipe.
+
+    ``on_done(pipe, status)`` may return new ``(pid, pipe)`` children to wait for as well (a
+    rolling pool). A child still running ``$VVUQ_TWIN_COMPILE_CHILD_TIMEOUT`` seconds (default
+    3600) after it was started is killed and reported as a timeout.
+    """
+    import select
+    import signal
+
+    timeout = float(os.environ.get(_CHILD_TIMEOUT_ENV, "3600"))
+    running = dict(children)
+    started = {r: time.monotonic() for r in running}
+    chunks: dict[int, list[bytes]] = {r: [] for r in running}
+    done: dict[int, str] = {}
+
+    def finish(r: int, how: str) -> None:
+        pid = running.pop(r)
         os.close(r)
         os.waitpid(pid, 0)
-    return b"".join(chunks).decode(errors="replace") or "no report (the child died)"
+        done[r] = how
+        for pid2, r2 in (on_done(r, how) or ()) if on_done is not None else ():
+            running[r2], started[r2], chunks[r2] = pid2, time.monotonic(), []
+
+    try:
+        while running:
+            now = time.monotonic()
+            for r in [r for r in running if now - started[r] >= timeout]:
+                os.kill(running[r], signal.SIGKILL)
+                finish(r, f"timeout after {timeout:.0f} s (${_CHILD_TIMEOUT_ENV})")
+            if not running:
+                break
+            wait = max(0.0, min(timeout - (now - started[r]) for r in running))
+            ready, _, _ = select.select(list(running), [], [], min(wait, 1.0))
+            for r in ready:
+                b = os.read(r, 4096)
+                if b:
+                    chunks[r].append(b)
+                else:
+                    finish(r, b"".join(chunks[r]).decode(errors="replace") or "no report (the child died)")
+    finally:
+        for r, pid in list(running.items()):  # only after an exception: leave no child behind
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.close(r)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+    return done
+
+
+def compile_many(jobs: "list[tuple[Any, str]]", max_workers: int | None = None) -> dict[str, str]:
+    """Compile and save several models at once, each in its own forked child.
+
+    ``jobs``: ``(model, key)`` pairs (keys from :func:`cache_key`). At most ``max_workers``
+    children run at a time (default: the CPUs). A model already on disk, or known not to be
+    cacheable, is not compiled again. Nothing is loaded here: a later
+    :func:`compile_numba_cached` of the same key loads the saved machine code (a disk hit), so
+    the draws are those of a single compile. Returns a status per key: ``"disk"`` (already
+    saved), ``"saved"``, ``"not cacheable (...)"`` (the later call compiles it in-process),
+    ``"skipped: WHY"`` (no child can be forked here; the later call compiles as usual) or the
+    child's error.
+    """
+    out: dict[str, str] = {}
+    todo: list[tuple[Any, str]] = []
+    for model, key in jobs:
+        if key in out or any(k == key for _, k in todo):
+            continue
+        if (cache_dir() / f"layout-{key}.json").exists():
+            out[key] = "disk"
+        elif _uncacheable_path(key).exists():
+            out[key] = "not cacheable (known from an earlier compile)"
+        else:
+            todo.append((model, key))
+    if not todo:
+        return out
+    why_not = _child_compile_unavailable()
+    if why_not is not None:
+        out.update({key: f"skipped: {why_not}" for _, key in todo})
+        return out
+    n = max(1, int(max_workers if max_workers is not None else (os.cpu_count() or 1)))
+    logp_sig, expand_sig = _signatures()
+    with _LOCK:
+        _install_locator()
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        queue = list(todo)
+        keys: dict[int, str] = {}
+
+        def start() -> list[tuple[int, int]]:
+            if not queue:
+                return []
+            model, key = queue.pop(0)
+            pid, r = _fork_compile(model, key, cache_dir() / f"layout-{key}.json", logp_sig, expand_sig)
+            keys[r] = key
+            return [(pid, r)]
+
+        def on_done(r: int, how: str) -> list[tuple[int, int]]:
+            key = keys[r]
+            if how == "miss: saved":
+                out[key] = "saved"
+            elif how.startswith("miss: not cacheable"):
+                _write_marker(_uncacheable_path(key), how)
+                out[key] = how[len("miss: "):]
+            else:
+                out[key] = how
+            return start()
+
+        first: dict[int, int] = {}
+        for _ in range(min(n, len(queue))):
+            for pid, r in start():
+                first[r] = pid
+        _collect_children(first, on_done)
+    return out
 
 
 def _load(model, key: str, layout_path: Path, logp_sig, expand_sig):

@@ -49,7 +49,7 @@ from .results import TwinResult, add_latent_group, data_groups
 from .loglik import has_closed_form
 from .simcheck import check_calibration, pop_accuracy
 
-__all__ = ["calibrate", "clear_compile_cache", "ROLE_DETERMINISTICS"]
+__all__ = ["calibrate", "clear_compile_cache", "precompile", "ROLE_DETERMINISTICS"]
 
 #: Deterministics moved from the posterior to the posterior predictive group (defined once,
 #: in the declaration: the role variables other than the observed y)
@@ -114,6 +114,112 @@ def _nutpie_compiled(model: pm.Model, key: tuple[str, str], y_observed: np.ndarr
         _CACHE.popitem(last=False)
     return compiled, status
 
+
+
+def _model_for(twin: Twin, data: TwinData, *, resolved: str, mass_matrix: str = "diag",
+               collapse_discrepancy: bool = False) -> tuple[Twin, dict[str, Any], pm.Model, tuple[str, str]]:
+    """The model :func:`calibrate` samples and its compile-cache key (declaration, structure).
+
+    Checks the data against the twin first (before anything is built). Returns the twin with its
+    per-unit parametrisation fixed for these data (centred / non-centred, declared or "auto"),
+    that parametrisation, the PyMC model (the collapsed one with ``collapse_discrepancy``) and
+    the key under which its compiled form is cached.
+    """
+    twin.check(data)  # validation before any compilation
+    # centred / non-centred per-unit blocks: declared, or chosen now for these data ("auto");
+    # the calibrated twin (TwinResult.twin) carries the choice, its hash is the declaration's
+    parametrization = twin.parametrization(data) if twin.hierarchy is not None else {}
+    twin = twin.with_parametrization(parametrization)
+    if not isinstance(collapse_discrepancy, (bool, np.bool_)):
+        raise TypeError(f"`collapse_discrepancy` must be True or False, got {collapse_discrepancy!r}.")
+    if collapse_discrepancy:
+        from ..twin.collapsed import collapsed_model
+
+        if resolved not in ("nutpie", "pymc"):
+            raise ValueError(f"collapse_discrepancy=True needs NUTS (method 'nutpie' or 'pymc'), got {resolved!r}.")
+        if mass_matrix == "flow":
+            raise ValueError("collapse_discrepancy=True does not support mass_matrix='flow'.")
+        model = collapsed_model(twin, data, check=False)  # raises when the twin has no collapsed form
+    else:
+        model = twin.build_model(data, check=False)
+    key = (twin.hash + _auto_tag(parametrization) + ("|collapsed" if collapse_discrepancy else ""),
+           data.structure_hash)
+    return twin, parametrization, model, key
+
+
+def precompile(jobs: "list[tuple[Twin, TwinData] | tuple[Twin, TwinData, dict[str, Any]]]", *,
+               max_workers: int | None = None) -> list[dict[str, Any]]:
+    """Compile the nutpie models of several calibrations at once, in parallel child processes.
+
+    Each job is ``(twin, data)`` or ``(twin, data, calibrate_kwargs)`` - what a later
+    :func:`calibrate` call will be given. Jobs that calibrate with nutpie's numba backend (the
+    default) and are not on disk yet are compiled, each in a forked child, at most
+    ``max_workers`` at a time (default: the CPUs), and saved to the on-disk compile cache; the
+    later ``calibrate`` loads the saved machine code (``info["compile_cache"] == "disk"``), so its
+    draws are exactly those it would have drawn without this call. Compiling is single-threaded:
+    on a machine with several cores, independent declarations (candidate twins, a collapsed
+    and a latent model, an SBC's model) compile in about the time of the longest one.
+
+    Nothing changes when a child cannot be forked (not Linux, JAX's runtime running, the cache
+    switched off): the job's status says so and ``calibrate`` compiles as usual.
+
+    Parameters
+    ----------
+    jobs : list of tuples
+        ``(twin, data[, calibrate_kwargs])``. Of the keyword arguments, ``method``,
+        ``backend``, ``mass_matrix`` and ``collapse_discrepancy`` matter (they choose the model
+        and its compiler); the others are ignored.
+    max_workers : int, optional
+        Children compiling at the same time.
+
+    Returns
+    -------
+    list of dict
+        Per job: ``twin`` (name), ``key`` (the compile-cache key or None) and ``status``:
+        ``"disk"`` (already compiled), ``"saved"`` (compiled now), ``"not applicable: WHY"``
+        (another sampler or backend), ``"skipped: WHY"`` (no child process here), ``"not
+        cacheable (...)"`` (``calibrate`` compiles it in-process) or a child's error.
+    """
+    from ._compile_cache import cache_enabled, cache_key, compile_many
+
+    if max_workers is not None and int(max_workers) < 1:
+        raise ValueError(f"`max_workers` must be >= 1 or None, got {max_workers!r}.")
+    rows: list[dict[str, Any]] = []
+    todo: list[tuple[Any, str]] = []
+    for i, job in enumerate(jobs):
+        if not isinstance(job, tuple) or len(job) not in (2, 3):
+            raise TypeError(f"jobs[{i}] must be (twin, data) or (twin, data, calibrate_kwargs), got {type(job).__name__}.")
+        twin, data = job[0], job[1]
+        kw = dict(job[2]) if len(job) == 3 else {}
+        if not isinstance(twin, Twin) or not isinstance(data, TwinData):
+            raise TypeError(f"jobs[{i}] must start with a Twin and a TwinData, got "
+                            f"({type(twin).__name__}, {type(data).__name__}).")
+        backend = kw.get("backend") or os.environ.get("VVUQ_TWIN_BACKEND", "").strip().lower() or "numba"
+        mass_matrix = kw.get("mass_matrix", "diag")
+        with warnings.catch_warnings():  # the sampler-choice warning belongs to the calibrate call
+            warnings.simplefilter("ignore", SamplerChoiceWarning)
+            resolved = _resolve_method(twin, kw.get("method", "auto"))
+        why = (None if resolved == "nutpie" and backend == "numba" and mass_matrix != "flow" else
+               f"calibrates with {resolved}" + (f" ({backend} backend)" if resolved == "nutpie" else "")
+               + (", normalising-flow adaptation" if mass_matrix == "flow" else ""))
+        if why is None and not cache_enabled():
+            why = "the on-disk compile cache is off ($VVUQ_TWIN_COMPILE_CACHE=0)"
+        if why is not None:
+            rows.append({"twin": twin.name, "key": None, "status": f"not applicable: {why}"})
+            continue
+        _, _, model, mkey = _model_for(twin, data, resolved=resolved, mass_matrix=mass_matrix,
+                                       collapse_discrepancy=bool(kw.get("collapse_discrepancy", False)))
+        key = cache_key(*mkey)
+        rows.append({"twin": twin.name, "key": key, "status": None})
+        todo.append((model, key))
+    t0 = time.perf_counter()
+    statuses = compile_many(todo, max_workers=max_workers) if todo else {}
+    for r in rows:
+        if r["status"] is None:
+            r["status"] = statuses[r["key"]]
+    _log.info("precompile: %d job(s) in %.1f s: %s", len(rows), time.perf_counter() - t0,
+              "; ".join(f"{r['twin']}: {r['status']}" for r in rows))
+    return rows
 
 def _resolve_method(twin: Twin, method: str) -> str:
     valid = ("auto", "nuts", "nutpie", "pymc", "smc")
@@ -303,27 +409,12 @@ def calibrate(
             f"`smc` options were given but the twin is calibrated with {resolved} (NUTS); pass "
             "method='smc' (or 'auto' for a simulator without a gradient), or drop `smc`."
         )
-    twin.check(data)  # validation before any compilation
-    # centred / non-centred per-unit blocks: declared, or chosen now for these data ("auto");
-    # the calibrated twin (TwinResult.twin) carries the choice, its hash is the declaration's
-    parametrization = twin.parametrization(data) if twin.hierarchy is not None else {}
-    twin = twin.with_parametrization(parametrization)
+    twin, parametrization, model, model_key = _model_for(twin, data, resolved=resolved, mass_matrix=mass_matrix,
+                                                        collapse_discrepancy=collapse_discrepancy)
     for pname, rec in parametrization.items():
         if rec["source"] == "auto":
             _log.info("calibrate(%s): %s %s (%s).", twin.name, pname,
                       "centred" if rec["centered"] else "non-centred", rec["reason"])
-    if not isinstance(collapse_discrepancy, (bool, np.bool_)):
-        raise TypeError(f"`collapse_discrepancy` must be True or False, got {collapse_discrepancy!r}.")
-    if collapse_discrepancy:
-        from ..twin.collapsed import collapsed_model
-
-        if resolved not in ("nutpie", "pymc"):
-            raise ValueError(f"collapse_discrepancy=True needs NUTS (method 'nutpie' or 'pymc'), got {resolved!r}.")
-        if mass_matrix == "flow":
-            raise ValueError("collapse_discrepancy=True does not support mass_matrix='flow'.")
-        model = collapsed_model(twin, data, check=False)  # raises when the twin has no collapsed form
-    else:
-        model = twin.build_model(data, check=False)
     t0 = time.perf_counter()
     compile_time = 0.0
     compile_status: dict[str, Any] = {"compile_cache_hit": False, "compile_cache": "none"}
@@ -349,10 +440,8 @@ def calibrate(
         if resolved == "nutpie":
             try:
                 y_now = np.asarray(data.y, float)[np.asarray(data.observed_mask)]
-                compiled, compile_status = _nutpie_compiled(
-                    model, (twin.hash + _auto_tag(parametrization) + ("|collapsed" if collapse_discrepancy else ""),
-                            data.structure_hash), y_now, backend=backend,
-                    frozen=mass_matrix == "flow")
+                compiled, compile_status = _nutpie_compiled(model, model_key, y_now, backend=backend,
+                                                            frozen=mass_matrix == "flow")
                 compile_time = compile_status["compile_time_s"]
             except Exception as exc:  # noqa: BLE001 - fall back loudly
                 warnings.warn(

@@ -158,11 +158,21 @@ class VVUQLoop:
     progress : callable or bool
         ``True`` prints one line per step (default), ``False`` is silent, a callable receives
         the lines.
+    precompile : bool
+        Before the first step that runs, compile the models of every calibration the remaining
+        steps will run (:meth:`Step.compile_jobs`) at once, in parallel child processes
+        (:func:`vvuq_twin.inference.precompile`); the steps then load them from the on-disk
+        compile cache. The draws are the same either way; only the wall time of a cold compile
+        cache changes. Default True.
     """
 
     def __init__(self, twin: Any, split: DataSplit, steps: Sequence[Step], *, seed: int = 0,
                  on_fail: Literal["stop", "flag"] = "stop", out: str | Path | None = None,
-                 name: str | None = None, progress: bool | Callable[[str], None] = True) -> None:
+                 name: str | None = None, progress: bool | Callable[[str], None] = True,
+                 precompile: bool = True) -> None:
+        if not isinstance(precompile, bool):
+            raise LoopSpecError(f"precompile must be True or False, got {precompile!r}.")
+        self.precompile = bool(precompile)
         if on_fail not in ("stop", "flag"):
             raise LoopSpecError(f"on_fail must be 'stop' or 'flag', got {on_fail!r}.")
         if not isinstance(seed, int) or isinstance(seed, bool):
@@ -231,6 +241,26 @@ class VVUQLoop:
                 reasons.append(f"{dep} is itself {PROVISIONAL}")
         return tuple(reasons)
 
+    def _precompile(self, ctx: LoopContext, steps: Sequence[Step], volatile: dict[str, Any]) -> None:
+        """Compile the calibrations of ``steps`` at once (see ``precompile``); timings go to ``volatile``."""
+        from ..inference import precompile
+
+        jobs = [(job, st.name) for st in steps for job in st.compile_jobs(ctx)]
+        if not jobs:
+            return
+        t0 = time.perf_counter()
+        try:
+            rows = precompile([j for j, _ in jobs])
+        except Exception as exc:  # noqa: BLE001 - the step that calibrates raises it with its context
+            volatile["precompile"] = {"seconds": time.perf_counter() - t0,
+                                      "error": f"{type(exc).__name__}: {exc}"}
+            return
+        volatile["precompile"] = {"seconds": time.perf_counter() - t0,
+                                  "jobs": [{"step": name, **row} for (_, name), row in zip(jobs, rows)]}
+        fresh = sum(r["status"] == "saved" for r in rows)
+        if self._say and fresh:
+            self._say(f"compiled {fresh} model(s) for the steps to come in {time.perf_counter() - t0:.1f} s")
+
     def _record(self, ctx: LoopContext, ledger: Any, r: StepResult) -> None:
         passed = {Status.PASS: True, Status.FAIL: False}.get(r.status)
         d = r.to_dict()
@@ -287,6 +317,8 @@ class VVUQLoop:
                         self._say(f"{step.name}: resumed ({r.status})")
             if loaded:
                 continue
+            if chain_ok and self.precompile:
+                self._precompile(ctx, self.steps[i:], volatile)
             chain_ok = False  # a re-run step invalidates the saved steps after it
             provisional = self._gate(step, ctx)
             if self._say:

@@ -154,6 +154,15 @@ class Step(abc.ABC):
     def run(self, ctx: LoopContext) -> tuple[StepResult, Any]:
         """Run the step: its typed result and its output object."""
 
+    def compile_jobs(self, ctx: LoopContext) -> list[tuple[Any, Any, dict[str, Any]]]:
+        """The calibrations this step will run, as ``(twin, data, calibrate_kwargs)`` jobs.
+
+        The loop compiles the jobs of every step still to run at once, in parallel (see
+        :func:`vvuq_twin.inference.precompile`) before the first of them runs; a step whose
+        calibrations are not listed is compiled when it runs, as usual. Default: none.
+        """
+        return []
+
     def save(self, obj: Any, directory: Path, ctx: LoopContext) -> None:
         """Persist the output object (default: nothing to persist)."""
 
@@ -281,6 +290,9 @@ class SBC(Step):
                 "prob": self.prob, "var_names": self.var_names, "calibrate_kwargs": repr(self.calibrate_kwargs),
                 "max_unconverged": self.max_unconverged}
 
+    def compile_jobs(self, ctx: LoopContext) -> list[tuple[Any, Any, dict[str, Any]]]:
+        return [(ctx.twin, ctx.split.calibration, dict(self.calibrate_kwargs))]
+
     def run(self, ctx: LoopContext) -> tuple[StepResult, Any]:
         from ..verification import sbc_twin
 
@@ -381,6 +393,9 @@ class Calibrate(Step):
 
     def config(self) -> dict[str, Any]:
         return {k: repr(v) for k, v in sorted(self.kwargs.items())}
+
+    def compile_jobs(self, ctx: LoopContext) -> list[tuple[Any, Any, dict[str, Any]]]:
+        return [(ctx.twin, ctx.split.calibration, dict(self.kwargs))]
 
     def run(self, ctx: LoopContext) -> tuple[StepResult, Any]:
         from ..inference import calibrate
