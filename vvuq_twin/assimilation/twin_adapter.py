@@ -728,11 +728,9 @@ def assimilate(
             idx = np.sort(g.choice(total, size=int(n_particles), replace=False))
             values = {k: v[idx] for k, v in values.items()}
         particles = ParticlePosterior(values)
-        # the calibration chunk's value-and-gradient function (C; any move needs it): its
-        # fast-compile value-only variant evaluates the whole calibration data through the Python
-        # linker, measured on the airframe quick case at 25-31 CPU s per call for 500 particles x
-        # 224 rows, against 1.5 s to compile (PyTensor's C cache warm) and 0.2 s to evaluate this
-        density.prepare_gradient(chunks[0])
+        # the past log-likelihood through the value-only function compiled for compile speed
+        # (a move compiles the chunk's value-and-gradient C function when it needs it; an update
+        # that only reweights never does)
         ll0, _ = density.log_likelihood_z(density.to_unconstrained(particles.values), chunks[0], False)
         particles = ParticlePosterior(particles.values, None, ll0)
     if added_units:
