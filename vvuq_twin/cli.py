@@ -148,7 +148,7 @@ def _main(argv: Sequence[str] | None) -> int:
     p_run.add_argument("--quick", action="store_true", help="case studies: quick mode")
     p_run.add_argument("--sbc", action="store_true",
                        help="case studies with an optional SBC step (airframe): run it in full mode "
-                            "(over the 15-minute full-mode budget by itself)")
+                            "(gated on its replications' sampler diagnostics)")
     p_run.add_argument("--data", default=None, help="data directory (or set VVUQ_TWIN_DATA)")
     p_run.add_argument("--no-progress", action="store_true",
                        help="hide progress (bars in a terminal, periodic lines otherwise)")
