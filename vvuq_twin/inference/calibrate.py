@@ -115,6 +115,10 @@ def _nutpie_compiled(model: pm.Model, key: tuple[str, str], y_observed: np.ndarr
     return compiled, status
 
 
+def _default_backend(backend: str | None) -> str:
+    """nutpie's backend: the one given, else ``$VVUQ_TWIN_BACKEND``, else ``"numba"``."""
+    return backend if backend is not None else (os.environ.get("VVUQ_TWIN_BACKEND", "").strip().lower() or "numba")
+
 
 def _model_for(twin: Twin, data: TwinData, *, resolved: str, mass_matrix: str = "diag",
                collapse_discrepancy: bool = False) -> tuple[Twin, dict[str, Any], pm.Model, tuple[str, str]]:
@@ -194,7 +198,7 @@ def precompile(jobs: "list[tuple[Twin, TwinData] | tuple[Twin, TwinData, dict[st
         if not isinstance(twin, Twin) or not isinstance(data, TwinData):
             raise TypeError(f"jobs[{i}] must start with a Twin and a TwinData, got "
                             f"({type(twin).__name__}, {type(data).__name__}).")
-        backend = kw.get("backend") or os.environ.get("VVUQ_TWIN_BACKEND", "").strip().lower() or "numba"
+        backend = _default_backend(kw.get("backend"))
         mass_matrix = kw.get("mass_matrix", "diag")
         with warnings.catch_warnings():  # the sampler-choice warning belongs to the calibrate call
             warnings.simplefilter("ignore", SamplerChoiceWarning)
@@ -391,8 +395,7 @@ def calibrate(
         if missing:
             raise ImportError(f"mass_matrix='flow' needs {' and '.join(missing)}: pip install 'vvuq-twin[flow]' "
                               "(or use mass_matrix='low_rank').")
-    if backend is None:
-        backend = os.environ.get("VVUQ_TWIN_BACKEND", "").strip().lower() or "numba"
+    backend = _default_backend(backend)
     if backend not in ("numba", "jax"):
         raise ValueError(f"`backend` (or $VVUQ_TWIN_BACKEND) must be 'numba' or 'jax', got {backend!r}.")
     if backend == "jax":
