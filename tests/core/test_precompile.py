@@ -11,6 +11,8 @@ compile, no child (``VVUQ_TWIN_COMPILE_IN_CHILD=0``) skips and ``calibrate`` com
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import importlib
 import sys
 from pathlib import Path
@@ -110,3 +112,64 @@ def test_the_loop_precompiles_what_its_steps_will_calibrate(tmp_path, monkeypatc
     assert res3.volatile["resumed_steps"] == ["calibrate"] and "precompile" not in res3.volatile
     with pytest.raises(LoopSpecError, match="precompile"):
         VVUQLoop(twin, DataSplit(data), [Calibrate()], precompile="yes")
+
+
+def test_a_stale_layout_is_compiled_again_not_reported_on_disk(tmp_path, monkeypatch, request):
+    """A layout file of another cache format (or unreadable) is no disk hit: precompile compiles
+    it again, and the later calibrate loads that fresh compile."""
+    if ran_in_a_fresh_process(request, __file__):
+        return
+    monkeypatch.setenv("VVUQ_TWIN_CACHE_DIR", str(tmp_path))
+    calmod.clear_compile_cache()
+    job = (make_twin(1.7), make_data())
+    (row,) = vt.precompile([job])
+    assert row["status"] == "saved"
+    (layout,) = tmp_path.glob("layout-*.json")
+    stale = json.loads(layout.read_text())
+    stale["format"] = -1
+    layout.write_text(json.dumps(stale))
+    (row,) = vt.precompile([job])
+    assert row["status"] == "saved", row  # compiled again, not "disk"
+    layout.write_text("{not json")
+    (row,) = vt.precompile([job])
+    assert row["status"] == "saved", row
+    res = vt.calibrate(*job, **KW)
+    assert res.info["compile_cache"] == "disk"
+    check_known_answer(res, job[1])
+
+
+def test_collect_children_reports_by_tag_when_pipes_are_reused():
+    """A rolling pool of one: every child gets the pipe number its predecessor freed, and each
+    tag still gets its own child's report."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    cc = importlib.import_module("vvuq_twin.inference._compile_cache")
+
+    def spawn(tag: str) -> tuple[int, int]:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            os.write(w, f"report of {tag}".encode())
+            os._exit(0)
+        os.close(w)
+        return pid, r
+
+    queue, pipes = ["b", "c", "d"], []
+
+    def on_done(tag: str, how: str):
+        if not queue:
+            return []
+        nxt = queue.pop(0)
+        pid, r = spawn(nxt)
+        pipes.append(r)
+        return [(nxt, pid, r)]
+
+    pid, r = spawn("a")
+    pipes.append(r)
+    done = cc._collect_children({"a": (pid, r)}, on_done)
+    assert done == {t: f"report of {t}" for t in "abcd"}
+    assert len(set(pipes)) < len(pipes)  # pipe numbers were reused: tags, not pipes, key the reports
+    with pytest.raises(ValueError, match="given twice"):
+        pid, r = spawn("x")
+        cc._collect_children({"x": (pid, r)}, lambda tag, how: [("x", *spawn("x"))] if tag == "x" else [])

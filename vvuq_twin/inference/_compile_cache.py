@@ -375,10 +375,9 @@ def _compile_or_load(model, key: str):
                 # the machine code this process runs is the one every later process loads
                 return loaded, "miss: saved"
             why_not = "the child's saved model could not be loaded"
-        elif child.startswith("miss: not cacheable"):
+        elif _keep_verdict(key, child):
             # the child's machine code cannot reach this process: compile again, here (this
             # once: the verdict is kept so that later processes compile once, without a child)
-            _write_marker(marker, child)
             compiled, how = _compile_fresh(model, key, layout_path, logp_sig, expand_sig)
             return compiled, (how + " [compiled twice: in a child that found it not cacheable, "
                               "then in this process; later processes compile once]")
@@ -392,6 +391,16 @@ def _compile_or_load(model, key: str):
 
 def _uncacheable_path(key: str) -> Path:
     return cache_dir() / f"uncacheable-{key}.txt"
+
+
+def _keep_verdict(key: str, how: str) -> bool:
+    """Whether a child's status says "not cacheable"; if so, keep that verdict on disk so that
+    later processes compile once, in-process, without a child (shared by every caller of a
+    child compile)."""
+    if not how.startswith("miss: not cacheable"):
+        return False
+    _write_marker(_uncacheable_path(key), how)
+    return True
 
 
 def _write_marker(path: Path, text: str) -> None:
@@ -440,7 +449,7 @@ def _compile_in_child(model, key: str, layout_path: Path, logp_sig, expand_sig) 
     the cache; on any failure or after the timeout the caller compiles in-process.
     """
     pid, r = _fork_compile(model, key, layout_path, logp_sig, expand_sig)
-    return _collect_children({r: pid})[r]
+    return _collect_children({key: (pid, r)})[key]
 
 
 def _fork_compile(model, key: str, layout_path: Path, logp_sig, expand_sig) -> tuple[int, int]:
@@ -472,35 +481,50 @@ def _fork_compile(model, key: str, layout_path: Path, logp_sig, expand_sig) -> t
     return pid, r
 
 
-def _collect_children(children: dict[int, int], on_done=None) -> dict[int, str]:
-    """Wait for forked compile children (``{pipe: pid}``); their status strings by pipe.
+def _collect_children(children: dict[Any, tuple[int, int]], on_done=None) -> dict[Any, str]:
+    """Wait for forked compile children (``{tag: (pid, pipe)}``); their status strings by tag.
 
-    ``on_done(pipe, status)`` may return new ``(pid, pipe)`` children to wait for as well (a
-    rolling pool). A child still running ``$VVUQ_TWIN_COMPILE_CHILD_TIMEOUT`` seconds (default
+    ``tag`` is the caller's name for a child (e.g. its cache key); pipes are only used inside,
+    since a finished child's pipe number is reused by the next one. ``on_done(tag, status)``
+    may return new ``(tag, pid, pipe)`` children to wait for as well (a rolling pool; a tag must
+    not repeat). A child still running ``$VVUQ_TWIN_COMPILE_CHILD_TIMEOUT`` seconds (default
     3600) after it was started is killed and reported as a timeout.
     """
     import select
     import signal
 
     timeout = float(os.environ.get(_CHILD_TIMEOUT_ENV, "3600"))
-    running = dict(children)
-    started = {r: time.monotonic() for r in running}
-    chunks: dict[int, list[bytes]] = {r: [] for r in running}
-    done: dict[int, str] = {}
+    running: dict[int, tuple[Any, int]] = {}  # pipe -> (tag, pid)
+    started: dict[int, float] = {}
+    chunks: dict[int, list[bytes]] = {}
+    done: dict[Any, str] = {}
+
+    def add(tag: Any, pid: int, r: int) -> None:
+        if tag in done or any(t == tag for t, _ in running.values()):
+            try:  # a caller's bug: leave no child behind
+                os.kill(pid, signal.SIGKILL)
+                os.close(r)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+            raise ValueError(f"compile child tag {tag!r} given twice")
+        running[r], started[r], chunks[r] = (tag, pid), time.monotonic(), []
 
     def finish(r: int, how: str) -> None:
-        pid = running.pop(r)
+        tag, pid = running.pop(r)
         os.close(r)
         os.waitpid(pid, 0)
-        done[r] = how
-        for pid2, r2 in (on_done(r, how) or ()) if on_done is not None else ():
-            running[r2], started[r2], chunks[r2] = pid2, time.monotonic(), []
+        done[tag] = how
+        for tag2, pid2, r2 in (on_done(tag, how) or ()) if on_done is not None else ():
+            add(tag2, pid2, r2)
 
     try:
+        for tag, (pid, r) in children.items():
+            add(tag, pid, r)
         while running:
             now = time.monotonic()
             for r in [r for r in running if now - started[r] >= timeout]:
-                os.kill(running[r], signal.SIGKILL)
+                os.kill(running[r][1], signal.SIGKILL)
                 finish(r, f"timeout after {timeout:.0f} s (${_CHILD_TIMEOUT_ENV})")
             if not running:
                 break
@@ -513,7 +537,7 @@ def _collect_children(children: dict[int, int], on_done=None) -> dict[int, str]:
                 else:
                     finish(r, b"".join(chunks[r]).decode(errors="replace") or "no report (the child died)")
     finally:
-        for r, pid in list(running.items()):  # only after an exception: leave no child behind
+        for r, (_, pid) in list(running.items()):  # only after an exception: leave no child behind
             try:
                 os.kill(pid, signal.SIGKILL)
                 os.close(r)
@@ -540,7 +564,7 @@ def compile_many(jobs: "list[tuple[Any, str]]", max_workers: int | None = None) 
     for model, key in jobs:
         if key in out or any(k == key for _, k in todo):
             continue
-        if (cache_dir() / f"layout-{key}.json").exists():
+        if _layout_usable(model, cache_dir() / f"layout-{key}.json"):
             out[key] = "disk"
         elif _uncacheable_path(key).exists():
             out[key] = "not cacheable (known from an earlier compile)"
@@ -558,55 +582,65 @@ def compile_many(jobs: "list[tuple[Any, str]]", max_workers: int | None = None) 
         _install_locator()
         cache_dir().mkdir(parents=True, exist_ok=True)
         queue = list(todo)
-        keys: dict[int, str] = {}
 
-        def start() -> list[tuple[int, int]]:
+        def start() -> list[tuple[str, int, int]]:
             if not queue:
                 return []
             model, key = queue.pop(0)
             pid, r = _fork_compile(model, key, cache_dir() / f"layout-{key}.json", logp_sig, expand_sig)
-            keys[r] = key
-            return [(pid, r)]
+            return [(key, pid, r)]
 
-        def on_done(r: int, how: str) -> list[tuple[int, int]]:
-            key = keys[r]
+        def on_done(key: str, how: str) -> list[tuple[str, int, int]]:
             if how == "miss: saved":
                 out[key] = "saved"
-            elif how.startswith("miss: not cacheable"):
-                _write_marker(_uncacheable_path(key), how)
+            elif _keep_verdict(key, how):
                 out[key] = how[len("miss: "):]
             else:
                 out[key] = how
             return start()
 
-        first: dict[int, int] = {}
+        first: dict[str, tuple[int, int]] = {}
         for _ in range(min(n, len(queue))):
-            for pid, r in start():
-                first[r] = pid
+            for key, pid, r in start():
+                first[key] = (pid, r)
         _collect_children(first, on_done)
     return out
 
 
+def _layout_usable(model, layout_path: Path) -> dict | None:
+    """The saved layout when it is of this cache format and of ``model``'s free variables
+    (None when absent, unreadable or stale: the model is then compiled again)."""
+    try:
+        layout = json.loads(layout_path.read_text())
+    except (OSError, ValueError):
+        return None
+    value_names = [model.rvs_to_values[v].name for v in model.free_RVs]
+    try:
+        ok = layout.get("format") == CACHE_FORMAT and layout["names"][: layout["n_joined"]] == value_names
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return layout if ok else None
+
+
 def _load(model, key: str, layout_path: Path, logp_sig, expand_sig):
     """The model from the disk cache, or None when the cache has no usable entry for it."""
-    if layout_path.exists():
-        layout = json.loads(layout_path.read_text())
-        value_names = [model.rvs_to_values[v].name for v in model.free_RVs]
-        if layout.get("format") == CACHE_FORMAT and layout["names"][: layout["n_joined"]] == value_names:
-            shared_data = _shared_values(model, layout["shared_names"])
-            dts = [shared_data[n].dtype for n in layout["logp_shared"]]
-            nds = [shared_data[n].ndim for n in layout["logp_shared"]]
-            rec = _record_dtype(shared_data)
-            lp = _make_pyfunc(_logp_source(layout["n_dim"], layout["logp_shared"], nds),
-                              "vvuq_twin_logp", None, rec, dts, key)
-            dts_e = [shared_data[n].dtype for n in layout["expand_shared"]]
-            nds_e = [shared_data[n].ndim for n in layout["expand_shared"]]
-            ex = _make_pyfunc(_expand_source(layout["n_dim"], layout["n_expanded"], layout["expand_shared"], nds_e),
-                              "vvuq_twin_expand", None, rec, dts_e, key)
-            logp_cf = _load_cfunc(lp, logp_sig)
-            expand_cf = _load_cfunc(ex, expand_sig) if logp_cf is not None else None
-            if logp_cf is not None and expand_cf is not None:
-                return _assemble(model, layout, logp_cf, expand_cf, shared_data)
+    layout = _layout_usable(model, layout_path)
+    if layout is None:
+        return None
+    shared_data = _shared_values(model, layout["shared_names"])
+    dts = [shared_data[n].dtype for n in layout["logp_shared"]]
+    nds = [shared_data[n].ndim for n in layout["logp_shared"]]
+    rec = _record_dtype(shared_data)
+    lp = _make_pyfunc(_logp_source(layout["n_dim"], layout["logp_shared"], nds),
+                      "vvuq_twin_logp", None, rec, dts, key)
+    dts_e = [shared_data[n].dtype for n in layout["expand_shared"]]
+    nds_e = [shared_data[n].ndim for n in layout["expand_shared"]]
+    ex = _make_pyfunc(_expand_source(layout["n_dim"], layout["n_expanded"], layout["expand_shared"], nds_e),
+                      "vvuq_twin_expand", None, rec, dts_e, key)
+    logp_cf = _load_cfunc(lp, logp_sig)
+    expand_cf = _load_cfunc(ex, expand_sig) if logp_cf is not None else None
+    if logp_cf is not None and expand_cf is not None:
+        return _assemble(model, layout, logp_cf, expand_cf, shared_data)
     return None
 
 
