@@ -106,16 +106,7 @@ def _run_case(args) -> int:
         print(f"Case {args.case!r} has no runner yet (case_studies/{args.case}/run.py).", file=sys.stderr)
         return 2
     out = Path(args.out) / args.case
-    kw = {}
-    if args.sbc:
-        import inspect
-
-        if "sbc" not in inspect.signature(mod.run).parameters:
-            print(f"--sbc: case {args.case!r} has no optional SBC step (its SBC, if any, always runs).",
-                  file=sys.stderr)
-            return 2
-        kw["sbc"] = True
-    summary = mod.run(data_dir=args.data, out=str(out), seed=args.seed, quick=args.quick, **kw)
+    summary = mod.run(data_dir=args.data, out=str(out), seed=args.seed, quick=args.quick)
     print(json.dumps(summary, indent=2, default=str)[:4000])
     return 0
 
@@ -146,9 +137,6 @@ def _main(argv: Sequence[str] | None) -> int:
     p_run.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p_run.add_argument("--out", default="results", help="output directory (default ./results)")
     p_run.add_argument("--quick", action="store_true", help="case studies: quick mode")
-    p_run.add_argument("--sbc", action="store_true",
-                       help="case studies with an optional SBC step (airframe): run it in full mode "
-                            "(gated on its replications' sampler diagnostics)")
     p_run.add_argument("--data", default=None, help="data directory (or set VVUQ_TWIN_DATA)")
     p_run.add_argument("--no-progress", action="store_true",
                        help="hide progress (bars in a terminal, periodic lines otherwise)")
@@ -164,10 +152,6 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     if args.seed < 0:
         parser.error("--seed must be >= 0")
-    if args.sbc and args.quick:
-        parser.error("--sbc needs full mode: drop --quick (SBC does not fit the quick run's 3-minute budget)")
-    if args.sbc and args.case == "default":
-        parser.error("--sbc applies to a case study with an optional SBC step (airframe), not the default twin")
     if args.case == "default":
         return _run_default(args)
     return _run_case(args)

@@ -145,8 +145,8 @@ def case_prose(res: Any, design: Any, prov: Any) -> dict[str, str]:
     sd = asm["population_sd"]
     sbc = r["sbc"]
     sbc_text = (f"SBC {sbc.status.value}: {sbc.reason}" if sbc.status.value == "NOT APPLICABLE" else (
-        f"SBC on a sub-design of the calibration design ({sbc.values.get('design', 'the calibration design')}; "
-        f"{sbc.values['n_sims']} replications): {sbc.status.value}. " + SBC_POWER.get(
+        f"SBC on the calibration design ({sbc.values['n_sims']} replications, each calibrated with the "
+        f"calibration's sampler, settings and budget): {sbc.status.value}. {sbc.reason} " + SBC_POWER.get(
             int(sbc.values["n_sims"]), "The power of the rank test was not simulated for this number of replications.")))
     m = res.objects["calibrate"].posterior["m_mu"].values.ravel()
     m_lo, m_hi = np.quantile(m, [0.05, 0.95])

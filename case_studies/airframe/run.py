@@ -9,10 +9,8 @@ The loop (:class:`vvuq_twin.loop.VVUQLoop`), from the pieces in this package:
    log growth rate, so ``N(a)`` increases with ``a`` in every draw;
 3. verify the twin's quadrature of ``N(a)`` (4-point Gauss-Legendre in ``log a``, order 8)
    against the infinite-plate closed form;
-   simulation-based calibration (SBC) of the inference on a half-row sub-design of the calibration
-   design, in full mode on request only (``sbc=True``, ``--sbc``; at its budget every replication
-   failed its sampler diagnostics, so the step gates on them and FAILs; otherwise NOT APPLICABLE
-   with what was measured);
+   in full mode, simulation-based calibration (SBC) of the inference on the calibration design
+   with the calibration's own sampler and budget, gated on its replications' convergence;
 4. calibrate (nutpie, low-rank mass matrix; the gate is R-hat <= 1.01, bulk and tail ESS >= 400,
    0 divergences);
 5. monotonicity of ``N(a)`` over all draws; validate the *population* predictive on the
@@ -37,20 +35,20 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from vvuq_twin.inference import Thresholds
-from vvuq_twin.loop import QoI, Calibrate, DataSplit, Sensitivity, VVUQLoop, Verify
+from vvuq_twin.loop import SBC, QoI, Calibrate, DataSplit, Sensitivity, VVUQLoop, Verify
 
 from .data import VIRKLER_CONDITIONS, load_virkler
 from .decision import (CYCLES_SCALE, DELTA_K_REF, POPULATION_NAMES, LifeModel, conditional_failure_probability,
                        reliability_index)
 from .model import QUADRATURE_ORDERS, cycles_to_length, cycles_to_length_infinite
 from .report import case_figures, case_prose, m_comparison
-from .steps import (PF_CONFIDENCE, TARGET_PF, AirframeAssimilate, DesignSBC, InspectionDecide, Monotonicity, NotRun,
+from .steps import (PF_CONFIDENCE, TARGET_PF, AirframeAssimilate, InspectionDecide, Monotonicity, NotRun,
                     PopulationValidate, population_theta)
-from .twin import (A0, A_MAX, N_CAL, QUADRATURE, SHAPE_NAMES, THIN, VALIDATION_LENGTHS, build_twin, holdout_matrix,
+from .twin import (A0, A_MAX, QUADRATURE, SHAPE_NAMES, THIN, VALIDATION_LENGTHS, build_twin, holdout_matrix,
                    log10_dk_range, specimen_design, twin_data)
 
 __all__ = ["build_twin", "run", "main", "COVERAGE_LEVEL", "DELTA_K_REF", "TARGET_PF", "PF_CONFIDENCE",
-           "CYCLES_SCALE", "LOAD_WORLDS", "budget", "SBC_BUDGET", "SBC_THIN", "SBC_QUICK_REASON", "SBC_FULL_REASON",
+           "CYCLES_SCALE", "LOAD_WORLDS", "budget", "SBC_N_SIMS", "SBC_QUICK_REASON",
            "N_PARTICLES"]
 
 #: Nominal coverage of the population predictive interval checked on the held-out specimens.
@@ -75,56 +73,36 @@ def budget(quick: bool) -> dict[str, Any]:
 N_PARTICLES = {True: 300, False: 400}
 
 
-#: SBC (opt-in, ``run(..., sbc=True)`` / ``vvuq-twin run airframe --sbc``): replications and per-fit
-#: budget (2 chains; ranks against 99 draws). Measured 2026-12-03, seed 7, idle 2 cores: 134 s, and
-#: **every one of the 20 replications failed its sampler diagnostics** (worst R-hat 3.05, smallest
-#: bulk ESS 2, 444 divergences; benchmarks/RESULTS.md): ranks from such fits test the SBC's budget,
-#: not the inference, so the step gates on them (SBC_MAX_UNCONVERGED) and FAILs at this budget.
-SBC_BUDGET = {"n_sims": 20, "draws": 200, "tune": 300}
+#: SBC (full mode): replications, each a calibration with the calibration's own sampler, settings
+#: and budget (:func:`budget`) on the calibration design itself (ranks against 99 draws).
+#: Measured 2026-12-03 (seed 123 of sbc_twin, idle 2 cores, benchmarks/RESULTS.md): 376 s for 20,
+#: ranks uniform, but 8 of the 20 fits failed their sampler diagnostics (R-hat up to 1.034, bulk
+#: ESS 104-398, 0-4 divergences), so the step FAILs its convergence gate: the inference as declared
+#: does not converge at this budget in 40 % of the prior's worlds.
+SBC_N_SIMS = 20
 #: At most this fraction of SBC replications may fail their sampler diagnostics (as climate's full SBC)
 SBC_MAX_UNCONVERGED = 0.1
-#: SBC's design: the 32 calibration specimens at every SBC_THIN-th crack length (every 8th in the
-#: calibration itself), so each replication fits half the calibration's rows.
-SBC_THIN = 16
-#: Why quick mode does not run SBC (measured 2026-12-02, seed 7, quick design, under load 5-8).
+#: Why quick mode does not run SBC (what was measured).
 SBC_QUICK_REASON = (
-    "not run in quick mode: SBC on the quick calibration design (16 specimens x 14 lengths) costs about "
-    "15 CPU-s per replication (10 replications of 2 x (300 tune + 200 draws): 154 CPU-s, and 7 of the 10 fits "
-    "gave fewer than 99 near-independent draws), over the 3-minute budget of the whole quick run, and 10 "
-    "replications would detect only gross failures; full mode runs it on request (--sbc, 20 replications)")
-#: Why a plain full run does not run SBC (measured 2026-12-02 at seed 7, load 4-8).
-SBC_FULL_REASON = (
-    "not run by default in full mode: SBC of this inference (20 replications of 2 x (300 tune + 200 draws) "
-    "on the 32 calibration specimens at every 16th crack length, half the calibration's rows) took 134 s on "
-    "2 idle cores (seed 7, 2026-12-03), but every replication failed its sampler diagnostics (worst R-hat "
-    "3.05), so its ranks would test the SBC's sampler budget, not this inference; with `--sbc` the step "
-    "gates on that and FAILs until a budget that converges is found. Run it with `vvuq-twin run airframe "
-    "--sbc` (run(..., quick=False, sbc=True))")
+    "not run in quick mode: SBC of this inference at the calibration's budget (2 chains x (1000 tune + "
+    "3000 draws) per replication) took 376 s for 20 replications on the full calibration design (2 idle "
+    "cores, 2026-12-03), over the quick run's 3-minute budget, and cheaper fits (300 tune + 200 draws) "
+    "did not converge (7 of 10 on the quick design), so their ranks would test the SBC's budget, not the "
+    "inference; full mode runs it (vvuq-twin run airframe --seed S)")
 
 
-def _sbc(twin: Any, quick: bool, ds: Any, design: Any, sbc: bool = False) -> Any:
-    """SBC of the inference the loop runs (same twin, nutpie, low-rank mass matrix): the
-    population, discrepancy and noise parameters and the joint log-likelihood, each with a band
-    of level 1 - 0.05/9 (familywise 95 %), on the calibration specimens at every
-    :data:`SBC_THIN`-th length, when ``sbc`` is true (full mode only); otherwise a NOT APPLICABLE
-    step saying why (:data:`SBC_QUICK_REASON`, :data:`SBC_FULL_REASON`) and how to run it."""
-    if quick and sbc:
-        raise ValueError("sbc=True needs full mode (quick=False): SBC runs on a sub-design of the full "
-                         "calibration design, which the quick run's 3-minute budget cannot hold.")
+def _sbc(twin: Any, quick: bool) -> Any:
+    """SBC of the inference the loop runs, in full mode: the population, discrepancy and noise
+    parameters and the joint log-likelihood (bands of level 1 - 0.05/9, familywise 95 %) on the
+    calibration design, each replication calibrated as :class:`Calibrate` is (:func:`budget`);
+    in quick mode a NOT APPLICABLE step saying why (:data:`SBC_QUICK_REASON`)."""
     if quick:
         return NotRun("sbc", kind="verification", reason=SBC_QUICK_REASON)
-    if not sbc:
-        return NotRun("sbc", kind="verification", reason=SBC_FULL_REASON)
     names = [*POPULATION_NAMES[:4], *SHAPE_NAMES, *twin.observation.noise_names()]
-    tmpl = twin_data(ds, design.calibration, SBC_THIN)
-    how = (f"the {len(design.calibration)} calibration specimens at every {SBC_THIN}th measured crack length "
-           f"({tmpl.y.size} rows; the calibration uses every {THIN[False]}th, "
-           f"{twin_data(ds, design.calibration, THIN[False]).y.size} rows): same specimens, inputs, twin and "
-           "sampler, half the rows (to cut its cost); run on request (sbc=True); at most "
-           f"{SBC_MAX_UNCONVERGED:.0%} of the replications may fail their sampler diagnostics")
-    return DesignSBC(template=tmpl, design=how, var_names=names, prob=1.0 - 0.05 / (len(names) + 1), chains=2,
-                     **SBC_BUDGET, calibrate_kwargs={"mass_matrix": "low_rank", "target_accept": 0.95},
-                     max_unconverged=SBC_MAX_UNCONVERGED)
+    b = budget(False)
+    fit = {k: b[k] for k in ("mass_matrix", "target_accept", "thresholds")}  # method "auto": nutpie
+    return SBC(n_sims=SBC_N_SIMS, draws=b["draws"], tune=b["tune"], chains=b["chains"], var_names=names,
+               prob=1.0 - 0.05 / (len(names) + 1), calibrate_kwargs=fit, max_unconverged=SBC_MAX_UNCONVERGED)
 
 
 #: The twin's quadrature rule (both modes) and its formal order; the panel widths of the code
@@ -158,8 +136,7 @@ def _beta_qoi(life: LifeModel, decide: InspectionDecide) -> QoI:
     return QoI("beta", beta, "reliability index of a new panel at the 1e-4 inspection interval")
 
 
-def _steps(quick: bool, life: LifeModel, design: Any, ds: Any, stream: list[Any], twin: Any,
-           sbc: bool = False) -> list[Any]:
+def _steps(quick: bool, life: LifeModel, design: Any, ds: Any, stream: list[Any], twin: Any) -> list[Any]:
     lengths = np.unique(ds["crack_half_length"].values)
     hold = holdout_matrix(ds, design.holdout)
     worlds = {k: f * _DS for k, f in LOAD_WORLDS.items()}
@@ -167,7 +144,7 @@ def _steps(quick: bool, life: LifeModel, design: Any, ds: Any, stream: list[Any]
     val_kw = dict(holdout=hold, lengths=VALIDATION_LENGTHS, specimens=design.holdout, level=COVERAGE_LEVEL)
     return [
         Verify(solver=_quadrature_solver, reference=_quadrature_exact, h=VERIFY_H, formal_order=VERIFY_ORDER),
-        _sbc(twin, quick, ds, design, sbc),
+        _sbc(twin, quick),
         Calibrate(**budget(quick)),
         Monotonicity(life=life, lengths=lengths),
         PopulationValidate(**val_kw),
@@ -182,7 +159,7 @@ def _steps(quick: bool, life: LifeModel, design: Any, ds: Any, stream: list[Any]
 
 
 def run(data_dir: str | os.PathLike[str] | None = None, out: str | os.PathLike[str] = "out/airframe",
-        seed: int = 1, quick: bool = True, *, on_fail: str = "flag", sbc: bool = False) -> dict[str, Any]:
+        seed: int = 1, quick: bool = True, *, on_fail: str = "flag") -> dict[str, Any]:
     """Run the airframe case study on the loop and write its report.
 
     Parameters
@@ -197,17 +174,6 @@ def run(data_dir: str | os.PathLike[str] | None = None, out: str | os.PathLike[s
         Fewer calibration specimens (:data:`~case_studies.airframe.twin.N_CAL`), same design.
     on_fail : {"flag", "stop"}
         A failed gate marks what follows PROVISIONAL (default) or stops the loop.
-    sbc : bool
-        Full mode only: run the simulation-based calibration step (134 s on 2 idle cores; it
-        FAILs while more than :data:`SBC_MAX_UNCONVERGED` of its replications fail their sampler
-        diagnostics, as all did at seed 7). Off (default), the step is reported NOT APPLICABLE
-        with what was measured and how to run it (:data:`SBC_FULL_REASON`).
-
-    Raises
-    ------
-    ValueError
-        ``sbc=True`` with ``quick=True``.
-
     Returns
     -------
     dict
@@ -215,11 +181,6 @@ def run(data_dir: str | os.PathLike[str] | None = None, out: str | os.PathLike[s
     """
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {seed!r}.")
-    if not isinstance(sbc, bool):
-        raise TypeError(f"sbc must be a bool, got {sbc!r}.")
-    if quick and sbc:
-        raise ValueError("sbc=True needs full mode (quick=False): SBC runs on a sub-design of the full "
-                         "calibration design, which the quick run's 3-minute budget cannot hold.")
     ds, prov = load_virkler(data_dir)
     design = specimen_design(ds["specimen"].values, quick)
     cal = twin_data(ds, design.calibration, THIN[quick])
@@ -227,7 +188,7 @@ def run(data_dir: str | os.PathLike[str] | None = None, out: str | os.PathLike[s
     twin = build_twin(quick=quick)
     life = LifeModel(QUADRATURE[quick][0], log10_dk_range(A_MAX), rule=QUADRATURE[quick][1])
     out = Path(out)
-    loop = VVUQLoop(twin, DataSplit(cal, None, stream), _steps(quick, life, design, ds, stream, twin, sbc), seed=seed,
+    loop = VVUQLoop(twin, DataSplit(cal, None, stream), _steps(quick, life, design, ds, stream, twin), seed=seed,
                     on_fail=on_fail, out=out / "loop", name="airframe")
     # one BLAS thread: the sampler runs its two chains on the two cores, and the small dense
     # operations elsewhere (SALib's 1-D KDEs, the SMC moves) only spin extra BLAS threads: under
@@ -283,17 +244,14 @@ def flat_figures(res: Any, design: Any, quick: bool, ds: Any) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m case_studies.airframe.run [--quick | --sbc] [--seed S] [--out DIR] [--data DIR]``."""
+    """``python -m case_studies.airframe.run [--quick] [--seed S] [--out DIR] [--data DIR]``."""
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--data", default=None, help="data directory (default $VVUQ_TWIN_DATA)")
     ap.add_argument("--out", default="out/airframe")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--sbc", action="store_true", help="full mode: also run SBC (20 replications, gated on their convergence)")
     a = ap.parse_args(argv)
-    if a.quick and a.sbc:
-        ap.error("--sbc needs full mode (drop --quick)")
-    run(a.data, a.out, a.seed, a.quick, sbc=a.sbc)
+    run(a.data, a.out, a.seed, a.quick)
     return 0
 
 

@@ -9,9 +9,6 @@
 - :class:`InspectionDecide` - the 1e-4 failure-probability inspection interval of a new panel
   with an independent Monte Carlo check, refusing to call a decision "in domain" when the
   critical length lies beyond the calibrated crack lengths;
-- :class:`DesignSBC` - :class:`vvuq_twin.loop.SBC` on a stated sub-design of the calibration
-  design (the calibration specimens at fewer crack lengths), so that full mode's SBC fits its
-  time budget; the design is in the step's configuration and its result;
 - :class:`AirframeAssimilate` - :class:`vvuq_twin.loop.Assimilate` with the full move
   diagnostics of every update (kernel, acceptance, moves, mixing) and the coherence figures
   (posterior sd of the population parameters before and after).
@@ -24,13 +21,13 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
-from vvuq_twin.loop import SBC, Assimilate, LoopContext, Status, Step, StepResult
+from vvuq_twin.loop import Assimilate, LoopContext, Status, Step, StepResult
 
 from .decision import (CYCLES_SCALE, POPULATION_NAMES, FailureProbability, LifeModel,
                        mixture_quantile, monotonicity_violations, monte_carlo_failure_probability)
 from .twin import A0, SHAPE_NAMES
 
-__all__ = ["population_theta", "NotRun", "DesignSBC", "Monotonicity", "PopulationValidate", "InspectionDecide",
+__all__ = ["population_theta", "NotRun", "Monotonicity", "PopulationValidate", "InspectionDecide",
            "AirframeAssimilate", "TARGET_PF", "PF_CONFIDENCE"]
 
 #: Chance constraint of the inspection decision.
@@ -74,42 +71,6 @@ class NotRun(Step):
 
     def run(self, ctx: LoopContext) -> tuple[StepResult, Any]:
         return self._result(Status.NOT_APPLICABLE, self.why, {"run": False}), None
-
-
-class DesignSBC(SBC):
-    """:class:`vvuq_twin.loop.SBC` with the data simulated on ``template`` instead of the whole
-    calibration data: a sub-design of it (same specimens, same inputs and units, fewer crack
-    lengths), described by ``design`` (a sentence for the report and the summary).
-
-    The twin, the priors, the sampler and its settings are those of the calibration; ranks are of
-    the actual prior draws and the uniformity test is the loop's (it can fail).
-    """
-
-    def __init__(self, name: str = "sbc", *, template: Any, design: str, **kw: Any) -> None:
-        super().__init__(name, **kw)
-        self.template, self.design = template, str(design)
-
-    def config(self) -> dict[str, Any]:
-        t = self.template
-        return {**super().config(), "design": self.design, "template_x": np.asarray(t.x, float).round(10).tolist(),
-                "template_unit": [str(u) for u in np.asarray(t.unit)]}
-
-    def compile_jobs(self, ctx: LoopContext) -> list[tuple[Any, Any, dict[str, Any]]]:
-        return [(ctx.twin, self.template, dict(self.calibrate_kwargs))]
-
-    def run(self, ctx: LoopContext) -> tuple[StepResult, Any]:
-        from dataclasses import replace
-
-        full = ctx.split
-        ctx.split = replace(full, calibration=self.template)
-        try:
-            res, obj = super().run(ctx)
-        finally:
-            ctx.split = full
-        n_rows, n_units = int(np.size(self.template.y)), len(set(np.asarray(self.template.unit).tolist()))
-        vals = {**res.values, "design": self.design, "n_rows": n_rows, "n_specimens": n_units,
-                "n_rows_calibration": int(np.size(full.calibration.y))}
-        return self._result(res.status, f"{res.reason} Design: {self.design}", vals), obj
 
 
 class Monotonicity(Step):

@@ -294,92 +294,52 @@ def test_airframe_bad_input_is_refused(tmp_path):
 
     with pytest.raises(TypeError, match="seed must be an int"):
         run(tmp_path, tmp_path, seed=1.5)
-    # SBC is full mode's opt-in step: refused in quick mode before any data are read
-    with pytest.raises(ValueError, match=r"sbc=True needs full mode \(quick=False\)"):
-        run(tmp_path / "missing", tmp_path, quick=True, sbc=True)
-    with pytest.raises(TypeError, match="sbc must be a bool"):
-        run(tmp_path / "missing", tmp_path, quick=False, sbc="yes")
     with pytest.raises(DataDirectoryError, match="virkler_crack_growth.csv"):
         run(tmp_path, tmp_path / "out")
 
 
 # ------------------------------------------------------------------ slow: the quick run
-def test_full_mode_sbc_design_is_a_sub_design_of_the_calibration(data_dir):
-    """Full mode's SBC simulates on the calibration specimens at every SBC_THIN-th length: every
-    (specimen, length) it uses is a row of the calibration data, every calibration specimen is
-    in it with the critical length 49.8 mm, and it has about half the calibration's rows."""
+def test_full_mode_sbc_runs_the_calibrations_inference_on_the_calibration_design(data_dir):
+    """Issue #14 item 4: full mode's SBC simulates on the calibration design itself (the loop's
+    calibration data: its specimens, lengths and rows) and calibrates each replication with the
+    Calibrate step's own sampler, settings and budget; it gates on the replications'
+    convergence; quick mode reports it NOT APPLICABLE with what was measured."""
     from case_studies.airframe import run as R
     from case_studies.airframe.data import load_virkler
-    from case_studies.airframe.steps import DesignSBC
-    from case_studies.airframe.twin import A_MAX, THIN, specimen_design, twin_data
+    from case_studies.airframe.decision import LifeModel
+    from case_studies.airframe.steps import NotRun
+    from case_studies.airframe.twin import A_MAX, log10_dk_range, specimen_design
+    from vvuq_twin.loop import SBC, Calibrate, Status
 
     ds, _ = load_virkler(data_dir)
     design = specimen_design(ds["specimen"].values, False)
-    step = R._sbc(R.build_twin(quick=False), False, ds, design, sbc=True)
-    assert isinstance(step, DesignSBC) and step.n_sims == R.SBC_BUDGET["n_sims"]
-    t, cal = step.template, twin_data(ds, design.calibration, THIN[False])
-    rows = set(zip(np.asarray(cal.unit).tolist(), np.round(np.asarray(cal.x, float).ravel(), 6).tolist()))
-    sub = list(zip(np.asarray(t.unit).tolist(), np.round(np.asarray(t.x, float).ravel(), 6).tolist()))
-    assert set(sub) <= rows and len(set(sub)) == len(sub)
-    assert {u for u, _ in sub} == set(design.calibration)
-    assert all((u, A_MAX) in set(sub) for u in design.calibration)
-    assert 0.45 <= len(sub) / len(rows) <= 0.55
-    # the data the ranks are tested on is named in the step's configuration (resume fingerprint)
-    assert step.config()["template_unit"] == np.asarray(t.unit).tolist()
-    # quick mode says why it does not run SBC
-    assert R._sbc(R.build_twin(quick=True), True, ds, design).config()["reason"].startswith("not run in quick mode")
+    life = LifeModel(R.QUADRATURE[False][0], log10_dk_range(A_MAX), rule=R.QUADRATURE[False][1])
+    steps = {s.name: s for s in R._steps(False, life, design, ds, [], R.build_twin(quick=False))}
+    sbc, cal = steps["sbc"], steps["calibrate"]
+    # the plain loop SBC: its template is ctx.split.calibration (no sub-design of its own)
+    assert type(sbc) is SBC and isinstance(cal, Calibrate) and sbc.n_sims == R.SBC_N_SIMS == 20
+    b = R.budget(False)
+    assert (sbc.draws, sbc.tune, sbc.chains) == (b["draws"], b["tune"], b["chains"]) == (3000, 1000, 2)
+    for key in ("mass_matrix", "target_accept", "thresholds"):
+        assert sbc.calibrate_kwargs[key] == b[key]
+    assert sbc.max_unconverged == R.SBC_MAX_UNCONVERGED == 0.1
+    # the ranked quantities: population (4), discrepancy shape (3), noise (1) + log_lik: 1 - 0.05/9
+    assert len(sbc.var_names) == 8 and sbc.prob == pytest.approx(1 - 0.05 / 9)
+    quick = R._sbc(R.build_twin(quick=True), True)
+    assert isinstance(quick, NotRun) and quick.config()["reason"] == R.SBC_QUICK_REASON
+    assert R.SBC_QUICK_REASON.startswith("not run in quick mode") and "376 s" in R.SBC_QUICK_REASON
+    res, obj = quick.run(None)
+    assert res.status is Status.NOT_APPLICABLE and obj is None
 
 
-def test_full_mode_runs_sbc_only_on_request(data_dir):
-    """A plain full run reports SBC NOT APPLICABLE with its measured cost and how to run it; with
-    sbc=True it is the DesignSBC step; quick mode with sbc=True is refused with a clear error."""
-    from case_studies.airframe import run as R
-    from case_studies.airframe.data import load_virkler
-    from case_studies.airframe.steps import DesignSBC, NotRun
-    from case_studies.airframe.twin import specimen_design
-    from vvuq_twin.loop import Status
-
-    ds, _ = load_virkler(data_dir)
-    design = specimen_design(ds["specimen"].values, False)
-    twin = R.build_twin(quick=False)
-    step = R._sbc(twin, False, ds, design)
-    assert isinstance(step, NotRun) and not isinstance(step, DesignSBC)
-    why = step.config()["reason"]
-    assert why == R.SBC_FULL_REASON and why.startswith("not run by default in full mode")
-    assert "every replication failed its sampler diagnostics" in why and "--sbc" in why and "sbc=True" in why
-    res, obj = step.run(None)
-    assert res.status is Status.NOT_APPLICABLE and res.values == {"run": False} and obj is None
-    on_request = R._sbc(twin, False, ds, design, sbc=True)
-    # the step gates on its replications' convergence: ranks of unconverged fits cannot PASS it
-    assert isinstance(on_request, DesignSBC) and on_request.max_unconverged == R.SBC_MAX_UNCONVERGED == 0.1
-    with pytest.raises(ValueError, match="needs full mode"):
-        R._sbc(R.build_twin(quick=True), True, ds, design, sbc=True)
-
-
-def test_cli_sbc_flag_reaches_the_airframe_run_and_is_refused_where_it_does_not_apply(monkeypatch, tmp_path,
-                                                                                      capsys):
-    import case_studies.airframe.run as R
+def test_cli_has_no_sbc_option(capsys):
+    """SBC is part of every full airframe run (as in the other cases): the former opt-in flag is
+    an unknown argument, a usage error (exit 2) before anything runs."""
     from vvuq_twin.cli import _main
 
-    calls = []
-
-    def fake(data_dir=None, out="", seed=1, quick=True, *, on_fail="flag", sbc=False):
-        calls.append({"quick": quick, "sbc": sbc, "seed": seed})
-        return {}
-
-    monkeypatch.setattr(R, "run", fake)
-    assert _main(["run", "airframe", "--sbc", "--seed", "3", "--out", str(tmp_path)]) == 0
-    assert _main(["run", "airframe", "--out", str(tmp_path)]) == 0
-    assert calls == [{"quick": False, "sbc": True, "seed": 3}, {"quick": False, "sbc": False, "seed": 1}]
-    for argv, msg in ((["run", "airframe", "--quick", "--sbc"], "--sbc needs full mode"),
-                      (["run", "--sbc"], "not the default twin")):
-        with pytest.raises(SystemExit) as e:
-            _main(argv)
-        assert e.value.code == 2 and msg in capsys.readouterr().err
-    # a case whose run has no optional SBC step: a clear refusal, not a TypeError deep inside
-    assert _main(["run", "tumor", "--sbc", "--out", str(tmp_path)]) == 2
-    assert "has no optional SBC step" in capsys.readouterr().err
-    assert len(calls) == 2
+    with pytest.raises(SystemExit) as e:
+        _main(["run", "airframe", "--sbc"])
+    assert e.value.code == 2 and "unrecognized arguments: --sbc" in capsys.readouterr().err
 
 
 def test_assimilation_budget_of_each_mode(data_dir):

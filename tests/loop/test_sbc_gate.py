@@ -87,9 +87,20 @@ def test_unconverged_replications_fail_the_gate_and_are_reported_without_it(monk
     assert gated.values["passed"] is True  # the ranks of an exact posterior are uniform ...
     assert gated.status is Status.FAIL  # ... but the gate refuses ranks of unconverged fits
     assert f"failed in {n_bad} of 60 replications" in gated.reason and "sampler budget" in gated.reason
+    # the advice names both causes: the SBC's budget, or the inference itself (reparametrise)
+    assert "settings of the calibration" in gated.reason and "reparametrise" in gated.reason
     assert gated.values["diagnostics_worst"] == {"rhat": 1.04, "ess_bulk": 50.0, "divergences": 3.0 * n_bad}
     saved = xr.open_dataset(tmp_path / "g" / "steps" / "00_sbc" / "sbc.nc")
     assert int((saved["diag_passed"] == 0).sum()) == n_bad
+    # where they lie: the fits "fail" when the data sum is positive, so at high prior mu; the AUC
+    # against scipy's Mann-Whitney U of the saved prior values (an independent computation)
+    from scipy.stats import mannwhitneyu
+
+    mu = saved["prior_value"].sel(quantity="mu").values
+    failed = saved["diag_passed"].values == 0
+    u = mannwhitneyu(mu[failed], mu[~failed]).statistic / (failed.sum() * (~failed).sum())
+    assert gated.values["unconverged_where"]["mu"] == pytest.approx(u) and u > 0.8
+    assert f"lie at high prior values of mu (AUC {u:.2f}" in gated.reason
     saved.close()
     # a tolerance that admits them passes; the default reports without gating
     loose = _run(monkeypatch, loop_parts, "unconverged", max_unconverged=n_bad / 60)["sbc"]

@@ -269,6 +269,11 @@ class SBC(Step):
     sampler budget rather than the inference: with ``max_unconverged`` set (a fraction of
     ``n_sims``), the step FAILs when more replications than that failed their diagnostics,
     whatever the ranks say. ``None`` (default) reports the count without gating on it.
+
+    Where in the prior the unconverged replications lie is reported too (``unconverged_where``:
+    per ranked quantity, the AUC of its prior values, unconverged against converged; the reason
+    names the parameter furthest from 0.5), so that a FAIL points at the region of the prior
+    (e.g. small observation noise) where the inference does not converge.
     """
 
     kind = "verification"
@@ -315,10 +320,12 @@ class SBC(Step):
                 col = f"diag_{key}"
                 if col in rk and np.any(np.isfinite(rk[col].values)):
                     worst[key] = float(fn(rk[col].values))
+        where = _unconverged_where(rk) if rk is not None and bad else {}
         vals = {"n_sims": self.n_sims, "passed": bool(res.passed), "failed_quantities": list(failed),
                 "quantities": [str(q) for q in res.report["quantity"].values] if "quantity" in res.report.coords else [],
                 "n_diagnosed": n_diag, "n_unconverged": len(bad), "unconverged": bad,
-                "max_unconverged": self.max_unconverged, "diagnostics_worst": worst}
+                "max_unconverged": self.max_unconverged, "diagnostics_worst": worst,
+                "unconverged_where": where}
         too_many = (self.max_unconverged is not None and n_diag > 0
                     and len(bad) > self.max_unconverged * self.n_sims)
         if self.max_unconverged is not None and n_diag == 0:
@@ -332,11 +339,20 @@ class SBC(Step):
                        f"{worst.get('ess_bulk', float('nan')):.0f}, {worst.get('divergences', 0):.0f} divergences)"
                        if bad else "") + ".")
             why += conv
+        params = [k for k in where if k != "log_lik"]  # a parameter of the prior, not the likelihood
+        if params:
+            q = max(params, key=lambda k: abs(where[k] - 0.5))
+            why += (f" The unconverged replications lie at {'low' if where[q] < 0.5 else 'high'} prior values of "
+                    f"{q} (AUC {where[q]:.2f}: the chance that an unconverged replication's value exceeds a "
+                    "converged one's; 0.5 = no association).")
         if too_many:
             why += (" More replications than allowed (max_unconverged="
                     f"{self.max_unconverged:g} of {self.n_sims}) did not converge: their ranks test the SBC's "
                     "sampler budget, not the inference. Give each replication the draws, tuning and sampler "
-                    "settings of the calibration.")
+                    "settings of the calibration; where it already has them, the inference itself does not "
+                    "converge in that part of the prior (see the prior values of the replications listed in "
+                    "'unconverged', sbc.nc): reparametrise (centred / non-centred per-unit parameters) or "
+                    "revise the prior there.")
         return self._result(st, why, vals), res
 
     def save(self, obj: Any, directory: Path, ctx: LoopContext) -> None:
@@ -353,6 +369,29 @@ class SBC(Step):
             return None
         with xr.open_dataset(path) as ds:
             return ds.load()
+
+
+def _unconverged_where(ranks: Any) -> dict[str, float]:
+    """Where in the prior the unconverged SBC replications lie: per ranked quantity, the AUC
+    (Mann-Whitney) of its prior values, unconverged against converged replications: P(X_u > X_c)
+    + P(X_u = X_c) / 2; 0.5 means no association, near 0 or 1 a region of the prior where the
+    inference does not converge. Empty when either group is empty or nothing was diagnosed."""
+    if "prior_value" not in ranks or "diag_passed" not in ranks:
+        return {}
+    ok = np.asarray(ranks["diag_passed"].values, float)
+    known = np.isfinite(ok)
+    bad_m, good_m = known & (ok == 0), known & (ok == 1)
+    if not bad_m.any() or not good_m.any():
+        return {}
+    pv = ranks["prior_value"]
+    out: dict[str, float] = {}
+    for q in pv["quantity"].values:
+        x = np.asarray(pv.sel(quantity=q).values, float)
+        xu, xc = x[bad_m & np.isfinite(x)], x[good_m & np.isfinite(x)]
+        if xu.size and xc.size:
+            d = xu[:, None] - xc[None, :]
+            out[str(q)] = float(np.mean((d > 0) + 0.5 * (d == 0)))
+    return out
 
 
 # --------------------------------------------------------------------------- calibration
