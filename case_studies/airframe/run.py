@@ -75,10 +75,10 @@ N_PARTICLES = {True: 300, False: 400}
 
 #: SBC (full mode): replications, each a calibration with the calibration's own sampler, settings
 #: and budget (:func:`budget`) on the calibration design itself (ranks against 99 draws).
-#: Measured 2026-12-03 (seed 123 of sbc_twin, idle 2 cores, benchmarks/RESULTS.md): 376 s for 20,
-#: ranks uniform, but 8 of the 20 fits failed their sampler diagnostics (R-hat up to 1.034, bulk
-#: ESS 104-398, 0-4 divergences), so the step FAILs its convergence gate: the inference as declared
-#: does not converge at this budget in 40 % of the prior's worlds.
+#: Measured 2026-12-03 (idle 2 cores, benchmarks/RESULTS.md): in the loop at seed 7, 338 s, ranks
+#: uniform, but 10 of the 20 fits failed their sampler diagnostics (worst R-hat 2.20), 9 of them
+#: where the prior's observation noise is at most 0.008 (the data's: 0.020), so the step FAILs its
+#: convergence gate (sbc_twin directly, rng 123: 8 of 20, 376 s).
 SBC_N_SIMS = 20
 #: At most this fraction of SBC replications may fail their sampler diagnostics (as climate's full SBC)
 SBC_MAX_UNCONVERGED = 0.1
@@ -87,8 +87,8 @@ SBC_QUICK_REASON = (
     "not run in quick mode: SBC of this inference at the calibration's budget (2 chains x (1000 tune + "
     "3000 draws) per replication) took 376 s for 20 replications on the full calibration design (2 idle "
     "cores, 2026-12-03), over the quick run's 3-minute budget, and cheaper fits (300 tune + 200 draws) "
-    "did not converge (7 of 10 on the quick design), so their ranks would test the SBC's budget, not the "
-    "inference; full mode runs it (vvuq-twin run airframe --seed S)")
+    "gave fewer than 99 near-independent draws in 7 of 10 replications on the quick design, so their ranks "
+    "would test the SBC's budget, not the inference; full mode runs it (vvuq-twin run airframe --seed S)")
 
 
 def _sbc(twin: Any, quick: bool) -> Any:

@@ -372,10 +372,13 @@ class SBC(Step):
 
 
 def _unconverged_where(ranks: Any) -> dict[str, float]:
-    """Where in the prior the unconverged SBC replications lie: per ranked quantity, the AUC
-    (Mann-Whitney) of its prior values, unconverged against converged replications: P(X_u > X_c)
-    + P(X_u = X_c) / 2; 0.5 means no association, near 0 or 1 a region of the prior where the
-    inference does not converge. Empty when either group is empty or nothing was diagnosed."""
+    """Where in the prior the unconverged SBC replications lie: per ranked quantity, the AUC of
+    its prior values, unconverged against converged replications (Mann-Whitney U / (n_u n_c) =
+    P(X_u > X_c) + P(X_u = X_c) / 2); 0.5 means no association, near 0 or 1 a region of the prior
+    where the inference does not converge. Empty when either group is empty or nothing was
+    diagnosed."""
+    from scipy.stats import mannwhitneyu
+
     if "prior_value" not in ranks or "diag_passed" not in ranks:
         return {}
     ok = np.asarray(ranks["diag_passed"].values, float)
@@ -389,8 +392,7 @@ def _unconverged_where(ranks: Any) -> dict[str, float]:
         x = np.asarray(pv.sel(quantity=q).values, float)
         xu, xc = x[bad_m & np.isfinite(x)], x[good_m & np.isfinite(x)]
         if xu.size and xc.size:
-            d = xu[:, None] - xc[None, :]
-            out[str(q)] = float(np.mean((d > 0) + 0.5 * (d == 0)))
+            out[str(q)] = float(mannwhitneyu(xu, xc).statistic) / (xu.size * xc.size)
     return out
 
 
